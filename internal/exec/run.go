@@ -1,0 +1,237 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Result is what a command left behind.
+type Result struct {
+	Stdout, Stderr string
+	ExitCode       int
+	Duration       time.Duration
+}
+
+// CommandError is a command that ran and exited non-zero. Command and Stderr
+// are already redacted.
+type CommandError struct {
+	Host     string
+	Command  string
+	ExitCode int
+	Stderr   string
+}
+
+func (e *CommandError) Error() string {
+	msg := fmt.Sprintf("%s: command exited %d: %s", e.Host, e.ExitCode, e.Command)
+	if tail := lastLines(e.Stderr, 5); tail != "" {
+		msg += ": " + tail
+	}
+	return msg
+}
+
+// OutputLimitError means a command printed more than Config.MaxOutput bytes.
+// Its output was cut, so nothing should be parsed from it.
+type OutputLimitError struct {
+	Host, Command string
+	Limit         int
+}
+
+func (e *OutputLimitError) Error() string {
+	return fmt.Sprintf("%s: command printed more than %d bytes, output cut: %s", e.Host, e.Limit, e.Command)
+}
+
+// supervisor runs "$1" in a process group of its own and kills that group
+// when the session's stdin reaches EOF: fleet closes stdin to cancel a
+// command, and sshd closes it when the connection dies. sshd's own "signal"
+// request cannot do this: OpenSSH refuses it for root sessions.
+// (An asynchronous list's stdin is /dev/null unless redirected, hence fd 3.)
+const supervisor = `exec 3<&0
+if command -v setsid >/dev/null 2>&1; then setsid sh -c "$1" </dev/null 3<&- & else sh -c "$1" </dev/null 3<&- & fi
+p=$!
+{ read -r _ <&3 || :; kill -TERM -$p 2>/dev/null || kill -TERM $p; sleep 2; kill -KILL -$p 2>/dev/null || kill -KILL $p; } >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait $p; rc=$?
+kill $w 2>/dev/null
+exit $rc`
+
+// killGrace bounds how long a cancelled command may take to end: the
+// supervisor sends SIGTERM, then SIGKILL after two seconds.
+const killGrace = 3 * time.Second
+
+// Run runs cmd on the host and waits for it. When ctx ends first, the command
+// and every process it started get SIGTERM, then SIGKILL, so nothing outlives
+// its timeout on the host.
+func (c *Conn) Run(ctx context.Context, cmd string) (Result, error) {
+	return c.run(ctx, cmd, nil)
+}
+
+// RunInput is Run with stdin fed from in. The command ends when in does:
+// cancelling closes stdin, so the command must stop at end of input (cat,
+// tee, sh reading a script do).
+func (c *Conn) RunInput(ctx context.Context, cmd string, in io.Reader) (Result, error) {
+	if in == nil {
+		in = strings.NewReader("")
+	}
+	return c.run(ctx, cmd, in)
+}
+
+func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (Result, error) {
+	shown := c.cfg.Redactor.String(cmd)
+	if strings.IndexByte(cmd, 0) >= 0 {
+		return Result{}, fmt.Errorf("%s: command contains a NUL byte: %s", c.cfg.Host, shown)
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("%s: %s: %w", c.cfg.Host, shown, err)
+	}
+	select {
+	case c.sessions <- struct{}{}:
+		defer func() { <-c.sessions }()
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("%s: %s: waiting for a free session: %w", c.cfg.Host, shown, ctx.Err())
+	}
+	sess, err := c.newSession(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: open session: %w", c.cfg.Host, c.connErr(err))
+	}
+	defer sess.Close()
+
+	limit := c.cfg.MaxOutput
+	if limit == 0 {
+		limit = DefaultMaxOutput
+	}
+	stdout, stderr := &cappedBuffer{max: limit}, &cappedBuffer{max: limit}
+	sess.Stdout, sess.Stderr = stdout, stderr
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", c.cfg.Host, err)
+	}
+	line := Command("sh", "-c", supervisor, "fleet", cmd)
+	if in != nil {
+		line = cmd
+		go func() {
+			_, _ = io.Copy(stdin, &ctxReader{ctx: ctx, r: in})
+			stdin.Close()
+		}()
+	}
+
+	start := time.Now()
+	if err := sess.Start(c.wrap(line)); err != nil {
+		return Result{}, fmt.Errorf("%s: start %s: %w", c.cfg.Host, shown, c.connErr(err))
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- sess.Wait() }()
+
+	var waitErr error
+	select {
+	case waitErr = <-waited:
+	case <-ctx.Done():
+		stdin.Close()
+		select {
+		case <-waited:
+		case <-time.After(killGrace):
+		}
+		return Result{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: -1, Duration: time.Since(start)},
+			fmt.Errorf("%s: %s: stopped after %s: %w", c.cfg.Host, shown, time.Since(start).Round(time.Millisecond), ctx.Err())
+	}
+
+	res := Result{
+		Stdout:   stdout.String(),
+		Stderr:   stderr.String(),
+		Duration: time.Since(start),
+	}
+	var exitErr *ssh.ExitError
+	switch {
+	case waitErr == nil:
+	case errors.As(waitErr, &exitErr):
+		res.ExitCode = exitErr.ExitStatus()
+		return res, &CommandError{Host: c.cfg.Host, Command: shown, ExitCode: res.ExitCode, Stderr: c.cfg.Redactor.String(res.Stderr)}
+	default:
+		res.ExitCode = -1
+		return res, fmt.Errorf("%s: %s: %w", c.cfg.Host, shown, c.connErr(waitErr))
+	}
+	if stdout.cut || stderr.cut {
+		return res, &OutputLimitError{Host: c.cfg.Host, Command: shown, Limit: limit}
+	}
+	return res, nil
+}
+
+// newSession opens a session, retrying briefly when sshd refuses the
+// channel: sshd frees a session slot only after it has processed our close of
+// the previous one, so a connection at its session limit sees refusals for a
+// moment after a command ends.
+func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
+	backoff := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		sess, err := c.client.NewSession()
+		var open *ssh.OpenChannelError
+		if err == nil || !errors.As(err, &open) || attempt == 20 {
+			return sess, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// wrap runs cmd through sudo for a non-root user. -n makes sudo fail at once
+// instead of waiting for a password nobody will type.
+func (c *Conn) wrap(cmd string) string {
+	if !c.cfg.Sudo || c.cfg.User == "root" {
+		return cmd
+	}
+	return "sudo -n -- sh -c " + Quote(cmd)
+}
+
+// connErr explains errors that mean the connection itself went away.
+func (c *Conn) connErr(err error) error {
+	var missing *ssh.ExitMissingError
+	if errors.As(err, &missing) || errors.Is(err, io.EOF) {
+		select {
+		case <-c.done:
+			return fmt.Errorf("connection lost (keepalive unanswered or closed): %w", err)
+		default:
+			return fmt.Errorf("connection lost: %w", err)
+		}
+	}
+	return err
+}
+
+// cappedBuffer keeps the first max bytes written to it and drops the rest,
+// while still accepting writes so the remote side is never blocked.
+type cappedBuffer struct {
+	buf bytes.Buffer
+	max int
+	cut bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.buf.Len(); room < len(p) {
+		b.cut = true
+		if room > 0 {
+			b.buf.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *cappedBuffer) String() string { return b.buf.String() }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}

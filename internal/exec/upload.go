@@ -1,0 +1,115 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+)
+
+// Upload places data at dst with the given mode, atomically: the bytes go to
+// a temporary file in dst's directory, are synced, get their mode, and only
+// then replace dst with one rename. A reader of dst sees the old file or the
+// new one, never a part; a failed or cancelled upload leaves the old file.
+// Secrets should be uploaded with mode 0600: the temporary file has that mode
+// before the first byte is written.
+func (c *Conn) Upload(ctx context.Context, dst string, data []byte, mode os.FileMode) error {
+	if !path.IsAbs(dst) {
+		return fmt.Errorf("%s: upload %s: destination must be an absolute path", c.cfg.Host, dst)
+	}
+	var err error
+	if c.cfg.Sudo && c.cfg.User != "root" {
+		err = c.uploadSudo(ctx, dst, data, mode)
+	} else {
+		err = c.uploadSFTP(ctx, dst, data, mode)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: upload %s: %w", c.cfg.Host, dst, err)
+	}
+	return nil
+}
+
+func (c *Conn) uploadSFTP(ctx context.Context, dst string, data []byte, mode os.FileMode) error {
+	client, err := c.sftpClient()
+	if err != nil {
+		return err
+	}
+	tmp := tempName(dst)
+	f, err := client.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			client.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err := f.ReadFrom(&ctxReader{ctx: ctx, r: bytes.NewReader(data)}); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := client.PosixRename(tmp, dst); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}
+
+// uploadScript writes stdin to a temp file beside $1 and renames it over $1
+// once it holds exactly $3 bytes: a dropped connection ends stdin early, and
+// a short file must never replace the old one.
+const uploadScript = `set -e
+t=$(mktemp "$(dirname "$1")/.fleet-upload.XXXXXX")
+trap 'rm -f "$t"' EXIT
+cat > "$t"
+[ "$(($(wc -c < "$t")))" -eq "$3" ] || { echo "short write: got $(($(wc -c < "$t"))) of $3 bytes" >&2; exit 1; }
+chmod "$2" "$t"
+sync "$t" 2>/dev/null || sync
+mv -f "$t" "$1"
+trap - EXIT`
+
+// uploadSudo streams data through a root shell, since the login user's SFTP
+// session cannot write where Kubernetes keeps its files.
+func (c *Conn) uploadSudo(ctx context.Context, dst string, data []byte, mode os.FileMode) error {
+	cmd := Command("sh", "-c", uploadScript, "fleet-upload", dst,
+		strconv.FormatUint(uint64(mode.Perm()), 8), strconv.Itoa(len(data)))
+	_, err := c.RunInput(ctx, cmd, bytes.NewReader(data))
+	return err
+}
+
+func tempName(dst string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return path.Join(path.Dir(dst), "."+path.Base(dst)+".fleet-"+hex.EncodeToString(b[:]))
+}
+
+// ctxReader stops a copy when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}

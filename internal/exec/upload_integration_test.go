@@ -1,0 +1,153 @@
+package exec_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+type syscallStat = syscall.Stat_t
+
+func osCommand(name string, args ...string) ([]byte, error) {
+	return osexec.Command(name, args...).CombinedOutput()
+}
+
+// processesWithCmdline returns pids in host's namespace whose
+// /proc/PID/cmdline is exactly cmdline (NUL-separated argv).
+func processesWithCmdline(t *testing.T, host, cmdline string) []string {
+	t.Helper()
+	out, err := osCommand("ip", "netns", "pids", cluster.Host(host).NetNS)
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var found []string
+	for _, pid := range strings.Fields(string(out)) {
+		b, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+		if string(b) == cmdline {
+			found = append(found, pid)
+		}
+	}
+	return found
+}
+
+func TestUploadIsAtomicWithMode(t *testing.T) {
+	sim.Need(t, cluster)
+	for _, user := range []string{"root", sim.SudoUser} {
+		t.Run(user, func(t *testing.T) {
+			cfg := config(t, "master0")
+			cfg.User, cfg.Sudo = user, true
+			c := dial(t, cfg)
+			dst := "/etc/kubernetes/upload-" + user + ".conf"
+			data := bytes.Repeat([]byte("0123456789abcdef"), 256) // 4 KiB
+			for _, mode := range []os.FileMode{0o644, 0o600} {
+				if err := c.Upload(context.Background(), dst, data, mode); err != nil {
+					t.Fatal(err)
+				}
+				local := filepath.Join(cluster.Host("master0").Dir, dst)
+				got, err := os.ReadFile(local)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("content differs (%d bytes, %v)", len(got), err)
+				}
+				st, _ := os.Stat(local)
+				if st.Mode().Perm() != mode {
+					t.Errorf("mode %v, want %v", st.Mode().Perm(), mode)
+				}
+			}
+			assertNoTempFiles(t, "master0", "/etc/kubernetes")
+		})
+	}
+}
+
+func TestInterruptedUploadKeepsOldFile(t *testing.T) {
+	sim.Need(t, cluster)
+	big := bytes.Repeat([]byte{'x'}, 512<<20)
+	for _, user := range []string{"root", sim.SudoUser} {
+		t.Run("cancel/"+user, func(t *testing.T) {
+			cfg := config(t, "worker0")
+			cfg.User, cfg.Sudo = user, true
+			c := dial(t, cfg)
+			dst := "/etc/kubernetes/interrupted-" + user
+			if err := c.Upload(context.Background(), dst, []byte("old\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+			defer cancel()
+			if err := c.Upload(ctx, dst, big, 0o600); err == nil {
+				t.Fatal("512 MiB upload finished inside 150ms; the test proves nothing")
+			}
+			assertContent(t, "worker0", dst, "old\n")
+			waitNoTempFiles(t, "worker0", "/etc/kubernetes")
+		})
+	}
+	t.Run("connection-killed", func(t *testing.T) {
+		c := dial(t, config(t, "worker1"))
+		dst := "/etc/kubernetes/killed"
+		if err := c.Upload(context.Background(), dst, []byte("old\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- c.Upload(context.Background(), dst, big, 0o600) }()
+		time.Sleep(150 * time.Millisecond)
+		if err := cluster.StopSSHD("worker1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err == nil {
+			t.Fatal("upload survived its sshd")
+		}
+		assertContent(t, "worker1", dst, "old\n")
+		if err := cluster.StartSSHD(context.Background(), "worker1"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func assertContent(t *testing.T, host, path, want string) {
+	t.Helper()
+	got, err := os.ReadFile(filepath.Join(cluster.Host(host).Dir, path))
+	if err != nil || string(got) != want {
+		t.Fatalf("%s:%s = %d bytes (%v), want %q", host, path, len(got), err, want)
+	}
+}
+
+func tempFiles(t *testing.T, host, dir string) []string {
+	entries, err := os.ReadDir(filepath.Join(cluster.Host(host).Dir, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var temps []string
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".fleet-") {
+			temps = append(temps, e.Name())
+		}
+	}
+	return temps
+}
+
+func assertNoTempFiles(t *testing.T, host, dir string) {
+	t.Helper()
+	if temps := tempFiles(t, host, dir); len(temps) > 0 {
+		t.Errorf("temporary files left in %s:%s: %v", host, dir, temps)
+	}
+}
+
+// waitNoTempFiles allows the remote clean-up a moment: after a cancel the
+// remote shell's trap removes its temp file when cat is killed.
+func waitNoTempFiles(t *testing.T, host, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(tempFiles(t, host, dir)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	assertNoTempFiles(t, host, dir)
+}
+
+var _ = exec.Quote

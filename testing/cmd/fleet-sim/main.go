@@ -1,0 +1,56 @@
+// Command fleet-sim brings simulated hosts up and down for `make sim-up`,
+// `make sim-down` and `make demo`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fleet-sim:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	if len(os.Args) < 2 {
+		return fmt.Errorf("usage: fleet-sim up|down [-topology ha|hosts-N] [-id ID] [-subnet N] [-dir DIR]")
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	topology := fs.String("topology", "ha", "ha, or hosts-N for N hosts")
+	id := fs.String("id", "s0", "short id that names the namespaces and links")
+	subnet := fs.Int("subnet", 0, "third octet of 198.18.N.0/24")
+	dir := fs.String("dir", "/var/tmp/fleet-sim/s0", "state and per-host folders")
+	if err := fs.Parse(os.Args[2:]); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	switch os.Args[1] {
+	case "up":
+		topo, err := sim.Named(*topology, *id, *subnet)
+		if err != nil {
+			return err
+		}
+		c, err := sim.Up(ctx, *dir, topo)
+		if err != nil {
+			return err
+		}
+		for _, h := range c.Hosts {
+			fmt.Printf("%-10s %-13s %s\n", h.Name, h.Role, h.Address)
+		}
+		fmt.Printf("inventory:   %s\nknown_hosts: %s\nkey:         %s\n", c.Inventory, c.KnownHosts, c.KeyFile)
+		return nil
+	case "down":
+		return sim.Down(*dir, *id)
+	}
+	return fmt.Errorf("unknown command %q", os.Args[1])
+}

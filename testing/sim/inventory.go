@@ -1,0 +1,49 @@
+package sim
+
+import (
+	"fmt"
+	"strings"
+)
+
+// KubernetesVersion is the version the simulated hosts are prepared for.
+const KubernetesVersion = "v1.34.4"
+
+// inventoryYAML is a fleet inventory for the cluster: root logins with the
+// cluster's client key, verified against its known_hosts.
+func (c *Cluster) inventoryYAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# written by fleet's test harness (testing/sim) for topology %q
+cluster:
+  name: sim-%s
+  kubernetesVersion: %s
+ssh:
+  user: root
+  identityFile: %s
+  knownHosts: %s
+  connectTimeout: 10s
+`, c.ID, c.ID, KubernetesVersion, c.KeyFile, c.KnownHosts)
+	sections := []struct{ role, key string }{{"loadbalancer", "loadbalancer"}, {"master", "masters"}, {"worker", "workers"}, {"ca", "ca"}}
+	for _, s := range sections {
+		var hosts []Host
+		for _, h := range c.Hosts {
+			if h.Role == s.role {
+				hosts = append(hosts, h)
+			}
+		}
+		if len(hosts) == 0 {
+			continue
+		}
+		switch s.key {
+		case "loadbalancer":
+			fmt.Fprintf(&b, "loadbalancer:\n  name: %s\n  address: %s\n", hosts[0].Name, hosts[0].Address)
+		case "ca":
+			fmt.Fprintf(&b, "ca:\n  name: %s\n  address: %s\n  os: linux\n", hosts[0].Name, hosts[0].Address)
+		default:
+			fmt.Fprintf(&b, "%s:\n", s.key)
+			for _, h := range hosts {
+				fmt.Fprintf(&b, "  - name: %s\n    address: %s\n", h.Name, h.Address)
+			}
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,177 @@
+package sim
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// privateDirs are the directories each host sees as its own. They are bind
+// mounted from the host's folder over the machine's paths, inside the host's
+// mount namespace only. The host's folder must not lie under any of them
+// (see Up), or a mount would hide the sources of the next ones.
+var privateDirs = []string{
+	"/etc/kubernetes", "/etc/ssh", "/etc/nginx", "/etc/sudoers.d",
+	"/root", "/home",
+	"/var/lib/etcd", "/var/lib/kubelet", "/var/lib/nginx", "/var/log",
+	"/run", "/tmp",
+}
+
+// privateFiles are single files each host has its own copy of: its name,
+// its view of the other hosts, and the accounts the tests log in as.
+var privateFiles = []string{"/etc/hostname", "/etc/hosts", "/etc/passwd", "/etc/group", "/etc/shadow"}
+
+// Test accounts besides root: SudoUser may sudo without a password,
+// PasswordSudoUser must type one (sudo -n then fails at once).
+const (
+	SudoUser         = "fleetsudo"
+	PasswordSudoUser = "fleetpw"
+	sudoUID          = 4701
+	passwordSudoUID  = 4702
+)
+
+type rootfs struct {
+	dir  string // the host's folder on the machine
+	name string
+}
+
+func (r rootfs) path(p string) string { return filepath.Join(r.dir, p) }
+
+// build lays out the host's folder: private directories, account files,
+// sshd configuration, host key and authorized keys.
+func (r rootfs) build(hostsFile string, clientPub []byte) error {
+	for _, d := range privateDirs {
+		if err := os.MkdirAll(r.path(d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"/run/sshd", "/var/log/nginx", "/var/lib/nginx", "/root/.ssh"} {
+		if err := os.MkdirAll(r.path(d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"/root", "/root/.ssh"} {
+		if err := os.Chmod(r.path(d), 0o700); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(r.path("/tmp"), 0o1777); err != nil {
+		return err
+	}
+	if err := copyTree("/etc/nginx", r.path("/etc/nginx")); err != nil {
+		return err
+	}
+	if err := os.WriteFile(r.path("/etc/hostname"), []byte(r.name+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(r.path("/etc/hosts"), []byte(hostsFile), 0o644); err != nil {
+		return err
+	}
+	if err := r.writeAccounts(clientPub); err != nil {
+		return err
+	}
+	if err := os.WriteFile(r.path("/root/.ssh/authorized_keys"), clientPub, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(r.path("/etc/ssh/sshd_config"), []byte(sshdConfig), 0o644); err != nil {
+		return err
+	}
+	_, err := writeKeyPair(r.path("/etc/ssh/ssh_host_ed25519_key"), "root@"+r.name)
+	return err
+}
+
+// writeAccounts copies the machine's account files and adds the two test
+// users, so the machine's own /etc/passwd is never touched.
+func (r rootfs) writeAccounts(clientPub []byte) error {
+	users := []struct {
+		name    string
+		uid     int
+		sudoers string
+	}{
+		{SudoUser, sudoUID, SudoUser + " ALL=(ALL:ALL) NOPASSWD: ALL\n"},
+		{PasswordSudoUser, passwordSudoUID, PasswordSudoUser + " ALL=(ALL:ALL) ALL\n"},
+	}
+	var passwd, group, shadow strings.Builder
+	for _, u := range users {
+		fmt.Fprintf(&passwd, "%s:x:%d:%d::/home/%s:/bin/sh\n", u.name, u.uid, u.uid, u.name)
+		fmt.Fprintf(&group, "%s:x:%d:\n", u.name, u.uid)
+		// "*": no password login, but not locked, so sshd accepts keys.
+		fmt.Fprintf(&shadow, "%s:*:19000:0:99999:7:::\n", u.name)
+		home := r.path("/home/" + u.name)
+		if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(home, ".ssh/authorized_keys"), clientPub, 0o600); err != nil {
+			return err
+		}
+		for _, p := range []string{home, filepath.Join(home, ".ssh"), filepath.Join(home, ".ssh/authorized_keys")} {
+			if err := os.Chown(p, u.uid, u.uid); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(r.path("/etc/sudoers.d/"+u.name), []byte(u.sudoers), 0o440); err != nil {
+			return err
+		}
+	}
+	for file, extra := range map[string]string{"/etc/passwd": passwd.String(), "/etc/group": group.String(), "/etc/shadow": shadow.String()} {
+		base, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if file == "/etc/shadow" {
+			mode = 0o640
+		}
+		if err := os.WriteFile(r.path(file), append(base, extra...), mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sshdConfig is a plain OpenSSH server: keys only, root by key, SFTP inside
+// sshd. MaxStartups is raised because a test or benchmark connects to up to
+// 240 hosts at once through one bridge, and fleet itself opens one
+// connection per host.
+const sshdConfig = `# written by fleet's test harness (testing/sim)
+ListenAddress 0.0.0.0:22
+HostKey /etc/ssh/ssh_host_ed25519_key
+PidFile /run/sshd.pid
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AuthorizedKeysFile .ssh/authorized_keys
+AllowTcpForwarding yes
+PrintMotd no
+MaxStartups 100:30:200
+Subsystem sftp internal-sftp
+`
+
+// mountScript runs inside the host's fresh mount and UTS namespaces: it
+// makes every private path the host's own, sets the hostname and becomes
+// sshd. The pid of this script is therefore the pid of sshd.
+func (r rootfs) mountScript() string {
+	var b strings.Builder
+	b.WriteString("set -e\nmount --make-rprivate /\n")
+	for _, f := range privateFiles {
+		fmt.Fprintf(&b, "mount --bind %s %s\n", r.path(f), f)
+	}
+	for _, d := range privateDirs {
+		fmt.Fprintf(&b, "mkdir -p %s\nmount --bind %s %s\n", d, r.path(d), d)
+	}
+	fmt.Fprintf(&b, "hostname %s\n", r.name)
+	b.WriteString("exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config\n")
+	return b.String()
+}
+
+func copyTree(src, dst string) error {
+	out, err := exec.Command("cp", "-a", src+"/.", dst).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("copy %s: %v: %s", src, err, out)
+	}
+	return nil
+}

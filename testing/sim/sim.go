@@ -1,0 +1,370 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Host is one running simulated host.
+type Host struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Address string `json:"address"`
+	NetNS   string `json:"netns"`
+	Veth    string `json:"veth"` // the machine's end of the host's link
+	Dir     string `json:"dir"`  // the host's private folders, seen from the machine
+}
+
+// Cluster is a running topology and the files a client needs to reach it.
+type Cluster struct {
+	Dir        string   `json:"dir"`
+	ID         string   `json:"id"`
+	Subnet     int      `json:"subnet"`
+	Bridge     string   `json:"bridge"`
+	Hosts      []Host   `json:"hosts"`
+	KeyFile    string   `json:"key_file"`    // client private key, authorized for root and the test users
+	KnownHosts string   `json:"known_hosts"` // every host's key, as ssh-keyscan would give it
+	Inventory  string   `json:"inventory"`   // fleet inventory for the topology
+	started    sync.Map // host name -> *exec.Cmd of its sshd, for reaping
+}
+
+const stateFile = "cluster.json"
+
+// Up creates the topology's hosts under dir (which it empties first) and
+// returns once every sshd accepts connections. Leftovers of a crashed run
+// with the same ID are removed first.
+func Up(ctx context.Context, dir string, topo Topology) (*Cluster, error) {
+	if err := topo.validate(); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("sim: needs root (network and mount namespaces)")
+	}
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
+	if err := Down(dir, topo.ID); err != nil {
+		return nil, fmt.Errorf("sim: clearing leftovers: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		Dir: dir, ID: topo.ID, Subnet: topo.Subnet, Bridge: bridgeName(topo.ID),
+		KeyFile:    filepath.Join(dir, "id_ed25519"),
+		KnownHosts: filepath.Join(dir, "known_hosts"),
+		Inventory:  filepath.Join(dir, "inventory.yaml"),
+	}
+	for i, h := range topo.Hosts {
+		c.Hosts = append(c.Hosts, Host{
+			Name: h.Name, Role: h.Role, Address: hostIP(topo.Subnet, i),
+			NetNS: netnsName(topo.ID, h.Name), Veth: vethName(topo.ID, i),
+			Dir: filepath.Join(dir, "hosts", h.Name),
+		})
+	}
+	// Record the state before creating anything, so Down can clean up a
+	// half-made cluster.
+	if err := c.save(); err != nil {
+		return nil, err
+	}
+	if err := c.up(ctx); err != nil {
+		_ = Down(dir, topo.ID)
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) up(ctx context.Context) error {
+	clientPub, err := writeKeyPair(c.KeyFile, "fleet-sim-client")
+	if err != nil {
+		return err
+	}
+	if err := createBridge(c.ID, c.Subnet); err != nil {
+		return err
+	}
+	hostsFile := c.etcHosts()
+	authorized := ssh.MarshalAuthorizedKey(clientPub)
+	err = c.forEachHost(func(i int, h Host) error {
+		if err := (rootfs{dir: h.Dir, name: h.Name}).build(hostsFile, authorized); err != nil {
+			return fmt.Errorf("sim: %s: rootfs: %w", h.Name, err)
+		}
+		if err := createHostNet(c.ID, c.Subnet, i, h.Name); err != nil {
+			return fmt.Errorf("sim: %s: network: %w", h.Name, err)
+		}
+		return c.StartSSHD(ctx, h.Name)
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.writeKnownHosts(); err != nil {
+		return err
+	}
+	return os.WriteFile(c.Inventory, []byte(c.inventoryYAML()), 0o600)
+}
+
+// forEachHost runs fn for every host, a bounded number at a time.
+func (c *Cluster) forEachHost(fn func(i int, h Host) error) error {
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.Hosts))
+	for i, h := range c.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = fn(i, h)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Host returns the named host or panics: tests name hosts they created.
+func (c *Cluster) Host(name string) Host {
+	for _, h := range c.Hosts {
+		if h.Name == name {
+			return h
+		}
+	}
+	panic("sim: no host " + name)
+}
+
+// StartSSHD starts the host's sshd in fresh mount and UTS namespaces inside
+// its network namespace, and waits until it answers.
+func (c *Cluster) StartSSHD(ctx context.Context, name string) error {
+	h := c.Host(name)
+	logf, err := os.OpenFile(filepath.Join(h.Dir, "sshd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	script := rootfs{dir: h.Dir, name: h.Name}.mountScript()
+	cmd := exec.Command("ip", "netns", "exec", h.NetNS,
+		"unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session: sshd must outlive `make sim-up` and not get our signals.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("sim: %s: start sshd: %w", name, err)
+	}
+	c.started.Store(name, cmd)
+	go cmd.Wait() // reap it when it dies, whoever kills it
+	if err := os.WriteFile(filepath.Join(h.Dir, "sshd.pid"), fmt.Appendf(nil, "%d\n", cmd.Process.Pid), 0o644); err != nil {
+		return err
+	}
+	if err := waitSSH(ctx, h.Address+":22", 10*time.Second); err != nil {
+		log, _ := os.ReadFile(filepath.Join(h.Dir, "sshd.log"))
+		return fmt.Errorf("%w; sshd.log: %s", err, strings.TrimSpace(string(log)))
+	}
+	return nil
+}
+
+// StopSSHD kills every sshd process of the host: the listener and the
+// per-connection children, so open connections die too.
+func (c *Cluster) StopSSHD(name string) error {
+	h := c.Host(name)
+	pids, err := netnsPids(h.NetNS)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "sshd" {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	return nil
+}
+
+// LinkDown cuts the host off the network, as a pulled cable would.
+func (c *Cluster) LinkDown(name string) error { return ip("link", "set", c.Host(name).Veth, "down") }
+
+// LinkUp restores the host's link.
+func (c *Cluster) LinkUp(name string) error { return ip("link", "set", c.Host(name).Veth, "up") }
+
+// RotateHostKey gives the host a new key and restarts its sshd, as a
+// reinstalled machine would look. known_hosts is left as it was.
+func (c *Cluster) RotateHostKey(ctx context.Context, name string) error {
+	h := c.Host(name)
+	if err := c.StopSSHD(name); err != nil {
+		return err
+	}
+	key := filepath.Join(h.Dir, "etc/ssh/ssh_host_ed25519_key")
+	os.Remove(key)
+	os.Remove(key + ".pub")
+	if _, err := writeKeyPair(key, "root@"+name); err != nil {
+		return err
+	}
+	return c.StartSSHD(ctx, name)
+}
+
+// Exec runs argv inside the host's namespaces (network, mount, UTS), as root
+// on that host, without SSH. Tests use it to look at or break a host.
+func (c *Cluster) Exec(name string, argv ...string) ([]byte, error) {
+	h := c.Host(name)
+	pid, err := os.ReadFile(filepath.Join(h.Dir, "sshd.pid"))
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--target", strings.TrimSpace(string(pid)), "--net", "--mount", "--uts", "--"}, argv...)
+	out, err := exec.Command("nsenter", args...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("sim: %s: %s: %w: %s", name, strings.Join(argv, " "), err, out)
+	}
+	return out, nil
+}
+
+// HostKey returns the public host key the host currently serves.
+func (c *Cluster) HostKey(name string) (ssh.PublicKey, error) {
+	return readPublicKey(filepath.Join(c.Host(name).Dir, "etc/ssh/ssh_host_ed25519_key.pub"))
+}
+
+func (c *Cluster) etcHosts() string {
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	for _, h := range c.Hosts {
+		fmt.Fprintf(&b, "%s\t%s\n", h.Address, h.Name)
+	}
+	return b.String()
+}
+
+func (c *Cluster) writeKnownHosts() error {
+	var b strings.Builder
+	for _, h := range c.Hosts {
+		k, err := c.HostKey(h.Name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %s", h.Address, ssh.MarshalAuthorizedKey(k))
+	}
+	return os.WriteFile(c.KnownHosts, []byte(b.String()), 0o600)
+}
+
+func (c *Cluster) save() error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(c.Dir, stateFile), b, 0o600)
+}
+
+// Load reads the state of a cluster brought up by Up (possibly by another
+// process, such as `make sim-up`).
+func Load(dir string) (*Cluster, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{}
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, fmt.Errorf("sim: %s: %w", dir, err)
+	}
+	return c, nil
+}
+
+// Close tears the cluster down.
+func (c *Cluster) Close() error { return Down(c.Dir, c.ID) }
+
+// Down removes everything a topology with this ID made: every process in its
+// namespaces (found by namespace, never by name), the namespaces and their
+// links, the bridge, and dir. It works from the kernel's state alone, so it
+// also cleans up after a crashed run, and does nothing when nothing is left.
+func Down(dir, id string) error {
+	nss, err := listNetns(netnsPrefix(id))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ns := range nss {
+		if err := killNetns(ns); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := ip("netns", "del", ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if br := bridgeName(id); linkExists(br) {
+		if err := ip("link", "del", br); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 && dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// killNetns SIGKILLs every process in ns and waits until none is left.
+func killNetns(ns string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids, err := netnsPids(ns)
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sim: processes %v in %s survive SIGKILL", pids, ns)
+		}
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitSSH waits until addr sends an SSH banner.
+func waitSSH(ctx context.Context, addr string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var last error
+	for {
+		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			buf := make([]byte, 4)
+			conn.SetReadDeadline(time.Now().Add(time.Second))
+			_, err = conn.Read(buf)
+			conn.Close()
+			if err == nil && string(buf) == "SSH-" {
+				return nil
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sim: sshd at %s not answering: %v", addr, last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// checkDir refuses a state folder that a host's own mounts would hide.
+func checkDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for _, d := range privateDirs {
+		if abs == d || strings.HasPrefix(abs, d+"/") {
+			return fmt.Errorf("sim: state folder %s lies under %s, which each host mounts privately; use e.g. /var/tmp/fleet-sim", abs, d)
+		}
+	}
+	return nil
+}
