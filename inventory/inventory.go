@@ -1,0 +1,157 @@
+// Package inventory reads and validates fleet's YAML inventory: the cluster,
+// how to reach its hosts, and which host plays which role. It knows nothing
+// of SSH or kubeadm; every error names the file, line and column.
+package inventory
+
+import (
+	"time"
+)
+
+// Inventory is a validated cluster description.
+type Inventory struct {
+	Path         string  `yaml:"-"`
+	Cluster      Cluster `yaml:"cluster"`
+	SSH          SSH     `yaml:"ssh"`
+	LoadBalancer *Host   `yaml:"loadbalancer"`
+	Masters      []Host  `yaml:"masters"`
+	Workers      []Host  `yaml:"workers"`
+	CA           *Host   `yaml:"ca"`
+
+	// Warnings are legal but doubtful choices, such as an even number of
+	// masters (no better quorum than one master fewer).
+	Warnings []string `yaml:"-"`
+}
+
+// Cluster holds what kubeadm needs to know about the cluster as a whole.
+type Cluster struct {
+	Name                 string `yaml:"name"`
+	KubernetesVersion    string `yaml:"kubernetesVersion"`
+	PodSubnet            string `yaml:"podSubnet"`
+	ServiceSubnet        string `yaml:"serviceSubnet"`
+	ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint"` // host:port; default the LB's address:6443
+}
+
+// SSH says how to log in. The inventory's top-level block is the default;
+// a host's own block overrides the fields it sets.
+type SSH struct {
+	User           string   `yaml:"user"`
+	Port           int      `yaml:"port"`
+	IdentityFile   string   `yaml:"identityFile"`
+	Agent          *bool    `yaml:"agent"`
+	KnownHosts     string   `yaml:"knownHosts"`
+	JumpHost       string   `yaml:"jumpHost"` // [user@]host[:port], as ssh -J
+	Sudo           *bool    `yaml:"sudo"`
+	ConnectTimeout Duration `yaml:"connectTimeout"`
+}
+
+// Host is one machine of the inventory.
+type Host struct {
+	Name    string            `yaml:"name"`
+	Address string            `yaml:"address"`
+	SSH     *SSH              `yaml:"ssh"`
+	Labels  map[string]string `yaml:"labels"`
+	OS      string            `yaml:"os"` // CA host only: linux (default) or illumos
+
+	Role Role `yaml:"-"`
+}
+
+// Role is what a host does in the cluster.
+type Role string
+
+const (
+	RoleLoadBalancer Role = "loadbalancer"
+	RoleMaster       Role = "master"
+	RoleWorker       Role = "worker"
+	RoleCA           Role = "ca"
+)
+
+// Defaults applied when the inventory leaves a field out.
+const (
+	DefaultPodSubnet     = "10.244.0.0/16"
+	DefaultServiceSubnet = "10.96.0.0/12"
+	DefaultAPIPort       = 6443
+	DefaultSSHPort       = 22
+	DefaultSSHUser       = "root"
+	DefaultKnownHosts    = "~/.ssh/known_hosts"
+	DefaultTimeout       = 10 * time.Second
+)
+
+// Hosts returns every host, load balancer first, then masters, workers and
+// the CA host.
+func (inv *Inventory) Hosts() []*Host {
+	var all []*Host
+	if inv.LoadBalancer != nil {
+		all = append(all, inv.LoadBalancer)
+	}
+	for i := range inv.Masters {
+		all = append(all, &inv.Masters[i])
+	}
+	for i := range inv.Workers {
+		all = append(all, &inv.Workers[i])
+	}
+	if inv.CA != nil {
+		all = append(all, inv.CA)
+	}
+	return all
+}
+
+// Host returns the named host, or nil.
+func (inv *Inventory) Host(name string) *Host {
+	for _, h := range inv.Hosts() {
+		if h.Name == name {
+			return h
+		}
+	}
+	return nil
+}
+
+// SSHFor returns the effective SSH settings of h: the host's own block over
+// the inventory's defaults over fleet's defaults.
+func (inv *Inventory) SSHFor(h *Host) SSH {
+	eff := inv.SSH
+	if o := h.SSH; o != nil {
+		if o.User != "" {
+			eff.User = o.User
+		}
+		if o.Port != 0 {
+			eff.Port = o.Port
+		}
+		if o.IdentityFile != "" {
+			eff.IdentityFile = o.IdentityFile
+		}
+		if o.Agent != nil {
+			eff.Agent = o.Agent
+		}
+		if o.KnownHosts != "" {
+			eff.KnownHosts = o.KnownHosts
+		}
+		if o.JumpHost != "" {
+			eff.JumpHost = o.JumpHost
+		}
+		if o.Sudo != nil {
+			eff.Sudo = o.Sudo
+		}
+		if o.ConnectTimeout != 0 {
+			eff.ConnectTimeout = o.ConnectTimeout
+		}
+	}
+	if eff.User == "" {
+		eff.User = DefaultSSHUser
+	}
+	if eff.Port == 0 {
+		eff.Port = DefaultSSHPort
+	}
+	if eff.KnownHosts == "" {
+		eff.KnownHosts = DefaultKnownHosts
+	}
+	if eff.ConnectTimeout == 0 {
+		eff.ConnectTimeout = Duration(DefaultTimeout)
+	}
+	return eff
+}
+
+// On reports whether an optional flag is set to true.
+func On(b *bool) bool { return b != nil && *b }
+
+// Duration is a time.Duration written as "10s" in YAML.
+type Duration time.Duration

@@ -1,0 +1,208 @@
+package inventory
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const base = `cluster:
+  name: test
+  kubernetesVersion: v1.34.4
+ssh:
+  identityFile: id_ed25519
+loadbalancer:
+  name: lb
+  address: 198.18.0.10
+masters:
+  - name: master0
+    address: 198.18.0.11
+workers:
+  - name: worker0
+    address: 198.18.0.14
+`
+
+func TestExampleLoads(t *testing.T) {
+	inv, err := Load("examples/ha.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Masters) != 3 || len(inv.Workers) != 2 || inv.CA == nil || inv.CA.OS != "illumos" {
+		t.Fatalf("unexpected topology: %+v", inv)
+	}
+	if inv.Cluster.ControlPlaneEndpoint != "192.0.2.10:6443" {
+		t.Errorf("endpoint %q", inv.Cluster.ControlPlaneEndpoint)
+	}
+	w1 := inv.SSHFor(inv.Host("worker1"))
+	if w1.User != "admin" || !On(w1.Sudo) || w1.Port != 22 || !On(w1.Agent) {
+		t.Errorf("worker1 ssh %+v: override not merged over defaults", w1)
+	}
+	home, _ := os.UserHomeDir()
+	if w1.IdentityFile != filepath.Join(home, ".ssh/id_ed25519") {
+		t.Errorf("identity file %q, want ~ expanded", w1.IdentityFile)
+	}
+	if len(inv.Warnings) != 0 {
+		t.Errorf("warnings %v", inv.Warnings)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	inv, err := Parse("/etc/fleet/inv.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := inv.SSHFor(inv.Host("master0"))
+	if s.User != "root" || s.Port != 22 || time.Duration(s.ConnectTimeout) != 10*time.Second {
+		t.Errorf("ssh defaults %+v", s)
+	}
+	if s.IdentityFile != "/etc/fleet/id_ed25519" {
+		t.Errorf("relative identity file resolved to %q", s.IdentityFile)
+	}
+	if inv.Cluster.PodSubnet != DefaultPodSubnet || inv.Cluster.ServiceSubnet != DefaultServiceSubnet {
+		t.Errorf("subnets %+v", inv.Cluster)
+	}
+	if inv.Host("worker0").Role != RoleWorker || inv.Host("lb").Role != RoleLoadBalancer {
+		t.Error("roles not set")
+	}
+}
+
+func TestEvenMastersWarn(t *testing.T) {
+	src := strings.Replace(base, "workers:", "  - name: master1\n    address: 198.18.0.12\nworkers:", 1)
+	inv, err := Parse("inv.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Warnings) != 1 || !strings.Contains(inv.Warnings[0], "2 masters") {
+		t.Errorf("warnings %v", inv.Warnings)
+	}
+}
+
+// edit replaces old with new in the base inventory, failing if old is absent.
+func edit(t *testing.T, pairs ...string) string {
+	t.Helper()
+	s := base
+	for i := 0; i < len(pairs); i += 2 {
+		if !strings.Contains(s, pairs[i]) {
+			t.Fatalf("base lacks %q", pairs[i])
+		}
+		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
+	}
+	return s
+}
+
+func TestBadInventories(t *testing.T) {
+	tests := []struct {
+		name  string
+		src   func(t *testing.T) string
+		want  string // file:line:col: field: message (prefix)
+	}{
+		{"unknown top-level key", func(t *testing.T) string { return base + "extra: 1\n" },
+			`inv.yaml:15:1: extra: unknown field "extra"`},
+		{"unknown host key", func(t *testing.T) string { return edit(t, "    address: 198.18.0.11\n", "    address: 198.18.0.11\n    adress: x\n") },
+			`inv.yaml:12:5: masters[0].adress: unknown field "adress"`},
+		{"bad IP", func(t *testing.T) string { return edit(t, "198.18.0.11", "198.18.0.300") },
+			`inv.yaml:11:14: masters[0].address: "198.18.0.300" is not a valid IP address`},
+		{"address neither IP nor name", func(t *testing.T) string { return edit(t, "198.18.0.14", "bad_host!") },
+			`inv.yaml:14:14: workers[0].address: "bad_host!" is neither an IP address nor a DNS name`},
+		{"duplicate name", func(t *testing.T) string { return edit(t, "name: worker0", "name: master0") },
+			`inv.yaml:13:11: workers[0].name: host name "master0" is already used by masters[0]`},
+		{"duplicate address", func(t *testing.T) string { return edit(t, "198.18.0.14", "198.18.0.10") },
+			`inv.yaml:14:14: workers[0].address: address 198.18.0.10 is already used by loadbalancer`},
+		{"bad pod CIDR", func(t *testing.T) string { return edit(t, "  name: test\n", "  name: test\n  podSubnet: 10.244.0.0/33\n") },
+			`inv.yaml:3:14: cluster.podSubnet: "10.244.0.0/33" is not a CIDR`},
+		{"overlapping subnets", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  podSubnet: 10.0.0.0/8\n  serviceSubnet: 10.96.0.0/12\n")
+		}, `inv.yaml:4:18: cluster.serviceSubnet: 10.96.0.0/12 overlaps the pod subnet 10.0.0.0/8`},
+		{"host inside pod subnet", func(t *testing.T) string { return edit(t, "  name: test\n", "  name: test\n  podSubnet: 198.18.0.0/16\n") },
+			`inv.yaml:9:12: loadbalancer.address: 198.18.0.10 lies inside the pod subnet 198.18.0.0/16`},
+		{"missing name", func(t *testing.T) string { return edit(t, "  - name: worker0\n    address", "  - address") },
+			`inv.yaml:13:5: workers[0].name: is required`},
+		{"missing cluster name", func(t *testing.T) string { return edit(t, "  name: test\n", "") },
+			`inv.yaml:2:3: cluster.name: is required`},
+		{"missing version", func(t *testing.T) string { return edit(t, "  kubernetesVersion: v1.34.4\n", "") },
+			`inv.yaml:2:3: cluster.kubernetesVersion: is required`},
+		{"bad version", func(t *testing.T) string { return edit(t, "v1.34.4", "latest") },
+			`inv.yaml:3:22: cluster.kubernetesVersion: "latest" is not a version`},
+		{"no masters", func(t *testing.T) string { return edit(t, "masters:\n  - name: master0\n    address: 198.18.0.11\n", "") },
+			`inv.yaml: masters: at least one master is required`},
+		{"no load balancer", func(t *testing.T) string { return edit(t, "loadbalancer:\n  name: lb\n  address: 198.18.0.10\n", "") },
+			`inv.yaml: loadbalancer: a load balancer host is required`},
+		{"name with shell metacharacters", func(t *testing.T) string { return edit(t, "name: worker0", `name: "w0;rm -rf /"`) },
+			`inv.yaml:13:11: workers[0].name: "w0;rm -rf /" must be a DNS label`},
+		{"upper-case name", func(t *testing.T) string { return edit(t, "name: worker0", "name: Worker0") },
+			`inv.yaml:13:11: workers[0].name: "Worker0" must be a DNS label`},
+		{"bad label", func(t *testing.T) string {
+			return edit(t, "    address: 198.18.0.14\n", "    address: 198.18.0.14\n    labels:\n      \"bad key$\": x\n")
+		}, `inv.yaml:16:7: workers[0].labels.bad key$: label key "bad key$" is invalid`},
+		{"bad ssh port", func(t *testing.T) string { return edit(t, "ssh:\n", "ssh:\n  port: 70000\n") },
+			`inv.yaml:5:9: ssh.port: 70000 is not a TCP port`},
+		{"port not a number", func(t *testing.T) string { return edit(t, "ssh:\n", "ssh:\n  port: twenty\n") },
+			"inv.yaml:5:1: cannot unmarshal !!str `twenty` into int"},
+		{"bad duration", func(t *testing.T) string { return edit(t, "ssh:\n", "ssh:\n  connectTimeout: soon\n") },
+			`inv.yaml:5:1: "soon" is not a duration`},
+		{"bad jump host", func(t *testing.T) string { return edit(t, "ssh:\n", "ssh:\n  jumpHost: \"root@bastion:99999\"\n") },
+			`inv.yaml:5:13: ssh.jumpHost: jump host "root@bastion:99999": bad port "99999"`},
+		{"os on a worker", func(t *testing.T) string { return edit(t, "    address: 198.18.0.14\n", "    address: 198.18.0.14\n    os: linux\n") },
+			`inv.yaml:15:9: workers[0].os: only the ca host takes an os`},
+		{"bad ca os", func(t *testing.T) string { return base + "ca:\n  name: ca\n  address: 198.18.0.16\n  os: windows\n" },
+			`inv.yaml:18:7: ca.os: "windows" is not a supported OS`},
+		{"masters not a list", func(t *testing.T) string { return edit(t, "masters:\n  - name: master0\n    address: 198.18.0.11\n", "masters: master0\n") },
+			`inv.yaml:9:10: masters: want a list, got "master0"`},
+		{"duplicate key", func(t *testing.T) string { return edit(t, "  name: lb\n", "  name: lb\n  name: lb2\n") },
+			`inv.yaml:8:1: mapping key "name" already defined at line 7`},
+		{"yaml syntax", func(t *testing.T) string { return "cluster:\n  name: [\n" },
+			`inv.yaml:2:1: did not find expected node content`},
+		{"empty", func(t *testing.T) string { return "" },
+			`inv.yaml: the inventory is empty`},
+		{"bad endpoint", func(t *testing.T) string { return edit(t, "  name: test\n", "  name: test\n  controlPlaneEndpoint: lb.example\n") },
+			`inv.yaml:3:25: cluster.controlPlaneEndpoint: "lb.example" must be host:port`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inv, err := Parse("inv.yaml", []byte(tt.src(t)))
+			if err == nil {
+				t.Fatalf("accepted: %+v", inv)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %T %v is not inventory.Errors", err, err)
+			}
+			if !strings.HasPrefix(es[0].Error(), tt.want) {
+				t.Errorf("got  %s\nwant %s...", es[0].Error(), tt.want)
+			}
+		})
+	}
+}
+
+func TestAllErrorsAreReportedInFileOrder(t *testing.T) {
+	src := edit(t, "198.18.0.14", "198.18.0.999", "198.18.0.11", "1.2.3.999")
+	_, err := Parse("inv.yaml", []byte(src))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 || es[0].Line != 11 || es[1].Line != 14 {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestParseJumpHost(t *testing.T) {
+	tests := []struct {
+		in   string
+		want JumpHost
+		err  bool
+	}{
+		{"bastion", JumpHost{Address: "bastion", Port: 22}, false},
+		{"admin@bastion.example.com:2222", JumpHost{User: "admin", Address: "bastion.example.com", Port: 2222}, false},
+		{"[2001:db8::1]:22", JumpHost{Address: "2001:db8::1", Port: 22}, false},
+		{"root@1.2.3.4", JumpHost{User: "root", Address: "1.2.3.4", Port: 22}, false},
+		{"$(id)@host", JumpHost{}, true},
+		{"host:0", JumpHost{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseJumpHost(tt.in)
+		if (err != nil) != tt.err || (!tt.err && got != tt.want) {
+			t.Errorf("ParseJumpHost(%q) = %+v, %v", tt.in, got, err)
+		}
+	}
+}

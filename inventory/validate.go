@@ -1,0 +1,311 @@
+package inventory
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var (
+	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	dnsName     = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+	dottedNums  = regexp.MustCompile(`^[0-9.]+$`)
+	k8sVersion  = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+	unixUser    = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
+	labelName   = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)$`)
+	labelPrefix = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+)
+
+func (d *decoder) validate(inv *Inventory) {
+	d.validateCluster(inv)
+	d.validateSSH(&inv.SSH, "ssh")
+	if inv.LoadBalancer == nil {
+		d.errorf("loadbalancer", "a load balancer host is required")
+	} else {
+		inv.LoadBalancer.Role = RoleLoadBalancer
+		d.validateHost(inv.LoadBalancer, "loadbalancer")
+	}
+	if len(inv.Masters) == 0 {
+		d.errorf("masters", "at least one master is required")
+	} else if len(inv.Masters)%2 == 0 {
+		inv.Warnings = append(inv.Warnings, fmt.Sprintf("%s: %d masters: an even number tolerates no more failures than %d (etcd quorum)",
+			inv.Path, len(inv.Masters), len(inv.Masters)-1))
+	}
+	for i := range inv.Masters {
+		inv.Masters[i].Role = RoleMaster
+		d.validateHost(&inv.Masters[i], fmt.Sprintf("masters[%d]", i))
+	}
+	for i := range inv.Workers {
+		inv.Workers[i].Role = RoleWorker
+		d.validateHost(&inv.Workers[i], fmt.Sprintf("workers[%d]", i))
+	}
+	if inv.CA != nil {
+		inv.CA.Role = RoleCA
+		d.validateHost(inv.CA, "ca")
+		switch inv.CA.OS {
+		case "":
+			inv.CA.OS = "linux"
+		case "linux", "illumos":
+		default:
+			d.errorf("ca.os", "%q is not a supported OS (linux or illumos)", inv.CA.OS)
+		}
+	}
+	d.checkUnique(inv)
+	d.checkEndpoint(inv)
+	d.checkAddressesOutsideSubnets(inv)
+}
+
+func (d *decoder) validateCluster(inv *Inventory) {
+	c := &inv.Cluster
+	switch {
+	case c.Name == "":
+		d.errorf("cluster.name", "is required")
+	case !dnsLabel.MatchString(c.Name):
+		d.errorf("cluster.name", "%q must be a DNS label (lower-case letters, digits, '-')", c.Name)
+	}
+	switch {
+	case c.KubernetesVersion == "":
+		d.errorf("cluster.kubernetesVersion", "is required (e.g. v1.34.4)")
+	case !k8sVersion.MatchString(c.KubernetesVersion):
+		d.errorf("cluster.kubernetesVersion", "%q is not a version like v1.34.4", c.KubernetesVersion)
+	case !strings.HasPrefix(c.KubernetesVersion, "v"):
+		c.KubernetesVersion = "v" + c.KubernetesVersion
+	}
+	if c.PodSubnet == "" {
+		c.PodSubnet = DefaultPodSubnet
+	}
+	if c.ServiceSubnet == "" {
+		c.ServiceSubnet = DefaultServiceSubnet
+	}
+	pod, podErr := netip.ParsePrefix(c.PodSubnet)
+	if podErr != nil {
+		d.errorf("cluster.podSubnet", "%q is not a CIDR (e.g. 10.244.0.0/16)", c.PodSubnet)
+	}
+	svc, svcErr := netip.ParsePrefix(c.ServiceSubnet)
+	if svcErr != nil {
+		d.errorf("cluster.serviceSubnet", "%q is not a CIDR (e.g. 10.96.0.0/12)", c.ServiceSubnet)
+	}
+	if podErr == nil && svcErr == nil && pod.Overlaps(svc) {
+		d.errorf("cluster.serviceSubnet", "%s overlaps the pod subnet %s", c.ServiceSubnet, c.PodSubnet)
+	}
+}
+
+func (d *decoder) validateSSH(s *SSH, path string) {
+	if s.User != "" && !unixUser.MatchString(s.User) {
+		d.errorf(path+".user", "%q is not a valid user name", s.User)
+	}
+	if s.Port < 0 || s.Port > 65535 {
+		d.errorf(path+".port", "%d is not a TCP port", s.Port)
+	}
+	if s.ConnectTimeout < 0 {
+		d.errorf(path+".connectTimeout", "must be positive")
+	}
+	if s.JumpHost != "" {
+		if _, err := ParseJumpHost(s.JumpHost); err != nil {
+			d.errorf(path+".jumpHost", "%v", err)
+		}
+	}
+}
+
+func (d *decoder) validateHost(h *Host, path string) {
+	switch {
+	case h.Name == "":
+		d.errorf(path+".name", "is required")
+	case !dnsLabel.MatchString(h.Name):
+		d.errorf(path+".name", "%q must be a DNS label (lower-case letters, digits, '-'; it becomes the node name)", h.Name)
+	}
+	if h.Address == "" {
+		d.errorf(path+".address", "is required")
+	} else if err := checkAddress(h.Address); err != nil {
+		d.errorf(path+".address", "%v", err)
+	}
+	if h.OS != "" && h.Role != RoleCA {
+		d.errorf(path+".os", "only the ca host takes an os")
+	}
+	if h.SSH != nil {
+		d.validateSSH(h.SSH, path+".ssh")
+	}
+	for k, v := range h.Labels {
+		if err := checkLabel(k, v); err != nil {
+			d.errorf(path+".labels."+k, "%v", err)
+		}
+	}
+}
+
+func checkAddress(a string) error {
+	if _, err := netip.ParseAddr(a); err == nil {
+		return nil
+	}
+	if dottedNums.MatchString(a) {
+		return fmt.Errorf("%q is not a valid IP address", a)
+	}
+	if !dnsName.MatchString(a) || len(a) > 253 {
+		return fmt.Errorf("%q is neither an IP address nor a DNS name", a)
+	}
+	return nil
+}
+
+// checkLabel applies Kubernetes' label syntax: [prefix/]name=value.
+func checkLabel(k, v string) error {
+	name := k
+	if i := strings.LastIndexByte(k, '/'); i >= 0 {
+		if !labelPrefix.MatchString(k[:i]) {
+			return fmt.Errorf("label key %q has an invalid prefix (a DNS subdomain)", k)
+		}
+		name = k[i+1:]
+	}
+	if !labelName.MatchString(name) {
+		return fmt.Errorf("label key %q is invalid (at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends)", k)
+	}
+	if v != "" && !labelName.MatchString(v) {
+		return fmt.Errorf("label value %q is invalid (at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends)", v)
+	}
+	return nil
+}
+
+func (d *decoder) checkUnique(inv *Inventory) {
+	names, addrs := map[string]string{}, map[string]string{}
+	for _, h := range inv.Hosts() {
+		path := d.pathOf(inv, h)
+		if h.Name != "" {
+			if first, dup := names[h.Name]; dup {
+				d.errorf(path+".name", "host name %q is already used by %s", h.Name, first)
+			} else {
+				names[h.Name] = path
+			}
+		}
+		if h.Address != "" {
+			if first, dup := addrs[h.Address]; dup {
+				d.errorf(path+".address", "address %s is already used by %s", h.Address, first)
+			} else {
+				addrs[h.Address] = path
+			}
+		}
+	}
+}
+
+func (d *decoder) pathOf(inv *Inventory, h *Host) string {
+	switch h.Role {
+	case RoleLoadBalancer:
+		return "loadbalancer"
+	case RoleCA:
+		return "ca"
+	}
+	list, key := inv.Masters, "masters"
+	if h.Role == RoleWorker {
+		list, key = inv.Workers, "workers"
+	}
+	for i := range list {
+		if &list[i] == h {
+			return fmt.Sprintf("%s[%d]", key, i)
+		}
+	}
+	return key
+}
+
+func (d *decoder) checkEndpoint(inv *Inventory) {
+	ep := &inv.Cluster.ControlPlaneEndpoint
+	if *ep == "" {
+		if inv.LoadBalancer != nil && inv.LoadBalancer.Address != "" {
+			*ep = net.JoinHostPort(inv.LoadBalancer.Address, strconv.Itoa(DefaultAPIPort))
+		}
+		return
+	}
+	host, port, err := net.SplitHostPort(*ep)
+	if err != nil {
+		d.errorf("cluster.controlPlaneEndpoint", "%q must be host:port (e.g. lb.example.com:6443)", *ep)
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		d.errorf("cluster.controlPlaneEndpoint", "port %q is not a TCP port", port)
+	}
+	if err := checkAddress(host); err != nil {
+		d.errorf("cluster.controlPlaneEndpoint", "%v", err)
+	}
+}
+
+// checkAddressesOutsideSubnets catches a classic mistake: a pod or service
+// subnet that contains the nodes' own addresses breaks routing.
+func (d *decoder) checkAddressesOutsideSubnets(inv *Inventory) {
+	pod, err1 := netip.ParsePrefix(inv.Cluster.PodSubnet)
+	svc, err2 := netip.ParsePrefix(inv.Cluster.ServiceSubnet)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	for _, h := range inv.Hosts() {
+		a, err := netip.ParseAddr(h.Address)
+		if err != nil {
+			continue
+		}
+		for _, s := range []struct {
+			name   string
+			prefix netip.Prefix
+		}{{"pod subnet", pod}, {"service subnet", svc}} {
+			if s.prefix.Contains(a) {
+				d.errorf(d.pathOf(inv, h)+".address", "%s lies inside the %s %s", h.Address, s.name, s.prefix)
+			}
+		}
+	}
+}
+
+// JumpHost is a parsed [user@]host[:port].
+type JumpHost struct {
+	User, Address string
+	Port          int
+}
+
+// ParseJumpHost reads ssh -J syntax.
+func ParseJumpHost(s string) (JumpHost, error) {
+	j := JumpHost{Port: DefaultSSHPort}
+	rest := s
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		j.User, rest = rest[:i], rest[i+1:]
+		if !unixUser.MatchString(j.User) {
+			return j, fmt.Errorf("jump host %q: %q is not a valid user name", s, j.User)
+		}
+	}
+	if h, p, err := net.SplitHostPort(rest); err == nil {
+		port, perr := strconv.Atoi(p)
+		if perr != nil || port < 1 || port > 65535 {
+			return j, fmt.Errorf("jump host %q: bad port %q", s, p)
+		}
+		rest, j.Port = h, port
+	}
+	if err := checkAddress(rest); err != nil {
+		return j, fmt.Errorf("jump host %q: %v", s, err)
+	}
+	j.Address = rest
+	return j, nil
+}
+
+// resolvePaths makes identity and known_hosts paths absolute.
+func resolvePaths(inv *Inventory) error {
+	home, _ := os.UserHomeDir()
+	base := filepath.Dir(inv.Path)
+	fix := func(p *string) {
+		switch {
+		case *p == "":
+		case *p == "~" || strings.HasPrefix(*p, "~/"):
+			*p = filepath.Join(home, strings.TrimPrefix(*p, "~"))
+		case !filepath.IsAbs(*p):
+			*p = filepath.Join(base, *p)
+		}
+	}
+	if inv.SSH.KnownHosts == "" {
+		inv.SSH.KnownHosts = DefaultKnownHosts
+	}
+	fix(&inv.SSH.IdentityFile)
+	fix(&inv.SSH.KnownHosts)
+	for _, h := range inv.Hosts() {
+		if h.SSH != nil {
+			fix(&h.SSH.IdentityFile)
+			fix(&h.SSH.KnownHosts)
+		}
+	}
+	return nil
+}
