@@ -95,13 +95,15 @@ func edit(t *testing.T, pairs ...string) string {
 
 func TestBadInventories(t *testing.T) {
 	tests := []struct {
-		name  string
-		src   func(t *testing.T) string
-		want  string // file:line:col: field: message (prefix)
+		name string
+		src  func(t *testing.T) string
+		want string // file:line:col: field: message (prefix)
 	}{
 		{"unknown top-level key", func(t *testing.T) string { return base + "extra: 1\n" },
 			`inv.yaml:15:1: extra: unknown field "extra"`},
-		{"unknown host key", func(t *testing.T) string { return edit(t, "    address: 198.18.0.11\n", "    address: 198.18.0.11\n    adress: x\n") },
+		{"unknown host key", func(t *testing.T) string {
+			return edit(t, "    address: 198.18.0.11\n", "    address: 198.18.0.11\n    adress: x\n")
+		},
 			`inv.yaml:12:5: masters[0].adress: unknown field "adress"`},
 		{"bad IP", func(t *testing.T) string { return edit(t, "198.18.0.11", "198.18.0.300") },
 			`inv.yaml:11:14: masters[0].address: "198.18.0.300" is not a valid IP address`},
@@ -111,12 +113,16 @@ func TestBadInventories(t *testing.T) {
 			`inv.yaml:13:11: workers[0].name: host name "master0" is already used by masters[0]`},
 		{"duplicate address", func(t *testing.T) string { return edit(t, "198.18.0.14", "198.18.0.10") },
 			`inv.yaml:14:14: workers[0].address: address 198.18.0.10 is already used by loadbalancer`},
-		{"bad pod CIDR", func(t *testing.T) string { return edit(t, "  name: test\n", "  name: test\n  podSubnet: 10.244.0.0/33\n") },
+		{"bad pod CIDR", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  podSubnet: 10.244.0.0/33\n")
+		},
 			`inv.yaml:3:14: cluster.podSubnet: "10.244.0.0/33" is not a CIDR`},
 		{"overlapping subnets", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  podSubnet: 10.0.0.0/8\n  serviceSubnet: 10.96.0.0/12\n")
 		}, `inv.yaml:4:18: cluster.serviceSubnet: 10.96.0.0/12 overlaps the pod subnet 10.0.0.0/8`},
-		{"host inside pod subnet", func(t *testing.T) string { return edit(t, "  name: test\n", "  name: test\n  podSubnet: 198.18.0.0/16\n") },
+		{"host inside pod subnet", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  podSubnet: 198.18.0.0/16\n")
+		},
 			`inv.yaml:9:12: loadbalancer.address: 198.18.0.10 lies inside the pod subnet 198.18.0.0/16`},
 		{"missing name", func(t *testing.T) string { return edit(t, "  - name: worker0\n    address", "  - address") },
 			`inv.yaml:13:5: workers[0].name: is required`},
@@ -126,7 +132,9 @@ func TestBadInventories(t *testing.T) {
 			`inv.yaml:2:3: cluster.kubernetesVersion: is required`},
 		{"bad version", func(t *testing.T) string { return edit(t, "v1.34.4", "latest") },
 			`inv.yaml:3:22: cluster.kubernetesVersion: "latest" is not a version`},
-		{"no masters", func(t *testing.T) string { return edit(t, "masters:\n  - name: master0\n    address: 198.18.0.11\n", "") },
+		{"no masters", func(t *testing.T) string {
+			return edit(t, "masters:\n  - name: master0\n    address: 198.18.0.11\n", "")
+		},
 			`inv.yaml: masters: at least one master is required`},
 		{"no load balancer", func(t *testing.T) string { return edit(t, "loadbalancer:\n  name: lb\n  address: 198.18.0.10\n", "") },
 			`inv.yaml: loadbalancer: a load balancer host is required`},
@@ -145,11 +153,15 @@ func TestBadInventories(t *testing.T) {
 			`inv.yaml:5:1: "soon" is not a duration`},
 		{"bad jump host", func(t *testing.T) string { return edit(t, "ssh:\n", "ssh:\n  jumpHost: \"root@bastion:99999\"\n") },
 			`inv.yaml:5:13: ssh.jumpHost: jump host "root@bastion:99999": bad port "99999"`},
-		{"os on a worker", func(t *testing.T) string { return edit(t, "    address: 198.18.0.14\n", "    address: 198.18.0.14\n    os: linux\n") },
+		{"os on a worker", func(t *testing.T) string {
+			return edit(t, "    address: 198.18.0.14\n", "    address: 198.18.0.14\n    os: linux\n")
+		},
 			`inv.yaml:15:9: workers[0].os: only the ca host takes an os`},
 		{"bad ca os", func(t *testing.T) string { return base + "ca:\n  name: ca\n  address: 198.18.0.16\n  os: windows\n" },
 			`inv.yaml:18:7: ca.os: "windows" is not a supported OS`},
-		{"masters not a list", func(t *testing.T) string { return edit(t, "masters:\n  - name: master0\n    address: 198.18.0.11\n", "masters: master0\n") },
+		{"masters not a list", func(t *testing.T) string {
+			return edit(t, "masters:\n  - name: master0\n    address: 198.18.0.11\n", "masters: master0\n")
+		},
 			`inv.yaml:9:10: masters: want a list, got "master0"`},
 		{"duplicate key", func(t *testing.T) string { return edit(t, "  name: lb\n", "  name: lb\n  name: lb2\n") },
 			`inv.yaml:8:1: mapping key "name" already defined at line 7`},
@@ -157,7 +169,9 @@ func TestBadInventories(t *testing.T) {
 			`inv.yaml:2:1: did not find expected node content`},
 		{"empty", func(t *testing.T) string { return "" },
 			`inv.yaml: the inventory is empty`},
-		{"bad endpoint", func(t *testing.T) string { return edit(t, "  name: test\n", "  name: test\n  controlPlaneEndpoint: lb.example\n") },
+		{"bad endpoint", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  controlPlaneEndpoint: lb.example\n")
+		},
 			`inv.yaml:3:25: cluster.controlPlaneEndpoint: "lb.example" must be host:port`},
 	}
 	for _, tt := range tests {

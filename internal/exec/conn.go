@@ -156,8 +156,25 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.KeepAliveInterval > 0 {
 		go c.keepAlive(cfg.KeepAliveInterval)
 	}
+	go func() { // notice a connection the server or network ended
+		_ = c.client.Wait()
+		c.Close()
+	}()
 	return c, nil
 }
+
+// Alive reports whether the connection is still usable.
+func (c *Conn) Alive() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// errClosed is what closing an already dead connection may report.
+var errClosed = net.ErrClosed
 
 func viaSuffix(cfg Config) string {
 	if cfg.Via == nil {
@@ -275,6 +292,9 @@ func (c *Conn) Close() error {
 		c.sftpMu.Unlock()
 		err = c.client.Close()
 	})
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
 	return err
 }
 

@@ -1,0 +1,118 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Pool holds one connection per host for a run: the first use dials, later
+// uses get the same connection, and a connection that died is dialled again.
+// Hosts behind the same jump host share one connection to it.
+type Pool struct {
+	mu      sync.Mutex
+	hosts   map[string]*poolEntry
+	jumps   map[string]*poolEntry // by user@address:port
+	closing bool
+}
+
+type poolEntry struct {
+	mu   sync.Mutex // held while dialling, so concurrent users wait for one dial
+	cfg  Config
+	jump *Config
+	conn *Conn
+}
+
+// NewPool returns an empty pool.
+func NewPool() *Pool {
+	return &Pool{hosts: map[string]*poolEntry{}, jumps: map[string]*poolEntry{}}
+}
+
+// Add registers how to reach cfg.Host, through jump if it is not nil.
+func (p *Pool) Add(cfg Config, jump *Config) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hosts[cfg.Host] = &poolEntry{cfg: cfg, jump: jump}
+}
+
+// Get returns the host's connection, dialling it if needed.
+func (p *Pool) Get(ctx context.Context, host string) (*Conn, error) {
+	p.mu.Lock()
+	e, ok := p.hosts[host]
+	closing := p.closing
+	p.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%s: no such host in this run", host)
+	}
+	if closing {
+		return nil, fmt.Errorf("%s: connection pool closed", host)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.conn != nil && e.conn.Alive() {
+		return e.conn, nil
+	}
+	cfg := e.cfg
+	if e.jump != nil {
+		via, err := p.jumpConn(ctx, *e.jump)
+		if err != nil {
+			return nil, fmt.Errorf("%s: jump host: %w", host, err)
+		}
+		cfg.Via = via
+	}
+	c, err := Dial(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.conn = c
+	return c, nil
+}
+
+func (p *Pool) jumpConn(ctx context.Context, cfg Config) (*Conn, error) {
+	key := fmt.Sprintf("%s@%s", cfg.User, cfg.hostport())
+	p.mu.Lock()
+	e, ok := p.jumps[key]
+	if !ok {
+		e = &poolEntry{cfg: cfg}
+		p.jumps[key] = e
+	}
+	p.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.conn != nil && e.conn.Alive() {
+		return e.conn, nil
+	}
+	c, err := Dial(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.conn = c
+	return c, nil
+}
+
+// Close closes every connection; later Gets fail.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	p.closing = true
+	entries := make([]*poolEntry, 0, len(p.hosts)+len(p.jumps))
+	for _, e := range p.hosts {
+		entries = append(entries, e)
+	}
+	for _, e := range p.jumps { // after the hosts that tunnel through them
+		entries = append(entries, e)
+	}
+	p.mu.Unlock()
+	var errs []error
+	for _, e := range entries {
+		e.mu.Lock()
+		if e.conn != nil {
+			if err := e.conn.Close(); err != nil && !errors.Is(err, errClosed) {
+				errs = append(errs, err)
+			}
+			e.conn = nil
+		}
+		e.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
