@@ -1,8 +1,9 @@
 module github.com/fleetops/fleet
 
-go 1.26.8
+go 1.26.0
 
 require (
+	github.com/alecthomas/kong v1.17.0
 	github.com/hashicorp/go-multierror v1.1.1
 	github.com/pkg/sftp v1.13.12
 	golang.org/x/crypto v0.59.0

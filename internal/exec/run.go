@@ -133,7 +133,11 @@ func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (Result, error
 	select {
 	case waitErr = <-waited:
 	case <-ctx.Done():
-		stdin.Close()
+		// Closing stdin is the cancel signal. With input, the copier owns
+		// stdin and closes it as soon as its reader sees ctx end.
+		if in == nil {
+			stdin.Close()
+		}
 		select {
 		case <-waited:
 		case <-time.After(killGrace):

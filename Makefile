@@ -1,0 +1,47 @@
+# fleet: build, test and demo. `make help` lists the targets.
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+SIM_DIR  ?= /var/tmp/fleet-sim/s0
+SIM_ID   ?= s0
+TOPOLOGY ?= ha
+FUZZTIME ?= 30s
+
+.PHONY: help setup build test unit integration fuzz bench sim-up sim-down demo clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## install what the tests and demo need (Debian 12, as root)
+	./scripts/setup.sh
+
+build: ## build bin/fleet
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/fleet ./cmd/fleet
+
+test: ## vet, unit and integration tests on simulated hosts (root), short fuzzing
+	$(GO) vet ./...
+	FLEET_INTEGRATION=1 $(GO) test -race -count=1 ./...
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./inventory
+
+unit: ## tests that need no root and no simulated hosts
+	$(GO) test -count=1 ./...
+
+fuzz: ## fuzz the inventory loader for 10 minutes
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10m ./inventory
+
+bench: ## Go micro-benchmarks of the hot paths
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+sim-up: ## bring up simulated hosts (TOPOLOGY=ha or hosts-N)
+	$(GO) run ./testing/cmd/fleet-sim up -topology $(TOPOLOGY) -id $(SIM_ID) -dir $(SIM_DIR)
+
+sim-down: ## remove the simulated hosts and everything they left
+	$(GO) run ./testing/cmd/fleet-sim down -id $(SIM_ID) -dir $(SIM_DIR)
+
+demo: build sim-up ## simulated cluster up, then fleet check and fleet plan against it
+	./bin/fleet check -i $(SIM_DIR)/inventory.yaml
+	./bin/fleet plan -i $(SIM_DIR)/inventory.yaml
+
+clean: sim-down ## remove build output and simulated hosts
+	rm -rf bin

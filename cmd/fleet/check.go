@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fleetops/fleet/internal/facts"
+	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/playbooks"
+)
+
+type checkCmd struct {
+	Inventory string `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+}
+
+func (c *checkCmd) Run(ctx context.Context, g *globals) error {
+	s, err := openSession(g, c.Inventory)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	out := s.Output(g.stdout)
+	defer out.Flush()
+
+	start := time.Now()
+	results, _, runErr := playbooks.Check(ctx, s)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "HOST\tROLE\tADDRESS\tREACHABLE\tOS\tARCH\tDISTRO")
+	for _, t := range facts.Tools {
+		fmt.Fprintf(tw, "\t%s", t)
+	}
+	fmt.Fprint(tw, "\tTIME\n")
+	unreachable := 0
+	for _, r := range results {
+		if !r.Reachable() {
+			unreachable++
+			fmt.Fprintf(tw, "%s\t%s\t%s\tno\t-\t-\t-", r.Host, r.Role, r.Address)
+			for range facts.Tools {
+				fmt.Fprint(tw, "\t-")
+			}
+			fmt.Fprintf(tw, "\t%s\n", r.Took.Round(time.Millisecond))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\tyes\t%s\t%s\t%s", r.Host, r.Role, r.Address, r.Facts.OS, r.Facts.Arch, r.Facts.Distro)
+		for _, t := range facts.Tools {
+			fmt.Fprintf(tw, "\t%s", yesNo(r.Facts.Has(t)))
+		}
+		fmt.Fprintf(tw, "\t%s\n", r.Took.Round(time.Millisecond))
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "%d of %d hosts reachable in %s\n", len(results)-unreachable, len(results), time.Since(start).Round(time.Millisecond))
+	if runErr != nil {
+		return fmt.Errorf("%d host(s) unreachable:\n%s", unreachable, s.Redactor.String(runErr.Error()))
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// openSession loads the inventory, prints its warnings and prepares the
+// connections.
+func openSession(g *globals, path string) (*playbooks.Session, error) {
+	inv, err := inventory.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range inv.Warnings {
+		fmt.Fprintln(g.stderr, "warning:", w)
+	}
+	return playbooks.NewSession(inv, playbooks.Options{
+		AcceptNewHostKeys: g.AcceptNewHostKeys,
+		KnownHosts:        g.KnownHosts,
+		Concurrency:       g.Concurrency,
+		OnEvent:           eventPrinter(g),
+	})
+}

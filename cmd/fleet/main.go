@@ -1,0 +1,84 @@
+// Command fleet turns a YAML inventory into a highly available kubeadm
+// cluster over SSH. This package parses flags and prints; the work is in
+// playbooks.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time: -ldflags "-X main.version=v0.1.0".
+var version = "dev"
+
+// globals are the flags every command takes.
+type globals struct {
+	AcceptNewHostKeys bool   `help:"Trust hosts missing from known_hosts and record their keys (never a changed key)."`
+	KnownHosts        string `help:"known_hosts file to use for every host, instead of the inventory's." type:"path"`
+	Concurrency       int    `help:"Most tasks running at once." default:"64"`
+	Verbose           bool   `short:"v" help:"Print every step event."`
+
+	stdout, stderr io.Writer
+}
+
+type cli struct {
+	globals
+
+	Version versionCmd `cmd:"" help:"Print fleet's version."`
+	Check   checkCmd   `cmd:"" help:"Connect to every host in parallel and report what it is; changes nothing."`
+	Plan    planCmd    `cmd:"" help:"Print the step graph of apply; changes nothing."`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: tests call it with their own writers.
+func run(args []string, stdout, stderr io.Writer) int {
+	var c cli
+	c.stdout, c.stderr = stdout, stderr
+	// kong "exits" after --help; remember it instead of ending the process.
+	exited, exitCode := false, 0
+	parser, err := kong.New(&c,
+		kong.Name("fleet"),
+		kong.Description("Agentless SSH orchestrator for highly available kubeadm clusters."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exited, exitCode = true, code }),
+		kong.UsageOnError(),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "fleet:", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if exited {
+		return exitCode // --help was printed
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "fleet:", err)
+		return 2
+	}
+	// Ctrl-C cancels the run: steps stop starting, running commands end.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	kctx.Bind(&c.globals)
+	if err := kctx.Run(); err != nil {
+		fmt.Fprintln(stderr, "fleet:", err)
+		return 1
+	}
+	return 0
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run(g *globals) error {
+	_, err := fmt.Fprintf(g.stdout, "fleet %s\n", version)
+	return err
+}

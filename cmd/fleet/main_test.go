@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+var cluster *sim.Cluster
+
+func TestMain(m *testing.M) {
+	os.Exit(sim.RunTests(m, sim.Sized("cl", 30, 6, 3), &cluster))
+}
+
+func fleet(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	if code, out, _ := fleet("version"); code != 0 || !strings.HasPrefix(out, "fleet ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, out, _ := fleet("--help"); code != 0 || !strings.Contains(out, "check") || !strings.Contains(out, "--accept-new-host-keys") {
+		t.Errorf("help: %d %q", code, out)
+	}
+	if code, _, errs := fleet("frobnicate"); code != 2 || !strings.Contains(errs, "unexpected argument frobnicate") {
+		t.Errorf("unknown command: %d %q", code, errs)
+	}
+}
+
+func TestBadInventoryIsLocated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inv.yaml")
+	os.WriteFile(path, []byte("cluster:\n  name: x\n  kubernetesVersion: v1.34.4\n  colour: blue\n"), 0o600)
+	code, _, errs := fleet("plan", "-i", path)
+	if code != 1 || !strings.Contains(errs, path+":4:3: cluster.colour: unknown field") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestCheckAgainstSimulatedHosts(t *testing.T) {
+	sim.Need(t, cluster)
+	code, out, errs := fleet("check", "-i", cluster.Inventory)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, h := range cluster.Hosts {
+		if !strings.Contains(out, h.Name+" ") || !strings.Contains(out, h.Address+"  yes") {
+			t.Errorf("no reachable row for %s in:\n%s", h.Name, out)
+		}
+	}
+	if !strings.Contains(out, "6 of 6 hosts reachable") {
+		t.Errorf("summary missing:\n%s", out)
+	}
+}
+
+func TestCheckFailsNamingTheUnreachableHost(t *testing.T) {
+	sim.Need(t, cluster)
+	if err := cluster.StopSSHD("worker1"); err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.StartSSHD(t.Context(), "worker1")
+	code, out, errs := fleet("check", "-i", cluster.Inventory)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if !strings.Contains(out, "5 of 6 hosts reachable") || !strings.Contains(errs, "step probe on worker1") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", out, errs)
+	}
+}
+
+func TestPlanPrintsTheApplyGraph(t *testing.T) {
+	sim.Need(t, cluster)
+	code, out, errs := fleet("plan", "-i", cluster.Inventory)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"preflight", "init: kubeadm init --upload-certs", "hosts: master1, master2 [one at a time]", "join-workers"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+}

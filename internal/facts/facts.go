@@ -1,0 +1,66 @@
+// Package facts says what a host is: kernel, architecture, distribution and
+// which of the tools fleet drives are installed. One command gathers it all,
+// so probing a host costs one round trip.
+package facts
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Tools fleet looks for on every host.
+var Tools = []string{"kubeadm", "kubelet", "kubectl", "nginx"}
+
+// Facts describe one host.
+type Facts struct {
+	OS     string            // uname -s: Linux, SunOS
+	Arch   string            // uname -m: x86_64, aarch64, i86pc
+	Distro string            // PRETTY_NAME of os-release, or "unknown"
+	Paths  map[string]string // tool -> path, "" when absent
+}
+
+// Has reports whether tool is installed.
+func (f Facts) Has(tool string) bool { return f.Paths[tool] != "" }
+
+// Command is the probe: POSIX sh, no bashisms, works on Linux and illumos.
+func Command() string {
+	var b strings.Builder
+	b.WriteString(`echo "os=$(uname -s)"; echo "arch=$(uname -m)"; `)
+	b.WriteString(`if [ -r /etc/os-release ]; then . /etc/os-release; echo "distro=$PRETTY_NAME"; else echo "distro=unknown"; fi; `)
+	b.WriteString(`for t in ` + strings.Join(Tools, " ") + `; do echo "tool.$t=$(command -v "$t" 2>/dev/null)"; done`)
+	return b.String()
+}
+
+// Parse reads the probe's output.
+func Parse(out string) (Facts, error) {
+	f := Facts{Paths: map[string]string{}}
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return Facts{}, fmt.Errorf("facts: unexpected line %q", line)
+		}
+		switch {
+		case k == "os":
+			f.OS = v
+		case k == "arch":
+			f.Arch = v
+		case k == "distro":
+			f.Distro = v
+		case strings.HasPrefix(k, "tool."):
+			f.Paths[strings.TrimPrefix(k, "tool.")] = v
+		}
+	}
+	if f.OS == "" || f.Arch == "" {
+		return Facts{}, fmt.Errorf("facts: probe output lacks os or arch: %q", out)
+	}
+	for _, t := range Tools {
+		if _, ok := f.Paths[t]; !ok {
+			return Facts{}, fmt.Errorf("facts: probe output lacks tool %s", t)
+		}
+	}
+	return f, nil
+}

@@ -1,0 +1,129 @@
+// Package playbooks composes fleet's building blocks into the graphs users
+// run: check, plan, apply and their kin. One file per playbook; each reads
+// top to bottom as the steps it runs.
+package playbooks
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// Options are the run-wide choices a user makes on the command line.
+type Options struct {
+	// AcceptNewHostKeys trusts hosts missing from known_hosts on first use
+	// (never a host whose key changed).
+	AcceptNewHostKeys bool
+	// KnownHosts overrides the inventory's known_hosts file for every host.
+	KnownHosts string
+	// Concurrency bounds the tasks running at once (0: the engine's default).
+	Concurrency int
+	// OnEvent sees every step event as it happens.
+	OnEvent func(steps.Event)
+}
+
+// Session is one run against one inventory: its connections, its secrets
+// to redact and its step engine.
+type Session struct {
+	Inv      *inventory.Inventory
+	Pool     *exec.Pool
+	Redactor *exec.Redactor
+	opts     Options
+}
+
+// keepAlive detects a dead host within three intervals during long commands.
+const keepAlive = 10 * time.Second
+
+// NewSession prepares connections to every host of inv; nothing is dialled
+// until a step needs the host.
+func NewSession(inv *inventory.Inventory, opts Options) (*Session, error) {
+	s := &Session{Inv: inv, Pool: exec.NewPool(), Redactor: exec.NewRedactor(), opts: opts}
+	verifiers := map[string]*exec.HostKeys{} // one per known_hosts file
+	hostKeys := func(path string) (*exec.HostKeys, error) {
+		if opts.KnownHosts != "" {
+			path = opts.KnownHosts
+		}
+		if k, ok := verifiers[path]; ok {
+			return k, nil
+		}
+		k, err := exec.LoadHostKeys(path, opts.AcceptNewHostKeys)
+		if err != nil {
+			return nil, err
+		}
+		verifiers[path] = k
+		return k, nil
+	}
+	for _, h := range inv.Hosts() {
+		ssh := inv.SSHFor(h)
+		keys, err := hostKeys(ssh.KnownHosts)
+		if err != nil {
+			return nil, err
+		}
+		cfg := s.connConfig(h.Name, h.Address, ssh, keys)
+		var jump *exec.Config
+		if ssh.JumpHost != "" {
+			j, err := inventory.ParseJumpHost(ssh.JumpHost)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", h.Name, err)
+			}
+			jssh := ssh
+			jssh.Port, jssh.Sudo = j.Port, nil
+			if j.User != "" {
+				jssh.User = j.User
+			}
+			jc := s.connConfig("jump host "+j.Address, j.Address, jssh, keys)
+			jump = &jc
+		}
+		s.Pool.Add(cfg, jump)
+	}
+	return s, nil
+}
+
+func (s *Session) connConfig(name, addr string, ssh inventory.SSH, keys *exec.HostKeys) exec.Config {
+	cfg := exec.Config{
+		Host: name, Address: addr, Port: ssh.Port, User: ssh.User,
+		// Without an identity file the agent is the only way in, unless the
+		// user turned it off explicitly.
+		UseAgent:          inventory.On(ssh.Agent) || (ssh.IdentityFile == "" && ssh.Agent == nil),
+		Sudo:              inventory.On(ssh.Sudo),
+		ConnectTimeout:    time.Duration(ssh.ConnectTimeout),
+		KeepAliveInterval: keepAlive,
+		HostKeys:          keys,
+		Redactor:          s.Redactor,
+	}
+	if ssh.IdentityFile != "" {
+		cfg.IdentityFiles = []string{ssh.IdentityFile}
+	}
+	return cfg
+}
+
+// Conn returns the connection to a host of the inventory.
+func (s *Session) Conn(ctx context.Context, host string) (*exec.Conn, error) {
+	return s.Pool.Get(ctx, host)
+}
+
+// Run executes g with the session's engine settings.
+func (s *Session) Run(ctx context.Context, g *steps.Graph) (*steps.Report, error) {
+	eng := &steps.Engine{Concurrency: s.opts.Concurrency, OnEvent: s.opts.OnEvent}
+	return eng.Run(ctx, g)
+}
+
+// Close ends every connection of the session.
+func (s *Session) Close() error { return s.Pool.Close() }
+
+// Output returns w wrapped so that no registered secret reaches it.
+func (s *Session) Output(w io.Writer) *exec.RedactingWriter { return s.Redactor.Writer(w) }
+
+// hostNames lists the names of hosts.
+func hostNames(hosts []*inventory.Host) []string {
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h.Name
+	}
+	return names
+}
