@@ -1,0 +1,112 @@
+package lb
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func haConfig() Config {
+	return Config{ListenPort: 6443, Backends: []Backend{
+		{"master0", "198.18.0.11", 6443}, {"master1", "198.18.0.12", 6443}, {"master2", "198.18.0.13", 6443},
+	}}
+}
+
+func TestRenderGolden(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"ha", haConfig()},
+		{"tuned", func() Config {
+			c := haConfig()
+			c.Backends = c.Backends[:1]
+			c.ListenPort, c.ConnectTimeout, c.ProxyTimeout = 8443, 1500*time.Millisecond, 10*time.Minute
+			return c
+		}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Render(tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", tt.name+".conf")
+			if *update {
+				os.WriteFile(golden, got, 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("got\n%s\nwant\n%s", got, want)
+			}
+			nginxAccepts(t, got)
+		})
+	}
+}
+
+// nginxAccepts runs the real `nginx -t` on the rendered block inside a
+// minimal main config, as the load balancer host will.
+func nginxAccepts(t *testing.T, stream []byte) {
+	t.Helper()
+	nginx, err := osexec.LookPath("nginx")
+	if err != nil {
+		if os.Getenv("FLEET_INTEGRATION") == "1" {
+			t.Fatal("nginx not installed (make setup)")
+		}
+		t.Skip("nginx not installed")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "stream.conf"), stream, 0o644)
+	main := "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n" +
+		"pid " + dir + "/nginx.pid;\nerror_log " + dir + "/error.log;\n" +
+		"events {}\ninclude " + dir + "/stream.conf;\n"
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o644)
+	out, err := osexec.Command(nginx, "-t", "-p", dir, "-c", filepath.Join(dir, "nginx.conf")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "test is successful") {
+		t.Fatalf("nginx -t rejected the config: %v\n%s", err, out)
+	}
+}
+
+func TestRenderRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no backends", func(c *Config) { c.Backends = nil }, "no backends"},
+		{"listen port", func(c *Config) { c.ListenPort = 0 }, "listen port"},
+		{"directive injection in address", func(c *Config) { c.Backends[0].Address = "1.2.3.4:6443; include /etc/passwd" }, "neither an IP"},
+		{"newline in name", func(c *Config) { c.Backends[0].Name = "m0\n}" }, "not a node name"},
+		{"backend port", func(c *Config) { c.Backends[1].Port = 70000 }, "port 70000"},
+		{"duplicate", func(c *Config) { c.Backends[1] = c.Backends[0]; c.Backends[1].Name = "x" }, "listed twice"},
+		{"sub-millisecond timeout", func(c *Config) { c.ProxyTimeout = time.Microsecond }, "at least 1ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := haConfig()
+			tt.edit(&c)
+			if _, err := Render(c); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestIPv6Backend(t *testing.T) {
+	c := haConfig()
+	c.Backends = []Backend{{"master0", "2001:db8::11", 6443}}
+	got, err := Render(c)
+	if err != nil || !strings.Contains(string(got), "server [2001:db8::11]:6443; # master0") {
+		t.Fatalf("%v\n%s", err, got)
+	}
+}
