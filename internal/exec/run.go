@@ -91,12 +91,11 @@ func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (Result, error
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("%s: %s: %w", c.cfg.Host, shown, err)
 	}
-	select {
-	case c.sessions <- struct{}{}:
-		defer func() { <-c.sessions }()
-	case <-ctx.Done():
-		return Result{}, fmt.Errorf("%s: %s: waiting for a free session: %w", c.cfg.Host, shown, ctx.Err())
+	release, err := c.acquire(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %s: %w", c.cfg.Host, shown, err)
 	}
+	defer release()
 	sess, err := c.newSession(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: open session: %w", c.cfg.Host, c.connErr(err))
@@ -146,25 +145,34 @@ func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (Result, error
 			fmt.Errorf("%s: %s: stopped after %s: %w", c.cfg.Host, shown, time.Since(start).Round(time.Millisecond), ctx.Err())
 	}
 
-	res := Result{
-		Stdout:   stdout.String(),
-		Stderr:   stderr.String(),
-		Duration: time.Since(start),
+	res := Result{Stdout: stdout.String(), Stderr: stderr.String(), Duration: time.Since(start)}
+	return res, c.classify(&res, shown, waitErr, stdout.cut || stderr.cut, limit)
+}
+
+// acquire takes one of the connection's session slots.
+func (c *Conn) acquire(ctx context.Context) (release func(), err error) {
+	select {
+	case c.sessions <- struct{}{}:
+		return func() { <-c.sessions }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a free session: %w", ctx.Err())
 	}
+}
+
+// classify turns how a command ended into fleet's errors, setting the exit code.
+func (c *Conn) classify(res *Result, shown string, waitErr error, cut bool, limit int) error {
 	var exitErr *ssh.ExitError
 	switch {
-	case waitErr == nil:
 	case errors.As(waitErr, &exitErr):
 		res.ExitCode = exitErr.ExitStatus()
-		return res, &CommandError{Host: c.cfg.Host, Command: shown, ExitCode: res.ExitCode, Stderr: c.cfg.Redactor.String(res.Stderr)}
-	default:
+		return &CommandError{Host: c.cfg.Host, Command: shown, ExitCode: res.ExitCode, Stderr: c.cfg.Redactor.String(res.Stderr)}
+	case waitErr != nil:
 		res.ExitCode = -1
-		return res, fmt.Errorf("%s: %s: %w", c.cfg.Host, shown, c.connErr(waitErr))
+		return fmt.Errorf("%s: %s: %w", c.cfg.Host, shown, c.connErr(waitErr))
+	case cut:
+		return &OutputLimitError{Host: c.cfg.Host, Command: shown, Limit: limit}
 	}
-	if stdout.cut || stderr.cut {
-		return res, &OutputLimitError{Host: c.cfg.Host, Command: shown, Limit: limit}
-	}
-	return res, nil
+	return nil
 }
 
 // newSession opens a session, retrying briefly when sshd refuses the
