@@ -48,25 +48,17 @@ func (p *Pool) Get(ctx context.Context, host string) (*Conn, error) {
 	if closing {
 		return nil, fmt.Errorf("%s: connection pool closed", host)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.conn != nil && e.conn.Alive() {
-		return e.conn, nil
-	}
-	cfg := e.cfg
-	if e.jump != nil {
-		via, err := p.jumpConn(ctx, *e.jump)
-		if err != nil {
-			return nil, fmt.Errorf("%s: jump host: %w", host, err)
+	return e.connect(ctx, func(ctx context.Context) (*Conn, error) {
+		cfg := e.cfg
+		if e.jump != nil {
+			via, err := p.jumpConn(ctx, *e.jump)
+			if err != nil {
+				return nil, fmt.Errorf("%s: jump host: %w", host, err)
+			}
+			cfg.Via = via
 		}
-		cfg.Via = via
-	}
-	c, err := Dial(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	e.conn = c
-	return c, nil
+		return Dial(ctx, cfg)
+	})
 }
 
 func (p *Pool) jumpConn(ctx context.Context, cfg Config) (*Conn, error) {
@@ -78,12 +70,18 @@ func (p *Pool) jumpConn(ctx context.Context, cfg Config) (*Conn, error) {
 		p.jumps[key] = e
 	}
 	p.mu.Unlock()
+	return e.connect(ctx, func(ctx context.Context) (*Conn, error) { return Dial(ctx, cfg) })
+}
+
+// connect returns the entry's live connection or makes one with dial;
+// concurrent callers wait for the one dial.
+func (e *poolEntry) connect(ctx context.Context, dial func(context.Context) (*Conn, error)) (*Conn, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.conn != nil && e.conn.Alive() {
 		return e.conn, nil
 	}
-	c, err := Dial(ctx, cfg)
+	c, err := dial(ctx)
 	if err != nil {
 		return nil, err
 	}
