@@ -49,6 +49,10 @@ func createHostNet(id string, subnet, idx int, host string) error {
 		{"-n", ns, "link", "set", "eth0", "up"},
 		{"-n", ns, "route", "add", "default", "via", gatewayIP(subnet)},
 	}
+	defer func() {
+		// kubeadm's preflight wants forwarding on, as any node has it.
+		_ = exec.Command("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1").Run()
+	}()
 	for _, s := range steps {
 		if err := ip(s...); err != nil {
 			return err

@@ -47,7 +47,7 @@ func (r rootfs) build(hostsFile string, clientPub []byte) error {
 			return err
 		}
 	}
-	for _, d := range []string{"/run/sshd", "/var/log/nginx", "/var/lib/nginx", "/root/.ssh"} {
+	for _, d := range []string{"/run/sshd", "/var/log/nginx", "/var/lib/nginx", "/root/.ssh", "/usr-upper", "/usr-work"} {
 		if err := os.MkdirAll(r.path(d), 0o755); err != nil {
 			return err
 		}
@@ -151,10 +151,12 @@ MaxStartups 100:30:200
 Subsystem sftp internal-sftp
 `
 
-// mountScript runs inside the host's fresh mount and UTS namespaces: it
-// makes every private path the host's own, sets the hostname and becomes
-// sshd. The pid of this script is therefore the pid of sshd.
-func (r rootfs) mountScript() string {
+// bootScript runs inside the host's fresh mount and UTS namespaces: it makes
+// every private path the host's own, gives it its own /usr (an overlay with
+// the node's binaries when tools is set), sets the hostname, starts the
+// host's services and stays as the anchor that keeps the namespaces alive.
+// sshd is started separately, into this anchor's namespaces.
+func (r rootfs) bootScript(tools string) string {
 	var b strings.Builder
 	b.WriteString("set -e\nmount --make-rprivate /\n")
 	for _, f := range privateFiles {
@@ -163,10 +165,36 @@ func (r rootfs) mountScript() string {
 	for _, d := range privateDirs {
 		fmt.Fprintf(&b, "mkdir -p %s\nmount --bind %s %s\n", d, r.path(d), d)
 	}
+	lower := "/usr"
+	if tools != "" {
+		lower = tools + ":/usr"
+	}
+	fmt.Fprintf(&b, "mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s /usr\n",
+		lower, r.path("/usr-upper"), r.path("/usr-work"))
 	fmt.Fprintf(&b, "hostname %s\n", r.name)
-	b.WriteString("exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config\n")
+	b.WriteString("touch /run/fleet-sim-booted\nset +e\n")
+	if tools != "" {
+		b.WriteString(services)
+	}
+	// Reap whatever ends; never exit while the host is up.
+	b.WriteString("while :; do wait; sleep 1; done\n")
 	return b.String()
 }
+
+// services are the host's daemons, run the way their systemd units would:
+// restarted when they exit. The kubelet gets its flags from
+// kubeadm-flags.env at every start, as the kubeadm drop-in arranges.
+const services = `(while :; do /usr/local/bin/sim-containerd >>/var/log/containerd.log 2>&1; sleep 1; done) &
+(while :; do
+	KUBELET_KUBEADM_ARGS=""; KUBELET_EXTRA_ARGS=""
+	[ -f /var/lib/kubelet/kubeadm-flags.env ] && . /var/lib/kubelet/kubeadm-flags.env
+	[ -f /etc/default/kubelet ] && . /etc/default/kubelet
+	[ -x /usr/bin/kubelet ] && /usr/bin/kubelet --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
+		--kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \
+		$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS >>/var/log/kubelet.log 2>&1
+	sleep 1
+done) &
+`
 
 func copyTree(src, dst string) error {
 	out, err := exec.Command("cp", "-a", src+"/.", dst).CombinedOutput()

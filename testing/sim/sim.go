@@ -34,6 +34,7 @@ type Cluster struct {
 	Subnet     int      `json:"subnet"`
 	Bridge     string   `json:"bridge"`
 	Hosts      []Host   `json:"hosts"`
+	Tools      string   `json:"tools"`       // /usr layer of node binaries each host sees, or ""
 	KeyFile    string   `json:"key_file"`    // client private key, authorized for root and the test users
 	KnownHosts string   `json:"known_hosts"` // every host's key, as ssh-keyscan would give it
 	Inventory  string   `json:"inventory"`   // fleet inventory for the topology
@@ -62,7 +63,7 @@ func Up(ctx context.Context, dir string, topo Topology) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{
-		Dir: dir, ID: topo.ID, Subnet: topo.Subnet, Bridge: bridgeName(topo.ID),
+		Dir: dir, ID: topo.ID, Subnet: topo.Subnet, Bridge: bridgeName(topo.ID), Tools: topo.Tools,
 		KeyFile:    filepath.Join(dir, "id_ed25519"),
 		KnownHosts: filepath.Join(dir, "known_hosts"),
 		Inventory:  filepath.Join(dir, "inventory.yaml"),
@@ -103,6 +104,9 @@ func (c *Cluster) up(ctx context.Context) error {
 		if err := createHostNet(c.ID, c.Subnet, i, h.Name); err != nil {
 			return fmt.Errorf("sim: %s: network: %w", h.Name, err)
 		}
+		if err := c.boot(h); err != nil {
+			return err
+		}
 		return c.StartSSHD(ctx, h.Name)
 	})
 	if err != nil {
@@ -142,8 +146,37 @@ func (c *Cluster) Host(name string) Host {
 	panic("sim: no host " + name)
 }
 
-// StartSSHD starts the host's sshd in fresh mount and UTS namespaces inside
-// its network namespace, and waits until it answers.
+// boot starts the host's anchor: its mount and UTS namespaces inside its
+// network namespace, with its services. Its pid names the host for nsenter.
+func (c *Cluster) boot(h Host) error {
+	logf, err := os.OpenFile(filepath.Join(h.Dir, "boot.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	script := rootfs{dir: h.Dir, name: h.Name}.bootScript(c.Tools)
+	cmd := exec.Command("ip", "netns", "exec", h.NetNS,
+		"unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session: the host must outlive `make sim-up` and not get our signals.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("sim: %s: boot: %w", h.Name, err)
+	}
+	go cmd.Wait() // reap it whenever it dies
+	return os.WriteFile(filepath.Join(h.Dir, "anchor.pid"), fmt.Appendf(nil, "%d\n", cmd.Process.Pid), 0o644)
+}
+
+// enter returns nsenter's arguments to run argv inside the host.
+func (c *Cluster) enter(name string, argv ...string) ([]string, error) {
+	pid, err := os.ReadFile(filepath.Join(c.Host(name).Dir, "anchor.pid"))
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{"--target", strings.TrimSpace(string(pid)), "--net", "--mount", "--uts", "--"}, argv...), nil
+}
+
+// StartSSHD starts sshd inside the host and waits until it answers.
 func (c *Cluster) StartSSHD(ctx context.Context, name string) error {
 	h := c.Host(name)
 	logf, err := os.OpenFile(filepath.Join(h.Dir, "sshd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -151,25 +184,39 @@ func (c *Cluster) StartSSHD(ctx context.Context, name string) error {
 		return err
 	}
 	defer logf.Close()
-	script := rootfs{dir: h.Dir, name: h.Name}.mountScript()
-	cmd := exec.Command("ip", "netns", "exec", h.NetNS,
-		"unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script)
+	// The anchor may still be mounting: wait for its /usr overlay.
+	var args []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		args, err = c.enter(name, "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config")
+		if err == nil && c.booted(name) {
+			break
+		}
+		if time.Now().After(deadline) {
+			boot, _ := os.ReadFile(filepath.Join(h.Dir, "boot.log"))
+			return fmt.Errorf("sim: %s did not boot: %v %s", name, err, boot)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own session: sshd must outlive `make sim-up` and not get our signals.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("sim: %s: start sshd: %w", name, err)
 	}
-	c.started.Store(name, cmd)
-	go cmd.Wait() // reap it when it dies, whoever kills it
-	if err := os.WriteFile(filepath.Join(h.Dir, "sshd.pid"), fmt.Appendf(nil, "%d\n", cmd.Process.Pid), 0o644); err != nil {
-		return err
-	}
+	go cmd.Wait()
 	if err := waitSSH(ctx, h.Address+":22", 10*time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(h.Dir, "sshd.log"))
 		return fmt.Errorf("%w; sshd.log: %s", err, strings.TrimSpace(string(log)))
 	}
 	return nil
+}
+
+// booted reports whether the host's boot script has made all its mounts:
+// it touches /run/fleet-sim-booted (in the host's own /run) last.
+func (c *Cluster) booted(name string) bool {
+	_, err := os.Stat(filepath.Join(c.Host(name).Dir, "run/fleet-sim-booted"))
+	return err == nil
 }
 
 // StopSSHD kills every sshd process of the host: the listener and the
@@ -213,12 +260,10 @@ func (c *Cluster) RotateHostKey(ctx context.Context, name string) error {
 // Exec runs argv inside the host's namespaces (network, mount, UTS), as root
 // on that host, without SSH. Tests use it to look at or break a host.
 func (c *Cluster) Exec(name string, argv ...string) ([]byte, error) {
-	h := c.Host(name)
-	pid, err := os.ReadFile(filepath.Join(h.Dir, "sshd.pid"))
+	args, err := c.enter(name, argv...)
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--target", strings.TrimSpace(string(pid)), "--net", "--mount", "--uts", "--"}, argv...)
 	out, err := exec.Command("nsenter", args...).CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("sim: %s: %s: %w: %s", name, strings.Join(argv, " "), err, out)

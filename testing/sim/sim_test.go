@@ -68,7 +68,8 @@ func TestUpGivesEachHostItsOwnWorldAndDownRemovesEverything(t *testing.T) {
 	}
 	// The same loopback port on two hosts does not collide.
 	for _, h := range c.Hosts[:2] {
-		if _, err := c.Exec(h.Name, "sh", "-c", "nohup python3 -m http.server 10248 --bind 127.0.0.1 >/dev/null 2>&1 & sleep 0.5; ss -ltn | grep -q 127.0.0.1:10248"); err != nil {
+		if _, err := c.Exec(h.Name, "sh", "-c", "nohup python3 -m http.server 10248 --bind 127.0.0.1 >/dev/null 2>&1 & "+
+			"for i in $(seq 100); do ss -ltn | grep -q 127.0.0.1:10248 && exit 0; sleep 0.1; done; exit 1"); err != nil {
 			t.Errorf("%s: %v", h.Name, err)
 		}
 	}

@@ -25,6 +25,10 @@ type Topology struct {
 	// 198.18.<Subnet>.0/24, bridge .1, hosts from .10.
 	Subnet int
 	Hosts  []HostSpec
+	// Tools, if set, is a folder laid out like /usr (bin/kubeadm,
+	// local/bin/etcd, ...) that every host sees under its own /usr, as if
+	// the packages were installed. See InstallLayer.
+	Tools string
 }
 
 var idPattern = regexp.MustCompile(`^[a-z0-9]{1,4}$`)

@@ -28,13 +28,17 @@ k8s_ldflags="-s -w \
 stamp() { cat "$@" | sha256sum | cut -c1-16; }
 
 # build MODULE_DIR LDFLAGS NAME=PACKAGE... builds each package unless its
-# stamp is current.
+# stamp is current. An upstream package is pinned by go.mod and go.sum; one
+# of ours (./...) also by this module's Go files.
 build() {
 	local dir=$1 ldflags=$2; shift 2
-	local want
-	want=$(cd "$dir" && stamp go.mod go.sum $(find . -name '*.go' | sort))
 	for spec in "$@"; do
-		local name=${spec%%=*} pkg=${spec#*=}
+		local name=${spec%%=*} pkg=${spec#*=} want
+		if [ "${pkg#./}" != "$pkg" ]; then
+			want=$(cd "$dir" && stamp go.mod go.sum $(find . -name '*.go' | sort))
+		else
+			want=$(cd "$dir" && stamp go.mod go.sum)
+		fi
 		if [ -x "$out/$name" ] && [ "$(cat "$out/$name.stamp" 2>/dev/null)" = "$want" ]; then
 			continue
 		fi
@@ -51,3 +55,16 @@ build "$here/kubernetes" "$k8s_ldflags" \
 	kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
 	kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
 	kubectl=k8s.io/kubernetes/cmd/kubectl
+
+# The simulated node's own pieces share the Kubernetes module (client-go at
+# the same version) and its version ldflags, so `kubelet --version` is real.
+build "$here/kubernetes" "$k8s_ldflags" \
+	kubelet=./cmd/kubelet \
+	sim-containerd=./cmd/sim-containerd
+
+build "$here/etcd" "-s -w" etcd=go.etcd.io/etcd/server/v3
+
+# cfssl keeps its certificate database in sqlite, which needs cgo.
+CGO_ENABLED=1 build "$here/cfssl" "-s -w" \
+	cfssl=github.com/cloudflare/cfssl/cmd/cfssl \
+	cfssljson=github.com/cloudflare/cfssl/cmd/cfssljson

@@ -124,4 +124,3 @@ func (c *container) snapshot() ContainerStatus {
 	s.Name = c.spec.Name
 	return s
 }
-

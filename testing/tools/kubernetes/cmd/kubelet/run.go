@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/version"
+
+	"github.com/fleetops/fleet/testing/tools/kubernetes/internal/node"
+	"github.com/fleetops/fleet/testing/tools/kubernetes/internal/staticpod"
+	"github.com/fleetops/fleet/testing/tools/kubernetes/internal/tlsboot"
+)
+
+// errRestart asks the service wrapper to start the kubelet again, with the
+// flags kubeadm has since written (kubeadm-flags.env).
+var errRestart = errors.New("configuration changed, restarting")
+
+const flagsEnv = "/var/lib/kubelet/kubeadm-flags.env"
+
+func run(ctx context.Context, f flags) error {
+	configPath := f.get("config", "/var/lib/kubelet/config.yaml")
+	cfg, cfgData, err := loadConfig(configPath)
+	if err != nil {
+		return err // the service wrapper retries, like systemd's Restart=always
+	}
+	name, err := nodeName(f)
+	if err != nil {
+		return err
+	}
+	ip, err := nodeIP(f)
+	if err != nil {
+		return err
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000")+" kubelet: "+format+"\n", args...)
+	}
+	logf("node %s (%s), static pods from %s", name, ip, cfg.StaticPodPath)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := serveHealthz(ctx, cfg); err != nil {
+		return err
+	}
+	runner := &staticpod.Runner{
+		Dir: cfg.StaticPodPath, LogDir: "/var/log/pods",
+		Backoff: staticpod.DefaultBackoff, MaxGrace: 5 * time.Second,
+		OnError: func(err error) { logf("static pod: %v", err) },
+	}
+	// Every static pod process ends with the kubelet: a restarted kubelet
+	// starts them again rather than adopting strangers.
+	defer runner.StopAll()
+
+	api := make(chan error, 1)
+	go func() { api <- apiLoop(ctx, f, name, ip, runner, logf) }()
+
+	envStamp, cfgStamp := fileStamp(flagsEnv), string(cfgData)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if cfg.StaticPodPath != "" {
+			runner.Sync(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-api:
+			return err
+		case <-tick.C:
+		}
+		// kubeadm reset removes the config: stop everything, as a stopped
+		// kubelet would be. kubeadm join rewrites flags: restart with them.
+		data, err := os.ReadFile(configPath)
+		if err != nil {
+			return fmt.Errorf("kubelet config %s is gone: stopping", configPath)
+		}
+		if string(data) != cfgStamp || fileStamp(flagsEnv) != envStamp {
+			return errRestart
+		}
+	}
+}
+
+// apiLoop gets credentials (TLS bootstrap if needed), registers the node,
+// then heartbeats and keeps mirror pods in line until ctx ends.
+func apiLoop(ctx context.Context, f flags, name, ip string, runner *staticpod.Runner, logf func(string, ...any)) error {
+	kubeconfig := f.get("kubeconfig", "/etc/kubernetes/kubelet.conf")
+	bootstrap := f.get("bootstrap-kubeconfig", "")
+	for {
+		if _, err := os.Stat(kubeconfig); err == nil {
+			break
+		}
+		if bootstrap != "" {
+			if _, err := os.Stat(bootstrap); err == nil {
+				err := tlsboot.Run(ctx, tlsboot.Request{NodeName: name, Bootstrap: bootstrap, Kubeconfig: kubeconfig,
+					CertDir: filepath.Join(f.get("root-dir", "/var/lib/kubelet"), "pki"), Logf: logf})
+				if err != nil {
+					return err
+				}
+				logf("tls bootstrap done: %s written", kubeconfig)
+				break
+			}
+		}
+		select { // standalone until kubeadm writes a kubeconfig
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	rest, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	rest.Timeout = 10 * time.Second
+	client, err := kubernetes.NewForConfig(rest)
+	if err != nil {
+		return err
+	}
+	agent := &node.Agent{Client: client, Name: name, IP: ip, Version: version.Get().GitVersion,
+		Runtime: "sim-containerd://1.7.0", LeaseSeconds: 40}
+	for ctx.Err() == nil {
+		if err := agent.Register(ctx); err == nil {
+			logf("registered node %s", name)
+			break
+		} else {
+			logf("%v", err)
+		}
+		sleep(ctx, time.Second)
+	}
+	lastBeat := time.Now()
+	for ctx.Err() == nil {
+		if time.Since(lastBeat) >= 10*time.Second {
+			if err := agent.Heartbeat(ctx); err != nil {
+				logf("heartbeat: %v", err)
+			} else {
+				lastBeat = time.Now()
+			}
+		}
+		if err := agent.SyncMirrors(ctx, staticPods(runner)); err != nil {
+			logf("%v", err)
+		}
+		sleep(ctx, 2*time.Second)
+	}
+	return nil
+}
+
+func staticPods(r *staticpod.Runner) []node.StaticPod {
+	var out []node.StaticPod
+	for _, p := range r.Pods() {
+		sp := node.StaticPod{Pod: p.Manifest.Pod, Hash: p.Manifest.Hash}
+		for _, s := range p.Statuses() {
+			sp.Containers = append(sp.Containers, node.ContainerState{Name: s.Name, Running: s.Running, StartedAt: s.StartedAt, RestartCount: s.RestartCount})
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
