@@ -4,11 +4,13 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 SIM_DIR  ?= /var/tmp/fleet-sim/s0
+SIM_BIN  ?= /var/cache/fleet-sim/bin
+SIM_LAYER ?= /var/cache/fleet-sim/layer
 SIM_ID   ?= s0
 TOPOLOGY ?= ha
 FUZZTIME ?= 30s
 
-.PHONY: help setup build test unit integration fuzz bench sim-up sim-down demo clean
+.PHONY: help setup build test unit integration fuzz bench sim-tools sim-up sim-down demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,9 +21,10 @@ setup: ## install what the tests and demo need (Debian 12, as root)
 build: ## build bin/fleet
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/fleet ./cmd/fleet
 
-test: ## vet, unit and integration tests on simulated hosts (root), short fuzzing
+test: sim-tools ## vet, unit and integration tests on simulated hosts (root), short fuzzing
 	$(GO) vet ./...
-	FLEET_INTEGRATION=1 $(GO) test -race -count=1 ./...
+	cd testing/tools/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
+	FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -race -count=1 ./...
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./inventory
 
 unit: ## tests that need no root and no simulated hosts
@@ -33,8 +36,12 @@ fuzz: ## fuzz the inventory loader for 10 minutes
 bench: ## Go micro-benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
-sim-up: ## bring up simulated hosts (TOPOLOGY=ha or hosts-N)
-	$(GO) run ./testing/cmd/fleet-sim up -topology $(TOPOLOGY) -id $(SIM_ID) -dir $(SIM_DIR)
+sim-tools: ## build kubeadm, the control plane, etcd, cfssl and the emulated kubelet (cached)
+	./testing/tools/build.sh $(SIM_BIN)
+	$(GO) run ./testing/cmd/fleet-sim layer -bin $(SIM_BIN) -layer $(SIM_LAYER)
+
+sim-up: sim-tools ## bring up simulated hosts (TOPOLOGY=ha or hosts-N) with the node binaries installed
+	$(GO) run ./testing/cmd/fleet-sim up -topology $(TOPOLOGY) -id $(SIM_ID) -dir $(SIM_DIR) -layer $(SIM_LAYER)
 
 sim-down: ## remove the simulated hosts and everything they left
 	$(GO) run ./testing/cmd/fleet-sim down -id $(SIM_ID) -dir $(SIM_DIR)

@@ -15,7 +15,11 @@ out=${1:?usage: build.sh OUTDIR}
 mkdir -p "$out"
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0 GOFLAGS=-mod=mod
 
-k8s_version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/kubernetes/go.mod")
+k8s_version=$(awk '($1 == "require" && $2 == "k8s.io/kubernetes") {print $3} ($1 == "k8s.io/kubernetes" && $2 ~ /^v/) {print $2}' "$here/kubernetes/go.mod" | head -1)
+if [ -z "$k8s_version" ]; then
+	echo "build.sh: no k8s.io/kubernetes version in $here/kubernetes/go.mod" >&2
+	exit 1
+fi
 minor=$(echo "$k8s_version" | cut -d. -f2)
 k8s_ldflags="-s -w \
  -X k8s.io/component-base/version.gitVersion=$k8s_version \
@@ -24,8 +28,8 @@ k8s_ldflags="-s -w \
  -X k8s.io/component-base/version.gitTreeState=clean \
  -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
 
-# stamp FILES... prints a hash of the inputs a tool is built from.
-stamp() { cat "$@" | sha256sum | cut -c1-16; }
+# stamp LDFLAGS FILES... prints a hash of the inputs a tool is built from.
+stamp() { { echo "$1"; shift; cat "$@"; } | sha256sum | cut -c1-16; }
 
 # build MODULE_DIR LDFLAGS NAME=PACKAGE... builds each package unless its
 # stamp is current. An upstream package is pinned by go.mod and go.sum; one
@@ -35,9 +39,9 @@ build() {
 	for spec in "$@"; do
 		local name=${spec%%=*} pkg=${spec#*=} want
 		if [ "${pkg#./}" != "$pkg" ]; then
-			want=$(cd "$dir" && stamp go.mod go.sum $(find . -name '*.go' | sort))
+			want=$(cd "$dir" && stamp "$ldflags" go.mod go.sum $(find . -name '*.go' | sort))
 		else
-			want=$(cd "$dir" && stamp go.mod go.sum)
+			want=$(cd "$dir" && stamp "$ldflags" go.mod go.sum)
 		fi
 		if [ -x "$out/$name" ] && [ "$(cat "$out/$name.stamp" 2>/dev/null)" = "$want" ]; then
 			continue

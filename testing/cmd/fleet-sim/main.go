@@ -21,13 +21,15 @@ func main() {
 
 func run() error {
 	if len(os.Args) < 2 {
-		return fmt.Errorf("usage: fleet-sim up|down [-topology ha|hosts-N] [-id ID] [-subnet N] [-dir DIR]")
+		return fmt.Errorf("usage: fleet-sim up|down|layer [-topology ha|hosts-N] [-id ID] [-subnet N] [-dir DIR] [-layer DIR] [-bin DIR]")
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	topology := fs.String("topology", "ha", "ha, or hosts-N for N hosts")
 	id := fs.String("id", "s0", "short id that names the namespaces and links")
 	subnet := fs.Int("subnet", 0, "third octet of 198.18.N.0/24")
 	dir := fs.String("dir", "/var/tmp/fleet-sim/s0", "state and per-host folders")
+	layer := fs.String("layer", "/var/cache/fleet-sim/layer", "/usr layer with the node binaries (\"\" for bare hosts)")
+	bin := fs.String("bin", "/var/cache/fleet-sim/bin", "layer: where testing/tools/build.sh put the binaries")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		return err
 	}
@@ -40,6 +42,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		topo.Tools = *layer
 		c, err := sim.Up(ctx, *dir, topo)
 		if err != nil {
 			return err
@@ -51,6 +54,8 @@ func run() error {
 		return nil
 	case "down":
 		return sim.Down(*dir, *id)
+	case "layer":
+		return sim.InstallLayer(*bin, *layer)
 	}
 	return fmt.Errorf("unknown command %q", os.Args[1])
 }

@@ -39,38 +39,47 @@ func MirrorName(pod, node string) string { return pod + "-" + node }
 // SyncMirrors makes the API's mirror pods match the static pods: creates
 // missing ones, replaces those whose manifest changed, deletes those whose
 // static pod is gone, and reports container status.
+//
+// The Node authorizer lets a kubelet see only pods bound to it, and only by
+// listing them (a GET of a pod that does not exist yet is refused), so this
+// lists the node's pods once and works from that.
 func (a *Agent) SyncMirrors(ctx context.Context, pods []StaticPod) error {
 	pc := a.Client.CoreV1().Pods
-	want := map[string]bool{}
-	for _, sp := range pods {
-		name := MirrorName(sp.Pod.Name, a.Name)
-		want[sp.Pod.Namespace+"/"+name] = true
-		cur, err := pc(sp.Pod.Namespace).Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			cur, err = pc(sp.Pod.Namespace).Create(ctx, a.mirror(sp, name), metav1.CreateOptions{})
-		case err == nil && cur.Annotations[MirrorAnnotation] != sp.Hash:
-			if err = pc(sp.Pod.Namespace).Delete(ctx, name, metav1.DeleteOptions{}); err == nil {
-				cur, err = pc(sp.Pod.Namespace).Create(ctx, a.mirror(sp, name), metav1.CreateOptions{})
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("mirror pod %s/%s: %w", sp.Pod.Namespace, name, err)
-		}
-		cur.Status = a.status(sp)
-		if _, err := pc(sp.Pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("mirror pod %s/%s status: %w", sp.Pod.Namespace, name, err)
-		}
-	}
 	list, err := pc(corev1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + a.Name})
 	if err != nil {
 		return fmt.Errorf("list pods of %s: %w", a.Name, err)
 	}
-	for _, p := range list.Items {
-		if _, mirror := p.Annotations[MirrorAnnotation]; mirror && !want[p.Namespace+"/"+p.Name] {
-			if err := pc(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("delete mirror pod %s/%s: %w", p.Namespace, p.Name, err)
+	existing := map[string]*corev1.Pod{}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if _, mirror := p.Annotations[MirrorAnnotation]; mirror {
+			existing[p.Namespace+"/"+p.Name] = p
+		}
+	}
+	for _, sp := range pods {
+		name := MirrorName(sp.Pod.Name, a.Name)
+		key := sp.Pod.Namespace + "/" + name
+		cur := existing[key]
+		delete(existing, key)
+		if cur != nil && cur.Annotations[MirrorAnnotation] != sp.Hash {
+			if err := pc(sp.Pod.Namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("replace mirror pod %s: %w", key, err)
 			}
+			cur = nil
+		}
+		if cur == nil {
+			if cur, err = pc(sp.Pod.Namespace).Create(ctx, a.mirror(sp, name), metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("mirror pod %s: %w", key, err)
+			}
+		}
+		cur.Status = a.status(sp)
+		if _, err := pc(sp.Pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("mirror pod %s status: %w", key, err)
+		}
+	}
+	for _, p := range existing { // their static pods are gone
+		if err := pc(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete mirror pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
 	}
 	return nil
