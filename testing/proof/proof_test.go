@@ -108,6 +108,7 @@ func TestKubeadmHAOnSimulatedHosts(t *testing.T) {
 		t.Errorf("kubeadm token list lacks the join token or the kubeadm-certs proxy token:\n%s", tokens)
 	}
 	fmt.Printf("proof: 3 control-plane hosts and a worker Ready in %s\n", time.Since(start).Round(time.Millisecond))
+	checkKubeletMemory(t, 50<<20)
 
 	resetWorker(t, client)
 }
@@ -204,6 +205,41 @@ func checkCSRsIssued(t *testing.T, client kubernetes.Interface, atLeast int) {
 	}
 	if issued < atLeast {
 		t.Errorf("%d kubelet CSRs Approved,Issued, want at least %d", issued, atLeast)
+	}
+}
+
+// checkKubeletMemory bounds the emulated kubelet's resident memory on every
+// joined host, so a 200-host test bed fits the machine.
+func checkKubeletMemory(t *testing.T, limit int64) {
+	t.Helper()
+	for _, h := range []string{"master0", "master1", "master2", "worker0"} {
+		pids, err := exec.Command("ip", "netns", "pids", cluster.Host(h).NetNS).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, pid := range strings.Fields(string(pids)) {
+			comm, _ := os.ReadFile("/proc/" + pid + "/comm")
+			if strings.TrimSpace(string(comm)) != "kubelet" {
+				continue
+			}
+			found = true
+			status, _ := os.ReadFile("/proc/" + pid + "/status")
+			var rss int64
+			for _, line := range strings.Split(string(status), "\n") {
+				if strings.HasPrefix(line, "VmRSS:") {
+					fmt.Sscanf(strings.TrimPrefix(line, "VmRSS:"), "%d", &rss)
+				}
+			}
+			rss <<= 10 // kB
+			t.Logf("%s: kubelet RSS %.1f MiB", h, float64(rss)/(1<<20))
+			if rss == 0 || rss > limit {
+				t.Errorf("%s: kubelet RSS %d bytes, want (0, %d]", h, rss, limit)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no kubelet process", h)
+		}
 	}
 }
 

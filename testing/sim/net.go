@@ -12,7 +12,8 @@ import (
 func bridgeName(id string) string        { return "fsim" + id }
 func netnsPrefix(id string) string       { return "fsim-" + id + "-" }
 func netnsName(id, host string) string   { return netnsPrefix(id) + host }
-func vethName(id string, idx int) string { return fmt.Sprintf("fs%s-%d", id, idx) }
+func vethName(id string, idx int) string { return fmt.Sprintf("%s%d", vethPrefix(id), idx) }
+func vethPrefix(id string) string        { return "fs" + id + "-" }
 
 func gatewayIP(subnet int) string   { return fmt.Sprintf("198.18.%d.1", subnet) }
 func hostIP(subnet, idx int) string { return fmt.Sprintf("198.18.%d.%d", subnet, 10+idx) }
@@ -95,4 +96,24 @@ func netnsPids(ns string) ([]int, error) {
 
 func linkExists(name string) bool {
 	return exec.Command("ip", "link", "show", name).Run() == nil
+}
+
+// listLinks returns the names of the machine's links that start with prefix.
+func listLinks(prefix string) ([]string, error) {
+	out, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		return nil, fmt.Errorf("ip link show: %w", err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	return names, nil
 }

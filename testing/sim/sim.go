@@ -341,6 +341,18 @@ func Down(dir, id string) error {
 			errs = append(errs, err)
 		}
 	}
+	// A namespace can outlive its deletion while the kernel still holds a
+	// reference (seen after etcd and the API server ran in it); its veth
+	// then keeps the name a new host needs. Delete our end: the pair goes.
+	veths, err := listLinks(vethPrefix(id))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, v := range veths {
+		if err := ip("link", "del", v); err != nil && linkExists(v) {
+			errs = append(errs, err)
+		}
+	}
 	if br := bridgeName(id); linkExists(br) {
 		if err := ip("link", "del", br); err != nil {
 			errs = append(errs, err)
