@@ -24,7 +24,8 @@ build: ## build bin/fleet
 test: sim-tools ## vet, unit and integration tests on simulated hosts (root), short fuzzing
 	$(GO) vet ./...
 	cd testing/tools/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
-	FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -race -count=1 ./...
+	FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /testing/proof)
+	FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -count=1 -v ./testing/proof
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./inventory
 
 unit: ## tests that need no root and no simulated hosts

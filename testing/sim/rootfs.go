@@ -172,6 +172,9 @@ func (r rootfs) bootScript(tools string) string {
 	fmt.Fprintf(&b, "mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s /usr\n",
 		lower, r.path("/usr-upper"), r.path("/usr-work"))
 	fmt.Fprintf(&b, "hostname %s\n", r.name)
+	// ip netns exec gave the host a fresh /sys; a node has its cgroups
+	// there, so mount the machine's hierarchies again, as they are.
+	b.WriteString(cgroupMounts())
 	b.WriteString("touch /run/fleet-sim-booted\nset +e\n")
 	if tools != "" {
 		b.WriteString(services)
@@ -195,6 +198,24 @@ const services = `(while :; do /usr/local/bin/sim-containerd >>/var/log/containe
 	sleep 1
 done) &
 `
+
+// cgroupMounts returns commands that mount, under the host's /sys/fs/cgroup,
+// the cgroup hierarchies the machine has mounted there (v1, v2 or hybrid).
+func cgroupMounts() string {
+	data, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[1], "/sys/fs/cgroup") {
+			continue
+		}
+		fmt.Fprintf(&b, "mkdir -p %s && mount -t %s -o %s %s %s 2>/dev/null || true\n", f[1], f[2], f[3], f[0], f[1])
+	}
+	return b.String()
+}
 
 func copyTree(src, dst string) error {
 	out, err := exec.Command("cp", "-a", src+"/.", dst).CombinedOutput()

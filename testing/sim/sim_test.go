@@ -41,7 +41,9 @@ func leftovers(t *testing.T, id string) []string {
 func TestUpGivesEachHostItsOwnWorldAndDownRemovesEverything(t *testing.T) {
 	needRoot(t)
 	dir := filepath.Join("/var/tmp/fleet-sim", "st")
-	c, err := Up(context.Background(), dir, Sized("st", 40, 3, 1))
+	topo := Sized("st", 40, 3, 1)
+	topo.Tools = layerForTest(t)
+	c, err := Up(context.Background(), dir, topo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +74,20 @@ func TestUpGivesEachHostItsOwnWorldAndDownRemovesEverything(t *testing.T) {
 			"for i in $(seq 100); do ss -ltn | grep -q 127.0.0.1:10248 && exit 0; sleep 0.1; done; exit 1"); err != nil {
 			t.Errorf("%s: %v", h.Name, err)
 		}
+	}
+
+	// Installed like a node: binaries where packages put them, the CRI
+	// endpoint up before kubeadm runs, the kubelet's unit looping.
+	out, err := c.Exec("worker0", "sh", "-c", "for b in kubeadm kubelet kube-apiserver etcd; do command -v $b; done; kubeadm version -o short; "+
+		"for i in $(seq 50); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.1; done; ls /run/containerd/containerd.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/usr/bin/kubeadm\n/usr/bin/kubelet\n/usr/local/bin/kube-apiserver\n/usr/local/bin/etcd\nv1.34.4\n/run/containerd/containerd.sock\n"; string(out) != want {
+		t.Errorf("worker0 installation:\n%s\nwant\n%s", out, want)
+	}
+	if _, err := os.Stat("/usr/bin/kubeadm"); err == nil {
+		t.Error("the machine's own /usr/bin got kubeadm")
 	}
 
 	// A process left running on a host (as a kubelet would be) must die too.
@@ -142,4 +158,17 @@ func alive(pid int) bool {
 	}
 	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
 	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// layerForTest is the node-binary layer that make sim-tools lays out.
+func layerForTest(t *testing.T) string {
+	t.Helper()
+	layer := os.Getenv("FLEET_SIM_LAYER")
+	if layer == "" {
+		layer = "/var/cache/fleet-sim/layer"
+	}
+	if _, err := os.Stat(filepath.Join(layer, "bin/kubeadm")); err != nil {
+		t.Fatalf("no node binaries in %s: run make sim-tools", layer)
+	}
+	return layer
 }
