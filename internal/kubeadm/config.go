@@ -1,0 +1,163 @@
+// Package kubeadm renders kubeadm's configuration files and makes the
+// credentials fleet hands to kubeadm: bootstrap tokens, certificate keys and
+// the CA public-key hash. Pure functions; the playbooks move the results.
+package kubeadm
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// CRISocket is where the node's container runtime listens.
+const CRISocket = "unix:///run/containerd/containerd.sock"
+
+// Cluster is what every configuration shares.
+type Cluster struct {
+	Name                 string
+	KubernetesVersion    string // v1.34.4
+	ControlPlaneEndpoint string // host:port of the load balancer
+	PodSubnet            string
+	ServiceSubnet        string
+	CertSANs             []string
+}
+
+// Node is the host kubeadm runs on.
+type Node struct {
+	Name             string
+	AdvertiseAddress string
+}
+
+// APIVersion picks the kubeadm config API for a Kubernetes version:
+// v1beta4 from 1.31 on, v1beta3 before.
+func APIVersion(kubernetesVersion string) (string, error) {
+	parts := strings.SplitN(strings.TrimPrefix(kubernetesVersion, "v"), ".", 3)
+	if len(parts) < 2 {
+		return "", fmt.Errorf("kubeadm: bad version %q", kubernetesVersion)
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || major != 1 {
+		return "", fmt.Errorf("kubeadm: bad version %q", kubernetesVersion)
+	}
+	if minor < 26 {
+		return "", fmt.Errorf("kubeadm: Kubernetes %s is older than fleet supports (1.26)", kubernetesVersion)
+	}
+	if minor >= 31 {
+		return "kubeadm.k8s.io/v1beta4", nil
+	}
+	return "kubeadm.k8s.io/v1beta3", nil
+}
+
+// InitConfig renders InitConfiguration + ClusterConfiguration for kubeadm
+// init on the first master. token and certKey are fleet's own, so that the
+// run knows them without parsing kubeadm's output.
+func InitConfig(c Cluster, n Node, token Token, tokenTTL string, certKey string) ([]byte, error) {
+	api, err := APIVersion(c.KubernetesVersion)
+	if err != nil {
+		return nil, err
+	}
+	init := doc{
+		"apiVersion": api,
+		"kind":       "InitConfiguration",
+		"bootstrapTokens": []doc{{
+			"token":       token.String(),
+			"ttl":         tokenTTL,
+			"description": "fleet apply: joins of this run",
+			"usages":      []string{"signing", "authentication"},
+			"groups":      []string{"system:bootstrappers:kubeadm:default-node-token"},
+		}},
+		"certificateKey":   certKey,
+		"localAPIEndpoint": doc{"advertiseAddress": n.AdvertiseAddress, "bindPort": 6443},
+		"nodeRegistration": nodeRegistration(n),
+	}
+	sans := append([]string{}, c.CertSANs...)
+	if host := endpointHost(c.ControlPlaneEndpoint); host != "" && !contains(sans, host) {
+		sans = append(sans, host)
+	}
+	cluster := doc{
+		"apiVersion":           api,
+		"kind":                 "ClusterConfiguration",
+		"clusterName":          c.Name,
+		"kubernetesVersion":    c.KubernetesVersion,
+		"controlPlaneEndpoint": c.ControlPlaneEndpoint,
+		"networking":           doc{"podSubnet": c.PodSubnet, "serviceSubnet": c.ServiceSubnet},
+		"apiServer":            doc{"certSANs": sans},
+	}
+	return documents(init, cluster)
+}
+
+// JoinConfig renders a JoinConfiguration. certKey is empty for a worker;
+// for a control-plane node it is the key of the uploaded certificates.
+// Secrets go in this file (0600 on the host), never on a command line that
+// ps would show.
+func JoinConfig(c Cluster, n Node, token Token, caHash, certKey string) ([]byte, error) {
+	api, err := APIVersion(c.KubernetesVersion)
+	if err != nil {
+		return nil, err
+	}
+	join := doc{
+		"apiVersion": api,
+		"kind":       "JoinConfiguration",
+		"discovery": doc{"bootstrapToken": doc{
+			"apiServerEndpoint": c.ControlPlaneEndpoint,
+			"token":             token.String(),
+			"caCertHashes":      []string{caHash},
+		}},
+		"nodeRegistration": nodeRegistration(n),
+	}
+	if certKey != "" {
+		join["controlPlane"] = doc{
+			"localAPIEndpoint": doc{"advertiseAddress": n.AdvertiseAddress, "bindPort": 6443},
+			"certificateKey":   certKey,
+		}
+	}
+	return documents(join)
+}
+
+func nodeRegistration(n Node) doc {
+	return doc{
+		"name":      n.Name,
+		"criSocket": CRISocket,
+		"kubeletExtraArgs": []doc{{"name": "node-ip", "value": n.AdvertiseAddress}},
+	}
+}
+
+type doc = map[string]any
+
+// documents writes YAML documents separated by ---; yaml.v3 quotes every
+// value that needs it.
+func documents(docs ...doc) ([]byte, error) {
+	var b bytes.Buffer
+	for i, d := range docs {
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		enc := yaml.NewEncoder(&b)
+		enc.SetIndent(2)
+		if err := enc.Encode(d); err != nil {
+			return nil, err
+		}
+		enc.Close()
+	}
+	return b.Bytes(), nil
+}
+
+func endpointHost(ep string) string {
+	if i := strings.LastIndexByte(ep, ':'); i > 0 {
+		return strings.Trim(ep[:i], "[]")
+	}
+	return ep
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
