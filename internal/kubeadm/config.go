@@ -120,8 +120,8 @@ func JoinConfig(c Cluster, n Node, token Token, caHash, certKey string) ([]byte,
 
 func nodeRegistration(n Node) doc {
 	return doc{
-		"name":      n.Name,
-		"criSocket": CRISocket,
+		"name":             n.Name,
+		"criSocket":        CRISocket,
 		"kubeletExtraArgs": []doc{{"name": "node-ip", "value": n.AdvertiseAddress}},
 	}
 }
