@@ -2,49 +2,94 @@ package playbooks
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/kubeadm"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
 
-// ErrApplyNotBuilt is returned by every apply step until `fleet apply` lands
-// (issue 4). The graph itself is final, so `fleet plan` shows the real order.
-var ErrApplyNotBuilt = errors.New("fleet apply is not built yet; only its plan is")
+// ApplyOptions tune `fleet apply`.
+type ApplyOptions struct {
+	Kubeconfig   string        // where the admin kubeconfig goes on this machine
+	TokenTTL     time.Duration // lifetime of the run's bootstrap token
+	ReadyTimeout time.Duration // how long to wait for every node Ready
+	MaxClockSkew time.Duration // preflight: hosts further off than this fail
+}
+
+// DefaultApplyOptions are the issue's defaults: 15-minute tokens.
+func DefaultApplyOptions() ApplyOptions {
+	return ApplyOptions{TokenTTL: 15 * time.Minute, ReadyTimeout: 3 * time.Minute, MaxClockSkew: 30 * time.Second}
+}
 
 // workerJoinParallelism bounds concurrent worker joins: each join makes the
 // API server issue a certificate and the new kubelet list everything.
 const workerJoinParallelism = 10
 
+// applyRun is the state one apply shares between its steps: the secrets it
+// made, and what it learned. Steps run in dependency order, so a step reads
+// what an earlier step wrote.
+type applyRun struct {
+	s     *Session
+	opts  ApplyOptions
+	first string // the master kubeadm init runs on
+
+	mu             sync.Mutex
+	token          kubeadm.Token
+	certKey        string
+	tokenCreated   bool // this run made a token that cleanup must delete
+	certsUploaded  bool
+	pendingMasters int
+	caPEM          []byte
+	caHash         string
+	kubeconfig     []byte
+}
+
+// Apply builds the cluster the inventory describes, or converges it.
+func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, error) {
+	return s.Run(ctx, ApplyGraph(s, opts))
+}
+
 // ApplyGraph is the step graph of `fleet apply`, in the order it runs.
-func ApplyGraph(inv *inventory.Inventory) *steps.Graph {
-	notYet := func(context.Context, string) error { return ErrApplyNotBuilt }
+func ApplyGraph(s *Session, opts ApplyOptions) *steps.Graph {
+	inv := s.Inv
+	a := &applyRun{s: s, opts: opts, first: inv.Masters[0].Name}
 	masters := namesWithRole(inv, inventory.RoleMaster)
-	first, rest := masters[0], masters[1:]
+	rest := masters[1:]
 	workers := namesWithRole(inv, inventory.RoleWorker)
+	nodes := append(append([]string{}, masters...), workers...)
 
 	g := steps.New()
-	g.MustAdd(steps.Step{Name: "preflight", Description: "reach every host; check OS, binaries, swap, ports and clock skew",
-		Hosts: hostNames(inv.Hosts()), Run: notYet})
+	g.MustAdd(steps.Step{Name: "preflight", Description: "reach every host; check OS, binaries, swap and clock skew",
+		Hosts: append([]string{inv.LoadBalancer.Name}, nodes...), ReadOnly: true, Run: a.preflight})
+	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
+		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
 	g.MustAdd(steps.Step{Name: "loadbalancer", Description: "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload",
-		Hosts: []string{inv.LoadBalancer.Name}, After: []string{"preflight"}, Run: notYet})
+		Hosts: []string{inv.LoadBalancer.Name}, After: []string{"gate"}, Check: a.lbCheck, Run: a.lbApply})
 	g.MustAdd(steps.Step{Name: "init", Description: "kubeadm init --upload-certs with controlPlaneEndpoint " + inv.Cluster.ControlPlaneEndpoint,
-		Hosts: []string{first}, After: []string{"loadbalancer"}, Run: notYet})
-	g.MustAdd(steps.Step{Name: "credentials", Description: "create a short-lived bootstrap token; compute the CA hash from ca.crt",
-		After: []string{"init"}, Run: notYet})
-	g.MustAdd(steps.Step{Name: "cni", Description: "apply the CNI manifest with the pod subnet " + inv.Cluster.PodSubnet,
-		After: []string{"init"}, Run: notYet})
+		Hosts: []string{a.first}, After: []string{"loadbalancer"},
+		Check: func(ctx context.Context, h string) (bool, string, error) { return initialised(ctx, s, h) }, Run: a.initFirstMaster})
+	g.MustAdd(steps.Step{Name: "credentials", Description: "a short-lived bootstrap token, certificates uploaded under a fresh key, the CA hash",
+		After: []string{"init"}, Check: a.credentialsReady, Run: a.prepareCredentials})
 	if len(rest) > 0 {
-		g.MustAdd(steps.Step{Name: "join-masters", Description: "kubeadm join --control-plane --certificate-key, re-uploading certs when the key expired",
-			Hosts: rest, Serial: true, After: []string{"credentials"}, Run: notYet})
+		g.MustAdd(steps.Step{Name: "join-masters", Description: "kubeadm join --control-plane, one at a time",
+			Hosts: rest, Serial: true, After: []string{"credentials"},
+			Check: func(ctx context.Context, h string) (bool, string, error) { return joined(ctx, s, h) }, Run: a.joinMaster})
 	}
 	if len(workers) > 0 {
 		g.MustAdd(steps.Step{Name: "distribute-ca", Description: "copy ca.crt to /etc/kubernetes/pki/ca.crt",
-			Hosts: workers, After: []string{"credentials"}, Run: notYet})
+			Hosts: workers, After: []string{"credentials"},
+			Check: func(ctx context.Context, h string) (bool, string, error) { return joined(ctx, s, h) }, Run: a.distributeCA})
 		g.MustAdd(steps.Step{Name: "join-workers", Description: "kubeadm join with the token and the CA hash",
-			Hosts: workers, MaxParallel: workerJoinParallelism, After: []string{"distribute-ca"}, Run: notYet})
+			Hosts: workers, MaxParallel: workerJoinParallelism, After: []string{"distribute-ca"},
+			Check: func(ctx context.Context, h string) (bool, string, error) { return joined(ctx, s, h) }, Run: a.joinWorker})
 	}
-	joins := []string{"credentials", "cni"}
+	joins := []string{"credentials"}
 	if len(rest) > 0 {
 		joins = append(joins, "join-masters")
 	}
@@ -52,10 +97,79 @@ func ApplyGraph(inv *inventory.Inventory) *steps.Graph {
 		joins = append(joins, "join-workers")
 	}
 	g.MustAdd(steps.Step{Name: "kubeconfig", Description: "fetch admin.conf (0600, server = the load balancer) and wait for every node Ready",
-		After: joins, Run: notYet})
-	g.MustAdd(steps.Step{Name: "cleanup-tokens", Description: "delete the bootstrap tokens this run created",
-		After: []string{"kubeconfig"}, Run: notYet})
+		After: joins, Check: a.kubeconfigCurrent, Run: a.writeKubeconfig})
+	g.MustAdd(steps.Step{Name: "cleanup-tokens", Description: "delete the bootstrap token this run created",
+		After: []string{"kubeconfig"}, Check: a.nothingToClean, Run: a.deleteToken})
 	return g
+}
+
+// preflight probes a host and checks what apply needs of it.
+func (a *applyRun) preflight(ctx context.Context, host string) error {
+	h := a.s.Inv.Host(host)
+	f, err := probe(ctx, a.s, host)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	need := map[inventory.Role][]string{
+		inventory.RoleLoadBalancer: {"nginx"},
+		inventory.RoleMaster:       {"kubeadm", "kubelet", "kubectl"},
+		inventory.RoleWorker:       {"kubeadm", "kubelet"},
+	}[h.Role]
+	for _, tool := range need {
+		if !f.Has(tool) {
+			problems = append(problems, tool+" is not installed")
+		}
+	}
+	if f.OS != "Linux" {
+		problems = append(problems, "OS is "+f.OS+", want Linux")
+	}
+	res, err := a.s.run(ctx, host, `date +%s; tail -n +2 /proc/swaps | wc -l`)
+	if err != nil {
+		return err
+	}
+	if lines := strings.Fields(res.Stdout); len(lines) == 2 {
+		remote, _ := strconv.ParseInt(lines[0], 10, 64)
+		if skew := time.Since(time.Unix(remote, 0)).Abs(); skew > a.opts.MaxClockSkew {
+			problems = append(problems, fmt.Sprintf("clock is %s off this machine's (limit %s)", skew.Round(time.Second), a.opts.MaxClockSkew))
+		}
+		if h.Role != inventory.RoleLoadBalancer && lines[1] != "0" {
+			problems = append(problems, "swap is on (the kubelet refuses it): swapoff -a")
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+
+func (a *applyRun) lbCheck(ctx context.Context, host string) (bool, string, error) {
+	cfg, err := lbConfig(a.s.Inv)
+	if err != nil {
+		return false, "", err
+	}
+	return lbUpToDate(ctx, a.s, host, cfg)
+}
+
+func (a *applyRun) lbApply(ctx context.Context, host string) error {
+	cfg, err := lbConfig(a.s.Inv)
+	if err != nil {
+		return err
+	}
+	return applyLB(ctx, a.s, host, cfg, a.s.Inv.Cluster.ControlPlaneEndpoint)
+}
+
+func (a *applyRun) nothingToClean(context.Context, string) (bool, string, error) {
+	if !a.tokenCreated {
+		return true, "this run made no token", nil
+	}
+	return false, "", nil
+}
+
+func (a *applyRun) deleteToken(ctx context.Context, _ string) error {
+	_, err := a.s.run(ctx, a.first, exec.Command("kubeadm", "token", "delete", a.token.ID))
+	return err
 }
 
 // namesWithRole lists the inventory's hosts of one role, in inventory order.

@@ -1,14 +1,21 @@
 package playbooks
 
 import (
-	"context"
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
+
+func graphOf(t *testing.T, inv *inventory.Inventory) *steps.Graph {
+	t.Helper()
+	s, err := NewSession(inv, Options{KnownHosts: t.TempDir() + "/known_hosts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ApplyGraph(s, DefaultApplyOptions())
+}
 
 func TestApplyGraphOrderAndShape(t *testing.T) {
 	inv, err := inventory.Load("../inventory/examples/ha.yaml")
@@ -17,11 +24,11 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 	}
 	byName := map[string]steps.Step{}
 	var order []string
-	for _, s := range ApplyGraph(inv).Steps() {
+	for _, s := range graphOf(t, inv).Steps() {
 		byName[s.Name] = s
 		order = append(order, s.Name)
 	}
-	want := "preflight loadbalancer init credentials cni join-masters distribute-ca join-workers kubeconfig cleanup-tokens"
+	want := "preflight gate loadbalancer init credentials join-masters distribute-ca join-workers kubeconfig cleanup-tokens"
 	if got := strings.Join(order, " "); got != want {
 		t.Fatalf("order %s\nwant  %s", got, want)
 	}
@@ -34,8 +41,8 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 	if s := byName["join-workers"]; s.MaxParallel == 0 || strings.Join(s.Hosts, ",") != "worker0,worker1" {
 		t.Errorf("join-workers %+v: want bounded parallel over the workers", s)
 	}
-	if len(byName["preflight"].Hosts) != 7 {
-		t.Errorf("preflight on %v, want all 7 hosts", byName["preflight"].Hosts)
+	if len(byName["preflight"].Hosts) != 6 || !byName["preflight"].ReadOnly {
+		t.Errorf("preflight on %v, want the 6 cluster hosts, read-only", byName["preflight"].Hosts)
 	}
 }
 
@@ -47,20 +54,9 @@ masters: [{name: m0, address: 192.0.2.2}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range ApplyGraph(inv).Steps() {
+	for _, s := range graphOf(t, inv).Steps() {
 		if s.Name == "join-masters" || s.Name == "join-workers" || s.Name == "distribute-ca" {
 			t.Errorf("step %s in a graph with nothing to join", s.Name)
 		}
-	}
-}
-
-func TestApplyStepsSayTheyAreNotBuilt(t *testing.T) {
-	inv, err := inventory.Load("../inventory/examples/ha.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = (&steps.Engine{}).Run(context.Background(), ApplyGraph(inv))
-	if !errors.Is(err, ErrApplyNotBuilt) {
-		t.Fatalf("got %v", err)
 	}
 }

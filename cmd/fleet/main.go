@@ -33,6 +33,7 @@ type cli struct {
 	Version versionCmd `cmd:"" help:"Print fleet's version."`
 	Check   checkCmd   `cmd:"" help:"Connect to every host in parallel and report what it is; changes nothing."`
 	Plan    planCmd    `cmd:"" help:"Print the step graph of apply; changes nothing."`
+	Apply   applyCmd   `cmd:"" help:"Build the cluster the inventory describes, or converge it; a second run changes nothing."`
 }
 
 func main() {

@@ -19,7 +19,12 @@ func (c *planCmd) Run(g *globals) error {
 	for _, w := range inv.Warnings {
 		fmt.Fprintln(g.stderr, "warning:", w)
 	}
+	s, err := playbooks.NewSession(inv, playbooks.Options{KnownHosts: g.KnownHosts})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
 	fmt.Fprintf(g.stdout, "fleet apply -i %s would run, for cluster %q (Kubernetes %s):\n\n",
 		c.Inventory, inv.Cluster.Name, inv.Cluster.KubernetesVersion)
-	return playbooks.ApplyGraph(inv).Print(g.stdout)
+	return playbooks.ApplyGraph(s, playbooks.DefaultApplyOptions()).Print(g.stdout)
 }

@@ -31,6 +31,7 @@ type Event struct {
 	Duration time.Duration
 	Reason   string // why it was skipped or blocked
 	Err      error  // for Failed
+	ReadOnly bool   // the step only looks; its success changes nothing
 }
 
 // StepError is a failure of one step on one host.
@@ -53,15 +54,22 @@ type Report struct {
 	Events []Event
 }
 
-// Changed reports whether any step did work (ran and succeeded or failed).
-// A run where every step was already done changed nothing.
+// Changed reports whether any step did work: a step that is not read-only
+// ran (and succeeded or failed). A run where every step was already done, or
+// only looked, changed nothing.
 func (r *Report) Changed() bool {
+	return len(r.Changes()) > 0
+}
+
+// Changes lists the events of steps that did work.
+func (r *Report) Changes() []Event {
+	var out []Event
 	for _, e := range r.Events {
-		if e.Kind == Succeeded || e.Kind == Failed {
-			return true
+		if !e.ReadOnly && (e.Kind == Succeeded || e.Kind == Failed) {
+			out = append(out, e)
 		}
 	}
-	return false
+	return out
 }
 
 // Count returns how many events of kind k the run had.
@@ -203,7 +211,7 @@ func (r *run) execute(t *task) outcome {
 	defer func() { <-r.global }()
 
 	t.began = time.Now()
-	r.emit(Event{Time: t.began, Kind: Started, Step: t.step.Name, Host: t.host})
+	r.emit(Event{Time: t.began, Kind: Started, Step: t.step.Name, Host: t.host, ReadOnly: t.step.ReadOnly})
 	if t.step.Check != nil {
 		done, reason, err := t.step.Check(r.ctx, t.host)
 		if err != nil {
@@ -232,7 +240,7 @@ func acquire(ctx context.Context, sem chan struct{}) bool {
 }
 
 func (r *run) finish(t *task, o outcome) {
-	ev := Event{Time: time.Now(), Kind: o.kind, Step: t.step.Name, Host: t.host, Reason: o.reason, Err: o.err}
+	ev := Event{Time: time.Now(), Kind: o.kind, Step: t.step.Name, Host: t.host, Reason: o.reason, Err: o.err, ReadOnly: t.step.ReadOnly}
 	if !t.began.IsZero() {
 		ev.Duration = ev.Time.Sub(t.began)
 	}

@@ -235,6 +235,21 @@ func TestCancellationStartsNothingNewAndWaitsForRunning(t *testing.T) {
 	}
 }
 
+func TestReadOnlyStepsAreNoChange(t *testing.T) {
+	g := New()
+	g.MustAdd(Step{Name: "probe", Hosts: []string{"a", "b"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
+	g.MustAdd(Step{Name: "write", After: []string{"probe"},
+		Check: func(context.Context, string) (bool, string, error) { return true, "up to date", nil },
+		Run:   func(context.Context, string) error { return nil }})
+	rep, err := (&Engine{}).Run(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Changed() || rep.Count(Succeeded) != 2 {
+		t.Errorf("changed=%v events=%+v", rep.Changed(), rep.Events)
+	}
+}
+
 func TestEventsCarryDurations(t *testing.T) {
 	g := New()
 	g.MustAdd(Step{Name: "s", Hosts: []string{"h"}, Run: func(context.Context, string) error {

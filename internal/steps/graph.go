@@ -23,6 +23,9 @@ type Step struct {
 	// this step running at once (0: only the engine's limit).
 	Serial      bool
 	MaxParallel int
+	// ReadOnly steps (probes, verification) never count as a change, so a
+	// run whose only successes are read-only reports "no changes".
+	ReadOnly bool
 	// Check says whether the work is already done on host, with a reason; a
 	// done step is skipped and counts as a success for its dependents.
 	Check func(ctx context.Context, host string) (done bool, reason string, err error)

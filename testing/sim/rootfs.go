@@ -13,7 +13,7 @@ import (
 // mount namespace only. The host's folder must not lie under any of them
 // (see Up), or a mount would hide the sources of the next ones.
 var privateDirs = []string{
-	"/etc/kubernetes", "/etc/ssh", "/etc/nginx", "/etc/sudoers.d",
+	"/etc/kubernetes", "/etc/ssh", "/etc/nginx", "/etc/sudoers.d", "/etc/fleet",
 	"/root", "/home",
 	"/var/lib/etcd", "/var/lib/kubelet", "/var/lib/nginx", "/var/log",
 	"/run", "/tmp",

@@ -1,0 +1,183 @@
+package playbooks
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/kubeadm"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// Files kubeadm leaves that prove a node's state; fleet invents no markers.
+const (
+	adminConf     = "/etc/kubernetes/admin.conf"
+	kubeletConf   = "/etc/kubernetes/kubelet.conf"
+	apiserverYAML = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+	caCert        = "/etc/kubernetes/pki/ca.crt"
+	// fleet's own config files on a host hold tokens and keys: 0600, in a
+	// 0700 folder, deleted once kubeadm has read them.
+	fleetDir = "/etc/fleet"
+)
+
+// kubeadmTimeout bounds one kubeadm init or join.
+const kubeadmTimeout = 10 * time.Minute
+
+func clusterOf(inv *inventory.Inventory) kubeadm.Cluster {
+	return kubeadm.Cluster{
+		Name: inv.Cluster.Name, KubernetesVersion: inv.Cluster.KubernetesVersion,
+		ControlPlaneEndpoint: inv.Cluster.ControlPlaneEndpoint,
+		PodSubnet:            inv.Cluster.PodSubnet, ServiceSubnet: inv.Cluster.ServiceSubnet,
+	}
+}
+
+// initialised: kubeadm init (or a control-plane join) completed here.
+func initialised(ctx context.Context, s *Session, host string) (bool, string, error) {
+	ok, err := s.allExist(ctx, host, adminConf, apiserverYAML)
+	if err != nil || !ok {
+		return false, "", err
+	}
+	return true, "control plane present (admin.conf, kube-apiserver manifest)", nil
+}
+
+// joined: the node's kubelet has its credentials.
+func joined(ctx context.Context, s *Session, host string) (bool, string, error) {
+	ok, err := s.allExist(ctx, host, kubeletConf)
+	if err != nil || !ok {
+		return false, "", err
+	}
+	return true, "already joined (kubelet.conf present)", nil
+}
+
+// runKubeadm uploads a config (0600), runs kubeadm with it, and removes it.
+func runKubeadm(ctx context.Context, s *Session, host, name string, config []byte, args ...string) (exec.Result, error) {
+	path := fleetDir + "/" + name
+	if _, err := s.run(ctx, host, exec.Command("install", "-d", "-m", "0700", fleetDir)); err != nil {
+		return exec.Result{}, err
+	}
+	if err := s.upload(ctx, host, path, config, 0o600); err != nil {
+		return exec.Result{}, err
+	}
+	defer s.run(context.WithoutCancel(ctx), host, exec.Command("rm", "-f", path))
+	ctx, cancel := context.WithTimeout(ctx, kubeadmTimeout)
+	defer cancel()
+	return s.run(ctx, host, exec.Command(append([]string{"kubeadm"}, append(args, "--config", path)...)...))
+}
+
+func (a *applyRun) initFirstMaster(ctx context.Context, host string) error {
+	m := a.s.Inv.Host(host)
+	if err := a.newCredentials(); err != nil {
+		return err
+	}
+	cfg, err := kubeadm.InitConfig(clusterOf(a.s.Inv), kubeadm.Node{Name: m.Name, AdvertiseAddress: m.Address},
+		a.token, a.opts.TokenTTL.String(), a.certKey)
+	if err != nil {
+		return err
+	}
+	if _, err := runKubeadm(ctx, a.s, host, "kubeadm-init.yaml", cfg, "init", "--upload-certs"); err != nil {
+		return fmt.Errorf("kubeadm init: %w", err)
+	}
+	a.tokenCreated = true
+	a.certsUploaded = true
+	return nil
+}
+
+// needsJoin lists the hosts of a role that have not joined yet.
+func (a *applyRun) needsJoin(ctx context.Context, role inventory.Role) ([]string, error) {
+	var out []string
+	for _, h := range a.s.Inv.Hosts() {
+		if h.Role != role || h.Name == a.first {
+			continue
+		}
+		done, _, err := joined(ctx, a.s, h.Name)
+		if err != nil {
+			return nil, err
+		}
+		if !done {
+			out = append(out, h.Name)
+		}
+	}
+	return out, nil
+}
+
+// credentialsReady: nothing left to join, so no token or key is needed.
+func (a *applyRun) credentialsReady(ctx context.Context, _ string) (bool, string, error) {
+	masters, err := a.needsJoin(ctx, inventory.RoleMaster)
+	if err != nil {
+		return false, "", err
+	}
+	workers, err := a.needsJoin(ctx, inventory.RoleWorker)
+	if err != nil {
+		return false, "", err
+	}
+	a.pendingMasters = len(masters)
+	if len(masters)+len(workers) == 0 {
+		return true, "every node has joined: no token needed", nil
+	}
+	return false, "", nil
+}
+
+// prepareCredentials makes what the joins need: a short-lived token (unless
+// init just made one), the control-plane certificates uploaded under a fresh
+// key when masters will join, and the CA hash computed from ca.crt.
+func (a *applyRun) prepareCredentials(ctx context.Context, _ string) error {
+	if !a.tokenCreated {
+		if err := a.newCredentials(); err != nil {
+			return err
+		}
+		cmd := exec.Command("kubeadm", "token", "create", a.token.String(), "--ttl", a.opts.TokenTTL.String(),
+			"--description", "fleet apply: joins of this run")
+		if _, err := a.s.run(ctx, a.first, cmd); err != nil {
+			return fmt.Errorf("kubeadm token create: %w", err)
+		}
+		a.tokenCreated = true
+	}
+	if a.pendingMasters > 0 && !a.certsUploaded {
+		cmd := exec.Command("kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--certificate-key", a.certKey)
+		if _, err := a.s.run(ctx, a.first, cmd); err != nil {
+			return fmt.Errorf("kubeadm init phase upload-certs: %w", err)
+		}
+		a.certsUploaded = true
+	}
+	ca, err := a.s.readFile(ctx, a.first, caCert)
+	if err != nil {
+		return err
+	}
+	hash, err := kubeadm.CAHash(ca)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.caPEM, a.caHash = ca, hash
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *applyRun) joinMaster(ctx context.Context, host string) error {
+	m := a.s.Inv.Host(host)
+	cfg, err := kubeadm.JoinConfig(clusterOf(a.s.Inv), kubeadm.Node{Name: m.Name, AdvertiseAddress: m.Address}, a.token, a.caHash, a.certKey)
+	if err != nil {
+		return err
+	}
+	if _, err := runKubeadm(ctx, a.s, host, "kubeadm-join.yaml", cfg, "join"); err != nil {
+		return fmt.Errorf("kubeadm join --control-plane: %w", err)
+	}
+	return nil
+}
+
+// newCredentials makes the run's token and certificate key and registers
+// them with the redactor before anything can print them.
+func (a *applyRun) newCredentials() error {
+	tok, err := kubeadm.NewToken()
+	if err != nil {
+		return err
+	}
+	key, err := kubeadm.NewCertificateKey()
+	if err != nil {
+		return err
+	}
+	a.s.Redactor.Add(tok.Secret, tok.String(), key)
+	a.token, a.certKey = tok, key
+	return nil
+}
