@@ -143,7 +143,6 @@ func (a *applyRun) preflight(ctx context.Context, host string) error {
 	return nil
 }
 
-
 func (a *applyRun) lbCheck(ctx context.Context, host string) (bool, string, error) {
 	cfg, err := lbConfig(a.s.Inv)
 	if err != nil {
