@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetops/fleet/internal/exec"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/fleetops/fleet/internal/kubeadm"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
@@ -42,7 +44,7 @@ type applyRun struct {
 	mu             sync.Mutex
 	token          kubeadm.Token
 	certKey        string
-	tokenCreated   bool // this run made a token that cleanup must delete
+	tokenCreated   bool // this run has its token (made by init or token create)
 	certsUploaded  bool
 	pendingMasters int
 	caPEM          []byte
@@ -159,16 +161,55 @@ func (a *applyRun) lbApply(ctx context.Context, host string) error {
 	return applyLB(ctx, a.s, host, cfg, a.s.Inv.Cluster.ControlPlaneEndpoint)
 }
 
-func (a *applyRun) nothingToClean(context.Context, string) (bool, string, error) {
-	if !a.tokenCreated {
-		return true, "this run made no token", nil
+// nothingToClean: no bootstrap token made by a fleet apply is left, this
+// run's or one an interrupted run left behind.
+func (a *applyRun) nothingToClean(ctx context.Context, _ string) (bool, string, error) {
+	ids, err := a.fleetTokens(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	if len(ids) == 0 {
+		return true, "no fleet apply token left", nil
 	}
 	return false, "", nil
 }
 
 func (a *applyRun) deleteToken(ctx context.Context, _ string) error {
-	_, err := a.s.run(ctx, a.first, exec.Command("kubeadm", "token", "delete", a.token.ID))
-	return err
+	ids, err := a.fleetTokens(ctx)
+	if err != nil {
+		return err
+	}
+	client, err := a.client()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		err := client.CoreV1().Secrets("kube-system").Delete(ctx, "bootstrap-token-"+id, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete bootstrap token %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// fleetTokens lists the IDs of bootstrap tokens an apply made, read from
+// their Secrets' description.
+func (a *applyRun) fleetTokens(ctx context.Context) ([]string, error) {
+	client, err := a.client()
+	if err != nil {
+		return nil, err
+	}
+	secrets, err := client.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{FieldSelector: "type=bootstrap.kubernetes.io/token"})
+	if err != nil {
+		return nil, fmt.Errorf("list bootstrap tokens: %w", err)
+	}
+	var ids []string
+	for _, sec := range secrets.Items {
+		if string(sec.Data["description"]) == kubeadm.TokenDescription {
+			ids = append(ids, string(sec.Data["token-id"]))
+		}
+	}
+	return ids, nil
 }
 
 // namesWithRole lists the inventory's hosts of one role, in inventory order.

@@ -127,7 +127,7 @@ func (a *applyRun) prepareCredentials(ctx context.Context, _ string) error {
 			return err
 		}
 		cmd := exec.Command("kubeadm", "token", "create", a.token.String(), "--ttl", a.opts.TokenTTL.String(),
-			"--description", "fleet apply: joins of this run")
+			"--description", kubeadm.TokenDescription)
 		if _, err := a.s.run(ctx, a.first, cmd); err != nil {
 			return fmt.Errorf("kubeadm token create: %w", err)
 		}

@@ -73,15 +73,20 @@ func (a *applyRun) writeKubeconfig(ctx context.Context, _ string) error {
 	}
 }
 
-// notReady lists inventory nodes that are missing or not Ready, asking the
-// API through the load balancer.
-func (a *applyRun) notReady(ctx context.Context) ([]string, error) {
+// client talks to the API through the load balancer with the admin
+// kubeconfig the kubeconfig step fetched.
+func (a *applyRun) client() (kubernetes.Interface, error) {
 	rest, err := clientcmd.RESTConfigFromKubeConfig(a.kubeconfig)
 	if err != nil {
 		return nil, err
 	}
 	rest.Timeout = 10 * time.Second
-	client, err := kubernetes.NewForConfig(rest)
+	return kubernetes.NewForConfig(rest)
+}
+
+// notReady lists inventory nodes that are missing or not Ready.
+func (a *applyRun) notReady(ctx context.Context) ([]string, error) {
+	client, err := a.client()
 	if err != nil {
 		return nil, err
 	}

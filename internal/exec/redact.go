@@ -59,6 +59,13 @@ func (r *Redactor) Add(secrets ...string) {
 	r.replacer = strings.NewReplacer(pairs...)
 }
 
+// Len is how many secrets are registered.
+func (r *Redactor) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.secrets)
+}
+
 // String returns s with every registered secret masked.
 func (r *Redactor) String(s string) string {
 	if r == nil {

@@ -12,6 +12,10 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// TokenDescription marks the bootstrap tokens fleet apply makes, so that a
+// later run can find and delete what an interrupted one left.
+const TokenDescription = "fleet apply: joins of this run"
+
 // CRISocket is where the node's container runtime listens.
 const CRISocket = "unix:///run/containerd/containerd.sock"
 
@@ -66,7 +70,7 @@ func InitConfig(c Cluster, n Node, token Token, tokenTTL string, certKey string)
 		"bootstrapTokens": []doc{{
 			"token":       token.String(),
 			"ttl":         tokenTTL,
-			"description": "fleet apply: joins of this run",
+			"description": TokenDescription,
 			"usages":      []string{"signing", "authentication"},
 			"groups":      []string{"system:bootstrappers:kubeadm:default-node-token"},
 		}},

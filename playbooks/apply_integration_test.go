@@ -1,0 +1,271 @@
+package playbooks_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+// applyCluster is a second topology with the node binaries installed; the
+// package's bare cluster stays for the SSH-only tests.
+var applyCluster *sim.Cluster
+
+// output collects everything a run would show a user: every event, with
+// its error, as the CLI prints them.
+type output struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *output) event(e steps.Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	fmt.Fprintf(&o.buf, "%s %s %s %s %v\n", e.Kind, e.Step, e.Host, e.Reason, e.Err)
+}
+
+func applySession(t *testing.T, out *output) *playbooks.Session {
+	t.Helper()
+	inv, err := inventory.Load(applyCluster.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: out.event})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func applyOptions() playbooks.ApplyOptions {
+	o := playbooks.DefaultApplyOptions()
+	o.Kubeconfig = filepath.Join(applyCluster.Dir, "admin.kubeconfig")
+	return o
+}
+
+func clientFor(t *testing.T, path string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Timeout = 5 * time.Second
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestApply(t *testing.T) {
+	sim.Need(t, cluster)
+	topo := sim.HA("ap", 21)
+	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
+	if topo.Tools == "" {
+		topo.Tools = "/var/cache/fleet-sim/layer"
+	}
+	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/ap", topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyCluster = c
+	defer c.Close()
+
+	t.Run("interrupted after the first control-plane join, then converges", testInterruptedApplyConverges)
+	t.Run("cluster is whole", testClusterIsWhole)
+	t.Run("second apply changes nothing", testSecondApplyChangesNothing)
+	t.Run("API survives losing master0", testAPISurvivesLosingMaster0)
+	t.Run("bad nginx config never goes live", testBadNginxConfigNeverGoesLive)
+}
+
+func testInterruptedApplyConverges(t *testing.T) {
+	var out output
+	s := applySession(t, &out)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Stop the run the moment master1 has joined, as Ctrl-C would.
+	inv, _ := inventory.Load(applyCluster.Inventory)
+	stopper, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
+		out.event(e)
+		if e.Step == "join-masters" && e.Host == "master1" && e.Kind == steps.Succeeded {
+			cancel()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopper.Close()
+	start := time.Now()
+	_, err = playbooks.Apply(ctx, stopper, applyOptions())
+	if err == nil {
+		t.Fatal("the interrupted apply reported success")
+	}
+	t.Logf("interrupted after %s: %v", time.Since(start).Round(time.Millisecond), firstLine(err.Error()))
+
+	start = time.Now()
+	report, err := playbooks.Apply(context.Background(), s, applyOptions())
+	if err != nil {
+		t.Fatalf("re-apply: %v\n%s", err, out.buf.String())
+	}
+	t.Logf("re-apply converged in %s", time.Since(start).Round(time.Millisecond))
+	for _, e := range report.Events {
+		if e.Step == "init" && e.Kind == steps.Succeeded {
+			t.Error("re-apply ran kubeadm init again")
+		}
+		if e.Step == "join-masters" && e.Host == "master1" && e.Kind == steps.Succeeded {
+			t.Error("re-apply joined master1 again")
+		}
+	}
+	if s.Redactor.Len() < 2 || stopper.Redactor.Len() < 2 {
+		t.Errorf("secrets registered for redaction: %d and %d, want token and certificate key", s.Redactor.Len(), stopper.Redactor.Len())
+	}
+	for _, r := range []*playbooks.Session{s, stopper} {
+		if got := out.buf.String(); r.Redactor.String(got) != got {
+			t.Error("a token, certificate key or client key appears in the run's output")
+		}
+	}
+}
+
+func testClusterIsWhole(t *testing.T) {
+	opts := applyOptions()
+	st, err := os.Stat(opts.Kubeconfig)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("kubeconfig %v %v, want mode 0600", st, err)
+	}
+	kc, _ := clientcmd.LoadFromFile(opts.Kubeconfig)
+	for _, cl := range kc.Clusters {
+		if cl.Server != "https://"+applyCluster.Host("lb").Address+":6443" {
+			t.Errorf("kubeconfig server %s, want the load balancer", cl.Server)
+		}
+	}
+	client := clientFor(t, opts.Kubeconfig)
+	nodes, err := client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := 0
+	for _, n := range nodes.Items {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ready++
+			}
+		}
+	}
+	if len(nodes.Items) != 5 || ready != 5 {
+		t.Errorf("%d nodes, %d Ready; want 5 and 5", len(nodes.Items), ready)
+	}
+	etcd, err := client.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{LabelSelector: "component=etcd"})
+	if err != nil || len(etcd.Items) != 3 {
+		t.Errorf("etcd pods: %v %v", len(etcd.Items), err)
+	}
+	out, err := applyCluster.Exec("master0", "sh", "-c", "curl -sS --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt "+
+		"--key /etc/kubernetes/pki/etcd/healthcheck-client.key -X POST https://127.0.0.1:2379/v3/cluster/member/list -d '{}'")
+	if err != nil || strings.Count(string(out), `"peerURLs"`) != 3 {
+		t.Errorf("etcd members: %s %v", out, err)
+	}
+	conf, err := os.ReadFile(filepath.Join(applyCluster.Host("lb").Dir, "etc/nginx/fleet.d/kube-apiserver.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(conf), "server 198."); got != 3 {
+		t.Errorf("nginx upstream has %d servers, want the 3 masters:\n%s", got, conf)
+	}
+	for _, m := range []string{"master0", "master1", "master2"} {
+		if !strings.Contains(string(conf), applyCluster.Host(m).Address+":6443; # "+m) {
+			t.Errorf("upstream lacks %s", m)
+		}
+	}
+	tokens, err := applyCluster.Exec("master0", "kubeadm", "token", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(tokens), "fleet apply") {
+		t.Errorf("the run's token was not deleted:\n%s", tokens)
+	}
+}
+
+func testSecondApplyChangesNothing(t *testing.T) {
+	var out output
+	s := applySession(t, &out)
+	report, err := playbooks.Apply(context.Background(), s, applyOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Changed() {
+		t.Errorf("second apply changed: %+v", report.Changes())
+	}
+	for _, e := range report.Events {
+		if e.Kind == steps.Succeeded && !e.ReadOnly {
+			t.Errorf("step %s on %s ran", e.Step, e.Host)
+		}
+	}
+	if report.Count(steps.AlreadyDone) < 8 {
+		t.Errorf("only %d steps found done:\n%s", report.Count(steps.AlreadyDone), out.buf.String())
+	}
+}
+
+func testAPISurvivesLosingMaster0(t *testing.T) {
+	client := clientFor(t, applyOptions().Kubeconfig)
+	if err := applyCluster.LinkDown("master0"); err != nil {
+		t.Fatal(err)
+	}
+	defer applyCluster.LinkUp("master0")
+	// nginx tries the next master when one does not answer within 1s.
+	ok := 0
+	for i := 0; i < 5; i++ {
+		if _, err := client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err == nil {
+			ok++
+		} else {
+			t.Logf("request %d: %v", i, err)
+		}
+	}
+	if ok < 4 {
+		t.Errorf("%d of 5 API requests through the load balancer succeeded with master0 cut off", ok)
+	}
+}
+
+func testBadNginxConfigNeverGoesLive(t *testing.T) {
+	var out output
+	s := applySession(t, &out)
+	lb := applyCluster.Host("lb")
+	live := filepath.Join(lb.Dir, "etc/nginx/fleet.d/kube-apiserver.conf")
+	before, err := os.ReadFile(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidBefore, _ := os.ReadFile(filepath.Join(lb.Dir, "run/nginx.pid"))
+	bad := []byte("stream {\n    upstream kube_apiserver {\n        least_conn;\n        server 198.18.21.11:6443 bogus_parameter;\n    }\n}\n")
+	err = playbooks.ApplyLB(context.Background(), s, "lb", bad, s.Inv.Cluster.ControlPlaneEndpoint)
+	if err == nil || !strings.Contains(err.Error(), "nginx -t rejected") {
+		t.Fatalf("got %v, want nginx -t to reject the config", err)
+	}
+	after, _ := os.ReadFile(live)
+	if !bytes.Equal(before, after) {
+		t.Errorf("the live config changed:\n%s", after)
+	}
+	pidAfter, _ := os.ReadFile(filepath.Join(lb.Dir, "run/nginx.pid"))
+	if len(pidBefore) == 0 || !bytes.Equal(pidBefore, pidAfter) {
+		t.Errorf("nginx master changed: %q -> %q", pidBefore, pidAfter)
+	}
+	if _, err := clientFor(t, applyOptions().Kubeconfig).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err != nil {
+		t.Errorf("the old config no longer serves: %v", err)
+	}
+}
+
+func firstLine(s string) string { return strings.SplitN(s, "\n", 2)[0] }
