@@ -47,9 +47,11 @@ sim-up: sim-tools ## bring up simulated hosts (TOPOLOGY=ha or hosts-N) with the 
 sim-down: ## remove the simulated hosts and everything they left
 	$(GO) run ./testing/cmd/fleet-sim down -id $(SIM_ID) -dir $(SIM_DIR)
 
-demo: build sim-up ## simulated cluster up, then fleet check and fleet plan against it
+demo: build sim-up ## simulated HA cluster up, fleet apply, then kubectl get nodes through the load balancer
 	./bin/fleet check -i $(SIM_DIR)/inventory.yaml
-	./bin/fleet plan -i $(SIM_DIR)/inventory.yaml
+	./bin/fleet apply -i $(SIM_DIR)/inventory.yaml
+	$(SIM_BIN)/kubectl --kubeconfig $(SIM_DIR)/sim-$(SIM_ID).kubeconfig get nodes -o wide
+	./bin/fleet apply -i $(SIM_DIR)/inventory.yaml
 
 clean: sim-down ## remove build output and simulated hosts
 	rm -rf bin

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -217,6 +218,27 @@ func TestParseJumpHost(t *testing.T) {
 		got, err := ParseJumpHost(tt.in)
 		if (err != nil) != tt.err || (!tt.err && got != tt.want) {
 			t.Errorf("ParseJumpHost(%q) = %+v, %v", tt.in, got, err)
+		}
+	}
+}
+
+// TestVagrantInventoryMatchesVagrantfile keeps testing/vagrant exact: every
+// host of its inventory is a VM of its Vagrantfile, at the same address.
+func TestVagrantInventoryMatchesVagrantfile(t *testing.T) {
+	inv, err := Load("../testing/vagrant/inventory.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vf, err := os.ReadFile("../testing/vagrant/Vagrantfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range inv.Hosts() {
+		if want := regexp.MustCompile(`"` + h.Name + `"\s*=>\s*"` + regexp.QuoteMeta(h.Address) + `"`); !want.Match(vf) {
+			t.Errorf("Vagrantfile lacks %s at %s", h.Name, h.Address)
+		}
+		if s := inv.SSHFor(h); !strings.HasSuffix(s.IdentityFile, ".vagrant/machines/"+h.Name+"/virtualbox/private_key") || !On(s.Sudo) {
+			t.Errorf("%s: ssh %+v", h.Name, s)
 		}
 	}
 }
