@@ -29,6 +29,9 @@ type Cluster struct {
 	PodSubnet            string `yaml:"podSubnet"`
 	ServiceSubnet        string `yaml:"serviceSubnet"`
 	ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint"` // host:port; default the LB's address:6443
+	// CNI is a manifest (file, relative to the inventory, or http(s) URL)
+	// applied after init; ${POD_SUBNET} in it becomes PodSubnet.
+	CNI string `yaml:"cni"`
 }
 
 // SSH says how to log in. The inventory's top-level block is the default;
@@ -50,9 +53,16 @@ type Host struct {
 	Address string            `yaml:"address"`
 	SSH     *SSH              `yaml:"ssh"`
 	Labels  map[string]string `yaml:"labels"`
-	OS      string            `yaml:"os"` // CA host only: linux (default) or illumos
+	OS      string            `yaml:"os"`    // CA host only: linux (default) or illumos
+	Nginx   *Nginx            `yaml:"nginx"` // load balancer only
 
 	Role Role `yaml:"-"`
+}
+
+// Nginx tunes the load balancer's stream proxy.
+type Nginx struct {
+	ConnectTimeout Duration `yaml:"connectTimeout"` // proxy_connect_timeout (default 1s)
+	ProxyTimeout   Duration `yaml:"proxyTimeout"`   // proxy_timeout (default 3s)
 }
 
 // Role is what a host does in the cluster.

@@ -170,6 +170,12 @@ func TestBadInventories(t *testing.T) {
 			`inv.yaml:2:1: did not find expected node content`},
 		{"empty", func(t *testing.T) string { return "" },
 			`inv.yaml: the inventory is empty`},
+		{"nginx options on a master", func(t *testing.T) string {
+			return edit(t, "    address: 198.18.0.11\n", "    address: 198.18.0.11\n    nginx: {proxyTimeout: 5s}\n")
+		}, `inv.yaml:12:12: masters[0].nginx: only the loadbalancer host takes nginx options`},
+		{"sub-millisecond nginx timeout", func(t *testing.T) string {
+			return edit(t, "  address: 198.18.0.10\n", "  address: 198.18.0.10\n  nginx: {connectTimeout: 1us}\n")
+		}, `inv.yaml:9:27: loadbalancer.nginx.connectTimeout: must be at least 1ms`},
 		{"bad endpoint", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  controlPlaneEndpoint: lb.example\n")
 		},

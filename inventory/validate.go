@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var (
@@ -126,6 +127,16 @@ func (d *decoder) validateHost(h *Host, path string) {
 	}
 	if h.OS != "" && h.Role != RoleCA {
 		d.errorf(path+".os", "only the ca host takes an os")
+	}
+	if h.Nginx != nil {
+		if h.Role != RoleLoadBalancer {
+			d.errorf(path+".nginx", "only the loadbalancer host takes nginx options")
+		}
+		for field, v := range map[string]Duration{"connectTimeout": h.Nginx.ConnectTimeout, "proxyTimeout": h.Nginx.ProxyTimeout} {
+			if v < 0 || (v > 0 && time.Duration(v) < time.Millisecond) {
+				d.errorf(path+".nginx."+field, "must be at least 1ms")
+			}
+		}
 	}
 	if h.SSH != nil {
 		d.validateSSH(h.SSH, path+".ssh")
@@ -295,6 +306,9 @@ func resolvePaths(inv *Inventory) error {
 		case !filepath.IsAbs(*p):
 			*p = filepath.Join(base, *p)
 		}
+	}
+	if c := &inv.Cluster.CNI; *c != "" && !strings.HasPrefix(*c, "http://") && !strings.HasPrefix(*c, "https://") {
+		fix(c)
 	}
 	if inv.SSH.KnownHosts == "" {
 		inv.SSH.KnownHosts = DefaultKnownHosts

@@ -3,6 +3,7 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ type applyRun struct {
 	caPEM          []byte
 	caHash         string
 	kubeconfig     []byte
+	cni            []byte // the manifest with the pod subnet filled in
 }
 
 // Apply builds the cluster the inventory describes, or converges it.
@@ -78,6 +80,8 @@ func ApplyGraph(s *Session, opts ApplyOptions) *steps.Graph {
 		Check: func(ctx context.Context, h string) (bool, string, error) { return initialised(ctx, s, h) }, Run: a.initFirstMaster})
 	g.MustAdd(steps.Step{Name: "credentials", Description: "a short-lived bootstrap token, certificates uploaded under a fresh key, the CA hash",
 		After: []string{"init"}, Check: a.credentialsReady, Run: a.prepareCredentials})
+	g.MustAdd(steps.Step{Name: "cni", Description: "apply the CNI manifest with the pod subnet " + inv.Cluster.PodSubnet,
+		Hosts: []string{a.first}, After: []string{"init"}, Check: a.cniCurrent, Run: a.applyCNI})
 	if len(rest) > 0 {
 		g.MustAdd(steps.Step{Name: "join-masters", Description: "kubeadm join --control-plane, one at a time",
 			Hosts: rest, Serial: true, After: []string{"credentials"},
@@ -91,7 +95,7 @@ func ApplyGraph(s *Session, opts ApplyOptions) *steps.Graph {
 			Hosts: workers, MaxParallel: workerJoinParallelism, After: []string{"distribute-ca"},
 			Check: func(ctx context.Context, h string) (bool, string, error) { return joined(ctx, s, h) }, Run: a.joinWorker})
 	}
-	joins := []string{"credentials"}
+	joins := []string{"credentials", "cni"}
 	if len(rest) > 0 {
 		joins = append(joins, "join-masters")
 	}
@@ -139,10 +143,51 @@ func (a *applyRun) preflight(ctx context.Context, host string) error {
 			problems = append(problems, "swap is on (the kubelet refuses it): swapoff -a")
 		}
 	}
+	busy, err := a.busyPorts(ctx, h)
+	if err != nil {
+		return err
+	}
+	if len(busy) > 0 {
+		problems = append(problems, "ports in use by something else: "+strings.Join(busy, ", "))
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// Ports kubeadm's components take on a node that has not joined yet.
+var nodePorts = map[inventory.Role][]string{
+	inventory.RoleMaster: {"6443", "2379", "2380", "10250", "10257", "10259"},
+	inventory.RoleWorker: {"10250"},
+}
+
+// busyPorts lists the ports this host needs that something else holds. A
+// node that has joined holds them itself; the load balancer's port may be
+// held by nginx.
+func (a *applyRun) busyPorts(ctx context.Context, h *inventory.Host) ([]string, error) {
+	var script string
+	switch h.Role {
+	case inventory.RoleLoadBalancer:
+		_, port, _ := net.SplitHostPort(a.s.Inv.Cluster.ControlPlaneEndpoint)
+		script = fmt.Sprintf(`ss -Hltnp 'sport = :%[1]s' | grep -v '"nginx"' | grep -q . && echo %[1]s; true`, port)
+	case inventory.RoleMaster, inventory.RoleWorker:
+		done, _, err := joined(ctx, a.s, h.Name)
+		if err != nil || done {
+			return nil, err
+		}
+		for _, p := range nodePorts[h.Role] {
+			script += fmt.Sprintf(`ss -Hltn 'sport = :%[1]s' | grep -q . && echo %[1]s; `, p)
+		}
+		script += "true"
+	default:
+		return nil, nil
+	}
+	res, err := a.s.run(ctx, h.Name, script)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(res.Stdout), nil
 }
 
 func (a *applyRun) lbCheck(ctx context.Context, host string) (bool, string, error) {

@@ -86,6 +86,7 @@ func TestApply(t *testing.T) {
 	}
 	applyCluster = c
 	defer c.Close()
+	addCNI(t, c)
 
 	t.Run("interrupted after the first control-plane join, then converges", testInterruptedApplyConverges)
 	t.Run("cluster is whole", testClusterIsWhole)
@@ -191,6 +192,10 @@ func testClusterIsWhole(t *testing.T) {
 			t.Errorf("upstream lacks %s", m)
 		}
 	}
+	cm, err := client.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "fleet-test-cni", metav1.GetOptions{})
+	if err != nil || cm.Data["net-conf.json"] != `{"Network": "10.244.0.0/16"}` {
+		t.Errorf("CNI manifest not applied with the pod subnet: %v %v", cm.Data, err)
+	}
 	tokens, err := applyCluster.Exec("master0", "kubeadm", "token", "list")
 	if err != nil {
 		t.Fatal(err)
@@ -265,6 +270,23 @@ func testBadNginxConfigNeverGoesLive(t *testing.T) {
 	}
 	if _, err := clientFor(t, applyOptions().Kubeconfig).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err != nil {
 		t.Errorf("the old config no longer serves: %v", err)
+	}
+}
+
+// addCNI names a small CNI manifest in the cluster's inventory: a ConfigMap
+// that carries the pod subnet, as a real CNI's net-conf does.
+func addCNI(t *testing.T, c *sim.Cluster) {
+	t.Helper()
+	manifest := filepath.Join(c.Dir, "cni.yaml")
+	os.WriteFile(manifest, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fleet-test-cni\n  namespace: kube-system\n"+
+		"data:\n  net-conf.json: '{\"Network\": \"${POD_SUBNET}\"}'\n"), 0o644)
+	inv, err := os.ReadFile(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv = bytes.Replace(inv, []byte("  kubernetesVersion:"), []byte("  cni: "+manifest+"\n  kubernetesVersion:"), 1)
+	if err := os.WriteFile(c.Inventory, inv, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

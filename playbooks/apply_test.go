@@ -28,7 +28,7 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 		byName[s.Name] = s
 		order = append(order, s.Name)
 	}
-	want := "preflight gate loadbalancer init credentials join-masters distribute-ca join-workers kubeconfig cleanup-tokens"
+	want := "preflight gate loadbalancer init credentials cni join-masters distribute-ca join-workers kubeconfig cleanup-tokens"
 	if got := strings.Join(order, " "); got != want {
 		t.Fatalf("order %s\nwant  %s", got, want)
 	}

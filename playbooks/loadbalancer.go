@@ -33,6 +33,9 @@ func lbConfig(inv *inventory.Inventory) ([]byte, error) {
 	}
 	listen, _ := strconv.Atoi(port)
 	cfg := lb.Config{ListenPort: listen}
+	if o := inv.LoadBalancer.Nginx; o != nil {
+		cfg.ConnectTimeout, cfg.ProxyTimeout = time.Duration(o.ConnectTimeout), time.Duration(o.ProxyTimeout)
+	}
 	for _, m := range inv.Masters {
 		cfg.Backends = append(cfg.Backends, lb.Backend{Name: m.Name, Address: m.Address, Port: inventory.DefaultAPIPort})
 	}
