@@ -6,7 +6,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,14 +34,14 @@ func DefaultApplyOptions() ApplyOptions {
 const workerJoinParallelism = 10
 
 // applyRun is the state one apply shares between its steps: the secrets it
-// made, and what it learned. Steps run in dependency order, so a step reads
-// what an earlier step wrote.
+// made, and what it learned. It needs no lock: a step only writes fields
+// that later steps read, and the engine starts a step after its
+// dependencies have finished (the parallel joins only read).
 type applyRun struct {
 	s     *Session
 	opts  ApplyOptions
 	first string // the master kubeadm init runs on
 
-	mu             sync.Mutex
 	token          kubeadm.Token
 	certKey        string
 	tokenCreated   bool // this run has its token (made by init or token create)

@@ -148,9 +148,7 @@ func (a *applyRun) prepareCredentials(ctx context.Context, _ string) error {
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
 	a.caPEM, a.caHash = ca, hash
-	a.mu.Unlock()
 	return nil
 }
 

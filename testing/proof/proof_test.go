@@ -168,19 +168,16 @@ func waitNodesReady(t *testing.T, client kubernetes.Interface, names []string) {
 	}
 }
 
-// checkEtcdMembers asks etcd itself, through its gRPC gateway with the
+// checkEtcdMembers asks etcd itself, through its gateway with the
 // healthcheck client certificate kubeadm made.
 func checkEtcdMembers(t *testing.T, want int) {
 	t.Helper()
-	out := ssh(t, "master0", "curl -sS --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt "+
-		"--key /etc/kubernetes/pki/etcd/healthcheck-client.key -X POST https://127.0.0.1:2379/v3/cluster/member/list -d '{}'")
-	if got := strings.Count(out, `"peerURLs"`); got != want {
-		t.Errorf("etcd has %d members, want %d:\n%s", got, want, out)
+	members, err := cluster.EtcdMembers("master0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, m := range []string{"master0", "master1", "master2"} {
-		if !strings.Contains(out, `"name":"`+m+`"`) {
-			t.Errorf("etcd member %s missing:\n%s", m, out)
-		}
+	if got := strings.Join(members, ","); len(members) != want || got != "master0,master1,master2" {
+		t.Errorf("etcd members %v, want master0-2", members)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -269,6 +270,35 @@ func (c *Cluster) Exec(name string, argv ...string) ([]byte, error) {
 		return out, fmt.Errorf("sim: %s: %s: %w: %s", name, strings.Join(argv, " "), err, out)
 	}
 	return out, nil
+}
+
+// EtcdMembers asks the etcd on a control-plane host for its member list,
+// through etcd's HTTP gateway with the healthcheck client certificate
+// kubeadm makes, and returns the members' names.
+func (c *Cluster) EtcdMembers(name string) ([]string, error) {
+	out, err := c.Exec(name, "curl", "-sS", "--max-time", "10",
+		"--cacert", "/etc/kubernetes/pki/etcd/ca.crt",
+		"--cert", "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+		"--key", "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+		"-X", "POST", "https://127.0.0.1:2379/v3/cluster/member/list", "-d", "{}")
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Members []struct {
+			Name     string   `json:"name"`
+			PeerURLs []string `json:"peerURLs"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("sim: %s: etcd member list: %w: %s", name, err, out)
+	}
+	var names []string
+	for _, m := range resp.Members {
+		names = append(names, m.Name)
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // HostKey returns the public host key the host currently serves.
