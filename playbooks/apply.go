@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,9 @@ type ApplyOptions struct {
 	TokenTTL     time.Duration // lifetime of the run's bootstrap token
 	ReadyTimeout time.Duration // how long to wait for every node Ready
 	MaxClockSkew time.Duration // preflight: hosts further off than this fail
+	// Exclude leaves these workers out of the run (unreachable or broken
+	// ones): the rest is built, and a later apply without it adds them.
+	Exclude []string
 }
 
 // DefaultApplyOptions are the issue's defaults: 15-minute tokens.
@@ -55,7 +59,25 @@ type applyRun struct {
 
 // Apply builds the cluster the inventory describes, or converges it.
 func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, error) {
+	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
+		return nil, err
+	}
 	return s.Run(ctx, ApplyGraph(s, opts))
+}
+
+// checkExclude allows leaving out workers only: without the load balancer
+// or a master there is no cluster to build.
+func checkExclude(inv *inventory.Inventory, exclude []string) error {
+	for _, name := range exclude {
+		h := inv.Host(name)
+		switch {
+		case h == nil:
+			return fmt.Errorf("--exclude %s: no such host in %s", name, inv.Path)
+		case h.Role != inventory.RoleWorker:
+			return fmt.Errorf("--exclude %s: only workers can be left out, %s is the %s", name, name, h.Role)
+		}
+	}
+	return nil
 }
 
 // ApplyGraph is the step graph of `fleet apply`, in the order it runs.
@@ -64,7 +86,7 @@ func ApplyGraph(s *Session, opts ApplyOptions) *steps.Graph {
 	a := &applyRun{s: s, opts: opts, first: inv.Masters[0].Name}
 	masters := namesWithRole(inv, inventory.RoleMaster)
 	rest := masters[1:]
-	workers := namesWithRole(inv, inventory.RoleWorker)
+	workers := without(namesWithRole(inv, inventory.RoleWorker), opts.Exclude)
 	nodes := append(append([]string{}, masters...), workers...)
 
 	g := steps.New()
@@ -254,6 +276,16 @@ func (a *applyRun) fleetTokens(ctx context.Context) ([]string, error) {
 		}
 	}
 	return ids, nil
+}
+
+func without(names, drop []string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(drop, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // namesWithRole lists the inventory's hosts of one role, in inventory order.

@@ -3,6 +3,7 @@ package playbooks_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,6 +60,57 @@ func applyOptions() playbooks.ApplyOptions {
 	return o
 }
 
+// excluding is applyOptions leaving worker1 out, as a user with a dead
+// worker would run it.
+func excluding(hosts ...string) playbooks.ApplyOptions {
+	o := applyOptions()
+	o.Exclude = hosts
+	return o
+}
+
+func testUnreachableWorkerStopsApply(t *testing.T) {
+	if err := applyCluster.LinkDown("worker1"); err != nil {
+		t.Fatal(err)
+	}
+	var out output
+	inv, err := inventory.Load(applyCluster.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv.SSH.ConnectTimeout = inventory.Duration(2 * time.Second)
+	s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: out.event})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	report, err := playbooks.Apply(context.Background(), s, applyOptions())
+	var se *steps.StepError
+	if !errors.As(err, &se) || se.Step != "preflight" || se.Host != "worker1" {
+		t.Fatalf("got %v, want preflight to fail on worker1", err)
+	}
+	if report.Changed() {
+		t.Errorf("apply changed things despite the unreachable worker: %+v", report.Changes())
+	}
+}
+
+func testExcludedWorkerJoinsLater(t *testing.T) {
+	if err := applyCluster.LinkUp("worker1"); err != nil {
+		t.Fatal(err)
+	}
+	var out output
+	report, err := playbooks.Apply(context.Background(), applySession(t, &out), applyOptions())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.buf.String())
+	}
+	ran := map[string]bool{}
+	for _, e := range report.Changes() {
+		ran[e.Step+"/"+e.Host] = true
+	}
+	if !ran["join-workers/worker1"] || ran["init/master0"] || ran["join-workers/worker0"] || ran["join-masters/master1"] {
+		t.Errorf("steps that ran: %v; want worker1's join only among joins", ran)
+	}
+}
+
 func clientFor(t *testing.T, path string) kubernetes.Interface {
 	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
@@ -88,7 +140,9 @@ func TestApply(t *testing.T) {
 	defer c.Close()
 	addCNI(t, c)
 
+	t.Run("unreachable worker stops apply before any change", testUnreachableWorkerStopsApply)
 	t.Run("interrupted after the first control-plane join, then converges", testInterruptedApplyConverges)
+	t.Run("excluded worker joins on a later apply", testExcludedWorkerJoinsLater)
 	t.Run("cluster is whole", testClusterIsWhole)
 	t.Run("second apply changes nothing", testSecondApplyChangesNothing)
 	t.Run("API survives losing master0", testAPISurvivesLosingMaster0)
@@ -113,14 +167,14 @@ func testInterruptedApplyConverges(t *testing.T) {
 	}
 	defer stopper.Close()
 	start := time.Now()
-	_, err = playbooks.Apply(ctx, stopper, applyOptions())
+	_, err = playbooks.Apply(ctx, stopper, excluding("worker1"))
 	if err == nil {
 		t.Fatal("the interrupted apply reported success")
 	}
 	t.Logf("interrupted after %s: %v", time.Since(start).Round(time.Millisecond), firstLine(err.Error()))
 
 	start = time.Now()
-	report, err := playbooks.Apply(context.Background(), s, applyOptions())
+	report, err := playbooks.Apply(context.Background(), s, excluding("worker1"))
 	if err != nil {
 		t.Fatalf("re-apply: %v\n%s", err, out.buf.String())
 	}

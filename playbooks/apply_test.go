@@ -60,3 +60,36 @@ masters: [{name: m0, address: 192.0.2.2}]
 		}
 	}
 }
+
+func TestExcludeOnlyWorkers(t *testing.T) {
+	inv, err := inventory.Load("../inventory/examples/ha.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		exclude []string
+		want    string
+	}{
+		{nil, ""},
+		{[]string{"worker1"}, ""},
+		{[]string{"worker9"}, "no such host in ../inventory/examples/ha.yaml"},
+		{[]string{"master1"}, "only workers can be left out, master1 is the master"},
+		{[]string{"lb"}, "only workers can be left out, lb is the loadbalancer"},
+	}
+	for _, tt := range tests {
+		err := checkExclude(inv, tt.exclude)
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("exclude %v: %v, want %q", tt.exclude, err, tt.want)
+		}
+	}
+	s, _ := NewSession(inv, Options{KnownHosts: t.TempDir() + "/kh"})
+	opts := DefaultApplyOptions()
+	opts.Exclude = []string{"worker1"}
+	for _, st := range ApplyGraph(s, opts).Steps() {
+		for _, h := range st.Hosts {
+			if h == "worker1" {
+				t.Errorf("step %s still targets the excluded worker1", st.Name)
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fleetops/fleet/internal/exec"
@@ -87,7 +88,7 @@ func (a *applyRun) initFirstMaster(ctx context.Context, host string) error {
 func (a *applyRun) needsJoin(ctx context.Context, role inventory.Role) ([]string, error) {
 	var out []string
 	for _, h := range a.s.Inv.Hosts() {
-		if h.Role != role || h.Name == a.first {
+		if h.Role != role || h.Name == a.first || slices.Contains(a.opts.Exclude, h.Name) {
 			continue
 		}
 		done, _, err := joined(ctx, a.s, h.Name)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -104,7 +105,7 @@ func (a *applyRun) notReady(ctx context.Context) ([]string, error) {
 	}
 	var missing []string
 	for _, h := range a.s.Inv.Hosts() {
-		if (h.Role == "master" || h.Role == "worker") && !ready[h.Name] {
+		if (h.Role == "master" || h.Role == "worker") && !ready[h.Name] && !slices.Contains(a.opts.Exclude, h.Name) {
 			missing = append(missing, h.Name)
 		}
 	}

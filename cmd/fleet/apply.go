@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/hashicorp/go-multierror"
+
 	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
 )
 
@@ -14,6 +19,7 @@ type applyCmd struct {
 	Inventory  string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
 	Kubeconfig string        `help:"Where to write the admin kubeconfig (0600). Default: <cluster>.kubeconfig beside the inventory." type:"path"`
 	TokenTTL   time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
+	Exclude    []string      `help:"Workers to leave out of this run (unreachable or broken); a later apply without it adds them." placeholder:"WORKER"`
 }
 
 func (c *applyCmd) Run(ctx context.Context, g *globals) error {
@@ -25,6 +31,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	opts := playbooks.DefaultApplyOptions()
 	opts.TokenTTL = c.TokenTTL
 	opts.Kubeconfig = c.Kubeconfig
+	opts.Exclude = c.Exclude
 	if opts.Kubeconfig == "" {
 		opts.Kubeconfig = filepath.Join(filepath.Dir(c.Inventory), s.Inv.Cluster.Name+".kubeconfig")
 	}
@@ -33,8 +40,11 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if err != nil {
-		return fmt.Errorf("apply failed after %s; fix the cause and run fleet apply again, it resumes where it stopped:\n%s",
-			time.Since(start).Round(time.Millisecond), s.Redactor.String(err.Error()))
+		hint := "fix the cause and run fleet apply again, it resumes where it stopped"
+		if workers := failedWorkerPreflights(s, err); len(workers) > 0 {
+			hint += fmt.Sprintf("; or build the rest now with --exclude %s", strings.Join(workers, ","))
+		}
+		return fmt.Errorf("apply failed after %s; %s:\n%s", time.Since(start).Round(time.Millisecond), hint, s.Redactor.String(err.Error()))
 	}
 	if !report.Changed() {
 		fmt.Fprintf(out, "no changes: the cluster already matches %s (%s)\n", c.Inventory, time.Since(start).Round(time.Millisecond))
@@ -43,5 +53,29 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	fmt.Fprintf(out, "applied in %s: %d changes, %d steps already done\n", time.Since(start).Round(time.Millisecond),
 		len(report.Changes()), report.Count(steps.AlreadyDone))
 	fmt.Fprintf(out, "kubeconfig: %s\n", opts.Kubeconfig)
+	if len(opts.Exclude) > 0 {
+		fmt.Fprintf(out, "left out: %s (run fleet apply without --exclude to add them)\n", strings.Join(opts.Exclude, ", "))
+	}
 	return nil
+}
+
+// failedWorkerPreflights returns the workers that failed preflight, when
+// they are the only failures: leaving them out would let the rest build.
+func failedWorkerPreflights(s *playbooks.Session, err error) []string {
+	var merr *multierror.Error
+	if !errors.As(err, &merr) {
+		return nil
+	}
+	var workers []string
+	for _, e := range merr.Errors {
+		var se *steps.StepError
+		if !errors.As(e, &se) || se.Step != "preflight" {
+			return nil
+		}
+		if h := s.Inv.Host(se.Host); h == nil || h.Role != inventory.RoleWorker {
+			return nil
+		}
+		workers = append(workers, se.Host)
+	}
+	return workers
 }
