@@ -21,7 +21,9 @@ func TestExcludeHintOnlyWhenWorkersAloneFailedPreflight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fail := func(step, host string) error { return &steps.StepError{Step: step, Host: host, Err: errors.New("unreachable")} }
+	fail := func(step, host string) error {
+		return &steps.StepError{Step: step, Host: host, Err: errors.New("unreachable")}
+	}
 	tests := []struct {
 		name string
 		err  error
