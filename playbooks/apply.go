@@ -54,7 +54,6 @@ type applyRun struct {
 	caPEM          []byte
 	caHash         string
 	kubeconfig     []byte
-	cni            []byte // the manifest with the pod subnet filled in
 }
 
 // Apply builds the cluster the inventory describes, or converges it.

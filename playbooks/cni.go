@@ -66,7 +66,6 @@ func (a *applyRun) cniCurrent(ctx context.Context, _ string) (bool, string, erro
 	if err != nil {
 		return false, "", err
 	}
-	a.cni = manifest
 	if err := a.s.upload(ctx, a.first, cniManifest, manifest, 0o600); err != nil {
 		return false, "", err
 	}
@@ -84,10 +83,8 @@ func (a *applyRun) cniCurrent(ctx context.Context, _ string) (bool, string, erro
 	return false, "", fmt.Errorf("kubectl diff failed (exit %s): %s", strings.TrimSpace(res.Stdout), res.Stderr)
 }
 
+// applyCNI applies the manifest cniCurrent has just uploaded and diffed.
 func (a *applyRun) applyCNI(ctx context.Context, _ string) error {
-	if err := a.s.upload(ctx, a.first, cniManifest, a.cni, 0o600); err != nil {
-		return err
-	}
 	if _, err := a.s.run(ctx, a.first, kubectl("apply", "-f", cniManifest)); err != nil {
 		return fmt.Errorf("apply CNI manifest: %w", err)
 	}

@@ -2,8 +2,10 @@ package playbooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/fleetops/fleet/internal/exec"
@@ -84,31 +86,47 @@ func (a *applyRun) initFirstMaster(ctx context.Context, host string) error {
 	return nil
 }
 
-// needsJoin lists the hosts of a role that have not joined yet.
-func (a *applyRun) needsJoin(ctx context.Context, role inventory.Role) ([]string, error) {
-	var out []string
+// unjoined asks every master (but the first) and worker, in parallel,
+// whether it has joined, and returns those that have not, by role.
+func (a *applyRun) unjoined(ctx context.Context) (masters, workers []string, err error) {
+	var candidates []*inventory.Host
 	for _, h := range a.s.Inv.Hosts() {
-		if h.Role != role || h.Name == a.first || slices.Contains(a.opts.Exclude, h.Name) {
-			continue
-		}
-		done, _, err := joined(ctx, a.s, h.Name)
-		if err != nil {
-			return nil, err
-		}
-		if !done {
-			out = append(out, h.Name)
+		if (h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker) && h.Name != a.first && !slices.Contains(a.opts.Exclude, h.Name) {
+			candidates = append(candidates, h)
 		}
 	}
-	return out, nil
+	done := make([]bool, len(candidates))
+	errs := make([]error, len(candidates))
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i, h := range candidates {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			done[i], _, errs[i] = joined(ctx, a.s, h.Name)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	for i, h := range candidates {
+		switch {
+		case done[i]:
+		case h.Role == inventory.RoleMaster:
+			masters = append(masters, h.Name)
+		default:
+			workers = append(workers, h.Name)
+		}
+	}
+	return masters, workers, nil
 }
 
 // credentialsReady: nothing left to join, so no token or key is needed.
 func (a *applyRun) credentialsReady(ctx context.Context, _ string) (bool, string, error) {
-	masters, err := a.needsJoin(ctx, inventory.RoleMaster)
-	if err != nil {
-		return false, "", err
-	}
-	workers, err := a.needsJoin(ctx, inventory.RoleWorker)
+	masters, workers, err := a.unjoined(ctx)
 	if err != nil {
 		return false, "", err
 	}
