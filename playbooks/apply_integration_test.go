@@ -145,6 +145,7 @@ func TestApply(t *testing.T) {
 	t.Run("excluded worker joins on a later apply", testExcludedWorkerJoinsLater)
 	t.Run("cluster is whole", testClusterIsWhole)
 	t.Run("second apply changes nothing", testSecondApplyChangesNothing)
+	t.Run("status reports the whole cluster", testStatus)
 	t.Run("API survives losing master0", testAPISurvivesLosingMaster0)
 	t.Run("bad nginx config never goes live", testBadNginxConfigNeverGoesLive)
 }
@@ -274,6 +275,24 @@ func testSecondApplyChangesNothing(t *testing.T) {
 	}
 	if report.Count(steps.AlreadyDone) < 8 {
 		t.Errorf("only %d steps found done:\n%s", report.Count(steps.AlreadyDone), out.buf.String())
+	}
+}
+
+func testStatus(t *testing.T) {
+	var out output
+	rows, err := playbooks.Status(context.Background(), applySession(t, &out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 5 {
+		t.Fatalf("%d rows, want 5 nodes", len(rows))
+	}
+	for _, r := range rows {
+		master := r.Role == inventory.RoleMaster
+		if !r.Reachable || !r.Joined || !r.Ready || r.KubeletVersion != sim.KubernetesVersion || r.KubeadmVersion != sim.KubernetesVersion ||
+			r.EtcdMember != master || r.InUpstream != master {
+			t.Errorf("%+v", r)
+		}
 	}
 }
 

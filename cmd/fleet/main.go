@@ -34,6 +34,7 @@ type cli struct {
 	Check   checkCmd   `cmd:"" help:"Connect to every host in parallel and report what it is; changes nothing."`
 	Plan    planCmd    `cmd:"" help:"Print the step graph of apply; changes nothing."`
 	Apply   applyCmd   `cmd:"" help:"Build the cluster the inventory describes, or converge it; a second run changes nothing."`
+	Status  statusCmd  `cmd:"" help:"One table: per node joined, Ready, versions, etcd member, in the load balancer's upstream."`
 }
 
 func main() {

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/fleetops/fleet/playbooks"
+)
+
+type statusCmd struct {
+	Inventory string `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+}
+
+func (c *statusCmd) Run(ctx context.Context, g *globals) error {
+	s, err := openSession(g, c.Inventory)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rows, err := playbooks.Status(ctx, s)
+	out := s.Output(g.stdout)
+	defer out.Flush()
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tROLE\tREACHABLE\tJOINED\tREADY\tKUBELET\tKUBEADM\tETCD\tLB UPSTREAM")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Role, yesNo(r.Reachable), yesNo(r.Joined), yesNo(r.Ready),
+			orDash(r.KubeletVersion), orDash(r.KubeadmVersion), roleOnly(r.Role == "master", r.EtcdMember), roleOnly(r.Role == "master", r.InUpstream))
+	}
+	tw.Flush()
+	if err != nil {
+		return fmt.Errorf("status is incomplete: %s", s.Redactor.String(err.Error()))
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// roleOnly prints yes/no where the column applies and - where it does not.
+func roleOnly(applies, v bool) string {
+	if !applies {
+		return "-"
+	}
+	return yesNo(v)
+}

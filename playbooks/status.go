@@ -1,0 +1,139 @@
+package playbooks
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// NodeStatus is one row of `fleet status`.
+type NodeStatus struct {
+	Host           string
+	Role           inventory.Role
+	Reachable      bool
+	Joined         bool   // kubelet.conf on the host
+	Ready          bool   // Node Ready in the API
+	KubeletVersion string // as the Node reports it
+	KubeadmVersion string // kubeadm version -o short on the host
+	EtcdMember     bool   // an etcd static pod runs for it
+	InUpstream     bool   // listed in the load balancer's upstream
+	Err            error  // why the host could not be asked
+}
+
+var upstreamLine = regexp.MustCompile(`(?m)^\s*server \S+; # (\S+)$`)
+
+// Status asks the hosts (in parallel) and the API (through the load
+// balancer, with the first master's admin.conf) how the cluster stands.
+// It changes nothing.
+func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
+	var rows []NodeStatus
+	for _, h := range s.Inv.Hosts() {
+		if h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker {
+			rows = append(rows, NodeStatus{Host: h.Name, Role: h.Role})
+		}
+	}
+	index := map[string]*NodeStatus{}
+	for i := range rows {
+		index[rows[i].Host] = &rows[i]
+	}
+	var mu sync.Mutex
+	g := steps.New()
+	g.MustAdd(steps.Step{Name: "status", Description: "read each node's kubeadm state and version",
+		Hosts: namesOf(rows), ReadOnly: true, Run: func(ctx context.Context, host string) error {
+			res, err := s.run(ctx, host, `test -e `+kubeletConf+` && echo joined=yes || echo joined=no; echo "kubeadm=$(kubeadm version -o short 2>/dev/null)"`)
+			mu.Lock()
+			defer mu.Unlock()
+			r := index[host]
+			if err != nil {
+				r.Err = err
+				return nil // a row that says so, not a failed status
+			}
+			r.Reachable = true
+			r.Joined = strings.Contains(res.Stdout, "joined=yes")
+			for _, line := range strings.Split(res.Stdout, "\n") {
+				if v, ok := strings.CutPrefix(line, "kubeadm="); ok {
+					r.KubeadmVersion = v
+				}
+			}
+			return nil
+		}})
+	if _, err := s.Run(ctx, g); err != nil {
+		return rows, err
+	}
+	if conf, err := s.readFile(ctx, s.Inv.LoadBalancer.Name, nginxLive); err == nil {
+		for _, m := range upstreamLine.FindAllStringSubmatch(string(conf), -1) {
+			if r := index[m[1]]; r != nil {
+				r.InUpstream = true
+			}
+		}
+	}
+	return rows, fillFromAPI(ctx, s, index)
+}
+
+func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus) error {
+	first := s.Inv.Masters[0].Name
+	raw, err := s.readFile(ctx, first, adminConf)
+	if err != nil {
+		return fmt.Errorf("no admin.conf on %s (not initialised?): %w", first, err)
+	}
+	cfg, err := clientcmd.Load(raw)
+	if err != nil {
+		return err
+	}
+	for _, c := range cfg.Clusters {
+		c.Server = "https://" + s.Inv.Cluster.ControlPlaneEndpoint
+	}
+	s.Redactor.Add(clientKeys(raw)...)
+	rest, err := clientcmd.NewDefaultClientConfig(*cfg, nil).ClientConfig()
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(rest)
+	if err != nil {
+		return err
+	}
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list nodes through the load balancer: %w", err)
+	}
+	for _, n := range nodes.Items {
+		r := index[n.Name]
+		if r == nil {
+			continue
+		}
+		r.KubeletVersion = n.Status.NodeInfo.KubeletVersion
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				r.Ready = c.Status == corev1.ConditionTrue
+			}
+		}
+	}
+	etcd, err := client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "component=etcd,tier=control-plane"})
+	if err != nil {
+		return fmt.Errorf("list etcd pods: %w", err)
+	}
+	for _, p := range etcd.Items {
+		if r := index[p.Spec.NodeName]; r != nil {
+			r.EtcdMember = true
+		}
+	}
+	return nil
+}
+
+func namesOf(rows []NodeStatus) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.Host
+	}
+	return out
+}
