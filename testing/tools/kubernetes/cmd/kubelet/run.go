@@ -143,6 +143,9 @@ func apiLoop(ctx context.Context, f flags, name, ip string, runner *staticpod.Ru
 		if err := agent.SyncMirrors(ctx, staticPods(runner)); err != nil {
 			logf("%v", err)
 		}
+		if err := agent.FinishDeletions(ctx); err != nil {
+			logf("%v", err)
+		}
 		sleep(ctx, 2*time.Second)
 	}
 	return nil
