@@ -312,3 +312,14 @@ func (c *Conn) sftpClient() (*sftp.Client, error) {
 	c.sftp = s
 	return s, nil
 }
+
+// DialContext opens a TCP connection from the remote host to addr, as
+// `ssh -L` would: fleet reaches services that listen only on a host's
+// loopback (etcd's client port) without opening them to the network.
+func (c *Conn) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := c.client.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: forward to %s: %w", c.cfg.Host, addr, err)
+	}
+	return conn, nil
+}
