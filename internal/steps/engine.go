@@ -19,6 +19,7 @@ const (
 	Failed      Kind = "failed"
 	Blocked     Kind = "blocked"   // a dependency failed or was blocked
 	Cancelled   Kind = "cancelled" // the run was cancelled before it started
+	WouldRun    Kind = "would-run" // dry run: Check says not done; Run was not called
 )
 
 // Event is one report of the engine. Events of one run are delivered one at
@@ -89,6 +90,11 @@ type Engine struct {
 	Concurrency int
 	// OnEvent, if set, sees every event as it happens.
 	OnEvent func(Event)
+	// DryRun runs read-only steps and the Checks of the others, never their
+	// Run: the report says what a real run would do (WouldRun) and what is
+	// done already. A Check that fails after a step that would run counts
+	// as would-run: it looks at state that step would create.
+	DryRun bool
 }
 
 type task struct {
@@ -97,7 +103,8 @@ type task struct {
 	waiting    int // dependencies not yet finished
 	dependents []*task
 	blockedBy  string
-	ok         bool      // finished as Succeeded or AlreadyDone
+	ok         bool      // finished as Succeeded, AlreadyDone or WouldRun
+	afterPlan  string    // dry run: a dependency that would run
 	began      time.Time // when it started, for the duration of its end event
 }
 
@@ -214,12 +221,18 @@ func (r *run) execute(t *task) outcome {
 	r.emit(Event{Time: t.began, Kind: Started, Step: t.step.Name, Host: t.host, ReadOnly: t.step.ReadOnly})
 	if t.step.Check != nil {
 		done, reason, err := t.step.Check(r.ctx, t.host)
+		if err != nil && r.eng.DryRun && t.afterPlan != "" {
+			return outcome{kind: WouldRun, reason: "after " + t.afterPlan}
+		}
 		if err != nil {
 			return outcome{kind: Failed, err: fmt.Errorf("checking state: %w", err)}
 		}
 		if done {
 			return outcome{kind: AlreadyDone, reason: reason}
 		}
+	}
+	if r.eng.DryRun && !t.step.ReadOnly {
+		return outcome{kind: WouldRun}
 	}
 	if err := t.step.Run(r.ctx, t.host); err != nil {
 		return outcome{kind: Failed, err: err}
@@ -248,7 +261,7 @@ func (r *run) finish(t *task, o outcome) {
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t.ok = o.kind == Succeeded || o.kind == AlreadyDone
+	t.ok = o.kind == Succeeded || o.kind == AlreadyDone || o.kind == WouldRun
 	if o.kind == Failed {
 		r.errs = multierror.Append(r.errs, &StepError{Step: t.step.Name, Host: t.host, Err: o.err})
 	}
@@ -264,6 +277,12 @@ func (r *run) finish(t *task, o outcome) {
 	for _, d := range t.dependents {
 		if !t.ok && d.blockedBy == "" {
 			d.blockedBy = why
+		}
+		if (o.kind == WouldRun || t.afterPlan != "") && d.afterPlan == "" {
+			d.afterPlan = t.step.Name
+			if t.afterPlan != "" && o.kind != WouldRun {
+				d.afterPlan = t.afterPlan
+			}
 		}
 		if d.waiting--; d.waiting > 0 {
 			continue

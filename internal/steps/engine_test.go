@@ -336,3 +336,63 @@ func BenchmarkSchedule10000(b *testing.B) {
 		}
 	}
 }
+
+func TestDryRunRunsOnlyReadOnlyStepsAndChecks(t *testing.T) {
+	var runs atomic.Int32
+	run := func(context.Context, string) error { runs.Add(1); return nil }
+	looked := map[string]bool{}
+	var mu sync.Mutex
+	look := func(context.Context, string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		looked["probe"] = true
+		return nil
+	}
+	noState := errors.New("admin.conf: no such file")
+	g := New()
+	g.MustAdd(Step{Name: "probe", Hosts: []string{"m0", "w0"}, ReadOnly: true, Run: look})
+	g.MustAdd(Step{Name: "lb", After: []string{"probe"}, Run: run,
+		Check: func(context.Context, string) (bool, string, error) { return true, "config current", nil }})
+	g.MustAdd(Step{Name: "init", Hosts: []string{"m0"}, After: []string{"lb"}, Run: run,
+		Check: func(context.Context, string) (bool, string, error) { return false, "", nil }})
+	// Its state would only exist after init: the check fails.
+	g.MustAdd(Step{Name: "kubeconfig", After: []string{"init"}, Run: run,
+		Check: func(context.Context, string) (bool, string, error) { return false, "", noState }})
+	g.MustAdd(Step{Name: "cleanup", After: []string{"kubeconfig"}, Run: run,
+		Check: func(context.Context, string) (bool, string, error) { return false, "", noState }})
+	// A failing check with nothing planned before it is a real failure.
+	g.MustAdd(Step{Name: "broken", After: []string{"lb"}, Run: run,
+		Check: func(context.Context, string) (bool, string, error) { return false, "", noState }})
+
+	rep, err := (&Engine{DryRun: true}).Run(context.Background(), g)
+	if runs.Load() != 0 {
+		t.Errorf("a dry run called Run %d times", runs.Load())
+	}
+	if !looked["probe"] {
+		t.Error("the read-only step did not run")
+	}
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "broken" {
+		t.Errorf("error %v, want the failing check of broken only", err)
+	}
+	got := map[string]string{}
+	for _, e := range rep.Events {
+		if e.Kind != Started {
+			got[e.Step] = string(e.Kind) + " " + e.Reason
+		}
+	}
+	want := map[string]string{
+		"probe": "succeeded ", "lb": "already-done config current", "init": "would-run ",
+		"kubeconfig": "would-run after init", "cleanup": "would-run after kubeconfig", "broken": "failed ",
+	}
+	for step, w := range want {
+		if got[step] != w {
+			t.Errorf("%s: %q, want %q", step, got[step], w)
+		}
+	}
+	for _, e := range rep.Events {
+		if e.Kind == Succeeded && !e.ReadOnly {
+			t.Errorf("%s reported as done in a dry run", e.Step)
+		}
+	}
+}
