@@ -44,12 +44,14 @@ const workerJoinParallelism = 10
 type applyRun struct {
 	s     *Session
 	opts  ApplyOptions
-	first string // the master kubeadm init runs on
+	first string   // the master kubeadm init runs on (join: an initialised one)
+	only  []string // join: the nodes named; apply: empty, every node
 
 	token          kubeadm.Token
 	certKey        string
 	tokenCreated   bool // this run has its token (made by init or token create)
 	certsUploaded  bool
+	certsRenewed   int // times the kubeadm-certs Secret was gone and re-uploaded
 	pendingMasters int
 	caPEM          []byte
 	caHash         string
@@ -61,7 +63,34 @@ func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, e
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
-	return s.Run(ctx, ApplyGraph(s, opts))
+	return s.Run(ctx, applyGraph(s, opts, initMaster(ctx, s)))
+}
+
+// Plan is a dry run of Apply: preflight runs, every other step only checks
+// the state it would change. Nothing on any host changes.
+func Plan(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, error) {
+	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
+		return nil, err
+	}
+	return s.DryRun(ctx, applyGraph(s, opts, initMaster(ctx, s)))
+}
+
+// initMaster picks the master the cluster grows from: the first one that
+// is initialised already (after `fleet remove master0` the cluster lives on
+// in the others, and master0 must join it, not start a second cluster), or
+// the inventory's first master. A master that cannot be asked ends the
+// search; preflight reports it.
+func initMaster(ctx context.Context, s *Session) string {
+	for _, m := range s.Inv.Masters {
+		ok, _, err := initialised(ctx, s, m.Name)
+		if err != nil {
+			break
+		}
+		if ok {
+			return m.Name
+		}
+	}
+	return s.Inv.Masters[0].Name
 }
 
 // checkExclude allows leaving out workers only: without the load balancer
@@ -79,12 +108,20 @@ func checkExclude(inv *inventory.Inventory, exclude []string) error {
 	return nil
 }
 
-// ApplyGraph is the step graph of `fleet apply`, in the order it runs.
+// ApplyGraph is the step graph of `fleet apply` on new hosts, in the order
+// it runs.
 func ApplyGraph(s *Session, opts ApplyOptions) *steps.Graph {
+	return applyGraph(s, opts, s.Inv.Masters[0].Name)
+}
+
+// applyGraph: kubeadm init (or nothing, if it has run) on first, the other
+// masters join.
+func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	inv := s.Inv
-	a := &applyRun{s: s, opts: opts, first: inv.Masters[0].Name}
+	a := &applyRun{s: s, opts: opts, first: first}
 	masters := namesWithRole(inv, inventory.RoleMaster)
-	rest := masters[1:]
+	rest := without(masters, []string{first})
+	masters = append([]string{first}, rest...)
 	workers := without(namesWithRole(inv, inventory.RoleWorker), opts.Exclude)
 	nodes := append(append([]string{}, masters...), workers...)
 
@@ -182,6 +219,19 @@ var nodePorts = map[inventory.Role][]string{
 	inventory.RoleWorker: {"10250"},
 }
 
+// portsInUse lists the ports a node of h's role needs that are taken.
+func portsInUse(ctx context.Context, s *Session, h *inventory.Host) ([]string, error) {
+	var script string
+	for _, p := range nodePorts[h.Role] {
+		script += fmt.Sprintf(`ss -Hltn 'sport = :%[1]s' | grep -q . && echo %[1]s; `, p)
+	}
+	res, err := s.run(ctx, h.Name, script+"true")
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(res.Stdout), nil
+}
+
 // busyPorts lists the ports this host needs that something else holds. A
 // node that has joined holds them itself; the load balancer's port may be
 // held by nginx.
@@ -196,10 +246,7 @@ func (a *applyRun) busyPorts(ctx context.Context, h *inventory.Host) ([]string, 
 		if err != nil || done {
 			return nil, err
 		}
-		for _, p := range nodePorts[h.Role] {
-			script += fmt.Sprintf(`ss -Hltn 'sport = :%[1]s' | grep -q . && echo %[1]s; `, p)
-		}
-		script += "true"
+		return portsInUse(ctx, a.s, h)
 	default:
 		return nil, nil
 	}

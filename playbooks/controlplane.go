@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/kubeadm"
 	"github.com/fleetops/fleet/inventory"
@@ -91,7 +94,7 @@ func (a *applyRun) initFirstMaster(ctx context.Context, host string) error {
 func (a *applyRun) unjoined(ctx context.Context) (masters, workers []string, err error) {
 	var candidates []*inventory.Host
 	for _, h := range a.s.Inv.Hosts() {
-		if (h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker) && h.Name != a.first && !slices.Contains(a.opts.Exclude, h.Name) {
+		if (h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker) && h.Name != a.first && a.concerns(h.Name) {
 			candidates = append(candidates, h)
 		}
 	}
@@ -173,6 +176,9 @@ func (a *applyRun) prepareCredentials(ctx context.Context, _ string) error {
 
 func (a *applyRun) joinMaster(ctx context.Context, host string) error {
 	m := a.s.Inv.Host(host)
+	if err := a.ensureCertsUploaded(ctx); err != nil {
+		return err
+	}
 	cfg, err := kubeadm.JoinConfig(clusterOf(a.s.Inv), kubeadm.Node{Name: m.Name, AdvertiseAddress: m.Address}, a.token, a.caHash, a.certKey)
 	if err != nil {
 		return err
@@ -181,6 +187,49 @@ func (a *applyRun) joinMaster(ctx context.Context, host string) error {
 		return fmt.Errorf("kubeadm join --control-plane: %w", err)
 	}
 	return nil
+}
+
+// ensureCertsUploaded re-uploads the control-plane certificates under a new
+// key when the kubeadm-certs Secret is gone: it is deleted with the
+// short-lived token that owns it (kubeadm's certificate-key TTL), and a
+// join with a key whose Secret is gone cannot succeed.
+func (a *applyRun) ensureCertsUploaded(ctx context.Context) error {
+	client, err := a.ensureClient(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = client.CoreV1().Secrets("kube-system").Get(ctx, kubeadmCertsSecret, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		return nil
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("look up the uploaded certificates: %w", err)
+	}
+	key, err := kubeadm.NewCertificateKey()
+	if err != nil {
+		return err
+	}
+	a.s.Redactor.Add(key)
+	cmd := exec.Command("kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--certificate-key", key)
+	if _, err := a.s.run(ctx, a.first, cmd); err != nil {
+		return fmt.Errorf("re-upload the certificates (the kubeadm-certs Secret was gone): %w", err)
+	}
+	a.certKey = key
+	a.certsRenewed++
+	return nil
+}
+
+// kubeadmCertsSecret holds the control-plane certificates encrypted with
+// the certificate key, for joining masters.
+const kubeadmCertsSecret = "kubeadm-certs"
+
+// concerns: the run works on this node (not excluded; among the named
+// nodes when the run names them).
+func (a *applyRun) concerns(host string) bool {
+	if slices.Contains(a.opts.Exclude, host) {
+		return false
+	}
+	return len(a.only) == 0 || slices.Contains(a.only, host)
 }
 
 // newCredentials makes the run's token and certificate key and registers

@@ -3,10 +3,8 @@ package playbooks
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,18 +16,7 @@ import (
 // adminKubeconfig fetches admin.conf from the first master and points it at
 // the load balancer, so the operator's kubectl survives losing a master.
 func (a *applyRun) adminKubeconfig(ctx context.Context) ([]byte, error) {
-	raw, err := a.s.readFile(ctx, a.first, adminConf)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := clientcmd.Load(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s:%s: %w", a.first, adminConf, err)
-	}
-	for _, c := range cfg.Clusters {
-		c.Server = "https://" + a.s.Inv.Cluster.ControlPlaneEndpoint
-	}
-	return clientcmd.Write(*cfg)
+	return adminKubeconfigOf(ctx, a.s, a.first)
 }
 
 // kubeconfigCurrent: the local kubeconfig is what fleet would write and
@@ -40,7 +27,6 @@ func (a *applyRun) kubeconfigCurrent(ctx context.Context, _ string) (bool, strin
 		return false, "", err
 	}
 	a.kubeconfig = want
-	a.s.Redactor.Add(clientKeys(want)...)
 	have, err := os.ReadFile(a.opts.Kubeconfig)
 	if err != nil || !bytes.Equal(have, want) {
 		return false, "", nil
@@ -57,21 +43,19 @@ func (a *applyRun) writeKubeconfig(ctx context.Context, _ string) error {
 	if err := writeFileAtomic(a.opts.Kubeconfig, a.kubeconfig, 0o600); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(a.opts.ReadyTimeout)
-	for {
-		missing, err := a.notReady(ctx)
-		if err == nil && len(missing) == 0 {
-			return nil
+	return a.waitReady(ctx, "")
+}
+
+// ensureClient loads the admin kubeconfig unless a step already has.
+func (a *applyRun) ensureClient(ctx context.Context) (kubernetes.Interface, error) {
+	if a.kubeconfig == nil {
+		kc, err := a.adminKubeconfig(ctx)
+		if err != nil {
+			return nil, err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nodes not Ready after %s: %v (last error: %v)", a.opts.ReadyTimeout, missing, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
+		a.kubeconfig = kc
 	}
+	return a.client()
 }
 
 // client talks to the API through the load balancer with the admin
@@ -105,7 +89,7 @@ func (a *applyRun) notReady(ctx context.Context) ([]string, error) {
 	}
 	var missing []string
 	for _, h := range a.s.Inv.Hosts() {
-		if (h.Role == "master" || h.Role == "worker") && !ready[h.Name] && !slices.Contains(a.opts.Exclude, h.Name) {
+		if (h.Role == "master" || h.Role == "worker") && !ready[h.Name] && a.concerns(h.Name) {
 			missing = append(missing, h.Name)
 		}
 	}

@@ -113,6 +113,13 @@ func (s *Session) Run(ctx context.Context, g *steps.Graph) (*steps.Report, error
 	return eng.Run(ctx, g)
 }
 
+// DryRun runs only g's read-only steps and the state checks of the others:
+// the report says what a real run would do.
+func (s *Session) DryRun(ctx context.Context, g *steps.Graph) (*steps.Report, error) {
+	eng := &steps.Engine{Concurrency: s.opts.Concurrency, OnEvent: s.opts.OnEvent, DryRun: true}
+	return eng.Run(ctx, g)
+}
+
 // Close ends every connection of the session.
 func (s *Session) Close() error { return s.Pool.Close() }
 

@@ -1,0 +1,499 @@
+package playbooks_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/fleetops/fleet/internal/kubeadm"
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+// lifecycle is the test bed of TestLifecycle: the HA hosts plus a worker2,
+// first built without master2 and worker2, which join later.
+type lifecycle struct {
+	c          *sim.Cluster
+	full       string // inventory with every host
+	small      string // inventory without master2 and worker2
+	kubeconfig string
+	out        output
+}
+
+func TestLifecycle(t *testing.T) {
+	sim.Need(t, cluster)
+	topo := sim.Topology{ID: "lc", Subnet: 22, Hosts: []sim.HostSpec{
+		{Name: "lb", Role: "loadbalancer"},
+		{Name: "master0", Role: "master"}, {Name: "master1", Role: "master"}, {Name: "master2", Role: "master"},
+		{Name: "worker0", Role: "worker"}, {Name: "worker1", Role: "worker"}, {Name: "worker2", Role: "worker"},
+	}}
+	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
+	if topo.Tools == "" {
+		topo.Tools = "/var/cache/fleet-sim/layer"
+	}
+	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/lc", topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lc := &lifecycle{c: c, full: c.Inventory, small: filepath.Join(c.Dir, "small.yaml"), kubeconfig: filepath.Join(c.Dir, "admin.kubeconfig")}
+	full, err := os.ReadFile(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := regexp.MustCompile(`(?m)^  - name: (master2|worker2)\n    address: \S+\n`).ReplaceAll(full, nil)
+	if err := os.WriteFile(lc.small, small, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	steps := []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"apply builds two masters and two workers", lc.testApplySmall},
+		{"join worker2 master2 with fresh credentials", lc.testJoin},
+		{"join again changes nothing", lc.testJoinAgain},
+		{"remove refuses the last master and quorum loss", lc.testRemoveRefusals},
+		{"remove worker1 honours a PodDisruptionBudget", lc.testRemoveWorker},
+		{"remove master2", lc.testRemoveMaster},
+		{"rotate-tokens and a join by hand", lc.testRotateTokens},
+		{"apply re-joins master2", lc.testApplyRejoins},
+		{"no secret in any output", lc.testNoSecrets},
+		{"reset tears down, apply rebuilds", lc.testResetThenApply},
+	}
+	for _, st := range steps {
+		if !t.Run(st.name, st.fn) {
+			return // each builds on the one before
+		}
+	}
+}
+
+func (lc *lifecycle) session(t *testing.T, path string, onEvent func(steps.Event)) *playbooks.Session {
+	t.Helper()
+	inv, err := inventory.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
+		lc.out.event(e)
+		if onEvent != nil {
+			onEvent(e)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Whatever a session learned must never have been printed.
+		if got := lc.out.buf.String(); s.Redactor.String(got) != got {
+			t.Error("a secret appears in the run's output")
+		}
+		s.Close()
+	})
+	return s
+}
+
+func (lc *lifecycle) client(t *testing.T) kubernetes.Interface { return clientFor(t, lc.kubeconfig) }
+
+func (lc *lifecycle) apply(t *testing.T, inv string) *steps.Report {
+	t.Helper()
+	opts := playbooks.DefaultApplyOptions()
+	opts.Kubeconfig = lc.kubeconfig
+	report, err := playbooks.Apply(context.Background(), lc.session(t, inv, nil), opts)
+	if err != nil {
+		t.Fatalf("apply: %v\n%s", err, lc.out.buf.String())
+	}
+	return report
+}
+
+func (lc *lifecycle) testApplySmall(t *testing.T) {
+	lc.apply(t, lc.small)
+	lc.wantNodes(t, "master0", "master1", "worker0", "worker1")
+	lc.wantEtcd(t, "master0", "master1")
+	lc.wantUpstream(t, "master0", "master1")
+}
+
+// tokens lists the cluster's bootstrap tokens.
+func (lc *lifecycle) tokens(t *testing.T) []kubeadm.TokenInfo {
+	t.Helper()
+	list, err := lc.client(t).CoreV1().Secrets("kube-system").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []kubeadm.TokenInfo
+	for i := range list.Items {
+		if info, ok := kubeadm.ReadTokenInfo(&list.Items[i]); ok {
+			out = append(out, info)
+		}
+	}
+	return out
+}
+
+func (lc *lifecycle) testJoin(t *testing.T) {
+	// No token that could join a node is left from the apply: the join
+	// can only succeed with credentials it makes itself.
+	for _, tok := range lc.tokens(t) {
+		if slices.Contains(tok.Usages, "authentication") && !tok.Expired(time.Now()) {
+			t.Fatalf("a usable token %s (%q) survived the apply", tok.ID, tok.Description)
+		}
+	}
+	// The uploaded certificates vanish between the credentials step and
+	// master2's join, as when their 1h owner token expires: the join must
+	// notice and upload them again.
+	client := lc.client(t)
+	deleted := false
+	s := lc.session(t, lc.full, func(e steps.Event) {
+		if e.Step == "credentials" && e.Kind == steps.Succeeded {
+			err := client.CoreV1().Secrets("kube-system").Delete(context.Background(), "kubeadm-certs", metav1.DeleteOptions{})
+			deleted = err == nil
+		}
+	})
+	report, err := playbooks.Join(context.Background(), s, []string{"worker2", "master2"}, playbooks.DefaultJoinOptions())
+	if err != nil {
+		t.Fatalf("join: %v\n%s", err, lc.out.buf.String())
+	}
+	if !deleted {
+		t.Fatal("the test could not delete the kubeadm-certs Secret")
+	}
+	ran := changedSteps(report)
+	for _, want := range []string{"credentials/", "join-masters/master2", "join-workers/worker2", "loadbalancer/lb", "cleanup-tokens/"} {
+		if !ran[want] {
+			t.Errorf("step %s did not run; ran %v", want, ran)
+		}
+	}
+	if ran["join-workers/worker0"] || ran["join-masters/master1"] {
+		t.Errorf("join touched nodes it was not asked to: %v", ran)
+	}
+	lc.wantNodes(t, "master0", "master1", "master2", "worker0", "worker1", "worker2")
+	lc.wantEtcd(t, "master0", "master1", "master2")
+	lc.wantUpstream(t, "master0", "master1", "master2")
+	lc.wantServes(t, "master2")
+	for _, tok := range lc.tokens(t) {
+		if tok.ByFleet() {
+			t.Errorf("the join's token %s was not deleted", tok.ID)
+		}
+	}
+}
+
+func (lc *lifecycle) testJoinAgain(t *testing.T) {
+	report, err := playbooks.Join(context.Background(), lc.session(t, lc.full, nil), []string{"worker2", "master2"}, playbooks.DefaultJoinOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Changed() {
+		t.Errorf("a second join changed: %+v", report.Changes())
+	}
+	_, err = playbooks.Join(context.Background(), lc.session(t, lc.full, nil), []string{"worker9"}, playbooks.DefaultJoinOptions())
+	if err == nil || !strings.Contains(err.Error(), "no such host in "+lc.full) {
+		t.Errorf("joining a host not in the inventory: %v", err)
+	}
+}
+
+func (lc *lifecycle) testRemoveRefusals(t *testing.T) {
+	s := lc.session(t, lc.full, nil)
+	_, err := playbooks.Remove(context.Background(), s, []string{"master0", "master1", "master2"}, playbooks.DefaultRemoveOptions())
+	if err == nil || !strings.Contains(err.Error(), "no other initialised master") {
+		t.Errorf("removing every master: %v", err)
+	}
+	_, err = playbooks.Remove(context.Background(), s, []string{"master1", "master2"}, playbooks.DefaultRemoveOptions())
+	if err == nil || !strings.Contains(err.Error(), "below the quorum") {
+		t.Errorf("removing two of three masters: %v", err)
+	}
+	lc.wantEtcd(t, "master0", "master1", "master2")
+	lc.wantUpstream(t, "master0", "master1", "master2")
+}
+
+func (lc *lifecycle) testRemoveWorker(t *testing.T) {
+	ctx := context.Background()
+	client := lc.client(t)
+	labels := map[string]string{"app": "pinned"}
+	pod, err := client.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "pinned", Labels: labels},
+		Spec: corev1.PodSpec{NodeName: "worker1", Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The emulated kubelet runs no regular pods; report this one Running
+	// and Ready as a kubelet would, so the budget counts it (the eviction
+	// API ignores budgets for Pending pods).
+	now := metav1.Now()
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &now, Conditions: []corev1.PodCondition{
+		{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}}}
+	if _, err := client.CoreV1().Pods("default").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	one := intstr.FromInt32(1)
+	_, err = client.PolicyV1().PodDisruptionBudgets("default").Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "pinned"},
+		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: labels}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the disruption controller has counted the pod.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		pdb, err := client.PolicyV1().PodDisruptionBudgets("default").Get(ctx, "pinned", metav1.GetOptions{})
+		if err == nil && pdb.Status.ObservedGeneration == pdb.Generation && pdb.Status.CurrentHealthy == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the budget never counted the pod: %+v %v", pdb.Status, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	opts := playbooks.DefaultRemoveOptions()
+	opts.DrainTimeout = 3 * time.Second
+	var se *steps.StepError
+	_, err = playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"worker1"}, opts)
+	if !errors.As(err, &se) || se.Step != "drain" || se.Host != "worker1" || !strings.Contains(err.Error(), "PodDisruptionBudget") {
+		t.Fatalf("remove despite the budget: %v", err)
+	}
+	if _, err := client.CoreV1().Nodes().Get(ctx, "worker1", metav1.GetOptions{}); err != nil {
+		t.Errorf("worker1's Node is gone although its drain failed: %v", err)
+	}
+	if _, err := lc.c.Exec("worker1", "test", "-e", "/etc/kubernetes/kubelet.conf"); err != nil {
+		t.Error("worker1 was reset although its drain failed")
+	}
+
+	if err := client.PolicyV1().PodDisruptionBudgets("default").Delete(ctx, "pinned", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"worker1"}, playbooks.DefaultRemoveOptions()); err != nil {
+		t.Fatalf("remove worker1: %v\n%s", err, lc.out.buf.String())
+	}
+	if _, err := client.CoreV1().Pods("default").Get(ctx, "pinned", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the pinned pod was not evicted: %v", err)
+	}
+	if _, err := lc.c.Exec("worker1", "test", "-e", "/etc/kubernetes/kubelet.conf"); err == nil {
+		t.Error("worker1 still has kubelet.conf after kubeadm reset")
+	}
+	lc.wantNodes(t, "master0", "master1", "master2", "worker0", "worker2")
+}
+
+func (lc *lifecycle) testRemoveMaster(t *testing.T) {
+	report, err := playbooks.Remove(context.Background(), lc.session(t, lc.full, nil), []string{"master2"}, playbooks.DefaultRemoveOptions())
+	if err != nil {
+		t.Fatalf("remove master2: %v\n%s", err, lc.out.buf.String())
+	}
+	ran := changedSteps(report)
+	if !ran["loadbalancer/lb"] || !ran["reset/master2"] || !ran["delete-node/master2"] {
+		t.Errorf("steps that ran: %v", ran)
+	}
+	lc.wantUpstream(t, "master0", "master1")
+	lc.wantEtcd(t, "master0", "master1")
+	lc.wantNodes(t, "master0", "master1", "worker0", "worker2")
+}
+
+func (lc *lifecycle) testRotateTokens(t *testing.T) {
+	ctx := context.Background()
+	first, err := playbooks.RotateTokens(ctx, lc.session(t, lc.full, nil), playbooks.RotateOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := playbooks.RotateTokens(ctx, lc.session(t, lc.full, nil), playbooks.RotateOptions{TTL: 7 * time.Minute, CertificateKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deleted []string
+	for _, r := range second.Rows {
+		if r.Action == playbooks.TokenDeleted {
+			deleted = append(deleted, r.ID)
+		}
+	}
+	if !slices.Contains(deleted, first.Token.ID) {
+		t.Errorf("the second rotation deleted %v, not the first one's token %s", deleted, first.Token.ID)
+	}
+	var fleetTokens []kubeadm.TokenInfo
+	for _, tok := range lc.tokens(t) {
+		if tok.ByFleet() {
+			fleetTokens = append(fleetTokens, tok)
+		}
+	}
+	if len(fleetTokens) != 1 || fleetTokens[0].ID != second.Token.ID {
+		t.Fatalf("fleet's tokens after rotation: %+v, want only %s", fleetTokens, second.Token.ID)
+	}
+	if left := time.Until(fleetTokens[0].Expires); left < 6*time.Minute || left > 7*time.Minute {
+		t.Errorf("new token expires in %s, want the 7m asked for", left)
+	}
+	// kubeadm itself agrees.
+	list, err := lc.c.Exec("master0", "kubeadm", "token", "list")
+	if err != nil || !strings.Contains(string(list), second.Token.ID) || strings.Contains(string(list), first.Token.ID) {
+		t.Errorf("kubeadm token list: %v\n%s", err, list)
+	}
+	if second.CertificateKey == "" {
+		t.Error("no certificate key after --certificate-key")
+	}
+	// A user joins worker1 by hand with the printed command.
+	if out, err := lc.c.Exec("worker1", "sh", "-c", second.JoinCommand(false)); err != nil {
+		t.Fatalf("join by hand: %v\n%s", err, out)
+	}
+	lc.waitReady(t, "worker1")
+}
+
+func (lc *lifecycle) testApplyRejoins(t *testing.T) {
+	report := lc.apply(t, lc.full)
+	ran := changedSteps(report)
+	if !ran["join-masters/master2"] || ran["init/master0"] || ran["join-workers/worker1"] {
+		t.Errorf("steps that ran: %v; want master2's join only", ran)
+	}
+	lc.wantEtcd(t, "master0", "master1", "master2")
+	lc.wantUpstream(t, "master0", "master1", "master2")
+	lc.wantNodes(t, "master0", "master1", "master2", "worker0", "worker1", "worker2")
+}
+
+func (lc *lifecycle) testNoSecrets(t *testing.T) {
+	// Every session's redactor is checked at its cleanup; here the output
+	// is also searched for anything shaped like a token or a key.
+	out := lc.out.buf.String()
+	if m := regexp.MustCompile(`[a-z0-9]{6}\.[a-z0-9]{16}`).FindString(out); m != "" {
+		t.Errorf("a bootstrap token appears in the output: %s…", m[:7])
+	}
+	if strings.Contains(out, "PRIVATE KEY") {
+		t.Error("a private key appears in the output")
+	}
+	if len(out) < 1000 {
+		t.Errorf("only %d bytes of output collected: the check above would prove nothing", len(out))
+	}
+	st, err := os.Stat(lc.kubeconfig)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig: %v %v, want mode 0600", st, err)
+	}
+}
+
+func (lc *lifecycle) testResetThenApply(t *testing.T) {
+	report, err := playbooks.Reset(context.Background(), lc.session(t, lc.full, nil))
+	if err != nil {
+		t.Fatalf("reset: %v\n%s", err, lc.out.buf.String())
+	}
+	if !report.Changed() {
+		t.Error("reset changed nothing")
+	}
+	for _, h := range []string{"master0", "master1", "master2", "worker0", "worker1", "worker2"} {
+		if _, err := lc.c.Exec(h, "test", "-e", "/etc/kubernetes/kubelet.conf"); err == nil {
+			t.Errorf("%s still has kubelet.conf", h)
+		}
+	}
+	if _, err := lc.c.Exec("lb", "test", "-e", "/etc/nginx/fleet.d/kube-apiserver.conf"); err == nil {
+		t.Error("the load balancer still has fleet's config")
+	}
+	again, err := playbooks.Reset(context.Background(), lc.session(t, lc.full, nil))
+	if err != nil || again.Changed() {
+		t.Errorf("a second reset: %v, changed %v", err, again.Changes())
+	}
+	lc.apply(t, lc.full)
+	lc.wantNodes(t, "master0", "master1", "master2", "worker0", "worker1", "worker2")
+	lc.wantEtcd(t, "master0", "master1", "master2")
+}
+
+// changedSteps names the step/host pairs that ran and changed something.
+func changedSteps(r *steps.Report) map[string]bool {
+	ran := map[string]bool{}
+	for _, e := range r.Changes() {
+		ran[e.Step+"/"+e.Host] = true
+	}
+	return ran
+}
+
+// wantNodes checks the cluster's Nodes are exactly these, all Ready.
+func (lc *lifecycle) wantNodes(t *testing.T, want ...string) {
+	t.Helper()
+	nodes, err := lc.client(t).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range nodes.Items {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				got = append(got, n.Name)
+			}
+		}
+	}
+	slices.Sort(got)
+	if strings.Join(got, ",") != strings.Join(want, ",") || len(nodes.Items) != len(want) {
+		t.Errorf("Ready nodes %v of %d, want %v", got, len(nodes.Items), want)
+	}
+}
+
+func (lc *lifecycle) waitReady(t *testing.T, node string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		n, err := lc.client(t).CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+		if err == nil {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					return
+				}
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("%s not Ready in 2m", node)
+}
+
+func (lc *lifecycle) wantEtcd(t *testing.T, want ...string) {
+	t.Helper()
+	members, err := lc.c.EtcdMembers("master0")
+	if err != nil || strings.Join(members, ",") != strings.Join(want, ",") {
+		t.Errorf("etcd members %v %v, want %v", members, err, want)
+	}
+}
+
+func (lc *lifecycle) wantUpstream(t *testing.T, want ...string) {
+	t.Helper()
+	conf, err := os.ReadFile(filepath.Join(lc.c.Host("lb").Dir, "etc/nginx/fleet.d/kube-apiserver.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := regexp.MustCompile(`(?m)# (master\d+)$`).FindAllStringSubmatch(string(conf), -1)
+	var names []string
+	for _, m := range got {
+		names = append(names, m[1])
+	}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Errorf("nginx upstream %v, want %v", names, want)
+	}
+}
+
+// wantServes: the master's own API server answers /readyz with the
+// cluster CA, so the upstream entry leads somewhere.
+func (lc *lifecycle) wantServes(t *testing.T, master string) {
+	t.Helper()
+	ca, err := os.ReadFile(filepath.Join(lc.c.Host(master).Dir, "etc/kubernetes/pki/ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := hc.Get("https://" + lc.c.Host(master).Address + ":6443/readyz")
+	if err != nil {
+		t.Fatalf("%s's API server: %v", master, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("%s /readyz: %s", master, resp.Status)
+	}
+}
