@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/fleetops/fleet/internal/facts"
+	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
 )
@@ -74,10 +76,20 @@ func openSession(g *globals, path string) (*playbooks.Session, error) {
 	for _, w := range inv.Warnings {
 		fmt.Fprintln(g.stderr, "warning:", w)
 	}
-	return playbooks.NewSession(inv, playbooks.Options{
+	// Events print through the session's redactor: an error may quote a
+	// command's output.
+	var s *playbooks.Session
+	printEvent := eventPrinter(g)
+	s, err = playbooks.NewSession(inv, playbooks.Options{
 		AcceptNewHostKeys: g.AcceptNewHostKeys,
 		KnownHosts:        g.KnownHosts,
 		Concurrency:       g.Concurrency,
-		OnEvent:           eventPrinter(g),
+		OnEvent: func(e steps.Event) {
+			if e.Err != nil {
+				e.Err = errors.New(s.Redactor.String(e.Err.Error()))
+			}
+			printEvent(e)
+		},
 	})
+	return s, err
 }

@@ -25,6 +25,7 @@ type globals struct {
 	Verbose           bool   `short:"v" help:"Print every step event."`
 
 	stdout, stderr io.Writer
+	stdin          io.Reader
 }
 
 type cli struct {
@@ -35,6 +36,11 @@ type cli struct {
 	Plan    planCmd    `cmd:"" help:"Print the step graph of apply; changes nothing."`
 	Apply   applyCmd   `cmd:"" help:"Build the cluster the inventory describes, or converge it; a second run changes nothing."`
 	Status  statusCmd  `cmd:"" help:"One table: per node joined, Ready, versions, etcd member, in the load balancer's upstream."`
+	Join    joinCmd    `cmd:"" help:"Join inventory nodes to the running cluster with fresh credentials."`
+	Remove  removeCmd  `cmd:"" help:"Drain nodes, kubeadm reset them, delete them (a master leaves etcd and the load balancer first)."`
+
+	RotateTokens rotateTokensCmd `cmd:"" name:"rotate-tokens" help:"Delete fleet's and expired bootstrap tokens, make a new one; optionally print the join command."`
+	Reset        resetCmd        `cmd:"" help:"Tear the whole cluster down: workers, then masters, then the load balancer config."`
 }
 
 func main() {
@@ -43,8 +49,13 @@ func main() {
 
 // run is main without the process: tests call it with their own writers.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runWithInput(args, os.Stdin, stdout, stderr)
+}
+
+// runWithInput is run with the answers to prompts on stdin.
+func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var c cli
-	c.stdout, c.stderr = stdout, stderr
+	c.stdout, c.stderr, c.stdin = stdout, stderr, stdin
 	// kong "exits" after --help; remember it instead of ending the process.
 	exited, exitCode := false, 0
 	parser, err := kong.New(&c,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -13,7 +14,13 @@ import (
 var cluster *sim.Cluster
 
 func TestMain(m *testing.M) {
-	os.Exit(sim.RunTests(m, sim.Sized("cl", 30, 6, 3), &cluster))
+	// With the node binaries: the CLI tests build a real cluster.
+	topo := sim.Sized("cl", 30, 6, 3)
+	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
+	if topo.Tools == "" {
+		topo.Tools = "/var/cache/fleet-sim/layer"
+	}
+	os.Exit(sim.RunTests(m, topo, &cluster))
 }
 
 func fleet(args ...string) (code int, stdout, stderr string) {
@@ -80,9 +87,13 @@ func TestPlanPrintsTheApplyGraph(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"preflight", "init: kubeadm init --upload-certs", "hosts: master1, master2 [one at a time]", "join-workers"} {
+	for _, want := range []string{"preflight", "init: kubeadm init --upload-certs", "hosts: master1, master2 [one at a time]", "join-workers", "changes to make"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan lacks %q:\n%s", want, out)
 		}
+	}
+	// From the state checks: nothing is initialised on fresh hosts.
+	if !regexp.MustCompile(`(?m)^  init +master0 +would run$`).MatchString(out) {
+		t.Errorf("plan does not say init would run on master0:\n%s", out)
 	}
 }

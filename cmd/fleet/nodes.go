@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/playbooks"
+)
+
+type joinCmd struct {
+	Inventory    string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	TokenTTL     time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
+	ReadyTimeout time.Duration `help:"How long to wait for the joined nodes to be Ready." default:"3m"`
+	Nodes        []string      `arg:"" help:"Inventory nodes to join (those joined already are skipped)." name:"node"`
+}
+
+func (c *joinCmd) Run(ctx context.Context, g *globals) error {
+	s, err := openSession(g, c.Inventory)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	start := time.Now()
+	report, err := playbooks.Join(ctx, s, c.Nodes, playbooks.JoinOptions{TokenTTL: c.TokenTTL, ReadyTimeout: c.ReadyTimeout})
+	out := s.Output(g.stdout)
+	defer out.Flush()
+	if err != nil {
+		return fmt.Errorf("join failed after %s; fix the cause and run it again, joined nodes are skipped:\n%s",
+			time.Since(start).Round(time.Millisecond), s.Redactor.String(err.Error()))
+	}
+	printNodeOutcome(out, report, c.Nodes, "joined", "already joined", time.Since(start))
+	return nil
+}
+
+type removeCmd struct {
+	Inventory    string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Force        bool          `help:"Remove the last master, or masters past etcd's quorum."`
+	DrainTimeout time.Duration `help:"How long evictions may wait for PodDisruptionBudgets." default:"2m"`
+	Nodes        []string      `arg:"" help:"Inventory nodes to drain, reset and delete." name:"node"`
+}
+
+func (c *removeCmd) Run(ctx context.Context, g *globals) error {
+	s, err := openSession(g, c.Inventory)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	start := time.Now()
+	report, err := playbooks.Remove(ctx, s, c.Nodes, playbooks.RemoveOptions{Force: c.Force, DrainTimeout: c.DrainTimeout})
+	out := s.Output(g.stdout)
+	defer out.Flush()
+	if err != nil {
+		return fmt.Errorf("remove failed after %s; fix the cause and run it again, finished steps are skipped:\n%s",
+			time.Since(start).Round(time.Millisecond), s.Redactor.String(err.Error()))
+	}
+	printNodeOutcome(out, report, c.Nodes, "removed", "already out of the cluster", time.Since(start))
+	fmt.Fprintln(out, "a node still in the inventory joins again on the next fleet apply: delete it there to keep it out")
+	return nil
+}
+
+// printNodeOutcome says per node whether the run changed it.
+func printNodeOutcome(out interface{ Write([]byte) (int, error) }, r *steps.Report, nodes []string, did, already string, took time.Duration) {
+	changed := map[string]bool{}
+	for _, e := range r.Changes() {
+		changed[e.Host] = true
+	}
+	for _, n := range nodes {
+		if changed[n] {
+			fmt.Fprintf(out, "%s: %s\n", n, did)
+		} else {
+			fmt.Fprintf(out, "%s: %s, nothing to do\n", n, already)
+		}
+	}
+	fmt.Fprintf(out, "done in %s\n", took.Round(time.Millisecond))
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+// tokenShape matches a bootstrap token (id.secret) and a certificate key
+// (64 hex digits).
+var (
+	tokenShape   = regexp.MustCompile(`[a-z0-9]{6}\.[a-z0-9]{16}`)
+	certKeyShape = regexp.MustCompile(`\b[0-9a-f]{64}\b`)
+)
+
+// TestCommandsNeverPrintSecrets runs apply, status, a second apply and
+// rotate-tokens through the CLI with every event printed (-v), and
+// searches all they wrote for tokens, certificate keys and the cluster's
+// private keys. The one exception is the join command that
+// rotate-tokens --print-join-command puts on stdout, on purpose.
+func TestCommandsNeverPrintSecrets(t *testing.T) {
+	sim.Need(t, cluster)
+	kubeconfig := filepath.Join(cluster.Dir, "cli.kubeconfig")
+	var all bytes.Buffer
+	runOK := func(args ...string) (string, string) {
+		t.Helper()
+		code, out, errs := fleet(args...)
+		all.WriteString(out)
+		all.WriteString(errs)
+		if code != 0 {
+			t.Fatalf("fleet %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+		}
+		return out, errs
+	}
+	runOK("-v", "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	out, _ := runOK("-v", "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	if !strings.HasPrefix(out, "no changes") {
+		t.Errorf("second apply: %q", out)
+	}
+	out, _ = runOK("plan", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	if !strings.Contains(out, "no changes: apply would do nothing") {
+		t.Errorf("plan after apply:\n%s", out)
+	}
+	out, _ = runOK("status", "-i", cluster.Inventory)
+	if strings.Count(out, " yes ") < 5 {
+		t.Errorf("status:\n%s", out)
+	}
+	joinCmd, warning := runOK("-v", "rotate-tokens", "-i", cluster.Inventory, "--ttl", "5m", "--print-join-command", "--control-plane")
+	if !tokenShape.MatchString(joinCmd) || !certKeyShape.MatchString(joinCmd) || !strings.Contains(joinCmd, "--discovery-token-ca-cert-hash 'sha256:") {
+		t.Errorf("join command on stdout: %q", joinCmd)
+	}
+	if !strings.Contains(warning, "contains a secret") || tokenShape.MatchString(warning) {
+		t.Errorf("stderr of --print-join-command: %q", warning)
+	}
+	// Everything but that one stdout: no secret.
+	printed := strings.Replace(all.String(), joinCmd, "", 1)
+	if m := tokenShape.FindString(printed); m != "" {
+		t.Errorf("a bootstrap token was printed: %s…", m[:7])
+	}
+	if m := certKeyShape.FindString(printed); m != "" {
+		t.Errorf("a certificate key was printed: %s…", m[:8])
+	}
+	for _, key := range []string{"pki/ca.key", "pki/sa.key", "pki/etcd/ca.key", "pki/apiserver-etcd-client.key"} {
+		data, err := os.ReadFile(filepath.Join(cluster.Host("master0").Dir, "etc/kubernetes", key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := keyBody(data)
+		if len(body) < 40 || strings.Contains(printed, body) || strings.Contains(printed, "PRIVATE KEY") {
+			t.Errorf("%s appears in the output (or could not be read: %d bytes)", key, len(body))
+		}
+	}
+	if all.Len() < 2000 {
+		t.Errorf("only %d bytes of output: the search proves little", all.Len())
+	}
+	st, err := os.Stat(kubeconfig)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig %v %v, want mode 0600", st, err)
+	}
+}
+
+// keyBody is the first base64 line of a PEM key: enough to recognise it.
+func keyBody(pem []byte) string {
+	lines := strings.Split(string(pem), "\n")
+	if len(lines) < 2 {
+		return ""
+	}
+	return lines[1]
+}
