@@ -25,6 +25,8 @@ type Options struct {
 	Concurrency int
 	// OnEvent sees every step event as it happens.
 	OnEvent func(steps.Event)
+	// OnCommand sees every remote command's timing when it ends.
+	OnCommand func(exec.CommandTrace)
 }
 
 // Session is one run against one inventory: its connections, its secrets
@@ -95,6 +97,7 @@ func (s *Session) connConfig(name, addr string, ssh inventory.SSH, keys *exec.Ho
 		KeepAliveInterval: keepAlive,
 		HostKeys:          keys,
 		Redactor:          s.Redactor,
+		OnCommand:         s.opts.OnCommand,
 	}
 	if ssh.IdentityFile != "" {
 		cfg.IdentityFiles = []string{ssh.IdentityFile}

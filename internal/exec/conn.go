@@ -38,6 +38,9 @@ type Config struct {
 	HostKeys *HostKeys // required: fleet never connects unverified
 	Redactor *Redactor // masks secrets in errors
 	Via      *Conn     // jump host connection (ProxyJump), or nil
+
+	// OnCommand, if set, sees every command's timing when it ends.
+	OnCommand func(CommandTrace)
 }
 
 // DefaultMaxSessions stays under OpenSSH's MaxSessions default of 10 per

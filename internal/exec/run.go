@@ -62,6 +62,15 @@ wait $p; rc=$?
 kill $w 2>/dev/null
 exit $rc`
 
+// CommandTrace is one command's timing, for traces and the apply-overhead
+// benchmark. Command is redacted.
+type CommandTrace struct {
+	Host, Command string
+	Start         time.Time
+	Duration      time.Duration
+	Err           error
+}
+
 // killGrace bounds how long a cancelled command may take to end: the
 // supervisor sends SIGTERM, then SIGKILL after two seconds.
 const killGrace = 3 * time.Second
@@ -83,7 +92,7 @@ func (c *Conn) RunInput(ctx context.Context, cmd string, in io.Reader) (Result, 
 	return c.run(ctx, cmd, in)
 }
 
-func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (Result, error) {
+func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (_ Result, err error) {
 	shown := c.cfg.Redactor.String(cmd)
 	if strings.IndexByte(cmd, 0) >= 0 {
 		return Result{}, fmt.Errorf("%s: command contains a NUL byte: %s", c.cfg.Host, shown)
@@ -122,6 +131,11 @@ func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (Result, error
 	}
 
 	start := time.Now()
+	if c.cfg.OnCommand != nil {
+		defer func() {
+			c.cfg.OnCommand(CommandTrace{Host: c.cfg.Host, Command: shown, Start: start, Duration: time.Since(start), Err: err})
+		}()
+	}
 	if err := sess.Start(c.wrap(line)); err != nil {
 		return Result{}, fmt.Errorf("%s: start %s: %w", c.cfg.Host, shown, c.connErr(err))
 	}
