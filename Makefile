@@ -9,6 +9,9 @@ SIM_LAYER ?= /var/cache/fleet-sim/layer
 SIM_ID   ?= s0
 TOPOLOGY ?= ha
 FUZZTIME ?= 30s
+# make bench: host counts compared (200 is opt-in: BENCH_SIZES=10,50,200) and runs per tool
+BENCH_SIZES ?= 10,50
+BENCH_RUNS ?= 5
 
 .PHONY: help setup build test unit integration fuzz bench sim-tools sim-up sim-down demo clean
 
@@ -34,8 +37,11 @@ unit: ## tests that need no root and no simulated hosts
 fuzz: ## fuzz the inventory loader for 10 minutes
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10m ./inventory
 
-bench: ## Go micro-benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+bench: sim-tools ## micro-benchmarks; fleet vs ansible-playbook vs OpenSSH (BENCH_SIZES hosts); apply overhead
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/... | tee testing/bench/micro.txt
+	command -v ansible-playbook >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q ansible-core
+	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench
+	./bin/fleet-bench compare -sizes $(BENCH_SIZES) -runs $(BENCH_RUNS) -out testing/bench -apply-layer $(SIM_LAYER)
 
 sim-tools: ## build kubeadm, the control plane, etcd, cfssl and the emulated kubelet (cached)
 	./testing/tools/build.sh $(SIM_BIN)
