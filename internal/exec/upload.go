@@ -113,3 +113,33 @@ func (r *ctxReader) Read(p []byte) (int, error) {
 	}
 	return r.r.Read(p)
 }
+
+// EnsureDir makes dir (and its parents) exist, giving dir the mode when it
+// creates it. Over SFTP it costs no remote process, which matters on the
+// critical path of an apply; through sudo it is one `install -d`.
+func (c *Conn) EnsureDir(ctx context.Context, dir string, mode os.FileMode) error {
+	if !path.IsAbs(dir) {
+		return fmt.Errorf("%s: mkdir %s: must be an absolute path", c.cfg.Host, dir)
+	}
+	if c.cfg.Sudo && c.cfg.User != "root" {
+		_, err := c.Run(ctx, Command("install", "-d", "-m", strconv.FormatUint(uint64(mode.Perm()), 8), dir))
+		return err
+	}
+	client, err := c.sftpClient()
+	if err != nil {
+		return err
+	}
+	if st, err := client.Stat(dir); err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("%s: mkdir %s: exists and is not a directory", c.cfg.Host, dir)
+		}
+		return nil
+	}
+	if err := client.MkdirAll(dir); err != nil {
+		return fmt.Errorf("%s: mkdir %s: %w", c.cfg.Host, dir, err)
+	}
+	if err := client.Chmod(dir, mode); err != nil {
+		return fmt.Errorf("%s: chmod %s: %w", c.cfg.Host, dir, err)
+	}
+	return nil
+}

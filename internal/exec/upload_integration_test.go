@@ -151,3 +151,29 @@ func waitNoTempFiles(t *testing.T, host, dir string) {
 }
 
 var _ = exec.Quote
+
+func TestEnsureDirCreatesWithModeAndKeepsExisting(t *testing.T) {
+	sim.Need(t, cluster)
+	for _, user := range []string{"root", sim.SudoUser} {
+		t.Run(user, func(t *testing.T) {
+			cfg := config(t, "master0")
+			cfg.User, cfg.Sudo = user, true
+			c := dial(t, cfg)
+			dir := "/etc/kubernetes/ensure-" + user + "/a/b"
+			local := filepath.Join(cluster.Host("master0").Dir, dir)
+			os.RemoveAll(filepath.Join(cluster.Host("master0").Dir, "/etc/kubernetes/ensure-"+user))
+			for range 2 { // the second call finds it there
+				if err := c.EnsureDir(context.Background(), dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				st, err := os.Stat(local)
+				if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+					t.Fatalf("%v %v, want a 0700 directory", st, err)
+				}
+			}
+			if err := c.EnsureDir(context.Background(), "relative/dir", 0o700); err == nil {
+				t.Error("a relative path was accepted")
+			}
+		})
+	}
+}
