@@ -3,10 +3,8 @@ package playbooks
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
-	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,9 +51,12 @@ type applyRun struct {
 	certsUploaded  bool
 	certsRenewed   int // times the kubeadm-certs Secret was gone and re-uploaded
 	pendingMasters int
-	caPEM          []byte
-	caHash         string
-	kubeconfig     []byte
+	// joinedAt records which nodes had joined when credentials were made:
+	// the join steps' checks read it instead of asking every host again.
+	joinedAt   map[string]bool
+	caPEM      []byte
+	caHash     string
+	kubeconfig []byte
 }
 
 // Apply builds the cluster the inventory describes, or converges it.
@@ -63,6 +64,7 @@ func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, e
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
+	s.Connect(ctx, hostNames(s.Inv.Hosts()))
 	return s.Run(ctx, applyGraph(s, opts, initMaster(ctx, s)))
 }
 
@@ -81,16 +83,27 @@ func Plan(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, er
 // the inventory's first master. A master that cannot be asked ends the
 // search; preflight reports it.
 func initMaster(ctx context.Context, s *Session) string {
-	for _, m := range s.Inv.Masters {
-		ok, _, err := initialised(ctx, s, m.Name)
-		if err != nil {
+	masters := s.Inv.Masters
+	ok := make([]bool, len(masters))
+	errs := make([]error, len(masters))
+	var wg sync.WaitGroup
+	for i := range masters { // in parallel: this also opens the connections preflight uses
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok[i], _, errs[i] = initialised(ctx, s, masters[i].Name)
+		}()
+	}
+	wg.Wait()
+	for i, m := range masters {
+		if errs[i] != nil {
 			break
 		}
-		if ok {
+		if ok[i] {
 			return m.Name
 		}
 	}
-	return s.Inv.Masters[0].Name
+	return masters[0].Name
 }
 
 // checkExclude allows leaving out workers only: without the load balancer
@@ -142,15 +155,15 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	if len(rest) > 0 {
 		g.MustAdd(steps.Step{Name: "join-masters", Description: "kubeadm join --control-plane, one at a time",
 			Hosts: rest, Serial: true, After: []string{"credentials"},
-			Check: func(ctx context.Context, h string) (bool, string, error) { return joined(ctx, s, h) }, Run: a.joinMaster})
+			Check: a.isJoined, Run: a.joinMaster})
 	}
 	if len(workers) > 0 {
 		g.MustAdd(steps.Step{Name: "distribute-ca", Description: "copy ca.crt to /etc/kubernetes/pki/ca.crt",
 			Hosts: workers, After: []string{"credentials"},
-			Check: func(ctx context.Context, h string) (bool, string, error) { return joined(ctx, s, h) }, Run: a.distributeCA})
+			Check: a.isJoined, Run: a.distributeCA})
 		g.MustAdd(steps.Step{Name: "join-workers", Description: "kubeadm join with the token and the CA hash",
 			Hosts: workers, MaxParallel: workerJoinParallelism, After: []string{"distribute-ca"},
-			Check: func(ctx context.Context, h string) (bool, string, error) { return joined(ctx, s, h) }, Run: a.joinWorker})
+			Check: a.isJoined, Run: a.joinWorker})
 	}
 	joins := []string{"credentials", "cni"}
 	if len(rest) > 0 {
@@ -164,97 +177,6 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g.MustAdd(steps.Step{Name: "cleanup-tokens", Description: "delete the bootstrap token this run created",
 		After: []string{"kubeconfig"}, Check: a.nothingToClean, Run: a.deleteToken})
 	return g
-}
-
-// preflight probes a host and checks what apply needs of it.
-func (a *applyRun) preflight(ctx context.Context, host string) error {
-	h := a.s.Inv.Host(host)
-	f, err := probe(ctx, a.s, host)
-	if err != nil {
-		return err
-	}
-	var problems []string
-	need := map[inventory.Role][]string{
-		inventory.RoleLoadBalancer: {"nginx"},
-		inventory.RoleMaster:       {"kubeadm", "kubelet", "kubectl"},
-		inventory.RoleWorker:       {"kubeadm", "kubelet"},
-	}[h.Role]
-	for _, tool := range need {
-		if !f.Has(tool) {
-			problems = append(problems, tool+" is not installed")
-		}
-	}
-	if f.OS != "Linux" {
-		problems = append(problems, "OS is "+f.OS+", want Linux")
-	}
-	res, err := a.s.run(ctx, host, `date +%s; tail -n +2 /proc/swaps | wc -l`)
-	if err != nil {
-		return err
-	}
-	if lines := strings.Fields(res.Stdout); len(lines) == 2 {
-		remote, _ := strconv.ParseInt(lines[0], 10, 64)
-		if skew := time.Since(time.Unix(remote, 0)).Abs(); skew > a.opts.MaxClockSkew {
-			problems = append(problems, fmt.Sprintf("clock is %s off this machine's (limit %s)", skew.Round(time.Second), a.opts.MaxClockSkew))
-		}
-		if h.Role != inventory.RoleLoadBalancer && lines[1] != "0" {
-			problems = append(problems, "swap is on (the kubelet refuses it): swapoff -a")
-		}
-	}
-	busy, err := a.busyPorts(ctx, h)
-	if err != nil {
-		return err
-	}
-	if len(busy) > 0 {
-		problems = append(problems, "ports in use by something else: "+strings.Join(busy, ", "))
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%s", strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-// Ports kubeadm's components take on a node that has not joined yet.
-var nodePorts = map[inventory.Role][]string{
-	inventory.RoleMaster: {"6443", "2379", "2380", "10250", "10257", "10259"},
-	inventory.RoleWorker: {"10250"},
-}
-
-// portsInUse lists the ports a node of h's role needs that are taken.
-func portsInUse(ctx context.Context, s *Session, h *inventory.Host) ([]string, error) {
-	var script string
-	for _, p := range nodePorts[h.Role] {
-		script += fmt.Sprintf(`ss -Hltn 'sport = :%[1]s' | grep -q . && echo %[1]s; `, p)
-	}
-	res, err := s.run(ctx, h.Name, script+"true")
-	if err != nil {
-		return nil, err
-	}
-	return strings.Fields(res.Stdout), nil
-}
-
-// busyPorts lists the ports this host needs that something else holds. A
-// node that has joined holds them itself; the load balancer's port may be
-// held by nginx.
-func (a *applyRun) busyPorts(ctx context.Context, h *inventory.Host) ([]string, error) {
-	var script string
-	switch h.Role {
-	case inventory.RoleLoadBalancer:
-		_, port, _ := net.SplitHostPort(a.s.Inv.Cluster.ControlPlaneEndpoint)
-		script = fmt.Sprintf(`ss -Hltnp 'sport = :%[1]s' | grep -v '"nginx"' | grep -q . && echo %[1]s; true`, port)
-	case inventory.RoleMaster, inventory.RoleWorker:
-		done, _, err := joined(ctx, a.s, h.Name)
-		if err != nil || done {
-			return nil, err
-		}
-		return portsInUse(ctx, a.s, h)
-	default:
-		return nil, nil
-	}
-	res, err := a.s.run(ctx, h.Name, script)
-	if err != nil {
-		return nil, err
-	}
-	return strings.Fields(res.Stdout), nil
 }
 
 func (a *applyRun) lbCheck(ctx context.Context, host string) (bool, string, error) {

@@ -47,6 +47,18 @@ func initialised(ctx context.Context, s *Session, host string) (bool, string, er
 	return true, "control plane present (admin.conf, kube-apiserver manifest)", nil
 }
 
+// isJoined is joined, answered from what the credentials step learned
+// moments before when it can be.
+func (a *applyRun) isJoined(ctx context.Context, host string) (bool, string, error) {
+	if done, known := a.joinedAt[host]; known {
+		if done {
+			return true, "already joined (kubelet.conf present)", nil
+		}
+		return false, "", nil
+	}
+	return joined(ctx, a.s, host)
+}
+
 // joined: the node's kubelet has its credentials.
 func joined(ctx context.Context, s *Session, host string) (bool, string, error) {
 	ok, err := s.allExist(ctx, host, kubeletConf)
@@ -56,19 +68,30 @@ func joined(ctx context.Context, s *Session, host string) (bool, string, error) 
 	return true, "already joined (kubelet.conf present)", nil
 }
 
-// runKubeadm uploads a config (0600), runs kubeadm with it, and removes it.
+// runKubeadm uploads a config (0600, in a 0700 folder), runs kubeadm with
+// it and removes it, in one remote command after the upload: this is the
+// critical path of an apply, and every round trip shows in its wall time.
 func runKubeadm(ctx context.Context, s *Session, host, name string, config []byte, args ...string) (exec.Result, error) {
 	path := fleetDir + "/" + name
-	if _, err := s.run(ctx, host, exec.Command("install", "-d", "-m", "0700", fleetDir)); err != nil {
+	conn, err := s.Conn(ctx, host)
+	if err != nil {
 		return exec.Result{}, err
 	}
-	if err := s.upload(ctx, host, path, config, 0o600); err != nil {
+	if err := conn.EnsureDir(ctx, fleetDir, 0o700); err != nil {
 		return exec.Result{}, err
 	}
-	defer s.run(context.WithoutCancel(ctx), host, exec.Command("rm", "-f", path))
+	if err := conn.Upload(ctx, path, config, 0o600); err != nil {
+		return exec.Result{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, kubeadmTimeout)
 	defer cancel()
-	return s.run(ctx, host, exec.Command(append([]string{"kubeadm"}, append(args, "--config", path)...)...))
+	kubeadm := exec.Command(append([]string{"kubeadm"}, append(args, "--config", path)...)...)
+	res, err := s.run(ctx, host, kubeadm+"; rc=$?; rm -f "+exec.Quote(path)+"; exit $rc")
+	if ctx.Err() != nil {
+		// Killed before its own clean-up: remove the secret-bearing file.
+		s.run(context.WithoutCancel(ctx), host, exec.Command("rm", "-f", path))
+	}
+	return res, err
 }
 
 func (a *applyRun) initFirstMaster(ctx context.Context, host string) error {
@@ -115,7 +138,9 @@ func (a *applyRun) unjoined(ctx context.Context) (masters, workers []string, err
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
+	a.joinedAt = map[string]bool{}
 	for i, h := range candidates {
+		a.joinedAt[h.Name] = done[i]
 		switch {
 		case done[i]:
 		case h.Role == inventory.RoleMaster:
@@ -162,7 +187,16 @@ func (a *applyRun) prepareCredentials(ctx context.Context, _ string) error {
 		}
 		a.certsUploaded = true
 	}
+	// The admin kubeconfig (for the joins' checks) is read meanwhile.
+	clientErr := make(chan error, 1)
+	go func() {
+		_, err := a.ensureClient(ctx)
+		clientErr <- err
+	}()
 	ca, err := a.s.readFile(ctx, a.first, caCert)
+	if err := <-clientErr; err != nil {
+		return err
+	}
 	if err != nil {
 		return err
 	}

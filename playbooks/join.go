@@ -31,6 +31,7 @@ func Join(ctx context.Context, s *Session, nodes []string, opts JoinOptions) (*s
 	if err != nil {
 		return nil, err
 	}
+	s.Connect(ctx, append([]string{s.Inv.LoadBalancer.Name}, append(mastersOf(s.Inv), nodes...)...))
 	access, err := connectCluster(ctx, s)
 	if err != nil {
 		return nil, err
@@ -76,7 +77,7 @@ func joinGraph(a *applyRun, masters, workers []string) *steps.Graph {
 	if len(masters) > 0 {
 		probeHosts = append(probeHosts, lbHost)
 	}
-	isJoined := func(ctx context.Context, h string) (bool, string, error) { return joined(ctx, s, h) }
+	isJoined := a.isJoined
 
 	g := steps.New()
 	g.MustAdd(steps.Step{Name: "preflight", Description: "reach the nodes; check OS, binaries, swap and clock skew",

@@ -22,11 +22,14 @@ func (a *applyRun) adminKubeconfig(ctx context.Context) ([]byte, error) {
 // kubeconfigCurrent: the local kubeconfig is what fleet would write and
 // every inventory node is Ready.
 func (a *applyRun) kubeconfigCurrent(ctx context.Context, _ string) (bool, string, error) {
-	want, err := a.adminKubeconfig(ctx)
-	if err != nil {
-		return false, "", err
+	want := a.kubeconfig // read by the credentials step, when it ran
+	if want == nil {
+		var err error
+		if want, err = a.adminKubeconfig(ctx); err != nil {
+			return false, "", err
+		}
+		a.kubeconfig = want
 	}
-	a.kubeconfig = want
 	have, err := os.ReadFile(a.opts.Kubeconfig)
 	if err != nil || !bytes.Equal(have, want) {
 		return false, "", nil

@@ -64,36 +64,50 @@ const nginxRunning = `if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)
 
 // applyLB stages the new config, has nginx -t check the whole configuration
 // with it, and only then makes it live and reloads (or starts) nginx. A
-// config nginx rejects never reaches the live path.
+// config nginx rejects never reaches the live path. After the upload it is
+// one remote script: this step sits on the critical path of an apply.
 func applyLB(ctx context.Context, s *Session, host string, config []byte, endpoint string) error {
-	prepare := fmt.Sprintf(`set -e
-mkdir -p %[1]s
-grep -qxF %[2]s %[3]s || { cp -p %[3]s %[3]s.fleet-tmp; printf '\n# fleet: the Kubernetes API load balancer\n%%s\n' %[2]s >> %[3]s.fleet-tmp; mv %[3]s.fleet-tmp %[3]s; }`,
-		exec.Quote(nginxStaging), exec.Quote(nginxInclude), exec.Quote(nginxConf))
-	if _, err := s.run(ctx, host, prepare); err != nil {
-		return fmt.Errorf("prepare nginx.conf: %w", err)
-	}
-	if err := s.upload(ctx, host, nginxCandidate, config, 0o644); err != nil {
+	conn, err := s.Conn(ctx, host)
+	if err != nil {
 		return err
 	}
-	test := fmt.Sprintf(`sed 's#^include /etc/nginx/fleet.d/\*.conf;$#include /etc/nginx/fleet.d/.staging/*.conf;#' %s > %s && nginx -t -q -c %s`,
-		exec.Quote(nginxConf), exec.Quote(nginxTestConf), exec.Quote(nginxTestConf))
-	if _, err := s.run(ctx, host, test); err != nil {
+	if err := conn.EnsureDir(ctx, nginxStaging, 0o755); err != nil {
+		return err
+	}
+	if err := conn.Upload(ctx, nginxCandidate, config, 0o644); err != nil {
+		return err
+	}
+	res, err := s.run(ctx, host, exec.Command("sh", "-c", lbScript, "fleet-lb", nginxConf, nginxInclude, nginxTestConf, nginxCandidate, nginxLive))
+	switch {
+	case err != nil && res.ExitCode == lbRejected:
 		return fmt.Errorf("nginx -t rejected the new config (the live one is untouched): %w", err)
-	}
-	if err := s.upload(ctx, host, nginxLive, config, 0o644); err != nil {
-		return err
-	}
-	// Reload a running nginx; otherwise start it through systemd where it
-	// runs, or directly.
-	start := `if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then nginx -s reload
-elif [ -d /run/systemd/system ]; then systemctl enable --now nginx && systemctl reload nginx
-else nginx; fi`
-	if _, err := s.run(ctx, host, start); err != nil {
-		return fmt.Errorf("start or reload nginx: %w", err)
+	case err != nil:
+		return fmt.Errorf("install the config and start or reload nginx: %w", err)
 	}
 	return waitTCP(ctx, endpoint, 10*time.Second)
 }
+
+// lbRejected is lbScript's exit code when nginx -t refuses the candidate.
+const lbRejected = 3
+
+// lbScript: $1 nginx.conf, $2 the include line, $3 the test copy of
+// nginx.conf, $4 the candidate, $5 the live file.
+// nginx.conf gets fleet's include line once (atomically); the test copy
+// includes the staging folder instead of the live one, so nginx -t checks
+// the whole configuration with the candidate in place. Then the candidate
+// replaces the live file by rename, and a running nginx reloads; otherwise
+// it starts, through systemd where that runs.
+const lbScript = `set -e
+grep -qxF "$2" "$1" || { cp -p "$1" "$1.fleet-tmp"; printf '
+# fleet: the Kubernetes API load balancer
+%s
+' "$2" >> "$1.fleet-tmp"; mv "$1.fleet-tmp" "$1"; }
+sed 's#^include /etc/nginx/fleet.d/\*.conf;$#include /etc/nginx/fleet.d/.staging/*.conf;#' "$1" > "$3"
+nginx -t -q -c "$3" || exit 3
+cp "$4" "$5.fleet-tmp" && mv -f "$5.fleet-tmp" "$5"
+if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then nginx -s reload
+elif [ -d /run/systemd/system ]; then systemctl enable --now nginx && systemctl reload nginx
+else nginx; fi`
 
 // waitTCP waits until addr accepts a TCP connection.
 func waitTCP(ctx context.Context, addr string, limit time.Duration) error {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/fleetops/fleet/internal/exec"
@@ -103,6 +104,21 @@ func (s *Session) connConfig(name, addr string, ssh inventory.SSH, keys *exec.Ho
 		cfg.IdentityFiles = []string{ssh.IdentityFile}
 	}
 	return cfg
+}
+
+// Connect opens the connections to hosts in parallel, so that the first
+// steps do not pay the handshakes one after another. Errors are left for
+// the steps that use the hosts to report.
+func (s *Session) Connect(ctx context.Context, hosts []string) {
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = s.Conn(ctx, h)
+		}()
+	}
+	wg.Wait()
 }
 
 // Conn returns the connection to a host of the inventory.

@@ -25,7 +25,8 @@ func (f Facts) Has(tool string) bool { return f.Paths[tool] != "" }
 // Command is the probe: POSIX sh, no bashisms, works on Linux and illumos.
 func Command() string {
 	var b strings.Builder
-	b.WriteString(`echo "os=$(uname -s)"; echo "arch=$(uname -m)"; `)
+	// One uname for both: every process costs on a busy host.
+	b.WriteString(`set -- $(uname -sm); echo "os=$1"; echo "arch=$2"; `)
 	b.WriteString(`if [ -r /etc/os-release ]; then . /etc/os-release; echo "distro=$PRETTY_NAME"; else echo "distro=unknown"; fi; `)
 	b.WriteString(`for t in ` + strings.Join(Tools, " ") + `; do echo "tool.$t=$(command -v "$t" 2>/dev/null)"; done`)
 	return b.String()

@@ -1,0 +1,168 @@
+package playbooks
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetops/fleet/internal/facts"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// Ports kubeadm's components take on a node that has not joined yet.
+var nodePorts = map[inventory.Role][]string{
+	inventory.RoleMaster: {"6443", "2379", "2380", "10250", "10257", "10259"},
+	inventory.RoleWorker: {"10250"},
+}
+
+// stateCommand reads, in one remote process chain, what preflight needs
+// beyond the facts: the clock, the swap devices, whether the node has
+// joined, and every listening TCP socket with its process.
+const stateCommand = `date +%s; tail -n +2 /proc/swaps | wc -l; if [ -e ` + kubeletConf + ` ]; then echo joined; else echo new; fi; ss -Hltnp 2>/dev/null || ss -Hltn`
+
+// hostState is stateCommand's answer.
+type hostState struct {
+	clock     time.Time
+	swaps     int
+	joined    bool
+	listeners []listener
+}
+
+// listener is one listening TCP socket.
+type listener struct {
+	port    string
+	process string // "nginx", or "" when ss could not tell
+}
+
+// parseHostState reads stateCommand's output.
+func parseHostState(out string) (hostState, error) {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) < 3 {
+		return hostState{}, fmt.Errorf("unexpected state answer %q", out)
+	}
+	epoch, err1 := strconv.ParseInt(strings.TrimSpace(lines[0]), 10, 64)
+	swaps, err2 := strconv.Atoi(strings.TrimSpace(lines[1]))
+	if err1 != nil || err2 != nil {
+		return hostState{}, fmt.Errorf("unexpected state answer %q", out)
+	}
+	st := hostState{clock: time.Unix(epoch, 0), swaps: swaps, joined: strings.TrimSpace(lines[2]) == "joined"}
+	st.listeners = parseListeners(strings.Join(lines[3:], "\n"))
+	return st, nil
+}
+
+// parseListeners reads `ss -Hltn[p]`: State Recv-Q Send-Q Local:Port
+// Peer:Port [users:(("name",pid=N,fd=M))].
+func parseListeners(out string) []listener {
+	var ls []listener
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		i := strings.LastIndexByte(f[3], ':')
+		if i < 0 {
+			continue
+		}
+		l := listener{port: f[3][i+1:]}
+		if len(f) > 5 {
+			if _, rest, ok := strings.Cut(f[5], `(("`); ok {
+				l.process, _, _ = strings.Cut(rest, `"`)
+			}
+		}
+		ls = append(ls, l)
+	}
+	return ls
+}
+
+// taken lists the ports of want that a listener other than the allowed
+// process holds, once each, in want's order.
+func taken(ls []listener, want []string, allowed string) []string {
+	var out []string
+	for _, p := range want {
+		for _, l := range ls {
+			if l.port == p && (allowed == "" || l.process != allowed) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// preflight checks what apply needs of a host, from one remote command:
+// the facts probe, then the state.
+func (a *applyRun) preflight(ctx context.Context, host string) error {
+	res, err := a.s.run(ctx, host, facts.Command()+"\necho "+stateMarker+"\n"+stateCommand)
+	if err != nil {
+		return err
+	}
+	factsOut, stateOut, ok := strings.Cut(res.Stdout, stateMarker+"\n")
+	if !ok {
+		return fmt.Errorf("unexpected preflight answer %q", res.Stdout)
+	}
+	f, err := facts.Parse(factsOut)
+	if err != nil {
+		return err
+	}
+	st, err := parseHostState(stateOut)
+	if err != nil {
+		return err
+	}
+	return problemsOf(a.s.Inv.Host(host), f, st, a.s.Inv, a.opts.MaxClockSkew, time.Now())
+}
+
+// stateMarker separates the facts from the state in preflight's answer.
+const stateMarker = "--- fleet state ---"
+
+// problemsOf judges one host's facts and state; nil when it may proceed.
+func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.Inventory, maxSkew time.Duration, now time.Time) error {
+	var problems []string
+	need := map[inventory.Role][]string{
+		inventory.RoleLoadBalancer: {"nginx"},
+		inventory.RoleMaster:       {"kubeadm", "kubelet", "kubectl"},
+		inventory.RoleWorker:       {"kubeadm", "kubelet"},
+	}[h.Role]
+	for _, tool := range need {
+		if !f.Has(tool) {
+			problems = append(problems, tool+" is not installed")
+		}
+	}
+	if f.OS != "Linux" {
+		problems = append(problems, "OS is "+f.OS+", want Linux")
+	}
+	if skew := now.Sub(st.clock).Abs(); skew > maxSkew {
+		problems = append(problems, fmt.Sprintf("clock is %s off this machine's (limit %s)", skew.Round(time.Second), maxSkew))
+	}
+	if h.Role != inventory.RoleLoadBalancer && st.swaps != 0 {
+		problems = append(problems, "swap is on (the kubelet refuses it): swapoff -a")
+	}
+	var busy []string
+	switch h.Role {
+	case inventory.RoleLoadBalancer: // nginx may hold its own port
+		_, port, _ := net.SplitHostPort(inv.Cluster.ControlPlaneEndpoint)
+		busy = taken(st.listeners, []string{port}, "nginx")
+	case inventory.RoleMaster, inventory.RoleWorker: // a joined node holds its own
+		if !st.joined {
+			busy = taken(st.listeners, nodePorts[h.Role], "")
+		}
+	}
+	if len(busy) > 0 {
+		problems = append(problems, "ports in use by something else: "+strings.Join(busy, ", "))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// portsInUse lists the ports a node of h's role needs that are taken.
+func portsInUse(ctx context.Context, s *Session, h *inventory.Host) ([]string, error) {
+	res, err := s.run(ctx, h.Name, "ss -Hltn")
+	if err != nil {
+		return nil, err
+	}
+	return taken(parseListeners(res.Stdout), nodePorts[h.Role], ""), nil
+}

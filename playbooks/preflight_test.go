@@ -1,0 +1,80 @@
+package playbooks
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetops/fleet/internal/facts"
+	"github.com/fleetops/fleet/inventory"
+)
+
+const ssSample = `LISTEN 0      511          0.0.0.0:6443      0.0.0.0:*    users:(("nginx",pid=812,fd=6),("nginx",pid=811,fd=6))
+LISTEN 0      4096       127.0.0.1:2379      0.0.0.0:*    users:(("etcd",pid=900,fd=7))
+LISTEN 0      128             [::]:22           [::]:*    users:(("sshd",pid=20,fd=4))
+LISTEN 0      4096               *:10250            *:*`
+
+func TestParseListeners(t *testing.T) {
+	ls := parseListeners(ssSample)
+	want := []listener{{"6443", "nginx"}, {"2379", "etcd"}, {"22", "sshd"}, {"10250", ""}}
+	if len(ls) != len(want) {
+		t.Fatalf("%+v", ls)
+	}
+	for i := range want {
+		if ls[i] != want[i] {
+			t.Errorf("%d: %+v, want %+v", i, ls[i], want[i])
+		}
+	}
+}
+
+func TestParseHostState(t *testing.T) {
+	st, err := parseHostState("1700000000\n0\nnew\n" + ssSample + "\n")
+	if err != nil || st.clock.Unix() != 1700000000 || st.swaps != 0 || st.joined || len(st.listeners) != 4 {
+		t.Errorf("%+v %v", st, err)
+	}
+	for _, bad := range []string{"", "x\n0\nnew\n", "1\n\n"} {
+		if _, err := parseHostState(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestProblemsOf(t *testing.T) {
+	inv := &inventory.Inventory{Cluster: inventory.Cluster{ControlPlaneEndpoint: "198.18.0.10:6443"}}
+	now := time.Unix(1700000000, 0)
+	linux := func(tools ...string) facts.Facts {
+		f := facts.Facts{OS: "Linux", Paths: map[string]string{}}
+		for _, t := range tools {
+			f.Paths[t] = "/usr/bin/" + t
+		}
+		return f
+	}
+	nginxOn6443 := []listener{{"6443", "nginx"}}
+	etcdOn2379 := []listener{{"2379", "etcd"}}
+	for _, tc := range []struct {
+		name string
+		role inventory.Role
+		f    facts.Facts
+		st   hostState
+		want string // substring of the error; "" for none
+	}{
+		{"ready master", inventory.RoleMaster, linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now}, ""},
+		{"master lacks kubectl", inventory.RoleMaster, linux("kubeadm", "kubelet"), hostState{clock: now}, "kubectl is not installed"},
+		{"illumos worker", inventory.RoleWorker, facts.Facts{OS: "SunOS", Paths: map[string]string{"kubeadm": "x", "kubelet": "y"}}, hostState{clock: now}, "OS is SunOS"},
+		{"clock off", inventory.RoleWorker, linux("kubeadm", "kubelet"), hostState{clock: now.Add(-time.Minute)}, "clock is 1m0s off"},
+		{"swap", inventory.RoleWorker, linux("kubeadm", "kubelet"), hostState{clock: now, swaps: 1}, "swap is on"},
+		{"port taken on a new master", inventory.RoleMaster, linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, listeners: etcdOn2379}, "ports in use by something else: 2379"},
+		{"a joined master holds its own ports", inventory.RoleMaster, linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, joined: true, listeners: etcdOn2379}, ""},
+		{"nginx holds the LB port", inventory.RoleLoadBalancer, linux("nginx"), hostState{clock: now, listeners: nginxOn6443}, ""},
+		{"something else holds the LB port", inventory.RoleLoadBalancer, linux("nginx"), hostState{clock: now, listeners: []listener{{"6443", "haproxy"}}}, "ports in use by something else: 6443"},
+		{"swap on the LB is fine", inventory.RoleLoadBalancer, linux("nginx"), hostState{clock: now, swaps: 2}, ""},
+	} {
+		err := problemsOf(&inventory.Host{Name: "h", Role: tc.role}, tc.f, tc.st, inv, 30*time.Second, now)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
