@@ -89,4 +89,3 @@ func RunFleet(ctx context.Context, s *playbooks.Session, payload []byte) (*Outpu
 	_, err := s.Run(ctx, Graph(s, hosts, payload, out))
 	return out, err
 }
-

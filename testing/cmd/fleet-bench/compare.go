@@ -75,6 +75,9 @@ func compare(ctx context.Context, args []string) error {
 		results = append(results, r)
 		samples = append(samples, s...)
 	}
+	if err := os.MkdirAll(*outDir, 0o755); err != nil {
+		return err
+	}
 	var csv bytes.Buffer
 	if err := bench.WriteCSV(&csv, samples); err != nil {
 		return err

@@ -5,6 +5,7 @@
 // exits 1 when a target of the benchmark issue is missed.
 //
 //	fleet-bench compare -sizes 10,50 -runs 5 -out testing/bench
+//	fleet-bench overhead -layer DIR   (only the apply-overhead section, printed)
 //	fleet-bench workload -i inventory.yaml -payload FILE   (one fleet run; used by compare)
 package main
 
@@ -26,6 +27,8 @@ func main() {
 	switch os.Args[1] {
 	case "compare":
 		err = compare(ctx, os.Args[2:])
+	case "overhead":
+		err = overheadOnly(ctx, os.Args[2:])
 	case "workload":
 		err = workload(ctx, os.Args[2:])
 	default:

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -54,10 +56,14 @@ func measureApplyOverhead(ctx context.Context, layer, dir string) (overheadResul
 	}
 	var mu sync.Mutex
 	var kube []interval
+	began := time.Now()
 	stepSpan := map[string]*interval{}
 	var order []string
 	s, err := playbooks.NewSession(inv, playbooks.Options{
 		OnCommand: func(t exec.CommandTrace) {
+			if os.Getenv("FLEET_BENCH_TRACE") != "" {
+				fmt.Fprintf(os.Stderr, "%8s +%-6s %-8s %.90q\n", t.Start.Sub(began).Round(time.Millisecond), t.Duration.Round(time.Millisecond), t.Host, t.Command)
+			}
 			if name, _, _ := strings.Cut(t.Command, " "); name == "kubeadm" || name == "kubectl" {
 				mu.Lock()
 				kube = append(kube, interval{t.Start, t.Start.Add(t.Duration)})
@@ -146,4 +152,22 @@ func renderOverhead(o overheadResult) (string, string) {
 		return b.String(), fmt.Sprintf("apply overhead %.1f %% (target ≤ %.0f %%)", 100*share, 100*maxApplyOverhead)
 	}
 	return b.String(), ""
+}
+
+// overheadOnly measures and prints the apply overhead alone.
+func overheadOnly(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("overhead", flag.ExitOnError)
+	layer := fs.String("layer", "/var/cache/fleet-sim/layer", "node binaries layer")
+	dir := fs.String("dir", "/var/tmp/fleet-sim/bench/apply", "scratch folder")
+	fs.Parse(args)
+	o, err := measureApplyOverhead(ctx, *layer, *dir)
+	if err != nil {
+		return err
+	}
+	section, missed := renderOverhead(o)
+	fmt.Print(section)
+	if missed != "" {
+		return fmt.Errorf("target missed: %s", missed)
+	}
+	return nil
 }

@@ -7,7 +7,9 @@ import (
 
 func TestUnionLength(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	at := func(s, e int) interval { return interval{t0.Add(time.Duration(s) * time.Second), t0.Add(time.Duration(e) * time.Second)} }
+	at := func(s, e int) interval {
+		return interval{t0.Add(time.Duration(s) * time.Second), t0.Add(time.Duration(e) * time.Second)}
+	}
 	for _, tc := range []struct {
 		name  string
 		spans []interval

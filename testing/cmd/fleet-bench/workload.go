@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/steps"
 
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
@@ -19,7 +23,9 @@ func workload(ctx context.Context, args []string) error {
 	invPath := fs.String("i", "", "inventory")
 	payloadFile := fs.String("payload", "", "file to upload")
 	outDir := fs.String("out", "", "where to write each host's outputs")
+	trace := fs.Bool("trace", false, "print every step event and command with its time since start")
 	fs.Parse(args)
+	start := time.Now()
 	payload, err := os.ReadFile(*payloadFile)
 	if err != nil {
 		return err
@@ -29,7 +35,16 @@ func workload(ctx context.Context, args []string) error {
 		return err
 	}
 	// As many tasks at once as hosts: ansible gets forks = N, xargs -P N.
-	s, err := playbooks.NewSession(inv, playbooks.Options{Concurrency: len(inv.Hosts())})
+	opts := playbooks.Options{Concurrency: len(inv.Hosts())}
+	if *trace {
+		opts.OnEvent = func(e steps.Event) {
+			fmt.Fprintf(os.Stderr, "%8s %-10s %s %s\n", time.Since(start).Round(time.Millisecond), e.Kind, e.Step, e.Host)
+		}
+		opts.OnCommand = func(t exec.CommandTrace) {
+			fmt.Fprintf(os.Stderr, "%8s command %s %q took %s\n", time.Since(start).Round(time.Millisecond), t.Host, t.Command, t.Duration.Round(time.Millisecond))
+		}
+	}
+	s, err := playbooks.NewSession(inv, opts)
 	if err != nil {
 		return err
 	}
