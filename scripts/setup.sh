@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-packages=(openssh-server openssh-client nginx libnginx-mod-stream iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool)
+packages=(openssh-server openssh-client nginx libnginx-mod-stream iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -65,11 +65,25 @@ func testCA(t *testing.T, dir string) *x509.Certificate {
 
 // serveCfssl runs `cfssl serve` on loopback with fleet's signing config
 // and returns its URL and the auth key.
-func serveCfssl(t *testing.T) (url, authKey string, ca *x509.Certificate) {
+func serveCfssl(t *testing.T) (url, authKey string, ca *x509.Certificate, db string) {
 	bin := realCfssl(t)
 	dir := t.TempDir()
+	// The certificate database, made the way the CA host makes it.
+	db = filepath.Join(dir, "certdb.db")
+	for range 2 { // twice: the schema is idempotent
+		sqlite := exec.Command("sqlite3", db)
+		sqlite.Stdin = strings.NewReader(Schema)
+		if out, err := sqlite.CombinedOutput(); err != nil {
+			t.Fatalf("sqlite3: %v: %s", err, out)
+		}
+	}
+	dbConfig, err := DBConfig(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "db-config.json"), dbConfig, 0o600)
 	ca = testCA(t, dir)
-	authKey, err := NewAuthKey()
+	authKey, err = NewAuthKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +103,7 @@ func serveCfssl(t *testing.T) (url, authKey string, ca *x509.Certificate) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	cmd := exec.Command(bin, "serve", "-address=127.0.0.1", fmt.Sprintf("-port=%d", port),
-		"-ca="+filepath.Join(dir, "ca.pem"), "-ca-key="+filepath.Join(dir, "ca-key.pem"), "-config="+filepath.Join(dir, "config.json"))
+		"-ca="+filepath.Join(dir, "ca.pem"), "-ca-key="+filepath.Join(dir, "ca-key.pem"), "-config="+filepath.Join(dir, "config.json"), "-db-config="+filepath.Join(dir, "db-config.json"))
 	log, _ := os.Create(filepath.Join(dir, "serve.log"))
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -101,7 +115,7 @@ func serveCfssl(t *testing.T) (url, authKey string, ca *x509.Certificate) {
 		resp, err := http.Get(url + "/api/v1/cfssl/health")
 		if err == nil {
 			resp.Body.Close()
-			return url, authKey, ca
+			return url, authKey, ca, db
 		}
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
@@ -111,7 +125,7 @@ func serveCfssl(t *testing.T) (url, authKey string, ca *x509.Certificate) {
 }
 
 func TestClientAgainstRealCfssl(t *testing.T) {
-	url, authKey, ca := serveCfssl(t)
+	url, authKey, ca, db := serveCfssl(t)
 	ctx := context.Background()
 	c, err := NewClient(url, &http.Client{Timeout: 10 * time.Second}, authKey)
 	if err != nil {
@@ -148,6 +162,12 @@ func TestClientAgainstRealCfssl(t *testing.T) {
 	roots.AddCert(ca)
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("the certificate does not chain to the CA: %v", err)
+	}
+
+	// The certificate database recorded it.
+	out, err := exec.Command("sqlite3", db, "SELECT common_name, status FROM certificates").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "system:node:worker3|good" {
+		t.Errorf("certdb holds %q (%v), want the node certificate, good", out, err)
 	}
 
 	// Another key is refused, and the error names neither key.
