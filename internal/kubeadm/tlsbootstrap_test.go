@@ -1,0 +1,87 @@
+package kubeadm
+
+import (
+	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+)
+
+func TestBootstrapBindings(t *testing.T) {
+	want := map[string][2]string{ // name: role, group
+		"fleet:kubelet-bootstrap":                    {"system:node-bootstrapper", "system:bootstrappers"},
+		"fleet:node-autoapprove-bootstrap":           {"system:certificates.k8s.io:certificatesigningrequests:nodeclient", "system:bootstrappers"},
+		"fleet:node-autoapprove-certificate-rotation": {"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"},
+	}
+	got := BootstrapBindings()
+	if len(got) != len(want) {
+		t.Fatalf("%d bindings, want %d", len(got), len(want))
+	}
+	for _, b := range got {
+		w, ok := want[b.Name]
+		if !ok {
+			t.Errorf("unexpected binding %s", b.Name)
+			continue
+		}
+		if b.RoleRef.Kind != "ClusterRole" || b.RoleRef.Name != w[0] || b.RoleRef.APIGroup != "rbac.authorization.k8s.io" {
+			t.Errorf("%s binds %+v, want ClusterRole %s", b.Name, b.RoleRef, w[0])
+		}
+		if len(b.Subjects) != 1 || b.Subjects[0].Kind != "Group" || b.Subjects[0].Name != w[1] {
+			t.Errorf("%s subjects %+v, want group %s", b.Name, b.Subjects, w[1])
+		}
+	}
+}
+
+// testCA stands for the cluster CA: the kubeconfig carries it as bytes.
+const testCA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+func TestBootstrapKubeconfig(t *testing.T) {
+	tok := Token{ID: "abcdef", Secret: "0123456789abcdef"}
+	raw, err := BootstrapKubeconfig("https://198.18.0.10:6443", []byte(testCA), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.Load(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := cfg.Contexts[cfg.CurrentContext]
+	if ctx == nil {
+		t.Fatalf("no current context in\n%s", raw)
+	}
+	cluster, user := cfg.Clusters[ctx.Cluster], cfg.AuthInfos[ctx.AuthInfo]
+	if cluster.Server != "https://198.18.0.10:6443" || string(cluster.CertificateAuthorityData) != testCA || cluster.InsecureSkipTLSVerify {
+		t.Errorf("cluster %+v: want the load balancer, verified with the CA", cluster)
+	}
+	if user.Token != "abcdef.0123456789abcdef" {
+		t.Errorf("user token %q", user.Token)
+	}
+	if _, err := BootstrapKubeconfig("https://x:6443", nil, tok); err == nil {
+		t.Error("a kubeconfig without the CA (skipping verification) was written")
+	}
+}
+
+func TestKubeletConfig(t *testing.T) {
+	raw, err := KubeletConfig("/etc/kubernetes/pki/ca.crt", "10.96.0.10", "cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Kind           string `json:"kind"`
+		Authentication struct {
+			Anonymous struct{ Enabled bool } `json:"anonymous"`
+			X509      struct {
+				ClientCAFile string `json:"clientCAFile"`
+			} `json:"x509"`
+		} `json:"authentication"`
+		Authorization struct{ Mode string } `json:"authorization"`
+		Rotate        bool                  `json:"rotateCertificates"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Kind != "KubeletConfiguration" || doc.Authentication.X509.ClientCAFile != "/etc/kubernetes/pki/ca.crt" ||
+		doc.Authentication.Anonymous.Enabled || doc.Authorization.Mode != "Webhook" || !doc.Rotate {
+		t.Errorf("kubelet config:\n%s", raw)
+	}
+}
