@@ -9,8 +9,8 @@ import (
 
 func TestBootstrapBindings(t *testing.T) {
 	want := map[string][2]string{ // name: role, group
-		"fleet:kubelet-bootstrap":                    {"system:node-bootstrapper", "system:bootstrappers"},
-		"fleet:node-autoapprove-bootstrap":           {"system:certificates.k8s.io:certificatesigningrequests:nodeclient", "system:bootstrappers"},
+		"fleet:kubelet-bootstrap":                     {"system:node-bootstrapper", "system:bootstrappers"},
+		"fleet:node-autoapprove-bootstrap":            {"system:certificates.k8s.io:certificatesigningrequests:nodeclient", "system:bootstrappers"},
 		"fleet:node-autoapprove-certificate-rotation": {"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"},
 	}
 	got := BootstrapBindings()
