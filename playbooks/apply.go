@@ -65,7 +65,9 @@ func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, e
 		return nil, err
 	}
 	s.Connect(ctx, hostNames(s.Inv.Hosts()))
-	return s.Run(ctx, applyGraph(s, opts, initMaster(ctx, s)))
+	return locked(ctx, s, "apply", func() (*steps.Report, error) {
+		return s.Run(ctx, applyGraph(s, opts, initMaster(ctx, s)))
+	})
 }
 
 // Plan is a dry run of Apply: preflight runs, every other step only checks
@@ -158,12 +160,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 			Check: a.isJoined, Run: a.joinMaster})
 	}
 	if len(workers) > 0 {
-		g.MustAdd(steps.Step{Name: "distribute-ca", Description: "copy ca.crt to /etc/kubernetes/pki/ca.crt",
-			Hosts: workers, After: []string{"credentials"},
-			Check: a.isJoined, Run: a.distributeCA})
-		g.MustAdd(steps.Step{Name: "join-workers", Description: "kubeadm join with the token and the CA hash",
-			Hosts: workers, MaxParallel: workerJoinParallelism, After: []string{"distribute-ca"},
-			Check: a.isJoined, Run: a.joinWorker})
+		addWorkerJoins(g, a, workers)
 	}
 	joins := []string{"credentials", "cni"}
 	if len(rest) > 0 {
@@ -265,4 +262,22 @@ func namesWithRole(inv *inventory.Inventory, role inventory.Role) []string {
 		}
 	}
 	return names
+}
+
+// addWorkerJoins adds the worker joins: ca.crt first, then each worker its
+// inventory's way, in parallel; TLS-bootstrapped workers need fleet's RBAC
+// bindings first.
+func addWorkerJoins(g *steps.Graph, a *applyRun, workers []string) {
+	g.MustAdd(steps.Step{Name: "distribute-ca", Description: "copy ca.crt to /etc/kubernetes/pki/ca.crt",
+		Hosts: workers, After: []string{"credentials"}, Check: a.isJoined, Run: a.distributeCA})
+	after := []string{"distribute-ca"}
+	description := "kubeadm join with the token and the CA hash"
+	if len(tlsBootstrapWorkers(a.s.Inv, workers)) > 0 {
+		g.MustAdd(steps.Step{Name: "bootstrap-rbac", Description: "ClusterRoleBindings for kubelet TLS bootstrapping and CSR auto-approval",
+			After: []string{"credentials"}, Check: a.bootstrapRBACPresent, Run: a.createBootstrapRBAC})
+		after = append(after, "bootstrap-rbac")
+		description += "; tls-bootstrap workers: kubelet with a bootstrap kubeconfig, CSR approved and issued"
+	}
+	g.MustAdd(steps.Step{Name: "join-workers", Description: description,
+		Hosts: workers, MaxParallel: workerJoinParallelism, After: after, Check: a.isJoined, Run: a.joinWorkerByMode})
 }

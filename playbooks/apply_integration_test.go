@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/fleetops/fleet/internal/lock"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
@@ -145,6 +146,7 @@ func TestApply(t *testing.T) {
 	t.Run("excluded worker joins on a later apply", testExcludedWorkerJoinsLater)
 	t.Run("cluster is whole", testClusterIsWhole)
 	t.Run("second apply changes nothing", testSecondApplyChangesNothing)
+	t.Run("cluster lock refuses a second run; a stale one is broken explicitly", testClusterLock)
 	t.Run("status reports the whole cluster", testStatus)
 	t.Run("API survives losing master0", testAPISurvivesLosingMaster0)
 	t.Run("bad nginx config never goes live", testBadNginxConfigNeverGoesLive)
@@ -173,6 +175,9 @@ func testInterruptedApplyConverges(t *testing.T) {
 		t.Fatal("the interrupted apply reported success")
 	}
 	t.Logf("interrupted after %s: %v", time.Since(start).Round(time.Millisecond), firstLine(err.Error()))
+	if _, err := os.Stat(lockFile()); !os.IsNotExist(err) {
+		t.Errorf("the interrupted apply left its lock behind (%v): the next run would be refused", err)
+	}
 
 	start = time.Now()
 	report, err := playbooks.Apply(context.Background(), s, excluding("worker1"))
@@ -362,3 +367,85 @@ func addCNI(t *testing.T, c *sim.Cluster) {
 }
 
 func firstLine(s string) string { return strings.SplitN(s, "\n", 2)[0] }
+
+// lockFile is the cluster lock as the first master's disk holds it.
+func lockFile() string {
+	return filepath.Join(applyCluster.Host("master0").Dir, lock.Path)
+}
+
+func testClusterLock(t *testing.T) {
+	// A run that holds the lock: paused at its first event.
+	var out output
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	inv, err := inventory.Load(applyCluster.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holderSession, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
+		out.event(e)
+		once.Do(func() { close(paused); <-resume })
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holderSession.Close()
+	first := make(chan error, 1)
+	go func() {
+		_, err := playbooks.Apply(context.Background(), holderSession, applyOptions())
+		first <- err
+	}()
+	select {
+	case <-paused:
+	case err := <-first:
+		t.Fatalf("the first apply ended before its first step: %v", err)
+	}
+
+	second, err := playbooks.Apply(context.Background(), applySession(t, &out), applyOptions())
+	var held *lock.HeldError
+	if !errors.As(err, &held) {
+		close(resume)
+		t.Fatalf("second apply: got %v, want it refused by the lock", err)
+	}
+	h := held.Answer.Holder
+	if held.Host != "master0" || h.Operation != "apply" || h.PID != os.Getpid() || !strings.Contains(h.Who, "@") || time.Since(h.Since) > time.Minute {
+		t.Errorf("refusal names %+v on %s; want this process's apply on master0, just now", h, held.Host)
+	}
+	if second != nil && second.Changed() {
+		t.Errorf("the refused apply changed things: %+v", second.Changes())
+	}
+	close(resume)
+	if err := <-first; err != nil {
+		t.Fatalf("the lock holder's apply: %v", err)
+	}
+	if _, err := os.Stat(lockFile()); !os.IsNotExist(err) {
+		t.Fatalf("the finished apply left its lock: %v", err)
+	}
+
+	// A run that crashed an hour ago left its lock.
+	crashed := lock.NewHolder("root@crashed-laptop", 999999, "join", time.Now().Add(-time.Hour))
+	if err := os.WriteFile(lockFile(), []byte(crashed.Encode()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := applySession(t, &out)
+	if _, err := playbooks.Apply(context.Background(), s, applyOptions()); !errors.As(err, &held) || held.Answer.Holder != crashed {
+		t.Fatalf("apply over a stale lock: got %v, want it refused naming the crashed run", err)
+	} else if !strings.Contains(err.Error(), "root@crashed-laptop") || !strings.Contains(err.Error(), "fleet unlock") {
+		t.Errorf("refusal %q: want the holder and the way out", err)
+	}
+	shown, err := playbooks.LockHolder(context.Background(), s)
+	if err != nil || shown == nil || shown.Holder != crashed {
+		t.Fatalf("lock holder: got %+v, %v; want the crashed run", shown, err)
+	}
+	broken, err := playbooks.Unlock(context.Background(), s, shown)
+	if err != nil || broken == nil || broken.Holder != crashed {
+		t.Fatalf("unlock: got %+v, %v; want the crashed run's lock removed", broken, err)
+	}
+	report, err := playbooks.Apply(context.Background(), s, applyOptions())
+	if err != nil {
+		t.Fatalf("apply after unlock: %v", err)
+	}
+	if report.Changed() {
+		t.Errorf("apply after unlock changed: %+v", report.Changes())
+	}
+}

@@ -32,13 +32,15 @@ func Join(ctx context.Context, s *Session, nodes []string, opts JoinOptions) (*s
 		return nil, err
 	}
 	s.Connect(ctx, append([]string{s.Inv.LoadBalancer.Name}, append(mastersOf(s.Inv), nodes...)...))
-	access, err := connectCluster(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	a := &applyRun{s: s, first: access.master, only: nodes, kubeconfig: access.kubeconfig,
-		opts: ApplyOptions{TokenTTL: opts.TokenTTL, ReadyTimeout: opts.ReadyTimeout, MaxClockSkew: DefaultApplyOptions().MaxClockSkew}}
-	return s.Run(ctx, joinGraph(a, masters, workers))
+	return locked(ctx, s, "join", func() (*steps.Report, error) {
+		access, err := connectCluster(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		a := &applyRun{s: s, first: access.master, only: nodes, kubeconfig: access.kubeconfig,
+			opts: ApplyOptions{TokenTTL: opts.TokenTTL, ReadyTimeout: opts.ReadyTimeout, MaxClockSkew: DefaultApplyOptions().MaxClockSkew}}
+		return s.Run(ctx, joinGraph(a, masters, workers))
+	})
 }
 
 // splitNodes checks that every name is a master or worker of the inventory
@@ -93,10 +95,7 @@ func joinGraph(a *applyRun, masters, workers []string) *steps.Graph {
 		waits = append(waits, "loadbalancer")
 	}
 	if len(workers) > 0 {
-		g.MustAdd(steps.Step{Name: "distribute-ca", Description: "copy ca.crt to /etc/kubernetes/pki/ca.crt",
-			Hosts: workers, After: []string{"credentials"}, Check: isJoined, Run: a.distributeCA})
-		g.MustAdd(steps.Step{Name: "join-workers", Description: "kubeadm join with the token and the CA hash",
-			Hosts: workers, MaxParallel: workerJoinParallelism, After: []string{"distribute-ca"}, Check: isJoined, Run: a.joinWorker})
+		addWorkerJoins(g, a, workers)
 		waits = append(waits, "join-workers")
 	}
 	g.MustAdd(steps.Step{Name: "ready", Description: "wait until the named nodes are Registered and Ready",

@@ -40,6 +40,11 @@ func Remove(ctx context.Context, s *Session, nodes []string, opts RemoveOptions)
 	if err != nil {
 		return nil, err
 	}
+	return locked(ctx, s, "remove", func() (*steps.Report, error) { return remove(ctx, s, nodes, masters, opts) })
+}
+
+// remove is Remove under the cluster lock.
+func remove(ctx context.Context, s *Session, nodes, masters []string, opts RemoveOptions) (*steps.Report, error) {
 	access, err := connectCluster(ctx, s, masters...)
 	if err != nil {
 		if len(masters) > 0 {

@@ -15,7 +15,7 @@ import (
 // the masters, then fleet's load-balancer config goes. Every step checks
 // first, so an interrupted reset finishes when run again.
 func Reset(ctx context.Context, s *Session) (*steps.Report, error) {
-	return s.Run(ctx, ResetGraph(s))
+	return locked(ctx, s, "reset", func() (*steps.Report, error) { return s.Run(ctx, ResetGraph(s)) })
 }
 
 // ResetGraph is the step graph of `fleet reset`.

@@ -69,6 +69,11 @@ func (r *Rotation) JoinCommand(controlPlane bool) string {
 // (every one with All), makes a new one with the TTL asked, and with
 // CertificateKey uploads the control-plane certificates under a new key.
 func RotateTokens(ctx context.Context, s *Session, opts RotateOptions) (*Rotation, error) {
+	return locked(ctx, s, "rotate-tokens", func() (*Rotation, error) { return rotateTokens(ctx, s, opts) })
+}
+
+// rotateTokens is RotateTokens under the cluster lock.
+func rotateTokens(ctx context.Context, s *Session, opts RotateOptions) (*Rotation, error) {
 	access, err := connectCluster(ctx, s)
 	if err != nil {
 		return nil, err

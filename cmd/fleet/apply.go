@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/fleetops/fleet/internal/lock"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
@@ -39,6 +40,10 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	report, err := playbooks.Apply(ctx, s, opts)
 	out := s.Output(g.stdout)
 	defer out.Flush()
+	var held *lock.HeldError
+	if errors.As(err, &held) {
+		return err // nothing ran: no hint about resuming
+	}
 	if err != nil {
 		hint := "fix the cause and run fleet apply again, it resumes where it stopped"
 		if workers := failedWorkerPreflights(s, err); len(workers) > 0 {

@@ -7,7 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/fleetops/fleet/internal/lock"
 	"github.com/fleetops/fleet/testing/sim"
 )
 
@@ -57,6 +59,7 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 	if !strings.Contains(warning, "contains a secret") || tokenShape.MatchString(warning) {
 		t.Errorf("stderr of --print-join-command: %q", warning)
 	}
+	testUnlock(t, &all)
 	// Everything but that one stdout: no secret.
 	printed := strings.Replace(all.String(), joinCmd, "", 1)
 	if m := tokenShape.FindString(printed); m != "" {
@@ -91,4 +94,34 @@ func keyBody(pem []byte) string {
 		return ""
 	}
 	return lines[1]
+}
+
+// testUnlock: a lock left by a crashed run refuses apply with its holder;
+// unlock shows the holder, asks, and breaks it; a second unlock finds none.
+func testUnlock(t *testing.T, all *bytes.Buffer) {
+	t.Helper()
+	crashed := lock.NewHolder("ops@crashed-laptop", 31337, "join", time.Now().Add(-2*time.Hour))
+	if err := os.WriteFile(filepath.Join(cluster.Host("master0").Dir, lock.Path), []byte(crashed.Encode()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := fleet("apply", "-i", cluster.Inventory)
+	all.WriteString(out + errs)
+	if code != 1 || !strings.Contains(errs, "locked by ops@crashed-laptop (pid 31337), running join") || !strings.Contains(errs, "fleet unlock") {
+		t.Errorf("apply over a stale lock: exit %d\n%s%s", code, out, errs)
+	}
+	var o, e bytes.Buffer
+	code = runWithInput([]string{"unlock", "-i", cluster.Inventory}, strings.NewReader("no\n"), &o, &e)
+	if code != 1 || !strings.Contains(e.String(), "ops@crashed-laptop") || !strings.Contains(e.String(), "not confirmed") {
+		t.Errorf("unlock answered no: exit %d\n%s%s", code, o.String(), e.String())
+	}
+	o.Reset()
+	e.Reset()
+	code = runWithInput([]string{"unlock", "-i", cluster.Inventory}, strings.NewReader("unlock\n"), &o, &e)
+	all.WriteString(o.String() + e.String())
+	if code != 0 || !strings.Contains(o.String(), "broke the lock of ops@crashed-laptop") {
+		t.Errorf("unlock: exit %d\n%s%s", code, o.String(), e.String())
+	}
+	if code, out, errs := fleet("unlock", "-i", cluster.Inventory, "--yes"); code != 0 || !strings.Contains(out, "no lock") {
+		t.Errorf("second unlock: exit %d\n%s%s", code, out, errs)
+	}
 }

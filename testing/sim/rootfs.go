@@ -15,7 +15,7 @@ import (
 var privateDirs = []string{
 	"/etc/kubernetes", "/etc/ssh", "/etc/nginx", "/etc/sudoers.d", "/etc/fleet",
 	"/root", "/home",
-	"/var/lib/etcd", "/var/lib/kubelet", "/var/lib/nginx", "/var/log",
+	"/var/lib/etcd", "/var/lib/kubelet", "/var/lib/nginx", "/var/lib/fleet", "/var/log",
 	"/run", "/tmp",
 }
 
