@@ -32,6 +32,34 @@ type Cluster struct {
 	// CNI is a manifest (file, relative to the inventory, or http(s) URL)
 	// applied after init; ${POD_SUBNET} in it becomes PodSubnet.
 	CNI string `yaml:"cni"`
+	// JoinMode is how workers join unless a worker says otherwise:
+	// JoinKubeadm (default) or JoinTLSBootstrap.
+	JoinMode string `yaml:"joinMode"`
+}
+
+// How a worker joins the cluster.
+const (
+	// JoinKubeadm: kubeadm join with a bootstrap token and the CA hash.
+	JoinKubeadm = "kubeadm"
+	// JoinTLSBootstrap: no kubeadm on the worker; fleet writes the
+	// bootstrap kubeconfig and the kubelet's config, the kubelet asks for
+	// its certificate with a CSR that the cluster approves.
+	JoinTLSBootstrap = "tls-bootstrap"
+	// JoinCFSSL: the kubelet's certificate is signed by the CA host's
+	// CFSSL API. Named here so that an inventory using it gets a clear
+	// error until fleet sets the CA host up.
+	JoinCFSSL = "cfssl"
+)
+
+// JoinModeOf is how worker h joins: its own mode, else the cluster's.
+func (inv *Inventory) JoinModeOf(h *Host) string {
+	if h.JoinMode != "" {
+		return h.JoinMode
+	}
+	if inv.Cluster.JoinMode != "" {
+		return inv.Cluster.JoinMode
+	}
+	return JoinKubeadm
 }
 
 // SSH says how to log in. The inventory's top-level block is the default;
@@ -55,6 +83,8 @@ type Host struct {
 	Labels  map[string]string `yaml:"labels"`
 	OS      string            `yaml:"os"`    // CA host only: linux (default) or illumos
 	Nginx   *Nginx            `yaml:"nginx"` // load balancer only
+	// JoinMode overrides the cluster's join mode for this worker.
+	JoinMode string `yaml:"joinMode"`
 
 	Role Role `yaml:"-"`
 }

@@ -176,6 +176,15 @@ func TestBadInventories(t *testing.T) {
 		{"sub-millisecond nginx timeout", func(t *testing.T) string {
 			return edit(t, "  address: 198.18.0.10\n", "  address: 198.18.0.10\n  nginx: {connectTimeout: 1us}\n")
 		}, `inv.yaml:9:27: loadbalancer.nginx.connectTimeout: must be at least 1ms`},
+		{"unknown join mode", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  joinMode: magic\n")
+		}, `inv.yaml:3:13: cluster.joinMode: "magic": want kubeadm or tls-bootstrap`},
+		{"join mode on a master", func(t *testing.T) string {
+			return edit(t, "    address: 198.18.0.11\n", "    address: 198.18.0.11\n    joinMode: tls-bootstrap\n")
+		}, `inv.yaml:12:15: masters[0].joinMode: only workers take a join mode`},
+		{"cfssl join mode before the CA host role exists", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  joinMode: cfssl\n")
+		}, `inv.yaml:3:13: cluster.joinMode: "cfssl" needs the CA host's CFSSL API`},
 		{"bad endpoint", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  controlPlaneEndpoint: lb.example\n")
 		},
@@ -246,5 +255,34 @@ func TestVagrantInventoryMatchesVagrantfile(t *testing.T) {
 		if s := inv.SSHFor(h); !strings.HasSuffix(s.IdentityFile, ".vagrant/machines/"+h.Name+"/virtualbox/private_key") || !On(s.Sudo) {
 			t.Errorf("%s: ssh %+v", h.Name, s)
 		}
+	}
+}
+
+func TestJoinModeOf(t *testing.T) {
+	tests := []struct {
+		name, cluster, worker, want string
+	}{
+		{"default", "", "", JoinKubeadm},
+		{"cluster-wide", "tls-bootstrap", "", JoinTLSBootstrap},
+		{"worker overrides", "tls-bootstrap", "kubeadm", JoinKubeadm},
+		{"one worker differs", "", "tls-bootstrap", JoinTLSBootstrap},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := base
+			if tt.cluster != "" {
+				src = strings.Replace(src, "  name: test\n", "  name: test\n  joinMode: "+tt.cluster+"\n", 1)
+			}
+			if tt.worker != "" {
+				src = strings.Replace(src, "198.18.0.14\n", "198.18.0.14\n    joinMode: "+tt.worker+"\n", 1)
+			}
+			inv, err := Parse("inv.yaml", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := inv.JoinModeOf(&inv.Workers[0]); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

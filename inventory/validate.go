@@ -61,8 +61,20 @@ func (d *decoder) validate(inv *Inventory) {
 	d.checkAddressesOutsideSubnets(inv)
 }
 
+// checkJoinMode accepts the join modes fleet carries out.
+func (d *decoder) checkJoinMode(mode, path string) {
+	switch mode {
+	case "", JoinKubeadm, JoinTLSBootstrap:
+	case JoinCFSSL:
+		d.errorf(path, "%q needs the CA host's CFSSL API, which this version of fleet does not set up yet; use kubeadm or tls-bootstrap", mode)
+	default:
+		d.errorf(path, "%q: want kubeadm or tls-bootstrap", mode)
+	}
+}
+
 func (d *decoder) validateCluster(inv *Inventory) {
 	c := &inv.Cluster
+	d.checkJoinMode(c.JoinMode, "cluster.joinMode")
 	switch {
 	case c.Name == "":
 		d.errorf("cluster.name", "is required")
@@ -127,6 +139,13 @@ func (d *decoder) validateHost(h *Host, path string) {
 	}
 	if h.OS != "" && h.Role != RoleCA {
 		d.errorf(path+".os", "only the ca host takes an os")
+	}
+	if h.JoinMode != "" {
+		if h.Role != RoleWorker {
+			d.errorf(path+".joinMode", "only workers take a join mode (masters join with kubeadm)")
+		} else {
+			d.checkJoinMode(h.JoinMode, path+".joinMode")
+		}
 	}
 	if h.Nginx != nil {
 		if h.Role != RoleLoadBalancer {

@@ -125,6 +125,9 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 		inventory.RoleMaster:       {"kubeadm", "kubelet", "kubectl"},
 		inventory.RoleWorker:       {"kubeadm", "kubelet"},
 	}[h.Role]
+	if h.Role == inventory.RoleWorker && inv.JoinModeOf(h) == inventory.JoinTLSBootstrap {
+		need = []string{"kubelet"} // no kubeadm on a TLS-bootstrapped worker
+	}
 	for _, tool := range need {
 		if !f.Has(tool) {
 			problems = append(problems, tool+" is not installed")

@@ -54,27 +54,46 @@ func TestProblemsOf(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		role inventory.Role
+		mode string // the host's join mode
 		f    facts.Facts
 		st   hostState
 		want string // substring of the error; "" for none
 	}{
-		{"ready master", inventory.RoleMaster, linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now}, ""},
-		{"master lacks kubectl", inventory.RoleMaster, linux("kubeadm", "kubelet"), hostState{clock: now}, "kubectl is not installed"},
-		{"illumos worker", inventory.RoleWorker, facts.Facts{OS: "SunOS", Paths: map[string]string{"kubeadm": "x", "kubelet": "y"}}, hostState{clock: now}, "OS is SunOS"},
-		{"clock off", inventory.RoleWorker, linux("kubeadm", "kubelet"), hostState{clock: now.Add(-time.Minute)}, "clock is 1m0s off"},
-		{"swap", inventory.RoleWorker, linux("kubeadm", "kubelet"), hostState{clock: now, swaps: 1}, "swap is on"},
-		{"port taken on a new master", inventory.RoleMaster, linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, listeners: etcdOn2379}, "ports in use by something else: 2379"},
-		{"a joined master holds its own ports", inventory.RoleMaster, linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, joined: true, listeners: etcdOn2379}, ""},
-		{"nginx holds the LB port", inventory.RoleLoadBalancer, linux("nginx"), hostState{clock: now, listeners: nginxOn6443}, ""},
-		{"something else holds the LB port", inventory.RoleLoadBalancer, linux("nginx"), hostState{clock: now, listeners: []listener{{"6443", "haproxy"}}}, "ports in use by something else: 6443"},
-		{"swap on the LB is fine", inventory.RoleLoadBalancer, linux("nginx"), hostState{clock: now, swaps: 2}, ""},
+		{"ready master", inventory.RoleMaster, "", linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now}, ""},
+		{"master lacks kubectl", inventory.RoleMaster, "", linux("kubeadm", "kubelet"), hostState{clock: now}, "kubectl is not installed"},
+		{"illumos worker", inventory.RoleWorker, "", facts.Facts{OS: "SunOS", Paths: map[string]string{"kubeadm": "x", "kubelet": "y"}}, hostState{clock: now}, "OS is SunOS"},
+		{"clock off", inventory.RoleWorker, "", linux("kubeadm", "kubelet"), hostState{clock: now.Add(-time.Minute)}, "clock is 1m0s off"},
+		{"swap", inventory.RoleWorker, "", linux("kubeadm", "kubelet"), hostState{clock: now, swaps: 1}, "swap is on"},
+		{"port taken on a new master", inventory.RoleMaster, "", linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, listeners: etcdOn2379}, "ports in use by something else: 2379"},
+		{"a joined master holds its own ports", inventory.RoleMaster, "", linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, joined: true, listeners: etcdOn2379}, ""},
+		{"nginx holds the LB port", inventory.RoleLoadBalancer, "", linux("nginx"), hostState{clock: now, listeners: nginxOn6443}, ""},
+		{"something else holds the LB port", inventory.RoleLoadBalancer, "", linux("nginx"), hostState{clock: now, listeners: []listener{{"6443", "haproxy"}}}, "ports in use by something else: 6443"},
+		{"swap on the LB is fine", inventory.RoleLoadBalancer, "", linux("nginx"), hostState{clock: now, swaps: 2}, ""},
+		{"tls-bootstrap worker needs no kubeadm", inventory.RoleWorker, "tls-bootstrap", linux("kubelet"), hostState{clock: now}, ""},
+		{"tls-bootstrap worker needs the kubelet", inventory.RoleWorker, "tls-bootstrap", linux("kubeadm"), hostState{clock: now}, "kubelet is not installed"},
+		{"kubeadm worker needs kubeadm", inventory.RoleWorker, "", linux("kubelet"), hostState{clock: now}, "kubeadm is not installed"},
 	} {
-		err := problemsOf(&inventory.Host{Name: "h", Role: tc.role}, tc.f, tc.st, inv, 30*time.Second, now)
+		err := problemsOf(&inventory.Host{Name: "h", Role: tc.role, JoinMode: tc.mode}, tc.f, tc.st, inv, 30*time.Second, now)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestClusterDNS(t *testing.T) {
+	for _, tc := range []struct{ subnet, want string }{
+		{"10.96.0.0/12", "10.96.0.10"},
+		{"10.96.5.7/16", "10.96.0.10"},
+		{"fd00:10:96::/112", "fd00:10:96::a"},
+		{"10.0.0.0/29", ""},
+		{"nonsense", ""},
+	} {
+		got, err := clusterDNS(tc.subnet)
+		if got != tc.want || (tc.want == "") != (err != nil) {
+			t.Errorf("clusterDNS(%q) = %q, %v; want %q", tc.subnet, got, err, tc.want)
 		}
 	}
 }

@@ -71,6 +71,7 @@ func KubeletConfig(clientCAFile, clusterDNS, clusterDomain string) ([]byte, erro
 		},
 		"authorization":      map[string]any{"mode": "Webhook"},
 		"rotateCertificates": true,
+		"staticPodPath":      "/etc/kubernetes/manifests", // as kubeadm sets it: a node may run static pods
 		"cgroupDriver":       "systemd",
 		"clusterDomain":      clusterDomain,
 		"clusterDNS":         []string{clusterDNS},

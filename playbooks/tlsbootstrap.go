@@ -1,0 +1,244 @@
+package playbooks
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/kubeadm"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// TLS bootstrapping (join mode tls-bootstrap, seed 003): the worker runs
+// no kubeadm. fleet writes the kubelet's bootstrap kubeconfig (the run's
+// short-lived token, the CA), its config and flags, and starts it; the
+// kubelet asks for its certificate with a CSR that the controller manager
+// approves because of fleet's RBAC bindings.
+
+// Files of a kubelet that fleet starts itself. The flags go where
+// kubeadm's kubelet drop-in reads them, so the stock unit starts it; the
+// drop-in fleet adds does the same for a kubelet installed without it.
+const (
+	bootstrapKubeconfig = "/etc/kubernetes/bootstrap-kubelet.conf"
+	kubeletConfigFile   = "/var/lib/kubelet/config.yaml"
+	kubeletFlagsFile    = "/var/lib/kubelet/kubeadm-flags.env"
+	kubeletDropIn       = "/etc/systemd/system/kubelet.service.d/20-fleet-bootstrap.conf"
+)
+
+// kubeletUnitDropIn starts the kubelet with the bootstrap kubeconfig on
+// hosts run by systemd, whatever drop-in the kubelet package brought.
+const kubeletUnitDropIn = `# Managed by fleet: the kubelet of a node joined by TLS bootstrapping.
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=` + bootstrapKubeconfig + ` --kubeconfig=` + kubeletConf + `"
+Environment="KUBELET_CONFIG_ARGS=--config=` + kubeletConfigFile + `"
+EnvironmentFile=-` + kubeletFlagsFile + `
+EnvironmentFile=-/etc/default/kubelet
+ExecStart=
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+`
+
+// startKubelet (re)starts the kubelet through systemd where it runs; a
+// host without systemd supervises the kubelet itself and picks the files up.
+const startKubelet = `if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable kubelet && systemctl restart kubelet; fi`
+
+// tlsBootstrapJoinTimeout bounds the wait for the kubelet's certificate.
+const tlsBootstrapJoinTimeout = 3 * time.Minute
+
+// tlsBootstrapWorkers are the workers among hosts that join by TLS bootstrapping.
+func tlsBootstrapWorkers(inv *inventory.Inventory, hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		if host := inv.Host(h); host != nil && host.Role == inventory.RoleWorker && inv.JoinModeOf(host) == inventory.JoinTLSBootstrap {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// bootstrapRBACPresent: fleet's three bindings exist.
+func (a *applyRun) bootstrapRBACPresent(ctx context.Context, _ string) (bool, string, error) {
+	client, err := a.ensureClient(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	for _, b := range kubeadm.BootstrapBindings() {
+		_, err := client.RbacV1().ClusterRoleBindings().Get(ctx, b.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, "", nil
+		}
+		if err != nil {
+			return false, "", fmt.Errorf("look up ClusterRoleBinding %s: %w", b.Name, err)
+		}
+	}
+	return true, "the TLS-bootstrap ClusterRoleBindings exist", nil
+}
+
+// createBootstrapRBAC creates the bindings that are missing.
+func (a *applyRun) createBootstrapRBAC(ctx context.Context, _ string) error {
+	client, err := a.ensureClient(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range kubeadm.BootstrapBindings() {
+		_, err := client.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create ClusterRoleBinding %s: %w", b.Name, err)
+		}
+	}
+	return nil
+}
+
+// joinWorkerByMode joins a worker the way the inventory says.
+func (a *applyRun) joinWorkerByMode(ctx context.Context, host string) error {
+	if a.s.Inv.JoinModeOf(a.s.Inv.Host(host)) == inventory.JoinTLSBootstrap {
+		return a.tlsBootstrapWorker(ctx, host)
+	}
+	return a.joinWorker(ctx, host)
+}
+
+// tlsBootstrapWorker writes the kubelet's files, starts it, and waits until
+// its CSR is approved and issued and the certificate is in place; then the
+// bootstrap kubeconfig, which holds the token, goes.
+func (a *applyRun) tlsBootstrapWorker(ctx context.Context, host string) error {
+	w := a.s.Inv.Host(host)
+	boot, err := kubeadm.BootstrapKubeconfig("https://"+a.s.Inv.Cluster.ControlPlaneEndpoint, a.caPEM, a.token)
+	if err != nil {
+		return err
+	}
+	dns, err := clusterDNS(a.s.Inv.Cluster.ServiceSubnet)
+	if err != nil {
+		return err
+	}
+	kcfg, err := kubeadm.KubeletConfig(caCert, dns, "cluster.local")
+	if err != nil {
+		return err
+	}
+	flags := fmt.Sprintf("KUBELET_KUBEADM_ARGS=%s\n", exec.Quote("--node-ip="+w.Address+" --hostname-override="+w.Name))
+	conn, err := a.s.Conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{"/var/lib/kubelet", "/etc/systemd/system/kubelet.service.d"} {
+		if err := conn.EnsureDir(ctx, d, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{kubeletConfigFile, kcfg, 0o644},
+		{kubeletFlagsFile, []byte(flags), 0o644},
+		{kubeletDropIn, []byte(kubeletUnitDropIn), 0o644},
+		{bootstrapKubeconfig, boot, 0o600}, // last: the kubelet starts on it
+	} {
+		if err := conn.Upload(ctx, f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	if _, err := a.s.run(ctx, host, startKubelet); err != nil {
+		return fmt.Errorf("start the kubelet: %w", err)
+	}
+	if err := a.waitNodeCertificate(ctx, host); err != nil {
+		return err
+	}
+	_, err = a.s.run(ctx, host, exec.Command("rm", "-f", bootstrapKubeconfig))
+	return err
+}
+
+// waitNodeCertificate waits until the node's CSR, made with this run's
+// token, is Approved and Issued and the kubelet wrote kubelet.conf.
+func (a *applyRun) waitNodeCertificate(ctx context.Context, host string) error {
+	client, err := a.ensureClient(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, tlsBootstrapJoinTimeout)
+	defer cancel()
+	var state string
+	for {
+		csrs, err := client.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err == nil {
+			state = "no CSR from the node's kubelet yet"
+			for i := range csrs.Items {
+				if csrFor(&csrs.Items[i], host, a.token.ID) {
+					state = csrState(&csrs.Items[i])
+				}
+			}
+			if state == "Approved,Issued" {
+				if ok, err := a.s.allExist(ctx, host, kubeletConf); err == nil && ok {
+					return nil
+				}
+				state = "certificate issued, kubelet.conf not written yet"
+			}
+			if strings.HasPrefix(state, "Denied") || strings.HasPrefix(state, "Failed") {
+				return fmt.Errorf("the kubelet's certificate request was %s", state)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("TLS bootstrap did not finish in %s (%s): see the kubelet's log on %s", tlsBootstrapJoinTimeout, state, host)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// csrFor: the CSR is the node client certificate request of host's
+// kubelet, sent with the bootstrap token tokenID.
+func csrFor(csr *certificatesv1.CertificateSigningRequest, host, tokenID string) bool {
+	if csr.Spec.SignerName != certificatesv1.KubeAPIServerClientKubeletSignerName || csr.Spec.Username != "system:bootstrap:"+tokenID {
+		return false
+	}
+	block, _ := pem.Decode(csr.Spec.Request)
+	if block == nil {
+		return false
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	return err == nil && req.Subject.CommonName == "system:node:"+host
+}
+
+// csrState is the CONDITION column of kubectl get csr: Approved,Issued etc.
+func csrState(csr *certificatesv1.CertificateSigningRequest) string {
+	var parts []string
+	for _, c := range csr.Status.Conditions {
+		if c.Status == corev1.ConditionTrue || c.Status == "" {
+			parts = append(parts, string(c.Type))
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "Pending")
+	}
+	if len(csr.Status.Certificate) > 0 {
+		parts = append(parts, "Issued")
+	}
+	return strings.Join(parts, ",")
+}
+
+// clusterDNS is the address kubeadm gives the cluster DNS service: the
+// tenth of the service subnet.
+func clusterDNS(serviceSubnet string) (string, error) {
+	p, err := netip.ParsePrefix(serviceSubnet)
+	if err != nil {
+		return "", fmt.Errorf("service subnet %q: %w", serviceSubnet, err)
+	}
+	a := p.Masked().Addr()
+	for range 10 {
+		a = a.Next()
+	}
+	if !p.Contains(a) {
+		return "", fmt.Errorf("service subnet %s is too small for the cluster DNS address", serviceSubnet)
+	}
+	return a.String(), nil
+}

@@ -1,0 +1,139 @@
+package playbooks_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+// TestTLSBootstrapJoin: a worker with no kubeadm at all joins by TLS
+// bootstrapping (seed 003): its kubelet's CSR is approved and issued
+// through fleet's RBAC bindings, the node is Ready, the bootstrap
+// kubeconfig (which holds the token) is gone afterwards, and a second
+// apply changes nothing and leaves exactly one set of bindings.
+func TestTLSBootstrapJoin(t *testing.T) {
+	sim.Need(t, cluster)
+	topo := sim.Sized("tb", 23, 3, 1) // lb, master0, worker0
+	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
+	if topo.Tools == "" {
+		topo.Tools = "/var/cache/fleet-sim/layer"
+	}
+	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/tb", topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Exec("worker0", "rm", "-f", "/usr/bin/kubeadm"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := c.Exec("worker0", "sh", "-c", "command -v kubeadm || echo none"); strings.TrimSpace(string(out)) != "none" {
+		t.Fatalf("kubeadm still on worker0: %s", out)
+	}
+	raw, err := os.ReadFile(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte("\ncluster:\n"), []byte("\ncluster:\n  joinMode: tls-bootstrap\n"), 1)
+	if err := os.WriteFile(c.Inventory, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Load(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.JoinModeOf(&inv.Workers[0]) != inventory.JoinTLSBootstrap {
+		t.Fatal("the inventory edit did not take")
+	}
+	opts := playbooks.DefaultApplyOptions()
+	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
+	apply := func() *steps.Report {
+		t.Helper()
+		var out output
+		s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: out.event})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		report, err := playbooks.Apply(context.Background(), s, opts)
+		if err != nil {
+			t.Fatalf("apply: %v\n%s", err, out.buf.String())
+		}
+		if got := out.buf.String(); s.Redactor.String(got) != got {
+			t.Error("the bootstrap token appears in the run's output")
+		}
+		return report
+	}
+
+	report := apply()
+	ran := map[string]bool{}
+	for _, e := range report.Changes() {
+		ran[e.Step+"/"+e.Host] = true
+	}
+	if !ran["join-workers/worker0"] || !ran["bootstrap-rbac/"] {
+		t.Errorf("changes %v: want worker0 joined and the bindings made", ran)
+	}
+	client := clientFor(t, opts.Kubeconfig)
+	ctx := context.Background()
+	csrs, err := client.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var issued int
+	for _, csr := range csrs.Items {
+		if !strings.HasPrefix(csr.Spec.Username, "system:bootstrap:") || csr.Spec.SignerName != certificatesv1.KubeAPIServerClientKubeletSignerName {
+			continue
+		}
+		approved := false
+		for _, cond := range csr.Status.Conditions {
+			approved = approved || (cond.Type == certificatesv1.CertificateApproved && cond.Status == corev1.ConditionTrue)
+		}
+		if approved && len(csr.Status.Certificate) > 0 {
+			issued++
+		}
+	}
+	if issued != 1 {
+		t.Errorf("%d bootstrap CSRs Approved,Issued, want worker0's one", issued)
+	}
+	node, err := client.CoreV1().Nodes().Get(ctx, "worker0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := false
+	for _, cond := range node.Status.Conditions {
+		ready = ready || (cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue)
+	}
+	if !ready {
+		t.Errorf("worker0 not Ready: %+v", node.Status.Conditions)
+	}
+	w := c.Host("worker0").Dir
+	if _, err := os.Stat(filepath.Join(w, "etc/kubernetes/bootstrap-kubelet.conf")); !os.IsNotExist(err) {
+		t.Errorf("the bootstrap kubeconfig (it holds the token) is still on worker0: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(w, "etc/kubernetes/kubelet.conf")); err != nil || st.Mode().Perm()&0o077 != 0 {
+		t.Errorf("kubelet.conf: %v %v, want it written by the kubelet, private", st, err)
+	}
+
+	report = apply()
+	if report.Changed() {
+		t.Errorf("second apply changed: %+v", report.Changes())
+	}
+	bindings, err := client.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=fleet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bindings.Items) != 3 {
+		t.Errorf("%d fleet ClusterRoleBindings after two applies, want 3", len(bindings.Items))
+	}
+}
