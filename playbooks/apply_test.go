@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,7 +29,8 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 		byName[s.Name] = s
 		order = append(order, s.Name)
 	}
-	want := "preflight gate loadbalancer init credentials cni join-masters distribute-ca join-workers kubeconfig cleanup-tokens"
+	// worker1 joins by TLS bootstrapping: the RBAC bindings come before the joins.
+	want := "preflight gate loadbalancer init credentials cni join-masters distribute-ca bootstrap-rbac join-workers kubeconfig cleanup-tokens"
 	if got := strings.Join(order, " "); got != want {
 		t.Fatalf("order %s\nwant  %s", got, want)
 	}
@@ -40,6 +42,9 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 	}
 	if s := byName["join-workers"]; s.MaxParallel == 0 || strings.Join(s.Hosts, ",") != "worker0,worker1" {
 		t.Errorf("join-workers %+v: want bounded parallel over the workers", s)
+	}
+	if after := byName["join-workers"].After; !slices.Contains(after, "bootstrap-rbac") || !slices.Contains(after, "distribute-ca") {
+		t.Errorf("join-workers after %v: want the CA copied and the bootstrap bindings made first", after)
 	}
 	if len(byName["preflight"].Hosts) != 6 || !byName["preflight"].ReadOnly {
 		t.Errorf("preflight on %v, want the 6 cluster hosts, read-only", byName["preflight"].Hosts)
