@@ -31,10 +31,7 @@ func (c *unlockCmd) Run(ctx context.Context, g *globals) error {
 		fmt.Fprintln(out, "no lock: nothing to break")
 		return nil
 	}
-	who := held.Holder.String()
-	if held.HolderErr != nil {
-		who = "an unreadable lock (" + held.HolderErr.Error() + ")"
-	}
+	who := held.Who()
 	if !c.Yes && !confirm(g.stdin, g.stderr, fmt.Sprintf("the cluster is locked by %s; break it only if that run is gone.", who), "unlock") {
 		return fmt.Errorf("not confirmed: the lock stays")
 	}

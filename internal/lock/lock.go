@@ -161,11 +161,15 @@ type HeldError struct {
 	Answer Answer
 }
 
-func (e *HeldError) Error() string {
-	who := e.Answer.Holder.String()
-	if e.Answer.HolderErr != nil {
-		who = "an unreadable lock (" + e.Answer.HolderErr.Error() + ")"
+// Who names the holder for people, or says the lock file is unreadable.
+func (a Answer) Who() string {
+	if a.HolderErr != nil {
+		return "an unreadable lock (" + a.HolderErr.Error() + ")"
 	}
+	return a.Holder.String()
+}
+
+func (e *HeldError) Error() string {
 	return fmt.Sprintf("the cluster is locked by %s (%s on %s); wait for that run, or if it is gone (crashed, killed), break the lock with `fleet unlock`",
-		who, Path, e.Host)
+		e.Answer.Who(), Path, e.Host)
 }
