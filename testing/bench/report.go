@@ -67,9 +67,9 @@ func WriteCSV(w io.Writer, samples []Sample) error {
 	return cw.Error()
 }
 
-// Ratio is a/b as "12.3×".
+// Ratio is a/b as "12.3×", or "-" when either was not measured.
 func Ratio(a, b time.Duration) string {
-	if b == 0 {
+	if a == 0 || b == 0 {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f×", float64(a)/float64(b))

@@ -26,6 +26,10 @@ func TestSummarise(t *testing.T) {
 	if r := Ratio(got[0].Median, got[1].Median); r != "0.40×" {
 		t.Errorf("ratio %s", r)
 	}
+	// A tool left out of a size has no median: no ratio, not "0.00× faster".
+	if r := Ratio(0, got[0].Median); r != "-" {
+		t.Errorf("ratio against an unmeasured tool %s, want -", r)
+	}
 }
 
 func TestWriteCSV(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -185,19 +186,12 @@ func (c *Cluster) StartSSHD(ctx context.Context, name string) error {
 		return err
 	}
 	defer logf.Close()
-	// The anchor may still be mounting: wait for its /usr overlay.
-	var args []string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		args, err = c.enter(name, "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config")
-		if err == nil && c.booted(name) {
-			break
-		}
-		if time.Now().After(deadline) {
-			boot, _ := os.ReadFile(filepath.Join(h.Dir, "boot.log"))
-			return fmt.Errorf("sim: %s did not boot: %v %s", name, err, boot)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := c.waitBooted(ctx, h); err != nil {
+		return err
+	}
+	args, err := c.enter(name, "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config")
+	if err != nil {
+		return fmt.Errorf("sim: %s: %w", name, err)
 	}
 	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -206,11 +200,62 @@ func (c *Cluster) StartSSHD(ctx context.Context, name string) error {
 		return fmt.Errorf("sim: %s: start sshd: %w", name, err)
 	}
 	go cmd.Wait()
-	if err := waitSSH(ctx, h.Address+":22", 10*time.Second); err != nil {
+	if err := waitSSH(ctx, h.Address+":22", 30*time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(h.Dir, "sshd.log"))
 		return fmt.Errorf("%w; sshd.log: %s", err, strings.TrimSpace(string(log)))
 	}
 	return nil
+}
+
+// bootTimeout bounds the wait for a host's boot script. It mounts a few
+// dozen things; with hundreds of hosts booting on two CPUs the kernel's
+// mount lock makes that take seconds, so the bound is generous and an anchor
+// that died is reported at once instead.
+const bootTimeout = 90 * time.Second
+
+// waitBooted waits until the host's boot script has made its mounts, and
+// says why not: the anchor exited (with its boot.log) or the time ran out.
+func (c *Cluster) waitBooted(ctx context.Context, h Host) error {
+	ctx, cancel := context.WithTimeout(ctx, bootTimeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !c.booted(h.Name) {
+		bootLog := func() string {
+			b, _ := os.ReadFile(filepath.Join(h.Dir, "boot.log"))
+			return strings.TrimSpace(string(b))
+		}
+		if pid, alive := c.anchorAlive(h); !alive {
+			return fmt.Errorf("sim: %s did not boot: its anchor (pid %d) exited; boot.log: %q", h.Name, pid, bootLog())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sim: %s did not boot: boot script unfinished after %s (%w); boot.log: %q", h.Name, bootTimeout, ctx.Err(), bootLog())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// anchorAlive reports the host's anchor pid and whether it still runs.
+func (c *Cluster) anchorAlive(h Host) (int, bool) {
+	data, err := os.ReadFile(filepath.Join(h.Dir, "anchor.pid"))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0, false
+	}
+	// A zombie still answers kill 0: look at its state instead.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return pid, false
+	}
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return pid, false
+	}
+	return pid, true
 }
 
 // booted reports whether the host's boot script has made all its mounts:

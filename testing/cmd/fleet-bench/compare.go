@@ -45,6 +45,7 @@ func compare(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("compare", flag.ExitOnError)
 	sizes := fs.String("sizes", "10,50", "host counts, comma-separated")
 	runs := fs.Int("runs", 5, "runs of each tool at each size")
+	peerRuns := fs.Int("peer-runs", 0, "runs of the Ansible variants, when fewer than -runs (one tuned Ansible run at 200 hosts takes ~15 min)")
 	outDir := fs.String("out", "testing/bench", "where RESULTS.md and results.csv go")
 	work := fs.String("dir", "/var/tmp/fleet-sim/bench", "scratch folder (sim hosts, peer configs)")
 	self := fs.String("self", "", "this program's path (default: os.Executable)")
@@ -61,6 +62,9 @@ func compare(ctx context.Context, args []string) error {
 	if _, err := osexec.LookPath("ansible-playbook"); err != nil {
 		return fmt.Errorf("ansible-playbook not found (make bench installs Debian's ansible-core): %w", err)
 	}
+	if *peerRuns <= 0 || *peerRuns > *runs {
+		*peerRuns = *runs
+	}
 	var results []sizeResult
 	var samples []bench.Sample
 	for i, field := range strings.Split(*sizes, ",") {
@@ -68,7 +72,7 @@ func compare(ctx context.Context, args []string) error {
 		if err != nil || n < 5 || n > 240 {
 			return fmt.Errorf("size %q: want 5-240 hosts", field)
 		}
-		r, s, err := measureSize(ctx, n, 60+i, *runs, *self, filepath.Join(*work, strconv.Itoa(n)), strings.Split(*skip, ","))
+		r, s, err := measureSize(ctx, n, 60+i, *runs, *peerRuns, *self, filepath.Join(*work, strconv.Itoa(n)), strings.Split(*skip, ","))
 		if err != nil {
 			return fmt.Errorf("%d hosts: %w", n, err)
 		}
@@ -111,7 +115,7 @@ func compare(ctx context.Context, args []string) error {
 
 // measureSize brings up n hosts and runs every tool runs times, the order
 // rotating each round so no tool always runs on warm (or cold) hosts.
-func measureSize(ctx context.Context, n, subnet, runs int, self, dir string, skip []string) (sizeResult, []bench.Sample, error) {
+func measureSize(ctx context.Context, n, subnet, runs, peerRuns int, self, dir string, skip []string) (sizeResult, []bench.Sample, error) {
 	res := sizeResult{hosts: n}
 	id := "b" + strconv.Itoa(n)
 	c, err := sim.Up(ctx, filepath.Join(dir, "sim"), sim.Sized(id, subnet, n, 3))
@@ -157,6 +161,9 @@ func measureSize(ctx context.Context, n, subnet, runs int, self, dir string, ski
 		order = append(order[k:], order[:k]...)
 		for _, tool := range order {
 			if slices.Contains(skip, tool) {
+				continue
+			}
+			if run > peerRuns && (tool == toolAnsibleTuned || tool == toolAnsibleDefault) {
 				continue
 			}
 			// A new payload every run: no tool may skip the transfer because
