@@ -35,6 +35,7 @@ const (
 type rootfs struct {
 	dir  string // the host's folder on the machine
 	name string
+	role string
 }
 
 func (r rootfs) path(p string) string { return filepath.Join(r.dir, p) }
@@ -178,6 +179,11 @@ func (r rootfs) bootScript(tools string) string {
 	b.WriteString("touch /run/fleet-sim-booted\nset +e\n")
 	if tools != "" {
 		b.WriteString(services)
+		if r.role == "loadbalancer" {
+			// The load balancer may run nginx as a container (runAs:
+			// container): it gets an engine for the docker CLI.
+			b.WriteString(dockerService)
+		}
 	}
 	// Reap whatever ends; never exit while the host is up.
 	b.WriteString("while :; do wait; sleep 1; done\n")
@@ -197,6 +203,10 @@ const services = `(while :; do /usr/local/bin/sim-containerd >>/var/log/containe
 		$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS >>/var/log/kubelet.log 2>&1
 	sleep 1
 done) &
+`
+
+// dockerService is the emulated Docker engine, restarted as its unit would be.
+const dockerService = `(while :; do /usr/local/bin/sim-dockerd >>/var/log/docker.log 2>&1; sleep 1; done) &
 `
 
 // cgroupMounts returns commands that mount, under the host's /sys/fs/cgroup,

@@ -100,7 +100,7 @@ func (c *Cluster) up(ctx context.Context) error {
 	hostsFile := c.etcHosts()
 	authorized := ssh.MarshalAuthorizedKey(clientPub)
 	err = c.forEachHost(func(i int, h Host) error {
-		if err := (rootfs{dir: h.Dir, name: h.Name}).build(hostsFile, authorized); err != nil {
+		if err := (rootfs{dir: h.Dir, name: h.Name, role: h.Role}).build(hostsFile, authorized); err != nil {
 			return fmt.Errorf("sim: %s: rootfs: %w", h.Name, err)
 		}
 		if err := createHostNet(c.ID, c.Subnet, i, h.Name); err != nil {
@@ -156,7 +156,7 @@ func (c *Cluster) boot(h Host) error {
 		return err
 	}
 	defer logf.Close()
-	script := rootfs{dir: h.Dir, name: h.Name}.bootScript(c.Tools)
+	script := rootfs{dir: h.Dir, name: h.Name, role: h.Role}.bootScript(c.Tools)
 	cmd := exec.Command("ip", "netns", "exec", h.NetNS,
 		"unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -2,7 +2,7 @@
 # Builds the binaries the simulated hosts run, from the published Go modules:
 # kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 # (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), cfssl and cfssljson
-# (github.com/cloudflare/cfssl), and the emulated kubelet.
+# (github.com/cloudflare/cfssl), and the emulated kubelet and engines.
 #
 #   testing/tools/build.sh OUTDIR
 #
@@ -64,7 +64,8 @@ build "$here/kubernetes" "$k8s_ldflags" \
 # the same version) and its version ldflags, so `kubelet --version` is real.
 build "$here/kubernetes" "$k8s_ldflags" \
 	kubelet=./cmd/kubelet \
-	sim-containerd=./cmd/sim-containerd
+	sim-containerd=./cmd/sim-containerd \
+	sim-dockerd=./cmd/sim-dockerd
 
 build "$here/etcd" "-s -w" etcd=go.etcd.io/etcd/server/v3
 
