@@ -89,10 +89,39 @@ type Host struct {
 	Role Role `yaml:"-"`
 }
 
-// Nginx tunes the load balancer's stream proxy.
+// Nginx tunes the load balancer's stream proxy and says how nginx runs.
 type Nginx struct {
 	ConnectTimeout Duration `yaml:"connectTimeout"` // proxy_connect_timeout (default 1s)
 	ProxyTimeout   Duration `yaml:"proxyTimeout"`   // proxy_timeout (default 3s)
+	// RunAs is "service" (the host's nginx, the default) or "container"
+	// (docker runs Image with the API port published).
+	RunAs string `yaml:"runAs"`
+	Image string `yaml:"image"` // container only; default DefaultNginxImage
+}
+
+// How nginx runs on the load balancer.
+const (
+	NginxService   = "service"
+	NginxContainer = "container"
+	// DefaultNginxImage is the official image's stable line: its nginx has
+	// the stream module built in.
+	DefaultNginxImage = "nginx:stable"
+)
+
+// NginxRunAs is how nginx runs on the load balancer, defaults applied.
+func (inv *Inventory) NginxRunAs() string {
+	if lb := inv.LoadBalancer; lb != nil && lb.Nginx != nil && lb.Nginx.RunAs != "" {
+		return lb.Nginx.RunAs
+	}
+	return NginxService
+}
+
+// NginxImage is the container image of the load balancer, defaults applied.
+func (inv *Inventory) NginxImage() string {
+	if lb := inv.LoadBalancer; lb != nil && lb.Nginx != nil && lb.Nginx.Image != "" {
+		return lb.Nginx.Image
+	}
+	return DefaultNginxImage
 }
 
 // Role is what a host does in the cluster.

@@ -176,6 +176,15 @@ func TestBadInventories(t *testing.T) {
 		{"sub-millisecond nginx timeout", func(t *testing.T) string {
 			return edit(t, "  address: 198.18.0.10\n", "  address: 198.18.0.10\n  nginx: {connectTimeout: 1us}\n")
 		}, `inv.yaml:9:27: loadbalancer.nginx.connectTimeout: must be at least 1ms`},
+		{"unknown nginx runAs", func(t *testing.T) string {
+			return edit(t, "  address: 198.18.0.10\n", "  address: 198.18.0.10\n  nginx: {runAs: podman}\n")
+		}, `inv.yaml:9:18: loadbalancer.nginx.runAs: "podman": want service or container`},
+		{"nginx image without a container", func(t *testing.T) string {
+			return edit(t, "  address: 198.18.0.10\n", "  address: 198.18.0.10\n  nginx: {image: nginx:1.27}\n")
+		}, `inv.yaml:9:18: loadbalancer.nginx.image: an image needs runAs: container`},
+		{"nginx image with shell in it", func(t *testing.T) string {
+			return edit(t, "  address: 198.18.0.10\n", "  address: 198.18.0.10\n  nginx: {runAs: container, image: 'nginx; rm -rf /'}\n")
+		}, `inv.yaml:9:36: loadbalancer.nginx.image: "nginx; rm -rf /" is not an image reference`},
 		{"unknown join mode", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  joinMode: magic\n")
 		}, `inv.yaml:3:13: cluster.joinMode: "magic": want kubeadm or tls-bootstrap`},
@@ -284,5 +293,19 @@ func TestJoinModeOf(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestImageReferences(t *testing.T) {
+	for ref, ok := range map[string]bool{
+		"nginx": true, "nginx:1.27": true, "nginx:1.27-alpine": true, "library/nginx:stable": true,
+		"registry.example.com/infra/nginx:1.27": true, "localhost:5000/nginx": true,
+		"nginx@sha256:" + strings.Repeat("a", 64): true, "nginx:1.27@sha256:" + strings.Repeat("0", 64): true,
+		"Nginx": false, "nginx:": false, "nginx:1.27 --privileged": false, "$(id)": false,
+		"nginx\n": false, "nginx@sha256:abc": false, "-v/:/host": false,
+	} {
+		if got := imageRef.MatchString(ref); got != ok {
+			t.Errorf("imageRef(%q) = %v, want %v", ref, got, ok)
+		}
 	}
 }

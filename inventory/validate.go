@@ -20,6 +20,9 @@ var (
 	unixUser    = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
 	labelName   = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)$`)
 	labelPrefix = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+	// imageRef is the container image reference grammar, simplified:
+	// [registry[:port]/]path[:tag][@sha256:digest].
+	imageRef = regexp.MustCompile(`^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`)
 )
 
 func (d *decoder) validate(inv *Inventory) {
@@ -155,6 +158,18 @@ func (d *decoder) validateHost(h *Host, path string) {
 			if v < 0 || (v > 0 && time.Duration(v) < time.Millisecond) {
 				d.errorf(path+".nginx."+field, "must be at least 1ms")
 			}
+		}
+		switch h.Nginx.RunAs {
+		case "", NginxService:
+			if h.Nginx.Image != "" {
+				d.errorf(path+".nginx.image", "an image needs runAs: container")
+			}
+		case NginxContainer:
+			if h.Nginx.Image != "" && !imageRef.MatchString(h.Nginx.Image) {
+				d.errorf(path+".nginx.image", "%q is not an image reference like nginx:1.27 or registry.example.com/nginx@sha256:...", h.Nginx.Image)
+			}
+		default:
+			d.errorf(path+".nginx.runAs", "%q: want service or container", h.Nginx.RunAs)
 		}
 	}
 	if h.SSH != nil {

@@ -145,7 +145,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 		Hosts: append([]string{inv.LoadBalancer.Name}, nodes...), ReadOnly: true, Run: a.preflight})
 	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
 		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
-	g.MustAdd(steps.Step{Name: "loadbalancer", Description: "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload",
+	g.MustAdd(steps.Step{Name: "loadbalancer", Description: "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)",
 		Hosts: []string{inv.LoadBalancer.Name}, After: []string{"gate"}, Check: a.lbCheck, Run: a.lbApply})
 	g.MustAdd(steps.Step{Name: "init", Description: "kubeadm init --upload-certs with controlPlaneEndpoint " + inv.Cluster.ControlPlaneEndpoint,
 		Hosts: []string{a.first}, After: []string{"loadbalancer"},

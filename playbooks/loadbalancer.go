@@ -44,6 +44,9 @@ func lbConfig(inv *inventory.Inventory) ([]byte, error) {
 
 // lbUpToDate: the live config is what fleet would write and nginx runs.
 func lbUpToDate(ctx context.Context, s *Session, host string, want []byte) (bool, string, error) {
+	if s.Inv.NginxRunAs() == inventory.NginxContainer {
+		return lbContainerUpToDate(ctx, s, host, want)
+	}
 	res, err := s.run(ctx, host, exec.Command("sh", "-c", `cat "$1" 2>/dev/null; echo; `+nginxRunning, "sh", nginxLive))
 	if err != nil {
 		return false, "", err
@@ -67,6 +70,12 @@ const nginxRunning = `if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)
 // config nginx rejects never reaches the live path. After the upload it is
 // one remote script: this step sits on the critical path of an apply.
 func applyLB(ctx context.Context, s *Session, host string, config []byte, endpoint string) error {
+	if s.Inv.NginxRunAs() == inventory.NginxContainer {
+		if err := applyLBContainer(ctx, s, host, config); err != nil {
+			return err
+		}
+		return waitTCP(ctx, endpoint, 10*time.Second)
+	}
 	conn, err := s.Conn(ctx, host)
 	if err != nil {
 		return err
@@ -96,7 +105,8 @@ const lbRejected = 3
 // includes the staging folder instead of the live one, so nginx -t checks
 // the whole configuration with the candidate in place. Then the candidate
 // replaces the live file by rename, and a running nginx reloads; otherwise
-// it starts, through systemd where that runs.
+// it starts, through systemd where that runs. The container of an earlier
+// runAs: container goes first: it holds the port.
 const lbScript = `set -e
 grep -qxF "$2" "$1" || { cp -p "$1" "$1.fleet-tmp"; printf '
 # fleet: the Kubernetes API load balancer
@@ -105,6 +115,7 @@ grep -qxF "$2" "$1" || { cp -p "$1" "$1.fleet-tmp"; printf '
 sed 's#^include /etc/nginx/fleet.d/\*.conf;$#include /etc/nginx/fleet.d/.staging/*.conf;#' "$1" > "$3"
 nginx -t -q -c "$3" || exit 3
 cp "$4" "$5.fleet-tmp" && mv -f "$5.fleet-tmp" "$5"
+if command -v docker >/dev/null 2>&1 && docker container inspect fleet-lb >/dev/null 2>&1; then docker rm -f fleet-lb >/dev/null; fi
 if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then nginx -s reload
 elif [ -d /run/systemd/system ]; then systemctl enable --now nginx && systemctl reload nginx
 else nginx; fi`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,12 +79,12 @@ func parseListeners(out string) []listener {
 }
 
 // taken lists the ports of want that a listener other than the allowed
-// process holds, once each, in want's order.
-func taken(ls []listener, want []string, allowed string) []string {
+// processes holds, once each, in want's order.
+func taken(ls []listener, want []string, allowed ...string) []string {
 	var out []string
 	for _, p := range want {
 		for _, l := range ls {
-			if l.port == p && (allowed == "" || l.process != allowed) {
+			if l.port == p && !slices.Contains(allowed, l.process) {
 				out = append(out, p)
 				break
 			}
@@ -128,6 +129,9 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	if h.Role == inventory.RoleWorker && inv.JoinModeOf(h) == inventory.JoinTLSBootstrap {
 		need = []string{"kubelet"} // no kubeadm on a TLS-bootstrapped worker
 	}
+	if h.Role == inventory.RoleLoadBalancer && inv.NginxRunAs() == inventory.NginxContainer {
+		need = []string{"docker"} // nginx comes with the image
+	}
 	for _, tool := range need {
 		if !f.Has(tool) {
 			problems = append(problems, tool+" is not installed")
@@ -146,10 +150,12 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	switch h.Role {
 	case inventory.RoleLoadBalancer: // nginx may hold its own port
 		_, port, _ := net.SplitHostPort(inv.Cluster.ControlPlaneEndpoint)
-		busy = taken(st.listeners, []string{port}, "nginx")
+		// A published container port is docker-proxy's (with the
+		// userland proxy) or nobody's (iptables only).
+		busy = taken(st.listeners, []string{port}, "nginx", "docker-proxy")
 	case inventory.RoleMaster, inventory.RoleWorker: // a joined node holds its own
 		if !st.joined {
-			busy = taken(st.listeners, nodePorts[h.Role], "")
+			busy = taken(st.listeners, nodePorts[h.Role])
 		}
 	}
 	if len(busy) > 0 {
@@ -167,5 +173,5 @@ func portsInUse(ctx context.Context, s *Session, h *inventory.Host) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	return taken(parseListeners(res.Stdout), nodePorts[h.Role], ""), nil
+	return taken(parseListeners(res.Stdout), nodePorts[h.Role]), nil
 }

@@ -83,6 +83,41 @@ func TestProblemsOf(t *testing.T) {
 	}
 }
 
+// TestProblemsOfContainerLB: a load balancer with runAs: container needs
+// docker, not nginx, and its port may be held by the container's proxy.
+func TestProblemsOfContainerLB(t *testing.T) {
+	lb := inventory.Host{Name: "lb", Role: inventory.RoleLoadBalancer, Nginx: &inventory.Nginx{RunAs: inventory.NginxContainer}}
+	inv := &inventory.Inventory{Cluster: inventory.Cluster{ControlPlaneEndpoint: "198.18.0.10:6443"}, LoadBalancer: &lb}
+	now := time.Unix(1700000000, 0)
+	with := func(tools ...string) facts.Facts {
+		f := facts.Facts{OS: "Linux", Paths: map[string]string{}}
+		for _, t := range tools {
+			f.Paths[t] = "/usr/bin/" + t
+		}
+		return f
+	}
+	for _, tc := range []struct {
+		name string
+		f    facts.Facts
+		ls   []listener
+		want string
+	}{
+		{"docker, no nginx on the host", with("docker"), nil, ""},
+		{"nginx but no docker", with("nginx"), nil, "docker is not installed"},
+		{"docker-proxy publishes the port", with("docker"), []listener{{"6443", "docker-proxy"}}, ""},
+		{"the container's nginx holds it", with("docker"), []listener{{"6443", "nginx"}}, ""},
+		{"something else holds it", with("docker"), []listener{{"6443", "haproxy"}}, "ports in use by something else: 6443"},
+	} {
+		err := problemsOf(&lb, tc.f, hostState{clock: now, listeners: tc.ls}, inv, 30*time.Second, now)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 func TestClusterDNS(t *testing.T) {
 	for _, tc := range []struct{ subnet, want string }{
 		{"10.96.0.0/12", "10.96.0.10"},

@@ -37,6 +37,13 @@ func ResetGraph(s *Session) *steps.Graph {
 	g.MustAdd(steps.Step{Name: "reset-masters", Description: "kubeadm reset -f on each master in turn (each leaves etcd)",
 		Hosts: reversed(masters), Serial: true, After: mastersAfter, Check: gone,
 		Run: func(ctx context.Context, h string) error { return kubeadmReset(ctx, s, h) }})
+	if s.Inv.NginxRunAs() == inventory.NginxContainer {
+		g.MustAdd(steps.Step{Name: "loadbalancer", Description: "remove the " + lbContainerName + " container and its config",
+			Hosts: []string{s.Inv.LoadBalancer.Name}, After: []string{"reset-masters"},
+			Check: func(ctx context.Context, h string) (bool, string, error) { return lbContainerGone(ctx, s, h) },
+			Run:   func(ctx context.Context, h string) error { return removeLBContainer(ctx, s, h) }})
+		return g
+	}
 	g.MustAdd(steps.Step{Name: "loadbalancer", Description: "remove fleet's NGINX stream config, reload nginx",
 		Hosts: []string{s.Inv.LoadBalancer.Name}, After: []string{"reset-masters"},
 		Check: func(ctx context.Context, h string) (bool, string, error) {

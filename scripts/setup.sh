@@ -2,7 +2,7 @@
 # Prepares a Debian 12 machine to build fleet and run its tests and demo:
 # OpenSSH server and nginx binaries for the simulated hosts (their services
 # are not used; every simulated host runs its own), iproute2 and util-linux
-# for the namespaces, and the Go modules. Idempotent; needs root.
+# for the namespaces, a docker CLI, and the Go modules. Idempotent; needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(openssh-server openssh-client nginx libnginx-mod-stream iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3)
+# The docker CLI drives the load balancer's nginx container (runAs:
+# container) against the simulated hosts' emulated engine; Debian's
+# docker.io brings it (its daemon is kept from starting, below).
+command -v docker >/dev/null || packages+=(docker.io)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,8 +23,8 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	# policy-rc.d keeps the packages from starting their own sshd and nginx
-	# on the machine: the simulated hosts run their own.
+	# policy-rc.d keeps the packages from starting their own sshd, nginx
+	# and dockerd on the machine: the simulated hosts run their own.
 	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 	chmod +x /usr/sbin/policy-rc.d
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"

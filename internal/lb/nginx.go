@@ -115,3 +115,26 @@ func nginxDuration(d time.Duration) string {
 	}
 	return fmt.Sprintf("%dms", d/time.Millisecond)
 }
+
+// ContainerMain is the whole nginx.conf of a load balancer run as a
+// container: fleet owns it, the image's own is not used. streamFile is the
+// stream block's file name, relative: nginx resolves it against this file's
+// folder, so a staged copy beside a staged stream block checks exactly what
+// goes live.
+func ContainerMain(streamFile string) ([]byte, error) {
+	if !relativeConf.MatchString(streamFile) {
+		return nil, fmt.Errorf("lb: stream file %q: want a plain file name ending in .conf", streamFile)
+	}
+	var b bytes.Buffer
+	b.WriteString(Header)
+	// Debian-built images load the stream module from here; the official
+	// image has it built in and no such folder (an unmatched glob is fine).
+	b.WriteString("include /etc/nginx/modules-enabled/*.conf;\n")
+	b.WriteString("worker_processes auto;\n")
+	b.WriteString("error_log stderr notice; # docker logs\n\n")
+	b.WriteString("events {\n    worker_connections 4096;\n}\n\n")
+	fmt.Fprintf(&b, "include %s;\n", streamFile)
+	return b.Bytes(), nil
+}
+
+var relativeConf = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*\.conf$`)

@@ -110,3 +110,49 @@ func TestIPv6Backend(t *testing.T) {
 		t.Fatalf("%v\n%s", err, got)
 	}
 }
+
+// TestContainerMain: the container's nginx.conf, with the stream block
+// beside it, passes the real nginx -t on its own (no other config), and a
+// missing stream file fails it: the relative include is what is checked.
+func TestContainerMain(t *testing.T) {
+	main, err := ContainerMain("kube-apiserver.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "container-nginx.conf")
+	if *update {
+		os.WriteFile(golden, main, 0o644)
+	}
+	if want, err := os.ReadFile(golden); err != nil || !bytes.Equal(main, want) {
+		t.Errorf("got\n%s\nwant (%v)\n%s", main, err, want)
+	}
+	for _, bad := range []string{"", "/etc/passwd", "../x.conf", "a.conf; daemon on", "a.conf\n"} {
+		if _, err := ContainerMain(bad); err == nil {
+			t.Errorf("ContainerMain(%q) accepted", bad)
+		}
+	}
+	nginx, err := osexec.LookPath("nginx")
+	if err != nil {
+		if os.Getenv("FLEET_INTEGRATION") == "1" {
+			t.Fatal("nginx not installed (make setup)")
+		}
+		t.Skip("nginx not installed")
+	}
+	stream, err := Render(haConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), ".staging")
+	os.Mkdir(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), main, 0o644)
+	check := func() ([]byte, error) {
+		return osexec.Command(nginx, "-t", "-c", filepath.Join(dir, "nginx.conf")).CombinedOutput()
+	}
+	if out, err := check(); err == nil {
+		t.Fatalf("nginx -t passed without the stream file:\n%s", out)
+	}
+	os.WriteFile(filepath.Join(dir, "kube-apiserver.conf"), stream, 0o644)
+	if out, err := check(); err != nil || !strings.Contains(string(out), "test is successful") {
+		t.Fatalf("nginx -t rejected the container config: %v\n%s", err, out)
+	}
+}

@@ -41,8 +41,18 @@ func render(results []sizeResult, runs int, overhead string, missed []string) (s
 			fmt.Fprintf(&b, "| %s | %d | %s | %s – %s |\n", s.Tool, s.Runs, secs(s.Median), secs(s.Min), secs(s.Max))
 		}
 		f := med[toolFleet]
-		fmt.Fprintf(&b, "\n- ansible-tuned / fleet: **%s** faster", bench.Ratio(med[toolAnsibleTuned], f))
-		fmt.Fprintf(&b, "; ansible-default / fleet: **%s** faster\n", bench.Ratio(med[toolAnsibleDefault], f))
+		b.WriteString("\n- ")
+		for i, peer := range []string{toolAnsibleTuned, toolAnsibleDefault} {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			if med[peer] == 0 {
+				fmt.Fprintf(&b, "%s: not run at this size", peer)
+				continue
+			}
+			fmt.Fprintf(&b, "%s / fleet: **%s** faster", peer, bench.Ratio(med[peer], f))
+		}
+		b.WriteString("\n")
 		fmt.Fprintf(&b, "- fleet / openssh floor: **%s**\n", bench.Ratio(f, med[toolOpenSSH]))
 		fmt.Fprintf(&b, "- fleet peak RSS: %.1f MiB (%.0f KiB per host)\n", float64(fleetRSS)/1024, r.fleetRSSPerHst)
 		fmt.Fprintf(&b, "- one bare SSH handshake to one host (median of 11): fleet's SSH layer %s, `ssh host true` %s\n\n", ms(r.goHandshake), ms(r.sshHandshake))
