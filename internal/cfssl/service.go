@@ -19,6 +19,7 @@ import (
 type Platform struct {
 	OS        string // `uname -s`: Linux or SunOS
 	Cfssl     string // the cfssl binary
+	Cfssljson string // and its companion that splits its JSON into files
 	ConfigDir string // signing config, CA material, auth key (0700)
 	DataDir   string // the sqlite certificate database
 	// ServiceFile is where the unit or the manifest goes; MethodFile is the
@@ -41,10 +42,10 @@ const (
 func PlatformFor(unameS string) (Platform, error) {
 	switch strings.TrimSpace(unameS) {
 	case "Linux":
-		return Platform{OS: "Linux", Cfssl: "/usr/local/bin/cfssl", ConfigDir: "/etc/cfssl", DataDir: "/var/lib/cfssl",
+		return Platform{OS: "Linux", Cfssl: "/usr/local/bin/cfssl", Cfssljson: "/usr/local/bin/cfssljson", ConfigDir: "/etc/cfssl", DataDir: "/var/lib/cfssl",
 			ServiceFile: "/etc/systemd/system/" + SystemdUnit, User: "root"}, nil
 	case "SunOS":
-		return Platform{OS: "SunOS", Cfssl: "/opt/ooce/bin/cfssl", ConfigDir: "/etc/opt/ooce/cfssl", DataDir: "/var/opt/ooce/cfssl",
+		return Platform{OS: "SunOS", Cfssl: "/opt/ooce/bin/cfssl", Cfssljson: "/opt/ooce/bin/cfssljson", ConfigDir: "/etc/opt/ooce/cfssl", DataDir: "/var/opt/ooce/cfssl",
 			ServiceFile: "/var/svc/manifest/site/fleet-cfssl.xml", MethodFile: "/lib/svc/method/fleet-cfssl", User: "root"}, nil
 	}
 	return Platform{}, fmt.Errorf("cfssl: no CA host support for OS %q (want Linux or SunOS/illumos)", unameS)

@@ -1,0 +1,131 @@
+package cfssl
+
+import (
+	"crypto/x509"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestMaterialScript runs the material script with the real cfssl in a
+// scratch config folder: a root, the cluster CA it signs (CN kubernetes, a
+// CA that may sign leaves only), the OCSP signer, keys 0600, the database.
+// A second run changes nothing; a run interrupted before the cluster CA's
+// certificate was in place is finished; without a root and without leave
+// to generate one it stops with its own exit code.
+func TestMaterialScript(t *testing.T) {
+	bin := realCfssl(t)
+	dir := t.TempDir()
+	p := Platform{OS: "Linux", Cfssl: bin, Cfssljson: filepath.Join(filepath.Dir(bin), "cfssljson"),
+		ConfigDir: filepath.Join(dir, "etc"), DataDir: filepath.Join(dir, "lib")}
+	os.Mkdir(p.ConfigDir, 0o700)
+	key, _ := NewAuthKey()
+	os.WriteFile(p.Path(AuthFile), []byte(key), 0o600)
+	cfg, err := Config(Signing{}, p.Path(AuthFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p.Path("config.json"), cfg, 0o600)
+	csrs, err := CSRs("prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range csrs {
+		os.WriteFile(p.Path(name), body, 0o600)
+	}
+	schema := filepath.Join(dir, "schema.sql")
+	os.WriteFile(schema, []byte(Schema), 0o600)
+	run := func(generate string) (string, error) {
+		out, err := exec.Command("sh", "-c", p.MaterialScript(), "material", generate, schema).CombinedOutput()
+		return string(out), err
+	}
+
+	out, err := run("no")
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != MaterialExitNoRoot || !strings.Contains(out, "no root CA") {
+		t.Fatalf("without a root and without --generate-ca: %v %s", err, out)
+	}
+	if out, err := run("yes"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	read := func(name string) *x509.Certificate {
+		t.Helper()
+		data, err := os.ReadFile(p.Path(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := parseCert(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	root, ca, ocsp := read(RootCert), read(CACert), read(OCSPCert)
+	if !root.IsCA || !ca.IsCA || ca.Subject.CommonName != "kubernetes" || !ca.MaxPathLenZero {
+		t.Errorf("root CA %v, cluster CA %v %q max path zero %v", root.IsCA, ca.IsCA, ca.Subject.CommonName, ca.MaxPathLenZero)
+	}
+	if err := ca.CheckSignatureFrom(root); err != nil {
+		t.Errorf("the cluster CA is not signed by the root: %v", err)
+	}
+	if err := ocsp.CheckSignatureFrom(ca); err != nil || !slices.Contains(ocsp.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
+		t.Errorf("OCSP signer: %v, usages %v", err, ocsp.ExtKeyUsage)
+	}
+	for _, k := range []string{RootKey, CAKey, "ocsp-key.pem"} {
+		if fi, err := os.Stat(p.Path(k)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want 0600", k, err, fi)
+		}
+	}
+	if leftovers, _ := filepath.Glob(p.Path("*.tmp*")); len(leftovers) > 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+	if out, err := exec.Command("sqlite3", p.Path("certdb.db"), ".tables").CombinedOutput(); err != nil || !strings.Contains(string(out), "certificates") {
+		t.Errorf("certdb: %v %s", err, out)
+	}
+
+	// Again: nothing is remade.
+	if out, err := run("yes"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if again := read(CACert); !again.Equal(ca) || !read(RootCert).Equal(root) {
+		t.Error("a second run replaced the material")
+	}
+
+	// Interrupted after the new key, before its certificate: finished.
+	os.Remove(p.Path(CACert))
+	if out, err := run("no"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	fresh := read(CACert)
+	if fresh.Equal(ca) || fresh.CheckSignatureFrom(root) != nil {
+		t.Error("the cluster CA was not remade under the same root")
+	}
+	keyPEM, _ := os.ReadFile(p.Path(CAKey))
+	if !strings.Contains(string(keyPEM), "PRIVATE KEY") {
+		t.Error("no cluster CA key")
+	}
+}
+
+// TestStartScripts: each platform's start script parses, and names only
+// its own service manager.
+func TestStartScripts(t *testing.T) {
+	for _, os := range []string{"Linux", "SunOS"} {
+		p, _ := PlatformFor(os)
+		script, err := p.StartScript(serve)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("sh", "-n", "-c", script).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v %s", os, err, out)
+		}
+		smf := strings.Contains(script, "svcadm")
+		if smf != (os == "SunOS") || strings.Contains(script, "systemctl") == (os == "SunOS") {
+			t.Errorf("%s start script uses the wrong service manager:\n%s", os, script)
+		}
+		golden(t, "start-"+strings.ToLower(os)+".sh", []byte(script))
+	}
+	if _, err := (Platform{OS: "Linux"}).StartScript(Serve{Address: "a; b", Port: 1}); err == nil {
+		t.Error("a bad address was accepted")
+	}
+}
