@@ -45,9 +45,9 @@ const (
 	// bootstrap kubeconfig and the kubelet's config, the kubelet asks for
 	// its certificate with a CSR that the cluster approves.
 	JoinTLSBootstrap = "tls-bootstrap"
-	// JoinCFSSL: the kubelet's certificate is signed by the CA host's
-	// CFSSL API. Named here so that an inventory using it gets a clear
-	// error until fleet sets the CA host up.
+	// JoinCFSSL: the kubelet's client certificate is signed by the CA
+	// host's CFSSL API (authenticated remote signing); no kubeadm on the
+	// worker, no bootstrap token.
 	JoinCFSSL = "cfssl"
 )
 
@@ -83,6 +83,7 @@ type Host struct {
 	Labels  map[string]string `yaml:"labels"`
 	OS      string            `yaml:"os"`    // CA host only: linux (default) or illumos
 	Nginx   *Nginx            `yaml:"nginx"` // load balancer only
+	CFSSL   *CFSSL            `yaml:"cfssl"` // CA host only
 	// JoinMode overrides the cluster's join mode for this worker.
 	JoinMode string `yaml:"joinMode"`
 
@@ -97,6 +98,27 @@ type Nginx struct {
 	// (docker runs Image with the API port published).
 	RunAs string `yaml:"runAs"`
 	Image string `yaml:"image"` // container only; default DefaultNginxImage
+}
+
+// CFSSL says how the CA host's CFSSL API runs.
+type CFSSL struct {
+	Port int `yaml:"port"` // the API (default 8888)
+	// RootCert and RootKey are PEM files on the operator's machine: the
+	// root the cluster CA is signed with. Without them the CA host keeps
+	// the root it has, or fleet apply --generate-ca makes one there.
+	RootCert string `yaml:"rootCert"`
+	RootKey  string `yaml:"rootKey"`
+}
+
+// DefaultCFSSLPort is cfssl serve's conventional port.
+const DefaultCFSSLPort = 8888
+
+// CFSSLPort is the CA host's API port, defaults applied.
+func (inv *Inventory) CFSSLPort() int {
+	if inv.CA != nil && inv.CA.CFSSL != nil && inv.CA.CFSSL.Port != 0 {
+		return inv.CA.CFSSL.Port
+	}
+	return DefaultCFSSLPort
 }
 
 // How nginx runs on the load balancer.

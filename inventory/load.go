@@ -112,9 +112,10 @@ func yamlError(path string, err error) *Error {
 // decoder remembers where each field was written, so that validation can
 // point at it, and collects errors.
 type decoder struct {
-	file string
-	pos  map[string]*yaml.Node // field path -> value node
-	errs Errors
+	file  string
+	pos   map[string]*yaml.Node // field path -> value node
+	errs  Errors
+	hasCA bool // the inventory names a CA host (the cfssl join mode needs it)
 }
 
 func (d *decoder) errorf(field string, format string, args ...any) {

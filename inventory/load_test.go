@@ -187,13 +187,19 @@ func TestBadInventories(t *testing.T) {
 		}, `inv.yaml:9:36: loadbalancer.nginx.image: "nginx; rm -rf /" is not an image reference`},
 		{"unknown join mode", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  joinMode: magic\n")
-		}, `inv.yaml:3:13: cluster.joinMode: "magic": want kubeadm or tls-bootstrap`},
+		}, `inv.yaml:3:13: cluster.joinMode: "magic": want kubeadm, tls-bootstrap or cfssl`},
 		{"join mode on a master", func(t *testing.T) string {
 			return edit(t, "    address: 198.18.0.11\n", "    address: 198.18.0.11\n    joinMode: tls-bootstrap\n")
 		}, `inv.yaml:12:15: masters[0].joinMode: only workers take a join mode`},
 		{"cfssl join mode before the CA host role exists", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  joinMode: cfssl\n")
 		}, `inv.yaml:3:13: cluster.joinMode: "cfssl" needs the CA host's CFSSL API`},
+		{"cfssl options on a worker", func(t *testing.T) string {
+			return edit(t, "    address: 198.18.0.11\n", "    address: 198.18.0.11\n    cfssl: {port: 8888}\n")
+		}, `inv.yaml:12:12: masters[0].cfssl: only the ca host takes cfssl options`},
+		{"a root certificate without its key", func(t *testing.T) string {
+			return base + "ca:\n  name: ca\n  address: 198.18.0.16\n  cfssl:\n    rootCert: root.pem\n"
+		}, `inv.yaml:19:5: ca.cfssl: rootCert and rootKey go together`},
 		{"bad endpoint", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  controlPlaneEndpoint: lb.example\n")
 		},

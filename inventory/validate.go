@@ -26,6 +26,7 @@ var (
 )
 
 func (d *decoder) validate(inv *Inventory) {
+	d.hasCA = inv.CA != nil
 	d.validateCluster(inv)
 	d.validateSSH(&inv.SSH, "ssh")
 	if inv.LoadBalancer == nil {
@@ -58,6 +59,14 @@ func (d *decoder) validate(inv *Inventory) {
 		default:
 			d.errorf("ca.os", "%q is not a supported OS (linux or illumos)", inv.CA.OS)
 		}
+		if c := inv.CA.CFSSL; c != nil {
+			if c.Port != 0 && (c.Port < 1 || c.Port > 65535) {
+				d.errorf("ca.cfssl.port", "%d is not a port", c.Port)
+			}
+			if (c.RootCert == "") != (c.RootKey == "") {
+				d.errorf("ca.cfssl", "rootCert and rootKey go together: name both, or neither (fleet apply --generate-ca makes a root on the CA host)")
+			}
+		}
 	}
 	d.checkUnique(inv)
 	d.checkEndpoint(inv)
@@ -69,9 +78,11 @@ func (d *decoder) checkJoinMode(mode, path string) {
 	switch mode {
 	case "", JoinKubeadm, JoinTLSBootstrap:
 	case JoinCFSSL:
-		d.errorf(path, "%q needs the CA host's CFSSL API, which this version of fleet does not set up yet; use kubeadm or tls-bootstrap", mode)
+		if !d.hasCA {
+			d.errorf(path, "%q needs the CA host's CFSSL API: add a ca: host to the inventory", mode)
+		}
 	default:
-		d.errorf(path, "%q: want kubeadm or tls-bootstrap", mode)
+		d.errorf(path, "%q: want kubeadm, tls-bootstrap or cfssl", mode)
 	}
 }
 
@@ -149,6 +160,9 @@ func (d *decoder) validateHost(h *Host, path string) {
 		} else {
 			d.checkJoinMode(h.JoinMode, path+".joinMode")
 		}
+	}
+	if h.CFSSL != nil && h.Role != RoleCA {
+		d.errorf(path+".cfssl", "only the ca host takes cfssl options")
 	}
 	if h.Nginx != nil {
 		if h.Role != RoleLoadBalancer {

@@ -129,6 +129,9 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	if h.Role == inventory.RoleWorker && inv.JoinModeOf(h) == inventory.JoinTLSBootstrap {
 		need = []string{"kubelet"} // no kubeadm on a TLS-bootstrapped worker
 	}
+	if h.Role == inventory.RoleWorker && inv.JoinModeOf(h) == inventory.JoinCFSSL {
+		need = []string{"kubelet"} // the CA host signs its certificate
+	}
 	if h.Role == inventory.RoleLoadBalancer && inv.NginxRunAs() == inventory.NginxContainer {
 		need = []string{"docker"} // nginx comes with the image
 	}
@@ -137,8 +140,12 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 			problems = append(problems, tool+" is not installed")
 		}
 	}
-	if f.OS != "Linux" {
-		problems = append(problems, "OS is "+f.OS+", want Linux")
+	wantOS := "Linux"
+	if h.Role == inventory.RoleCA && h.OS == "illumos" {
+		wantOS = "SunOS"
+	}
+	if f.OS != wantOS {
+		problems = append(problems, "OS is "+f.OS+", want "+wantOS)
 	}
 	if skew := now.Sub(st.clock).Abs(); skew > maxSkew {
 		problems = append(problems, fmt.Sprintf("clock is %s off this machine's (limit %s)", skew.Round(time.Second), maxSkew))
@@ -153,6 +160,8 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 		// A published container port is docker-proxy's (with the
 		// userland proxy) or nobody's (iptables only).
 		busy = taken(st.listeners, []string{port}, "nginx", "docker-proxy")
+	case inventory.RoleCA: // a running API holds its own
+		busy = taken(st.listeners, []string{strconv.Itoa(inv.CFSSLPort())}, "cfssl")
 	case inventory.RoleMaster, inventory.RoleWorker: // a joined node holds its own
 		if !st.joined {
 			busy = taken(st.listeners, nodePorts[h.Role])

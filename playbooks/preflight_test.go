@@ -118,6 +118,46 @@ func TestProblemsOfContainerLB(t *testing.T) {
 	}
 }
 
+// TestProblemsOfCAHostAndCFSSLWorker: the CA host runs the OS the
+// inventory says and may hold its own API port; a cfssl worker needs only
+// the kubelet.
+func TestProblemsOfCAHostAndCFSSLWorker(t *testing.T) {
+	inv := &inventory.Inventory{Cluster: inventory.Cluster{ControlPlaneEndpoint: "198.18.0.10:6443"}}
+	now := time.Unix(1700000000, 0)
+	onOS := func(os string, tools ...string) facts.Facts {
+		f := facts.Facts{OS: os, Paths: map[string]string{}}
+		for _, t := range tools {
+			f.Paths[t] = "/usr/bin/" + t
+		}
+		return f
+	}
+	for _, tc := range []struct {
+		name string
+		host inventory.Host
+		f    facts.Facts
+		ls   []listener
+		want string
+	}{
+		{"illumos CA host on illumos", inventory.Host{Role: inventory.RoleCA, OS: "illumos"}, onOS("SunOS"), nil, ""},
+		{"illumos CA host on Linux", inventory.Host{Role: inventory.RoleCA, OS: "illumos"}, onOS("Linux"), nil, "OS is Linux, want SunOS"},
+		{"linux CA host on illumos", inventory.Host{Role: inventory.RoleCA, OS: "linux"}, onOS("SunOS"), nil, "OS is SunOS, want Linux"},
+		{"cfssl holds its port", inventory.Host{Role: inventory.RoleCA, OS: "linux"}, onOS("Linux"), []listener{{"8888", "cfssl"}}, ""},
+		{"something else holds it", inventory.Host{Role: inventory.RoleCA, OS: "linux"}, onOS("Linux"), []listener{{"8888", "python3"}}, "ports in use by something else: 8888"},
+		{"cfssl worker without kubeadm", inventory.Host{Role: inventory.RoleWorker, JoinMode: inventory.JoinCFSSL}, onOS("Linux", "kubelet"), nil, ""},
+		{"cfssl worker without the kubelet", inventory.Host{Role: inventory.RoleWorker, JoinMode: inventory.JoinCFSSL}, onOS("Linux", "kubeadm"), nil, "kubelet is not installed"},
+	} {
+		h := tc.host
+		h.Name = "h"
+		err := problemsOf(&h, tc.f, hostState{clock: now, listeners: tc.ls}, inv, 30*time.Second, now)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 func TestClusterDNS(t *testing.T) {
 	for _, tc := range []struct{ subnet, want string }{
 		{"10.96.0.0/12", "10.96.0.10"},

@@ -129,3 +129,44 @@ func TestStartScripts(t *testing.T) {
 		t.Error("a bad address was accepted")
 	}
 }
+
+// TestIllumosStartCaptured runs the illumos start script as fleet sends it,
+// with svccfg, svcadm and svcs replaced by recorders that log their
+// arguments and answer as SMF would in three states of the service: the
+// calls must be exactly the golden ones. (No illumos here: what runs is
+// the script; what is faked is only the service manager's side.)
+func TestIllumosStartCaptured(t *testing.T) {
+	p, _ := PlatformFor("SunOS")
+	script, err := p.StartScript(serve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, state := range []string{"absent", "online", "maintenance"} {
+		t.Run(state, func(t *testing.T) {
+			bin := t.TempDir()
+			log := filepath.Join(bin, "calls")
+			answer := ""
+			if state != "absent" {
+				answer = "echo " + state
+			}
+			for name, body := range map[string]string{
+				"svccfg": "",
+				"svcadm": "",
+				// svcs -H -o state FMRI: nothing (and an error) for an unknown service.
+				"svcs": "[ -n \"" + answer + "\" ] || exit 1\n" + answer,
+			} {
+				rec := "#!/bin/sh\necho \"" + name + " $*\" >> " + log + "\n" + body + "\n"
+				if err := os.WriteFile(filepath.Join(bin, name), []byte(rec), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("sh", "-c", script, "fleet-ca", p.ServiceFile)
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			calls, _ := os.ReadFile(log)
+			golden(t, "smf-calls-"+state+".txt", calls)
+		})
+	}
+}

@@ -56,6 +56,22 @@ func BootstrapKubeconfig(server string, caPEM []byte, tok Token) ([]byte, error)
 	return clientcmd.Write(*cfg)
 }
 
+// NodeKubeconfig is a kubelet's kubeconfig with its client certificate and
+// key embedded (join mode cfssl: the CA host signed the certificate). It
+// holds the key: write it 0600.
+func NodeKubeconfig(server, node string, caPEM, certPEM, keyPEM []byte) ([]byte, error) {
+	if len(caPEM) == 0 || len(certPEM) == 0 || len(keyPEM) == 0 {
+		return nil, fmt.Errorf("node kubeconfig: the CA, the certificate and the key are all required")
+	}
+	user := "system:node:" + node
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+	cfg.Contexts[user+"@kubernetes"] = &clientcmdapi.Context{Cluster: "kubernetes", AuthInfo: user}
+	cfg.CurrentContext = user + "@kubernetes"
+	return clientcmd.Write(*cfg)
+}
+
 // KubeletConfig is the kubelet's config.yaml for a node fleet starts
 // itself: clients of its API authenticate with certificates of the cluster
 // CA (clientCAFile) or tokens checked by the API server, anonymous access

@@ -85,3 +85,31 @@ func TestKubeletConfig(t *testing.T) {
 		t.Errorf("kubelet config:\n%s", raw)
 	}
 }
+
+func TestNodeKubeconfig(t *testing.T) {
+	cert, key := "-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----\n", "-----BEGIN EC PRIVATE KEY-----\nMHckey\n-----END EC PRIVATE KEY-----\n"
+	raw, err := NodeKubeconfig("https://198.18.0.10:6443", "worker3", []byte(testCA), []byte(cert), []byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.Load(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := cfg.Contexts[cfg.CurrentContext]
+	if ctx == nil || ctx.AuthInfo != "system:node:worker3" {
+		t.Fatalf("current context %+v", ctx)
+	}
+	cluster, user := cfg.Clusters[ctx.Cluster], cfg.AuthInfos[ctx.AuthInfo]
+	if cluster.Server != "https://198.18.0.10:6443" || string(cluster.CertificateAuthorityData) != testCA || cluster.InsecureSkipTLSVerify {
+		t.Errorf("cluster %+v", cluster)
+	}
+	if string(user.ClientCertificateData) != cert || string(user.ClientKeyData) != key || user.Token != "" {
+		t.Errorf("user %+v", user)
+	}
+	for _, missing := range [][3]string{{"", cert, key}, {testCA, "", key}, {testCA, cert, ""}} {
+		if _, err := NodeKubeconfig("https://x:6443", "w", []byte(missing[0]), []byte(missing[1]), []byte(missing[2])); err == nil {
+			t.Errorf("accepted a kubeconfig missing a part: %q", missing)
+		}
+	}
+}
