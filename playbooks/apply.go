@@ -24,6 +24,9 @@ type ApplyOptions struct {
 	// Exclude leaves these workers out of the run (unreachable or broken
 	// ones): the rest is built, and a later apply without it adds them.
 	Exclude []string
+	// GenerateCA lets fleet make a root CA on the CA host when it has none
+	// and the inventory names none.
+	GenerateCA bool
 }
 
 // DefaultApplyOptions are the defaults: 15-minute tokens.
@@ -140,15 +143,28 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	workers := without(namesWithRole(inv, inventory.RoleWorker), opts.Exclude)
 	nodes := append(append([]string{}, masters...), workers...)
 
+	checked := append([]string{inv.LoadBalancer.Name}, nodes...)
+	if inv.CA != nil {
+		checked = append(checked, inv.CA.Name)
+	}
 	g := steps.New()
 	g.MustAdd(steps.Step{Name: "preflight", Description: "reach every host; check OS, binaries, swap and clock skew",
-		Hosts: append([]string{inv.LoadBalancer.Name}, nodes...), ReadOnly: true, Run: a.preflight})
+		Hosts: checked, ReadOnly: true, Run: a.preflight})
 	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
 		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
 	g.MustAdd(steps.Step{Name: "loadbalancer", Description: "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)",
 		Hosts: []string{inv.LoadBalancer.Name}, After: []string{"gate"}, Check: a.lbCheck, Run: a.lbApply})
+	initAfter := []string{"loadbalancer"}
+	if inv.CA != nil {
+		g.MustAdd(steps.Step{Name: "ca-host", Description: "the CFSSL API on the CA host: signing config, auth key, root, cluster CA, OCSP signer, certdb, service",
+			Hosts: []string{inv.CA.Name}, After: []string{"gate"}, Check: s.caHostReady,
+			Run: func(ctx context.Context, h string) error { return s.setupCAHost(ctx, h, opts.GenerateCA) }})
+		g.MustAdd(steps.Step{Name: "cluster-ca", Description: "the CA host's cluster CA as ca.crt/ca.key, for kubeadm init",
+			Hosts: []string{a.first}, After: []string{"ca-host"}, Check: a.clusterCAFromCAHost, Run: a.installClusterCA})
+		initAfter = append(initAfter, "cluster-ca")
+	}
 	g.MustAdd(steps.Step{Name: "init", Description: "kubeadm init --upload-certs with controlPlaneEndpoint " + inv.Cluster.ControlPlaneEndpoint,
-		Hosts: []string{a.first}, After: []string{"loadbalancer"},
+		Hosts: []string{a.first}, After: initAfter,
 		Check: func(ctx context.Context, h string) (bool, string, error) { return initialised(ctx, s, h) }, Run: a.initFirstMaster})
 	g.MustAdd(steps.Step{Name: "credentials", Description: "a short-lived bootstrap token, certificates uploaded under a fresh key, the CA hash",
 		After: []string{"init"}, Check: a.credentialsReady, Run: a.prepareCredentials})

@@ -30,12 +30,19 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 		order = append(order, s.Name)
 	}
 	// worker1 joins by TLS bootstrapping: the RBAC bindings come before the joins.
-	want := "preflight gate loadbalancer init credentials cni join-masters distribute-ca bootstrap-rbac join-workers kubeconfig cleanup-tokens"
+	// The CA host's cluster CA is in place before kubeadm init makes the cluster with it.
+	want := "preflight gate loadbalancer ca-host cluster-ca init credentials cni join-masters distribute-ca bootstrap-rbac join-workers kubeconfig cleanup-tokens"
 	if got := strings.Join(order, " "); got != want {
 		t.Fatalf("order %s\nwant  %s", got, want)
 	}
 	if h := byName["init"].Hosts; len(h) != 1 || h[0] != "master0" {
 		t.Errorf("init on %v, want master0", h)
+	}
+	if after := byName["init"].After; !slices.Contains(after, "cluster-ca") {
+		t.Errorf("init after %v: want the CA host's cluster CA installed first", after)
+	}
+	if h := byName["ca-host"].Hosts; len(h) != 1 || h[0] != "ca" {
+		t.Errorf("ca-host on %v, want ca", h)
 	}
 	if s := byName["join-masters"]; !s.Serial || strings.Join(s.Hosts, ",") != "master1,master2" {
 		t.Errorf("join-masters %+v: want master1,master2 one at a time", s)
@@ -46,8 +53,8 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 	if after := byName["join-workers"].After; !slices.Contains(after, "bootstrap-rbac") || !slices.Contains(after, "distribute-ca") {
 		t.Errorf("join-workers after %v: want the CA copied and the bootstrap bindings made first", after)
 	}
-	if len(byName["preflight"].Hosts) != 6 || !byName["preflight"].ReadOnly {
-		t.Errorf("preflight on %v, want the 6 cluster hosts, read-only", byName["preflight"].Hosts)
+	if len(byName["preflight"].Hosts) != 7 || !byName["preflight"].ReadOnly {
+		t.Errorf("preflight on %v, want the 7 hosts (the CA host too), read-only", byName["preflight"].Hosts)
 	}
 }
 

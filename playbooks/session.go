@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetops/fleet/internal/cfssl"
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
@@ -37,6 +38,9 @@ type Session struct {
 	Pool     *exec.Pool
 	Redactor *exec.Redactor
 	opts     Options
+
+	caOnce sync.Mutex     // guards caPlat
+	caPlat cfssl.Platform // the CA host's platform, once asked
 }
 
 // keepAlive detects a dead host within three intervals during long commands.

@@ -101,8 +101,11 @@ func (a *applyRun) createBootstrapRBAC(ctx context.Context, _ string) error {
 
 // joinWorkerByMode joins a worker the way the inventory says.
 func (a *applyRun) joinWorkerByMode(ctx context.Context, host string) error {
-	if a.s.Inv.JoinModeOf(a.s.Inv.Host(host)) == inventory.JoinTLSBootstrap {
+	switch a.s.Inv.JoinModeOf(a.s.Inv.Host(host)) {
+	case inventory.JoinTLSBootstrap:
 		return a.tlsBootstrapWorker(ctx, host)
+	case inventory.JoinCFSSL:
+		return a.cfsslWorker(ctx, host)
 	}
 	return a.joinWorker(ctx, host)
 }

@@ -21,6 +21,7 @@ type applyCmd struct {
 	Kubeconfig string        `help:"Where to write the admin kubeconfig (0600). Default: <cluster>.kubeconfig beside the inventory." type:"path"`
 	TokenTTL   time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
 	Exclude    []string      `help:"Workers to leave out of this run (unreachable or broken); a later apply without it adds them." placeholder:"WORKER"`
+	GenerateCA bool          `name:"generate-ca" help:"Make a root CA on the CA host if it has none and the inventory names none (ca.cfssl.rootCert)."`
 }
 
 func (c *applyCmd) Run(ctx context.Context, g *globals) error {
@@ -33,6 +34,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	opts.TokenTTL = c.TokenTTL
 	opts.Kubeconfig = c.Kubeconfig
 	opts.Exclude = c.Exclude
+	opts.GenerateCA = c.GenerateCA
 	if opts.Kubeconfig == "" {
 		opts.Kubeconfig = filepath.Join(filepath.Dir(c.Inventory), s.Inv.Cluster.Name+".kubeconfig")
 	}

@@ -29,10 +29,11 @@ type Client struct {
 }
 
 // NewClient takes the auth key as stored: hex, as the "standard" provider
-// reads it (surrounding whitespace tolerated here, not by cfssl).
+// reads it (surrounding whitespace tolerated here, not by cfssl). An empty
+// key makes a client that can only ask (info), not sign.
 func NewClient(baseURL string, hc *http.Client, hexKey string) (*Client, error) {
 	key, err := hex.DecodeString(strings.TrimSpace(hexKey))
-	if err != nil || len(key) == 0 {
+	if err != nil || (len(key) == 0 && strings.TrimSpace(hexKey) != "") {
 		return nil, fmt.Errorf("cfssl: the auth key is not hex (%d characters)", len(hexKey))
 	}
 	if hc == nil {
@@ -117,6 +118,9 @@ type authenticatedRequest struct {
 
 // AuthSign has the CA sign csrPEM with profile; hosts become the SANs.
 func (c *Client) AuthSign(ctx context.Context, csrPEM []byte, profile string, hosts []string) ([]byte, error) {
+	if len(c.authKey) == 0 {
+		return nil, fmt.Errorf("cfssl: no auth key: this client can only ask for info")
+	}
 	inner, err := json.Marshal(signRequest{Hosts: hosts, Request: string(csrPEM), Profile: profile})
 	if err != nil {
 		return nil, err

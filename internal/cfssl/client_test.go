@@ -196,3 +196,16 @@ func TestNewClientRefusesANonHexKey(t *testing.T) {
 		t.Errorf("got %v: want an error that does not repeat the key", err)
 	}
 }
+
+func TestClientWithoutKeyOnlyAsks(t *testing.T) {
+	c, err := NewClient("http://127.0.0.1:1", nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AuthSign(context.Background(), []byte("csr"), ProfileKubelet, nil); err == nil || !strings.Contains(err.Error(), "no auth key") {
+		t.Errorf("AuthSign without a key: %v", err)
+	}
+	if _, err := NewClient("http://x", nil, "   "); err != nil {
+		t.Errorf("a blank key: %v", err)
+	}
+}

@@ -13,9 +13,9 @@ import (
 // mount namespace only. The host's folder must not lie under any of them
 // (see Up), or a mount would hide the sources of the next ones.
 var privateDirs = []string{
-	"/etc/kubernetes", "/etc/ssh", "/etc/nginx", "/etc/sudoers.d", "/etc/fleet",
+	"/etc/kubernetes", "/etc/ssh", "/etc/nginx", "/etc/sudoers.d", "/etc/fleet", "/etc/cfssl", "/etc/systemd",
 	"/root", "/home",
-	"/var/lib/etcd", "/var/lib/kubelet", "/var/lib/nginx", "/var/lib/fleet", "/var/log",
+	"/var/lib/etcd", "/var/lib/kubelet", "/var/lib/nginx", "/var/lib/fleet", "/var/lib/cfssl", "/var/log",
 	"/run", "/tmp",
 }
 

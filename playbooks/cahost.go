@@ -1,0 +1,330 @@
+package playbooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	pathpkg "path"
+	"strconv"
+	"time"
+
+	"github.com/fleetops/fleet/internal/cfssl"
+	"github.com/fleetops/fleet/internal/exec"
+)
+
+// The CA host (seed 000): the CFSSL API that signs kubelet certificates
+// with the cluster CA. The cluster CA is an intermediate under a root the
+// user supplies or fleet generates there; kubeadm init on the first master
+// uses it, so every certificate of the cluster chains to the CA host's.
+
+// caPlatform asks the CA host what it is (uname -s) and returns the paths
+// and service manager of that platform; the answer is kept for the run.
+func (s *Session) caPlatform(ctx context.Context) (cfssl.Platform, error) {
+	s.caOnce.Lock()
+	defer s.caOnce.Unlock()
+	if s.caPlat.OS != "" {
+		return s.caPlat, nil
+	}
+	res, err := s.run(ctx, s.Inv.CA.Name, "uname -s")
+	if err != nil {
+		return cfssl.Platform{}, err
+	}
+	p, err := cfssl.PlatformFor(res.Stdout)
+	if err != nil {
+		return cfssl.Platform{}, err
+	}
+	s.caPlat = p
+	return p, nil
+}
+
+// caServe is where the API listens: the CA host's inventory address.
+func (s *Session) caServe() cfssl.Serve {
+	return cfssl.Serve{Address: s.Inv.CA.Address, Port: s.Inv.CFSSLPort()}
+}
+
+func (s *Session) caURL() string {
+	return "http://" + net.JoinHostPort(s.Inv.CA.Address, strconv.Itoa(s.Inv.CFSSLPort()))
+}
+
+// caFiles are the files fleet writes to the CA host (beside the material
+// and the auth key, which it makes only once), by path.
+func (s *Session) caFiles(p cfssl.Platform) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	cfg, err := cfssl.Config(cfssl.Signing{}, p.Path(cfssl.AuthFile))
+	if err != nil {
+		return nil, err
+	}
+	files[p.Path("config.json")] = cfg
+	db, err := cfssl.DBConfig(p.Path("certdb.db"))
+	if err != nil {
+		return nil, err
+	}
+	files[p.Path("db-config.json")] = db
+	csrs, err := cfssl.CSRs(s.Inv.Cluster.Name)
+	if err != nil {
+		return nil, err
+	}
+	for name, body := range csrs {
+		files[p.Path(name)] = body
+	}
+	files[p.Path("certdb-schema.sql")] = []byte(cfssl.Schema)
+	if p.MethodFile != "" {
+		method, err := p.Method(s.caServe())
+		if err != nil {
+			return nil, err
+		}
+		manifest, err := p.Manifest()
+		if err != nil {
+			return nil, err
+		}
+		files[p.MethodFile], files[p.ServiceFile] = method, manifest
+	} else {
+		unit, err := p.Unit(s.caServe())
+		if err != nil {
+			return nil, err
+		}
+		files[p.ServiceFile] = unit
+	}
+	return files, nil
+}
+
+// caHostReady: every file is what fleet would write, the material and the
+// auth key exist, and the API answers with the host's cluster CA.
+func (s *Session) caHostReady(ctx context.Context, host string) (bool, string, error) {
+	p, err := s.caPlatform(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	files, err := s.caFiles(p)
+	if err != nil {
+		return false, "", err
+	}
+	for path, want := range files {
+		got, err := s.readFile(ctx, host, path)
+		if err != nil || !bytes.Equal(got, want) {
+			return false, "", nil
+		}
+	}
+	if ok, err := s.allExist(ctx, host, p.Path(cfssl.AuthFile), p.Path(cfssl.OCSPCert), p.Path(cfssl.CACert)); err != nil || !ok {
+		return false, "", err
+	}
+	if err := s.caAnswers(ctx, p, host); err != nil {
+		return false, "", nil
+	}
+	return true, "the CFSSL API on " + p.OS + " serves the cluster CA", nil
+}
+
+// caAnswers: /api/v1/cfssl/info returns the CA host's ca.pem.
+func (s *Session) caAnswers(ctx context.Context, p cfssl.Platform, host string) error {
+	want, err := s.readFile(ctx, host, p.Path(cfssl.CACert))
+	if err != nil {
+		return err
+	}
+	c, err := cfssl.NewClient(s.caURL(), &http.Client{Timeout: 5 * time.Second}, "")
+	if err != nil {
+		return err
+	}
+	got, err := c.Info(ctx, "")
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
+		return fmt.Errorf("the CFSSL API at %s serves another CA than %s", s.caURL(), p.Path(cfssl.CACert))
+	}
+	return nil
+}
+
+// setupCAHost writes the configuration, makes the auth key and the
+// material that are missing, and (re)starts the service.
+func (s *Session) setupCAHost(ctx context.Context, host string, generateRoot bool) error {
+	p, err := s.caPlatform(ctx)
+	if err != nil {
+		return err
+	}
+	conn, err := s.Conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	if err := conn.EnsureDir(ctx, p.ConfigDir, 0o700); err != nil {
+		return err
+	}
+	// The auth key is made once, on the first run, and kept: workers and
+	// cloud-init data of earlier runs sign with it.
+	if ok, err := s.allExist(ctx, host, p.Path(cfssl.AuthFile)); err != nil {
+		return err
+	} else if !ok {
+		key, err := cfssl.NewAuthKey()
+		if err != nil {
+			return err
+		}
+		s.Redactor.Add(key)
+		if err := conn.Upload(ctx, p.Path(cfssl.AuthFile), []byte(key), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := s.supplyRoot(ctx, host, p); err != nil {
+		return err
+	}
+	files, err := s.caFiles(p)
+	if err != nil {
+		return err
+	}
+	for path, data := range files {
+		if err := conn.EnsureDir(ctx, pathpkg.Dir(path), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o600)
+		switch path {
+		case p.ServiceFile:
+			mode = 0o644
+		case p.MethodFile:
+			mode = 0o755
+		}
+		if err := conn.Upload(ctx, path, data, mode); err != nil {
+			return err
+		}
+	}
+	generate := "no"
+	if generateRoot {
+		generate = "yes"
+	}
+	res, err := s.run(ctx, host, exec.Command("sh", "-c", p.MaterialScript(), "fleet-ca", generate, p.Path("certdb-schema.sql")))
+	switch {
+	case err != nil && res.ExitCode == cfssl.MaterialExitNoRoot:
+		return fmt.Errorf("the CA host has no root CA: name ca.cfssl.rootCert and rootKey in the inventory, or run fleet apply --generate-ca to make one on the CA host")
+	case err != nil:
+		return fmt.Errorf("make the CA material: %w", err)
+	}
+	start, err := p.StartScript(s.caServe())
+	if err != nil {
+		return err
+	}
+	if _, err := s.run(ctx, host, exec.Command("sh", "-c", start, "fleet-ca", p.ServiceFile)); err != nil {
+		return fmt.Errorf("start the CFSSL API: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.caAnswers(ctx, p, host)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the CFSSL API does not answer at %s: %w", s.caURL(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// supplyRoot uploads the user's root (from the inventory) when the CA host
+// has none; a CA host with another root is an error: fleet does not
+// replace a CA under a running cluster.
+func (s *Session) supplyRoot(ctx context.Context, host string, p cfssl.Platform) error {
+	c := s.Inv.CA.CFSSL
+	if c == nil || c.RootCert == "" {
+		return nil
+	}
+	cert, err := os.ReadFile(c.RootCert)
+	if err != nil {
+		return fmt.Errorf("ca.cfssl.rootCert: %w", err)
+	}
+	fi, err := os.Stat(c.RootKey)
+	if err != nil {
+		return fmt.Errorf("ca.cfssl.rootKey: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("ca.cfssl.rootKey %s is readable by others (mode %v): chmod 600 it", c.RootKey, fi.Mode().Perm())
+	}
+	have, err := s.run(ctx, host, exec.Command("cat", p.Path(cfssl.RootCert))+" 2>/dev/null || true")
+	if err != nil {
+		return err
+	}
+	switch {
+	case have.Stdout == string(cert):
+		return nil
+	case have.Stdout != "":
+		return fmt.Errorf("the CA host already has another root in %s; fleet does not replace a CA (remove it there by hand if you mean to)", p.Path(cfssl.RootCert))
+	}
+	key, err := os.ReadFile(c.RootKey)
+	if err != nil {
+		return fmt.Errorf("ca.cfssl.rootKey: %w", err)
+	}
+	s.addSecretPEM(key)
+	conn, err := s.Conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	if err := conn.Upload(ctx, p.Path(cfssl.RootKey), key, 0o600); err != nil {
+		return err
+	}
+	return conn.Upload(ctx, p.Path(cfssl.RootCert), cert, 0o644)
+}
+
+// addSecretPEM keeps a private key out of every output: as it is, and
+// base64-encoded as kubeconfigs embed it.
+func (s *Session) addSecretPEM(pemKey []byte) {
+	s.Redactor.Add(string(bytes.TrimSpace(pemKey)), base64.StdEncoding.EncodeToString(pemKey))
+}
+
+// clusterCAFromCAHost: the first master's ca.crt is the CA host's.
+func (a *applyRun) clusterCAFromCAHost(ctx context.Context, host string) (bool, string, error) {
+	p, err := a.s.caPlatform(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	want, err := a.s.readFile(ctx, a.s.Inv.CA.Name, p.Path(cfssl.CACert))
+	if err != nil {
+		return false, "", err
+	}
+	have, err := a.s.run(ctx, host, exec.Command("cat", caCert)+" 2>/dev/null || true")
+	if err != nil {
+		return false, "", err
+	}
+	if have.Stdout == string(want) {
+		return true, "ca.crt is the CA host's cluster CA", nil
+	}
+	return false, "", nil
+}
+
+// installClusterCA puts the CA host's cluster CA where kubeadm init finds
+// it. An initialised master with another CA is left alone: replacing a
+// running cluster's CA would cut every node off.
+func (a *applyRun) installClusterCA(ctx context.Context, host string) error {
+	if done, _, err := initialised(ctx, a.s, host); err != nil {
+		return err
+	} else if done {
+		return fmt.Errorf("the cluster on %s was made with another CA than the CA host's; fleet does not replace a running cluster's CA (reset the cluster, or remove ca: from the inventory)", host)
+	}
+	p, err := a.s.caPlatform(ctx)
+	if err != nil {
+		return err
+	}
+	ca := a.s.Inv.CA.Name
+	cert, err := a.s.readFile(ctx, ca, p.Path(cfssl.CACert))
+	if err != nil {
+		return err
+	}
+	key, err := a.s.readFile(ctx, ca, p.Path(cfssl.CAKey))
+	if err != nil {
+		return err
+	}
+	a.s.addSecretPEM(key)
+	conn, err := a.s.Conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	if err := conn.EnsureDir(ctx, "/etc/kubernetes/pki", 0o755); err != nil {
+		return err
+	}
+	if err := conn.Upload(ctx, "/etc/kubernetes/pki/ca.key", key, 0o600); err != nil {
+		return err
+	}
+	return conn.Upload(ctx, caCert, cert, 0o644)
+}

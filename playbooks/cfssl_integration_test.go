@@ -1,0 +1,224 @@
+package playbooks_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/fleetops/fleet/internal/cfssl"
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+// TestCFSSLJoin: the CA host of seed 000 on the real test bed. fleet sets
+// the CFSSL API up on it (root only with --generate-ca), kubeadm init makes
+// the cluster with the CA host's cluster CA, and a worker with no kubeadm
+// joins with a certificate the CA host signed by authenticated remote
+// signing: Ready, the subject and SANs as specified, recorded in the
+// sqlite certdb. No key leaks into the output; a second apply changes
+// nothing; a dead API is started again by the next apply.
+func TestCFSSLJoin(t *testing.T) {
+	sim.Need(t, cluster)
+	topo := sim.Topology{ID: "cf", Subnet: 25, Hosts: []sim.HostSpec{
+		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "worker0", Role: "worker"}, {Name: "ca", Role: "ca"}}}
+	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
+	if topo.Tools == "" {
+		topo.Tools = "/var/cache/fleet-sim/layer"
+	}
+	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/cf", topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Exec("worker0", "rm", "-f", "/usr/bin/kubeadm"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte("\ncluster:\n"), []byte("\ncluster:\n  joinMode: cfssl\n"), 1)
+	if err := os.WriteFile(c.Inventory, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Load(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := playbooks.DefaultApplyOptions()
+	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
+	var everything bytes.Buffer // every byte the runs showed
+	apply := func(o playbooks.ApplyOptions) (*steps.Report, error) {
+		t.Helper()
+		var out output
+		s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: out.event})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		report, err := playbooks.Apply(context.Background(), s, o)
+		everything.WriteString(out.buf.String())
+		if err != nil {
+			everything.WriteString(err.Error())
+		}
+		return report, err
+	}
+	caDir := filepath.Join(c.Host("ca").Dir, "etc/cfssl")
+
+	// No root and no leave to make one: stopped before kubeadm init.
+	if _, err := apply(opts); err == nil || !strings.Contains(err.Error(), "--generate-ca") {
+		t.Fatalf("apply without a root: %v, want a pointer to --generate-ca", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.Host("master0").Dir, "etc/kubernetes/admin.conf")); err == nil {
+		t.Fatal("kubeadm init ran without the CA host's CA")
+	}
+
+	opts.GenerateCA = true
+	report, err := apply(opts)
+	if err != nil {
+		t.Fatalf("apply --generate-ca: %v\n%s", err, everything.String())
+	}
+	for _, step := range []string{"ca-host", "cluster-ca", "init", "join-workers"} {
+		if !ran(report, step) {
+			t.Errorf("step %s did not run", step)
+		}
+	}
+
+	// The cluster's CA is the CA host's, and the API serves it.
+	caPEM, err := os.ReadFile(filepath.Join(caDir, cfssl.CACert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterCA, _ := os.ReadFile(filepath.Join(c.Host("master0").Dir, "etc/kubernetes/pki/ca.crt"))
+	if !bytes.Equal(caPEM, clusterCA) {
+		t.Error("master0's ca.crt is not the CA host's cluster CA")
+	}
+	client, err := cfssl.NewClient("http://"+c.Host("ca").Address+":8888", &http.Client{Timeout: 5 * time.Second}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := client.Info(context.Background(), "")
+	if err != nil || !bytes.Equal(bytes.TrimSpace(info), bytes.TrimSpace(caPEM)) {
+		t.Errorf("info: %v, CA served matches: %v", err, bytes.Equal(bytes.TrimSpace(info), bytes.TrimSpace(caPEM)))
+	}
+	if resp, err := http.Post("http://"+c.Host("ca").Address+":8888/api/v1/cfssl/sign", "application/json", strings.NewReader(`{"certificate_request":"x"}`)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("the CA host signs without authentication")
+		}
+	}
+
+	// The worker's certificate: subject, SANs, chain, certdb.
+	kubeletConf := filepath.Join(c.Host("worker0").Dir, "etc/kubernetes/kubelet.conf")
+	if fi, err := os.Stat(kubeletConf); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("worker0 kubelet.conf: %v %v, want 0600", err, fi)
+	}
+	cfg, err := clientcmd.LoadFromFile(kubeletConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := cfg.AuthInfos[cfg.Contexts[cfg.CurrentContext].AuthInfo]
+	block, _ := pem.Decode(user.ClientCertificateData)
+	if block == nil {
+		t.Fatal("no client certificate in worker0's kubelet.conf")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Subject.CommonName != "system:node:worker0" || !slices.Equal(cert.Subject.Organization, []string{"system:nodes"}) {
+		t.Errorf("subject %v", cert.Subject)
+	}
+	if !slices.Equal(cert.DNSNames, []string{"worker0"}) || len(cert.IPAddresses) != 1 || cert.IPAddresses[0].String() != c.Host("worker0").Address {
+		t.Errorf("SANs %v %v", cert.DNSNames, cert.IPAddresses)
+	}
+	caBlock, _ := pem.Decode(caPEM)
+	ca, _ := x509.ParseCertificate(caBlock.Bytes)
+	if err := cert.CheckSignatureFrom(ca); err != nil {
+		t.Errorf("worker0's certificate is not signed by the cluster CA: %v", err)
+	}
+	if out, err := c.Exec("ca", "sqlite3", "/var/lib/cfssl/certdb.db", "SELECT common_name, status FROM certificates WHERE common_name = 'system:node:worker0'"); err != nil || strings.TrimSpace(string(out)) != "system:node:worker0|good" {
+		t.Errorf("certdb: %q %v", out, err)
+	}
+	if out, _ := c.Exec("worker0", "sh", "-c", "command -v kubeadm || echo none"); strings.TrimSpace(string(out)) != "none" {
+		t.Errorf("kubeadm on worker0: %s", out)
+	}
+
+	// Secrets: 0600 on the CA host, never in the output.
+	authKey, err := os.ReadFile(filepath.Join(caDir, cfssl.AuthFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{cfssl.AuthFile, cfssl.RootKey, cfssl.CAKey, "ocsp-key.pem"} {
+		if fi, err := os.Stat(filepath.Join(caDir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want 0600", f, err, fi)
+		}
+	}
+	caKey, _ := os.ReadFile(filepath.Join(caDir, cfssl.CAKey))
+	for name, secret := range map[string]string{"auth key": strings.TrimSpace(string(authKey)), "cluster CA key": keyBody(caKey), "worker key": keyBody(user.ClientKeyData)} {
+		if secret == "" || strings.Contains(everything.String(), secret) {
+			t.Errorf("the %s appears in the output (or is empty)", name)
+		}
+	}
+
+	t.Run("second apply changes nothing", func(t *testing.T) {
+		report, err := apply(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if report.Changed() {
+			t.Errorf("changed: %+v", report.Changes())
+		}
+	})
+
+	t.Run("a dead API is started again", func(t *testing.T) {
+		if _, err := c.Exec("ca", "sh", "-c", "kill $(cat "+cfssl.NoInitPidFile+")"); err != nil {
+			t.Fatal(err)
+		}
+		report, err := apply(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ran(report, "ca-host") || ran(report, "init") {
+			t.Errorf("want only the CA host's service started again: %+v", report.Changes())
+		}
+		if _, err := client.Info(context.Background(), ""); err != nil {
+			t.Errorf("the API does not answer after the apply: %v", err)
+		}
+		if again, _ := os.ReadFile(filepath.Join(caDir, cfssl.CACert)); !bytes.Equal(again, caPEM) {
+			t.Error("the cluster CA was replaced")
+		}
+	})
+}
+
+// ran: the step changed something on some host in this run.
+func ran(r *steps.Report, step string) bool {
+	for _, e := range r.Events {
+		if e.Step == step && e.Kind == steps.Succeeded && !e.ReadOnly {
+			return true
+		}
+	}
+	return false
+}
+
+// keyBody is a PEM key's base64 body on one line: what a leak would show.
+func keyBody(p []byte) string {
+	block, _ := pem.Decode(p)
+	if block == nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(block.Bytes)[:48]
+}

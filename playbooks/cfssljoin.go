@@ -1,0 +1,158 @@
+package playbooks
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fleetops/fleet/internal/cfssl"
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/kubeadm"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// Join mode cfssl (seed 000): the worker's kubelet authenticates with a
+// certificate the CA host signed. fleet acts from the operator's machine:
+// it asks the CFSSL API for the CA (info), makes the node's key and CSR
+// (CN system:node:<name>, O system:nodes, SANs = name and address), has it
+// signed by authenticated remote signing (authsign, HMAC with the CA
+// host's auth key, which never appears in output), writes the kubelet's
+// kubeconfig with both embedded, and starts the kubelet.
+
+// cfsslNodeRegisterTimeout bounds the wait for the kubelet's Node object.
+const cfsslNodeRegisterTimeout = 3 * time.Minute
+
+// cfsslClient returns a client of the CA host's API with its auth key,
+// read from the CA host (0600 there) and kept out of every output.
+func (a *applyRun) cfsslClient(ctx context.Context) (*cfssl.Client, error) {
+	p, err := a.s.caPlatform(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key, err := a.s.readFile(ctx, a.s.Inv.CA.Name, p.Path(cfssl.AuthFile))
+	if err != nil {
+		return nil, fmt.Errorf("read the CA host's auth key: %w", err)
+	}
+	hexKey := strings.TrimSpace(string(key))
+	a.s.Redactor.Add(hexKey)
+	return cfssl.NewClient(a.s.caURL(), &http.Client{Timeout: 30 * time.Second}, hexKey)
+}
+
+// cfsslWorker joins one worker with a certificate from the CA host.
+func (a *applyRun) cfsslWorker(ctx context.Context, host string) error {
+	w := a.s.Inv.Host(host)
+	client, err := a.cfsslClient(ctx)
+	if err != nil {
+		return err
+	}
+	caPEM, err := client.Info(ctx, "")
+	if err != nil {
+		return fmt.Errorf("CFSSL info: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+	a.s.addSecretPEM(keyPEM)
+	csr, hosts, err := cfssl.NodeCSR(w.Name, []string{w.Address}, key)
+	if err != nil {
+		return err
+	}
+	certPEM, err := client.AuthSign(ctx, csr, cfssl.ProfileKubelet, hosts)
+	if err != nil {
+		return fmt.Errorf("CFSSL authsign of system:node:%s: %w", w.Name, err)
+	}
+	kubeconfig, err := kubeadm.NodeKubeconfig("https://"+a.s.Inv.Cluster.ControlPlaneEndpoint, w.Name, caPEM, certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+	dns, err := clusterDNS(a.s.Inv.Cluster.ServiceSubnet)
+	if err != nil {
+		return err
+	}
+	kcfg, err := kubeadm.KubeletConfig(caCert, dns, "cluster.local")
+	if err != nil {
+		return err
+	}
+	flags := fmt.Sprintf("KUBELET_KUBEADM_ARGS=%s\n", exec.Quote("--node-ip="+w.Address+" --hostname-override="+w.Name))
+	conn, err := a.s.Conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{"/var/lib/kubelet", "/etc/systemd/system/kubelet.service.d", "/etc/kubernetes/pki"} {
+		if err := conn.EnsureDir(ctx, d, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{caCert, caPEM, 0o644},
+		{kubeletConfigFile, kcfg, 0o644},
+		{kubeletFlagsFile, []byte(flags), 0o644},
+		{kubeletDropIn, []byte(kubeletUnitDropIn), 0o644},
+		{kubeletConf, kubeconfig, 0o600}, // last: the kubelet starts on it
+	} {
+		if err := conn.Upload(ctx, f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	if _, err := a.s.run(ctx, host, startKubelet); err != nil {
+		return fmt.Errorf("start the kubelet: %w", err)
+	}
+	return a.waitNodeRegistered(ctx, host)
+}
+
+// waitNodeRegistered waits until the kubelet has made its Node object: it
+// logged in with the CA host's certificate.
+func (a *applyRun) waitNodeRegistered(ctx context.Context, host string) error {
+	client, err := a.ensureClient(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfsslNodeRegisterTimeout)
+	defer cancel()
+	for {
+		_, err := client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsNotFound(err) && ctx.Err() == nil {
+			return fmt.Errorf("look up Node %s: %w", host, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the kubelet did not register Node %s in %s with the CA host's certificate: see its log on the host", host, cfsslNodeRegisterTimeout)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// cfsslWorkers are the workers among hosts that join with the CA host.
+func cfsslWorkers(inv *inventory.Inventory, hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		if host := inv.Host(h); host != nil && host.Role == inventory.RoleWorker && inv.JoinModeOf(host) == inventory.JoinCFSSL {
+			out = append(out, h)
+		}
+	}
+	return out
+}
