@@ -39,15 +39,16 @@ func DefaultApplyOptions() ApplyOptions {
 const workerJoinParallelism = 10
 
 // applyRun is the state one apply shares between its steps: the secrets it
-// made, and what it learned. It needs no lock: a step only writes fields
-// that later steps read, and the engine starts a step after its
-// dependencies have finished (the parallel joins only read).
+// made, and what it learned. A step only writes fields that later steps
+// read, and the engine starts a step after its dependencies have finished;
+// the one exception is the token, which a join may replace (tokenMu).
 type applyRun struct {
 	s     *Session
 	opts  ApplyOptions
 	first string   // the master kubeadm init runs on (join: an initialised one)
 	only  []string // join: the nodes named; apply: empty, every node
 
+	tokenMu        sync.Mutex // guards token once the joins run in parallel
 	token          kubeadm.Token
 	certKey        string
 	tokenCreated   bool // this run has its token (made by init or token create)

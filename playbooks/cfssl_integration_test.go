@@ -33,7 +33,7 @@ import (
 func TestCFSSLJoin(t *testing.T) {
 	sim.Need(t, cluster)
 	topo := sim.Topology{ID: "cf", Subnet: 25, Hosts: []sim.HostSpec{
-		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "worker0", Role: "worker"}, {Name: "ca", Role: "ca"}}}
+		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "worker0", Role: "worker"}, {Name: "worker1", Role: "worker"}, {Name: "ca", Role: "ca"}}}
 	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
 	if topo.Tools == "" {
 		topo.Tools = "/var/cache/fleet-sim/layer"
@@ -60,7 +60,8 @@ func TestCFSSLJoin(t *testing.T) {
 	}
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
-	var everything bytes.Buffer // every byte the runs showed
+	opts.Exclude = []string{"worker1"} // joins later, by cloud-init
+	var everything bytes.Buffer        // every byte the runs showed
 	apply := func(o playbooks.ApplyOptions) (*steps.Report, error) {
 		t.Helper()
 		var out output
@@ -181,6 +182,16 @@ func TestCFSSLJoin(t *testing.T) {
 		}
 		if report.Changed() {
 			t.Errorf("changed: %+v", report.Changes())
+		}
+	})
+
+	t.Run("cloud-init user-data joins a fresh worker with a CA-host certificate", func(t *testing.T) {
+		doc := cloudInitJoins(t, c, inv, opts.Kubeconfig, "worker1", strings.TrimSpace(string(authKey)), keyBody(caKey))
+		if !strings.Contains(string(doc), "client-certificate-data") {
+			t.Errorf("a cfssl-mode user-data without the signed certificate:\n%s", firstLine(string(doc)))
+		}
+		if out, err := c.Exec("ca", "sqlite3", "/var/lib/cfssl/certdb.db", "SELECT count(*) FROM certificates WHERE common_name = 'system:node:worker1'"); err != nil || strings.TrimSpace(string(out)) != "1" {
+			t.Errorf("certdb rows for worker1: %q %v", out, err)
 		}
 	})
 

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetops/fleet/internal/cfssl"
-	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/kubeadm"
 	"github.com/fleetops/fleet/inventory"
 )
@@ -35,85 +33,28 @@ const cfsslNodeRegisterTimeout = 3 * time.Minute
 
 // cfsslClient returns a client of the CA host's API with its auth key,
 // read from the CA host (0600 there) and kept out of every output.
-func (a *applyRun) cfsslClient(ctx context.Context) (*cfssl.Client, error) {
-	p, err := a.s.caPlatform(ctx)
+func (s *Session) cfsslClient(ctx context.Context) (*cfssl.Client, error) {
+	p, err := s.caPlatform(ctx)
 	if err != nil {
 		return nil, err
 	}
-	key, err := a.s.readFile(ctx, a.s.Inv.CA.Name, p.Path(cfssl.AuthFile))
+	key, err := s.readFile(ctx, s.Inv.CA.Name, p.Path(cfssl.AuthFile))
 	if err != nil {
 		return nil, fmt.Errorf("read the CA host's auth key: %w", err)
 	}
 	hexKey := strings.TrimSpace(string(key))
-	a.s.Redactor.Add(hexKey)
-	return cfssl.NewClient(a.s.caURL(), &http.Client{Timeout: 30 * time.Second}, hexKey)
+	s.Redactor.Add(hexKey)
+	return cfssl.NewClient(s.caURL(), &http.Client{Timeout: 30 * time.Second}, hexKey)
 }
 
 // cfsslWorker joins one worker with a certificate from the CA host.
 func (a *applyRun) cfsslWorker(ctx context.Context, host string) error {
-	w := a.s.Inv.Host(host)
-	client, err := a.cfsslClient(ctx)
+	files, err := a.s.cfsslKubeletFiles(ctx, a.s.Inv.Host(host))
 	if err != nil {
 		return err
 	}
-	caPEM, err := client.Info(ctx, "")
-	if err != nil {
-		return fmt.Errorf("CFSSL info: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	if err := a.s.uploadAll(ctx, host, files); err != nil {
 		return err
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
-	a.s.addSecretPEM(keyPEM)
-	csr, hosts, err := cfssl.NodeCSR(w.Name, []string{w.Address}, key)
-	if err != nil {
-		return err
-	}
-	certPEM, err := client.AuthSign(ctx, csr, cfssl.ProfileKubelet, hosts)
-	if err != nil {
-		return fmt.Errorf("CFSSL authsign of system:node:%s: %w", w.Name, err)
-	}
-	kubeconfig, err := kubeadm.NodeKubeconfig("https://"+a.s.Inv.Cluster.ControlPlaneEndpoint, w.Name, caPEM, certPEM, keyPEM)
-	if err != nil {
-		return err
-	}
-	dns, err := clusterDNS(a.s.Inv.Cluster.ServiceSubnet)
-	if err != nil {
-		return err
-	}
-	kcfg, err := kubeadm.KubeletConfig(caCert, dns, "cluster.local")
-	if err != nil {
-		return err
-	}
-	flags := fmt.Sprintf("KUBELET_KUBEADM_ARGS=%s\n", exec.Quote("--node-ip="+w.Address+" --hostname-override="+w.Name))
-	conn, err := a.s.Conn(ctx, host)
-	if err != nil {
-		return err
-	}
-	for _, d := range []string{"/var/lib/kubelet", "/etc/systemd/system/kubelet.service.d", "/etc/kubernetes/pki"} {
-		if err := conn.EnsureDir(ctx, d, 0o755); err != nil {
-			return err
-		}
-	}
-	for _, f := range []struct {
-		path string
-		data []byte
-		mode os.FileMode
-	}{
-		{caCert, caPEM, 0o644},
-		{kubeletConfigFile, kcfg, 0o644},
-		{kubeletFlagsFile, []byte(flags), 0o644},
-		{kubeletDropIn, []byte(kubeletUnitDropIn), 0o644},
-		{kubeletConf, kubeconfig, 0o600}, // last: the kubelet starts on it
-	} {
-		if err := conn.Upload(ctx, f.path, f.data, f.mode); err != nil {
-			return err
-		}
 	}
 	if _, err := a.s.run(ctx, host, startKubelet); err != nil {
 		return fmt.Errorf("start the kubelet: %w", err)
@@ -155,4 +96,41 @@ func cfsslWorkers(inv *inventory.Inventory, hosts []string) []string {
 		}
 	}
 	return out
+}
+
+// cfsslKubeletFiles has the CA host sign a new key for worker w and returns
+// the kubelet's files with the certificate and key embedded in its
+// kubeconfig.
+func (s *Session) cfsslKubeletFiles(ctx context.Context, w *inventory.Host) ([]remoteFile, error) {
+	client, err := s.cfsslClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := client.Info(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("CFSSL info: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+	s.addSecretPEM(keyPEM)
+	csr, hosts, err := cfssl.NodeCSR(w.Name, []string{w.Address}, key)
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := client.AuthSign(ctx, csr, cfssl.ProfileKubelet, hosts)
+	if err != nil {
+		return nil, fmt.Errorf("CFSSL authsign of system:node:%s: %w", w.Name, err)
+	}
+	kubeconfig, err := kubeadm.NodeKubeconfig("https://"+s.Inv.Cluster.ControlPlaneEndpoint, w.Name, caPEM, certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return kubeletFiles(s.Inv, w, caPEM, kubeletConf, kubeconfig)
 }

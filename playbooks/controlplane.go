@@ -213,7 +213,11 @@ func (a *applyRun) joinMaster(ctx context.Context, host string) error {
 	if err := a.ensureCertsUploaded(ctx); err != nil {
 		return err
 	}
-	cfg, err := kubeadm.JoinConfig(clusterOf(a.s.Inv), kubeadm.Node{Name: m.Name, AdvertiseAddress: m.Address}, a.token, a.caHash, a.certKey)
+	tok, err := a.validToken(ctx)
+	if err != nil {
+		return err
+	}
+	cfg, err := kubeadm.JoinConfig(clusterOf(a.s.Inv), kubeadm.Node{Name: m.Name, AdvertiseAddress: m.Address}, tok, a.caHash, a.certKey)
 	if err != nil {
 		return err
 	}

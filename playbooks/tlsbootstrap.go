@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -99,71 +100,122 @@ func (a *applyRun) createBootstrapRBAC(ctx context.Context, _ string) error {
 	return nil
 }
 
-// joinWorkerByMode joins a worker the way the inventory says.
+// joinWorkerByMode joins a worker the way the inventory says, once the
+// API answers through the load balancer: a join against a dead endpoint
+// would only fail after kubeadm's minutes of discovery retries.
 func (a *applyRun) joinWorkerByMode(ctx context.Context, host string) error {
+	endpoint := a.s.Inv.Cluster.ControlPlaneEndpoint
+	lbHint := func(err error) error {
+		return fmt.Errorf("not joined: %w; check nginx on %s (the next fleet apply starts it again)", err, a.s.Inv.LoadBalancer.Name)
+	}
+	if err := waitTCP(ctx, endpoint, 10*time.Second); err != nil {
+		return lbHint(err)
+	}
+	var err error
 	switch a.s.Inv.JoinModeOf(a.s.Inv.Host(host)) {
 	case inventory.JoinTLSBootstrap:
-		return a.tlsBootstrapWorker(ctx, host)
+		err = a.tlsBootstrapWorker(ctx, host)
 	case inventory.JoinCFSSL:
-		return a.cfsslWorker(ctx, host)
+		err = a.cfsslWorker(ctx, host)
+	default:
+		err = a.joinWorker(ctx, host)
 	}
-	return a.joinWorker(ctx, host)
+	// The endpoint may have died during the join: say so, not only what
+	// the join tripped over.
+	if err != nil && ctx.Err() == nil {
+		if down := waitTCP(ctx, endpoint, time.Second); down != nil {
+			return lbHint(fmt.Errorf("%w (and now: %v)", err, down))
+		}
+	}
+	return err
 }
 
 // tlsBootstrapWorker writes the kubelet's files, starts it, and waits until
 // its CSR is approved and issued and the certificate is in place; then the
 // bootstrap kubeconfig, which holds the token, goes.
 func (a *applyRun) tlsBootstrapWorker(ctx context.Context, host string) error {
-	w := a.s.Inv.Host(host)
-	boot, err := kubeadm.BootstrapKubeconfig("https://"+a.s.Inv.Cluster.ControlPlaneEndpoint, a.caPEM, a.token)
+	tok, err := a.validToken(ctx)
 	if err != nil {
 		return err
 	}
-	dns, err := clusterDNS(a.s.Inv.Cluster.ServiceSubnet)
+	boot, err := kubeadm.BootstrapKubeconfig("https://"+a.s.Inv.Cluster.ControlPlaneEndpoint, a.caPEM, tok)
 	if err != nil {
 		return err
 	}
-	kcfg, err := kubeadm.KubeletConfig(caCert, dns, "cluster.local")
+	files, err := kubeletFiles(a.s.Inv, a.s.Inv.Host(host), nil, bootstrapKubeconfig, boot)
 	if err != nil {
 		return err
 	}
-	flags := fmt.Sprintf("KUBELET_KUBEADM_ARGS=%s\n", exec.Quote("--node-ip="+w.Address+" --hostname-override="+w.Name))
-	conn, err := a.s.Conn(ctx, host)
-	if err != nil {
+	if err := a.s.uploadAll(ctx, host, files); err != nil {
 		return err
-	}
-	for _, d := range []string{"/var/lib/kubelet", "/etc/systemd/system/kubelet.service.d"} {
-		if err := conn.EnsureDir(ctx, d, 0o755); err != nil {
-			return err
-		}
-	}
-	for _, f := range []struct {
-		path string
-		data []byte
-		mode os.FileMode
-	}{
-		{kubeletConfigFile, kcfg, 0o644},
-		{kubeletFlagsFile, []byte(flags), 0o644},
-		{kubeletDropIn, []byte(kubeletUnitDropIn), 0o644},
-		{bootstrapKubeconfig, boot, 0o600}, // last: the kubelet starts on it
-	} {
-		if err := conn.Upload(ctx, f.path, f.data, f.mode); err != nil {
-			return err
-		}
 	}
 	if _, err := a.s.run(ctx, host, startKubelet); err != nil {
 		return fmt.Errorf("start the kubelet: %w", err)
 	}
-	if err := a.waitNodeCertificate(ctx, host); err != nil {
+	if err := a.waitNodeCertificate(ctx, host, tok.ID); err != nil {
 		return err
 	}
 	_, err = a.s.run(ctx, host, exec.Command("rm", "-f", bootstrapKubeconfig))
 	return err
 }
 
+// remoteFile is a file fleet writes on a host.
+type remoteFile struct {
+	path string
+	data []byte
+	mode os.FileMode
+}
+
+// kubeletFiles are the files of a kubelet fleet starts itself (join modes
+// tls-bootstrap and cfssl): ca.crt when given, its config (x509 client CA
+// authentication), flags and systemd drop-in, and last the kubeconfig it
+// starts on (the bootstrap one, or its own), 0600.
+func kubeletFiles(inv *inventory.Inventory, w *inventory.Host, caPEM []byte, kubeconfigPath string, kubeconfig []byte) ([]remoteFile, error) {
+	dns, err := clusterDNS(inv.Cluster.ServiceSubnet)
+	if err != nil {
+		return nil, err
+	}
+	kcfg, err := kubeadm.KubeletConfig(caCert, dns, "cluster.local")
+	if err != nil {
+		return nil, err
+	}
+	flags := fmt.Sprintf("KUBELET_KUBEADM_ARGS=%s\n", exec.Quote("--node-ip="+w.Address+" --hostname-override="+w.Name))
+	var files []remoteFile
+	if caPEM != nil {
+		files = append(files, remoteFile{caCert, caPEM, 0o644})
+	}
+	return append(files,
+		remoteFile{kubeletConfigFile, kcfg, 0o644},
+		remoteFile{kubeletFlagsFile, []byte(flags), 0o644},
+		remoteFile{kubeletDropIn, []byte(kubeletUnitDropIn), 0o644},
+		remoteFile{kubeconfigPath, kubeconfig, 0o600}, // last: the kubelet starts on it
+	), nil
+}
+
+// uploadAll writes the files in order, making their folders first.
+func (s *Session) uploadAll(ctx context.Context, host string, files []remoteFile) error {
+	conn, err := s.Conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	made := map[string]bool{}
+	for _, f := range files {
+		if dir := path.Dir(f.path); !made[dir] {
+			if err := conn.EnsureDir(ctx, dir, 0o755); err != nil {
+				return err
+			}
+			made[dir] = true
+		}
+		if err := conn.Upload(ctx, f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // waitNodeCertificate waits until the node's CSR, made with this run's
 // token, is Approved and Issued and the kubelet wrote kubelet.conf.
-func (a *applyRun) waitNodeCertificate(ctx context.Context, host string) error {
+func (a *applyRun) waitNodeCertificate(ctx context.Context, host, tokenID string) error {
 	client, err := a.ensureClient(ctx)
 	if err != nil {
 		return err
@@ -176,7 +228,7 @@ func (a *applyRun) waitNodeCertificate(ctx context.Context, host string) error {
 		if err == nil {
 			state = "no CSR from the node's kubelet yet"
 			for i := range csrs.Items {
-				if csrFor(&csrs.Items[i], host, a.token.ID) {
+				if csrFor(&csrs.Items[i], host, tokenID) {
 					state = csrState(&csrs.Items[i])
 				}
 			}

@@ -25,7 +25,7 @@ import (
 // apply changes nothing and leaves exactly one set of bindings.
 func TestTLSBootstrapJoin(t *testing.T) {
 	sim.Need(t, cluster)
-	topo := sim.Sized("tb", 23, 3, 1) // lb, master0, worker0
+	topo := sim.Sized("tb", 23, 4, 1) // lb, master0, worker0; worker1 joins later by cloud-init
 	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
 	if topo.Tools == "" {
 		topo.Tools = "/var/cache/fleet-sim/layer"
@@ -46,6 +46,8 @@ func TestTLSBootstrapJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw = bytes.Replace(raw, []byte("\ncluster:\n"), []byte("\ncluster:\n  joinMode: tls-bootstrap\n"), 1)
+	w1 := "  - name: worker1\n    address: " + c.Host("worker1").Address + "\n"
+	raw = bytes.Replace(raw, []byte(w1), []byte(w1+"    joinMode: kubeadm\n"), 1) // a per-worker override
 	if err := os.WriteFile(c.Inventory, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +60,7 @@ func TestTLSBootstrapJoin(t *testing.T) {
 	}
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
+	opts.Exclude = []string{"worker1"}
 	apply := func() *steps.Report {
 		t.Helper()
 		var out output
@@ -136,4 +139,17 @@ func TestTLSBootstrapJoin(t *testing.T) {
 	if len(bindings.Items) != 3 {
 		t.Errorf("%d fleet ClusterRoleBindings after two applies, want 3", len(bindings.Items))
 	}
+
+	t.Run("cloud-init user-data joins a fresh worker with kubeadm", func(t *testing.T) {
+		if inv.JoinModeOf(inv.Host("worker1")) != inventory.JoinKubeadm {
+			t.Fatal("the worker1 override did not take")
+		}
+		doc := cloudInitJoins(t, c, inv, opts.Kubeconfig, "worker1")
+		if !strings.Contains(string(doc), "kubeadm") || !strings.Contains(string(doc), "caCertHashes") {
+			t.Errorf("a kubeadm-mode user-data without a kubeadm join pinned by the CA hash:\n%s", doc)
+		}
+		if _, err := os.Stat(filepath.Join(c.Host("worker1").Dir, "etc/kubernetes/fleet-join.yaml")); !os.IsNotExist(err) {
+			t.Errorf("the join configuration (it holds the token) is still on worker1: %v", err)
+		}
+	})
 }

@@ -23,13 +23,16 @@ const (
 	tokenUsageSigning       = "usage-bootstrap-signing"
 )
 
+// BootstrapSecretName is the name of the Secret of token id in kube-system.
+func BootstrapSecretName(id string) string { return bootstrapSecretPrefix + id }
+
 // BootstrapSecret is the Secret that makes tok valid until now+ttl, for
 // authentication (kubelet TLS bootstrap) and for signing cluster-info
 // (kubeadm join's discovery), in kubeadm's default node group, whose RBAC
 // kubeadm init sets up.
 func BootstrapSecret(tok Token, ttl time.Duration, now time.Time, description string) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: bootstrapSecretPrefix + tok.ID, Namespace: metav1.NamespaceSystem},
+		ObjectMeta: metav1.ObjectMeta{Name: BootstrapSecretName(tok.ID), Namespace: metav1.NamespaceSystem},
 		Type:       BootstrapTokenType,
 		StringData: map[string]string{
 			tokenIDKey:              tok.ID,

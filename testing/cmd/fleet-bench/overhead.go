@@ -87,6 +87,7 @@ func measureApplyOverhead(ctx context.Context, layer, dir string) (overheadResul
 	}
 	defer s.Close()
 	opts := playbooks.DefaultApplyOptions()
+	opts.GenerateCA = true // the HA test bed has a CA host
 	opts.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
 	start := time.Now()
 	if _, err := playbooks.Apply(ctx, s, opts); err != nil {
