@@ -9,6 +9,8 @@ SIM_LAYER ?= /var/cache/fleet-sim/layer
 SIM_ID   ?= s0
 TOPOLOGY ?= ha
 FUZZTIME ?= 30s
+# where the fault tests record what they saw, for testing/RELIABILITY.md
+RELIABILITY_DIR ?= /var/tmp/fleet-reliability
 # make bench: host counts compared (200 is opt-in: BENCH_SIZES=10,50,200) and runs per tool
 BENCH_SIZES ?= 10,50
 BENCH_RUNS ?= 5
@@ -27,7 +29,9 @@ build: ## build bin/fleet
 test: sim-tools ## vet, unit and integration tests on simulated hosts (root), short fuzzing
 	$(GO) vet ./...
 	cd testing/tools/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
-	FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /testing/proof)
+	rm -rf $(RELIABILITY_DIR)
+	FLEET_RELIABILITY_DIR=$(RELIABILITY_DIR) FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /testing/proof)
+	$(GO) run ./testing/cmd/fleet-reliability -in $(RELIABILITY_DIR) -out testing/RELIABILITY.md
 	FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -count=1 -v ./testing/proof
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./inventory
 
@@ -55,7 +59,7 @@ sim-down: ## remove the simulated hosts and everything they left
 
 demo: build sim-up ## simulated HA cluster up, fleet apply, then kubectl get nodes through the load balancer
 	./bin/fleet check -i $(SIM_DIR)/inventory.yaml
-	./bin/fleet apply -i $(SIM_DIR)/inventory.yaml
+	./bin/fleet apply -i $(SIM_DIR)/inventory.yaml --generate-ca
 	$(SIM_BIN)/kubectl --kubeconfig $(SIM_DIR)/sim-$(SIM_ID).kubeconfig get nodes -o wide
 	./bin/fleet apply -i $(SIM_DIR)/inventory.yaml
 

@@ -17,10 +17,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/fleetops/fleet/internal/kubeadm"
 	"github.com/fleetops/fleet/internal/lock"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/reliability"
 	"github.com/fleetops/fleet/testing/sim"
 )
 
@@ -58,6 +60,7 @@ func applySession(t *testing.T, out *output) *playbooks.Session {
 func applyOptions() playbooks.ApplyOptions {
 	o := playbooks.DefaultApplyOptions()
 	o.Kubeconfig = filepath.Join(applyCluster.Dir, "admin.kubeconfig")
+	o.GenerateCA = true // the HA test bed has a CA host: its root is made there
 	return o
 }
 
@@ -92,24 +95,110 @@ func testUnreachableWorkerStopsApply(t *testing.T) {
 	if report.Changed() {
 		t.Errorf("apply changed things despite the unreachable worker: %+v", report.Changes())
 	}
+	unreachableErr = s.Redactor.String(err.Error())
 }
 
+// unreachableErr is what apply said of the unreachable worker; the test
+// that later joins it records the fault's row.
+var unreachableErr string
+
+// faultSession is an apply session that runs inject once, the moment step
+// starts on host: a fault at an exact point of the run.
+func faultSession(t *testing.T, out *output, step, host string, inject func()) *playbooks.Session {
+	t.Helper()
+	inv, err := inventory.Load(applyCluster.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
+		out.event(e)
+		if e.Kind == steps.Started && e.Step == step && e.Host == host {
+			once.Do(inject)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// testExcludedWorkerJoinsLater: worker1, left out while unreachable, joins
+// on later applies — through two more faults on the way. First the load
+// balancer's nginx dies as worker1's join starts: the join is refused at
+// once, naming the load balancer, and worker1 is not half-joined. Then the
+// run's token vanishes (as the token cleaner deletes an expired one) just
+// before worker1's join: fleet makes a new one and the join succeeds, in
+// the same run that started nginx again.
 func testExcludedWorkerJoinsLater(t *testing.T) {
 	if err := applyCluster.LinkUp("worker1"); err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
 	var out output
-	report, err := playbooks.Apply(context.Background(), applySession(t, &out), applyOptions())
+	s := faultSession(t, &out, "join-workers", "worker1", func() {
+		if n, err := applyCluster.Kill("lb", "nginx"); err != nil || n == 0 {
+			t.Errorf("killed %d nginx processes on lb: %v", n, err)
+		}
+		// SIGKILL is delivered at once; the listening socket closes when
+		// the processes are gone.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if n, _ := applyCluster.Kill("lb", "nginx"); n == 0 {
+				return
+			}
+		}
+	})
+	_, err := playbooks.Apply(ctx, s, applyOptions())
+	var se *steps.StepError
+	if !errors.As(err, &se) || se.Step != "join-workers" || se.Host != "worker1" || !strings.Contains(err.Error(), "check nginx on lb") {
+		t.Fatalf("apply with nginx killed: %v, want worker1's join refused, naming the load balancer", err)
+	}
+	if _, err := os.Stat(filepath.Join(applyCluster.Host("worker1").Dir, "etc/kubernetes/kubelet.conf")); err == nil {
+		t.Error("worker1 is half-joined")
+	}
+	nginxErr := s.Redactor.String(err.Error())
+
+	client := clientFor(t, applyOptions().Kubeconfig)
+	var deleted []string
+	out = output{}
+	s = faultSession(t, &out, "join-workers", "worker1", func() {
+		list, err := client.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{FieldSelector: "type=bootstrap.kubernetes.io/token"})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, sec := range list.Items {
+			if string(sec.Data["description"]) == kubeadm.TokenDescription {
+				if err := client.CoreV1().Secrets("kube-system").Delete(ctx, sec.Name, metav1.DeleteOptions{}); err != nil {
+					t.Error(err)
+				}
+				deleted = append(deleted, sec.Name)
+			}
+		}
+	})
+	start := time.Now()
+	report, err := playbooks.Apply(ctx, s, applyOptions())
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.buf.String())
+	}
+	took := time.Since(start)
+	if len(deleted) == 0 {
+		t.Fatal("no token of the run was there to delete")
 	}
 	ran := map[string]bool{}
 	for _, e := range report.Changes() {
 		ran[e.Step+"/"+e.Host] = true
 	}
-	if !ran["join-workers/worker1"] || ran["init/master0"] || ran["join-workers/worker0"] || ran["join-masters/master1"] {
-		t.Errorf("steps that ran: %v; want worker1's join only among joins", ran)
+	if !ran["join-workers/worker1"] || !ran["loadbalancer/lb"] || ran["init/master0"] || ran["join-workers/worker0"] || ran["join-masters/master1"] {
+		t.Errorf("steps that ran: %v; want nginx started again and worker1's join only among joins", ran)
 	}
+	reliability.Record(t, reliability.Row{N: 1, Did: unreachableErr,
+		Rerun: "apply --exclude worker1 built the rest (see the interrupted-apply test); after the link came back a plain apply joined worker1 and nothing else"})
+	reliability.Record(t, reliability.Row{N: 5, Did: nginxErr + " (refused before kubeadm ran: fleet checks the endpoint first; worker1 not half-joined)",
+		Rerun: "the next apply found nginx stopped, started it (loadbalancer step) and joined worker1"})
+	reliability.Record(t, reliability.Row{N: 10, Did: fmt.Sprintf("the run's token (%s) was deleted as worker1's join started; fleet found it gone, made a new one and worker1 joined in the same run (apply took %s)", strings.Join(deleted, ", "), took.Round(time.Second)),
+		Rerun: "not needed: the run converged"})
 }
 
 func clientFor(t *testing.T, path string) kubernetes.Interface {
@@ -148,6 +237,7 @@ func TestApply(t *testing.T) {
 	t.Run("second apply changes nothing", testSecondApplyChangesNothing)
 	t.Run("cluster lock refuses a second run; a stale one is broken explicitly", testClusterLock)
 	t.Run("status reports the whole cluster", testStatus)
+	t.Run("a crash-looping control-plane process shows in status; apply leaves it be", testCrashLoopShowsInStatus)
 	t.Run("API survives losing master0", testAPISurvivesLosingMaster0)
 	t.Run("bad nginx config never goes live", testBadNginxConfigNeverGoesLive)
 }
@@ -175,6 +265,7 @@ func testInterruptedApplyConverges(t *testing.T) {
 		t.Fatal("the interrupted apply reported success")
 	}
 	t.Logf("interrupted after %s: %v", time.Since(start).Round(time.Millisecond), firstLine(err.Error()))
+	interrupted := err.Error()
 	if _, err := os.Stat(lockFile()); !os.IsNotExist(err) {
 		t.Errorf("the interrupted apply left its lock behind (%v): the next run would be refused", err)
 	}
@@ -184,7 +275,8 @@ func testInterruptedApplyConverges(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-apply: %v\n%s", err, out.buf.String())
 	}
-	t.Logf("re-apply converged in %s", time.Since(start).Round(time.Millisecond))
+	reran := time.Since(start)
+	t.Logf("re-apply converged in %s", reran.Round(time.Millisecond))
 	for _, e := range report.Events {
 		if e.Step == "init" && e.Kind == steps.Succeeded {
 			t.Error("re-apply ran kubeadm init again")
@@ -201,6 +293,8 @@ func testInterruptedApplyConverges(t *testing.T) {
 			t.Error("a token, certificate key or client key appears in the run's output")
 		}
 	}
+	reliability.Record(t, reliability.Row{N: 13, Did: "cancelled (as Ctrl-C) the moment master1 had joined: " + stopper.Redactor.String(interrupted) + "; running commands ended, the cluster lock was released",
+		Rerun: fmt.Sprintf("the next apply converged in %s: no second kubeadm init, master1 not joined again, master2 and worker0 joined", reran.Round(time.Second))})
 }
 
 func testClusterIsWhole(t *testing.T) {
@@ -295,10 +389,74 @@ func testStatus(t *testing.T) {
 	for _, r := range rows {
 		master := r.Role == inventory.RoleMaster
 		if !r.Reachable || !r.Joined || !r.Ready || r.KubeletVersion != sim.KubernetesVersion || r.KubeadmVersion != sim.KubernetesVersion ||
-			r.EtcdMember != master || r.InUpstream != master {
+			r.EtcdMember != master || r.InUpstream != master || (r.ControlPlane == "ok") != master {
 			t.Errorf("%+v", r)
 		}
 	}
+}
+
+// testCrashLoopShowsInStatus: master2's kube-scheduler is killed whenever
+// it comes back. fleet status names it, with its restarts; apply changes
+// nothing (no re-init, no re-join: it does not make it worse); once the
+// killing stops, status shows the control plane ok again.
+func testCrashLoopShowsInStatus(t *testing.T) {
+	ctx, stop := context.WithCancel(context.Background())
+	kills := make(chan int, 1)
+	go func() {
+		n := 0
+		for ctx.Err() == nil {
+			k, _ := applyCluster.Kill("master2", "kube-scheduler")
+			n += k
+			time.Sleep(100 * time.Millisecond)
+		}
+		kills <- n
+	}()
+	defer func() {
+		if ctx.Err() == nil {
+			stop()
+			<-kills
+		}
+	}()
+	master2 := func() playbooks.NodeStatus {
+		var out output
+		rows, _ := playbooks.Status(context.Background(), applySession(t, &out))
+		for _, r := range rows {
+			if r.Host == "master2" {
+				return r
+			}
+		}
+		return playbooks.NodeStatus{}
+	}
+	var shown string
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		if r := master2(); strings.Contains(r.ControlPlane, "kube-scheduler") {
+			shown = r.ControlPlane
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the crash-looping scheduler: %+v", master2())
+		}
+	}
+	var out output
+	report, err := playbooks.Apply(context.Background(), applySession(t, &out), applyOptions())
+	if err != nil {
+		t.Fatalf("apply with a crash-looping scheduler: %v", err)
+	}
+	if report.Changed() {
+		t.Errorf("apply changed things: %+v", report.Changes())
+	}
+	stop()
+	killed := <-kills
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+		if r := master2(); r.ControlPlane == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the scheduler did not recover: %+v", master2())
+		}
+	}
+	reliability.Record(t, reliability.Row{N: 15, Did: fmt.Sprintf("fleet status showed master2's control plane as %q (scheduler killed %d times); apply found everything in place and changed nothing", shown, killed),
+		Rerun: "once the killing stopped the kubelet's back-off restarted it: status showed ok"})
 }
 
 func testAPISurvivesLosingMaster0(t *testing.T) {
@@ -401,7 +559,12 @@ func testClusterLock(t *testing.T) {
 		t.Fatalf("the first apply ended before its first step: %v", err)
 	}
 
-	second, err := playbooks.Apply(context.Background(), applySession(t, &out), applyOptions())
+	secondSession := applySession(t, &out)
+	second, err := playbooks.Apply(context.Background(), secondSession, applyOptions())
+	refusal := ""
+	if err != nil {
+		refusal = secondSession.Redactor.String(err.Error())
+	}
 	var held *lock.HeldError
 	if !errors.As(err, &held) {
 		close(resume)
@@ -448,4 +611,6 @@ func testClusterLock(t *testing.T) {
 	if report.Changed() {
 		t.Errorf("apply after unlock changed: %+v", report.Changes())
 	}
+	reliability.Record(t, reliability.Row{N: 12, Did: refusal + " (the second run changed nothing); a crashed run's lock is refused the same way, shown by fleet unlock and broken only as shown",
+		Rerun: "once the first run ended, or the stale lock was broken, the next apply ran: no changes"})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 
@@ -27,7 +28,10 @@ type NodeStatus struct {
 	KubeadmVersion string // kubeadm version -o short on the host
 	EtcdMember     bool   // an etcd static pod runs for it
 	InUpstream     bool   // listed in the load balancer's upstream
-	Err            error  // why the host could not be asked
+	// ControlPlane sums up a master's static pods from their mirror pods:
+	// "ok", or each one that is not ready, why, and its restarts.
+	ControlPlane string
+	Err          error // why the host could not be asked
 }
 
 var upstreamLine = regexp.MustCompile(`(?m)^\s*server \S+; # (\S+)$`)
@@ -118,16 +122,49 @@ func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus) 
 			}
 		}
 	}
-	etcd, err := client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "component=etcd,tier=control-plane"})
+	pods, err := client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "tier=control-plane"})
 	if err != nil {
-		return fmt.Errorf("list etcd pods: %w", err)
+		return fmt.Errorf("list control-plane pods: %w", err)
 	}
-	for _, p := range etcd.Items {
-		if r := index[p.Spec.NodeName]; r != nil {
+	problems := map[string][]string{}
+	for _, p := range pods.Items {
+		r := index[p.Spec.NodeName]
+		if r == nil {
+			continue
+		}
+		if p.Labels["component"] == "etcd" {
 			r.EtcdMember = true
 		}
+		if problem := podProblem(&p); problem != "" {
+			problems[r.Host] = append(problems[r.Host], problem)
+		}
+		r.ControlPlane = "ok"
+	}
+	for host, ps := range problems {
+		sort.Strings(ps)
+		index[host].ControlPlane = strings.Join(ps, "; ")
 	}
 	return nil
+}
+
+// podProblem says what is wrong with a control-plane pod, or "": a
+// container not ready, why (CrashLoopBackOff...), and how often it restarted.
+func podProblem(p *corev1.Pod) string {
+	for _, c := range p.Status.ContainerStatuses {
+		if c.Ready {
+			continue
+		}
+		why := "not ready"
+		if c.State.Waiting != nil && c.State.Waiting.Reason != "" {
+			why = c.State.Waiting.Reason
+		}
+		name := p.Labels["component"]
+		if name == "" {
+			name = c.Name
+		}
+		return fmt.Sprintf("%s: %s, %d restarts", name, why, c.RestartCount)
+	}
+	return ""
 }
 
 func namesOf(rows []NodeStatus) []string {

@@ -22,10 +22,11 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tROLE\tREACHABLE\tJOINED\tREADY\tKUBELET\tKUBEADM\tETCD\tLB UPSTREAM")
+	fmt.Fprintln(tw, "HOST\tROLE\tREACHABLE\tJOINED\tREADY\tKUBELET\tKUBEADM\tETCD\tLB UPSTREAM\tCONTROL PLANE")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Role, yesNo(r.Reachable), yesNo(r.Joined), yesNo(r.Ready),
-			orDash(r.KubeletVersion), orDash(r.KubeadmVersion), roleOnly(r.Role == "master", r.EtcdMember), roleOnly(r.Role == "master", r.InUpstream))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Role, yesNo(r.Reachable), yesNo(r.Joined), yesNo(r.Ready),
+			orDash(r.KubeletVersion), orDash(r.KubeadmVersion), roleOnly(r.Role == "master", r.EtcdMember), roleOnly(r.Role == "master", r.InUpstream),
+			orDash(r.ControlPlane))
 	}
 	tw.Flush()
 	if err != nil {

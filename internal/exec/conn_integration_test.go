@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/testing/reliability"
 	"github.com/fleetops/fleet/testing/sim"
 )
 
@@ -162,6 +163,8 @@ func TestChangedHostKeyIsRefusedWithBothFingerprints(t *testing.T) {
 	if bytes.Contains(known, ssh.MarshalAuthorizedKey(offered)[:40]) {
 		t.Error("the changed key was written to known_hosts")
 	}
+	reliability.Record(t, reliability.Row{N: 6, Did: err.Error() + " (refused before authentication, even with --accept-new-host-keys; known_hosts untouched)",
+		Rerun: "refused again until the operator puts the new key in known_hosts; then it connects"})
 }
 
 // restoreKnownHost puts the host's current key in known_hosts in place of
@@ -227,6 +230,7 @@ func TestWrongKeyIsAuthErrorNamingHost(t *testing.T) {
 	if !strings.Contains(err.Error(), "worker1") || !strings.Contains(err.Error(), other) {
 		t.Errorf("error does not name host and key: %v", err)
 	}
+	reliability.Record(t, reliability.Row{N: 7, Did: err.Error(), Rerun: "nothing ran on the host; with the right key the next run connects"})
 }
 
 func TestSudoUserRunsAsRootAndUploadsRootFiles(t *testing.T) {
@@ -265,6 +269,8 @@ func TestSudoWithPasswordFailsFastAndClearly(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("took %s: sudo waited for a password", d)
 	}
+	reliability.Record(t, reliability.Row{N: 8, Did: fmt.Sprintf("%v (after %s, sudo -n: no hang)", err, time.Since(start).Round(time.Millisecond)),
+		Rerun: "nothing ran as root; with NOPASSWD (or root) the next run proceeds"})
 }
 
 func TestJumpHost(t *testing.T) {
@@ -302,6 +308,8 @@ func TestTimedOutCommandIsKilledOnTheHost(t *testing.T) {
 				t.Errorf("Run returned after %s", d)
 			}
 			waitNoProcess(t, "worker0", "sleep\x00"+marker+"\x00")
+			reliability.Record(t, reliability.Row{N: 9, Did: fmt.Sprintf("%v after %s; the remote command was killed on the host (no process left)", err, time.Since(start).Round(time.Millisecond)),
+				Rerun: "the host is as before the command: the next run starts clean"})
 		})
 	}
 }

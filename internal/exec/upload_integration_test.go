@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/testing/reliability"
 	"github.com/fleetops/fleet/testing/sim"
 )
 
@@ -176,4 +177,44 @@ func TestEnsureDirCreatesWithModeAndKeepsExisting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFullDiskKeepsOldFile: an upload into a full file system (a small
+// tmpfs as the host's /etc/kubernetes) fails with an error naming the host
+// and the file, leaves the old file as it was and no temporary file; once
+// there is room, the same upload succeeds.
+func TestFullDiskKeepsOldFile(t *testing.T) {
+	sim.Need(t, cluster)
+	const dir = "/etc/kubernetes/full"
+	if _, err := cluster.Exec("worker2", "sh", "-c", "mkdir -p "+dir+" && mount -t tmpfs -o size=64k tmpfs "+dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Exec("worker2", "umount", dir) })
+	c := dial(t, config(t, "worker2"))
+	ctx := context.Background()
+	dst := dir + "/ca.crt"
+	old := []byte("-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n")
+	if err := c.Upload(ctx, dst, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Fill what is left.
+	cluster.Exec("worker2", "sh", "-c", "dd if=/dev/zero of="+dir+"/filler bs=4k 2>/dev/null; true")
+	fresh := bytes.Repeat([]byte("n"), 32<<10)
+	full := c.Upload(ctx, dst, fresh, 0o644)
+	if full == nil || !strings.Contains(full.Error(), "worker2") || !strings.Contains(full.Error(), dst) {
+		t.Fatalf("upload into a full disk: %v, want an error naming worker2 and %s", full, dst)
+	}
+	got, _ := cluster.Exec("worker2", "cat", dst)
+	if !bytes.Equal(got, old) {
+		t.Errorf("the old file changed: %q", got)
+	}
+	assertNoTempFiles(t, "worker2", dir)
+	if _, err := cluster.Exec("worker2", "rm", dir+"/filler"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Upload(ctx, dst, fresh, 0o644); err != nil {
+		t.Fatalf("upload once there is room: %v", err)
+	}
+	reliability.Record(t, reliability.Row{N: 14, Did: full.Error() + "; the old file stayed, no temporary file left",
+		Rerun: "with room again the same upload replaced the file"})
 }

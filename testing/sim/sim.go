@@ -268,17 +268,28 @@ func (c *Cluster) booted(name string) bool {
 // StopSSHD kills every sshd process of the host: the listener and the
 // per-connection children, so open connections die too.
 func (c *Cluster) StopSSHD(name string) error {
-	h := c.Host(name)
-	pids, err := netnsPids(h.NetNS)
+	_, err := c.Kill(name, "sshd")
+	return err
+}
+
+// Kill SIGKILLs every process of the host whose command is comm (as
+// /proc/PID/comm has it) and returns how many there were. Hosts share the
+// machine's PID namespace: only the host's network namespace tells its
+// processes from another host's nginx.
+func (c *Cluster) Kill(name, comm string) (int, error) {
+	pids, err := netnsPids(c.Host(name).NetNS)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	n := 0
 	for _, pid := range pids {
-		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "sshd" {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		if got, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(got)) == comm {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // LinkDown cuts the host off the network, as a pulled cable would.
