@@ -288,12 +288,14 @@ func (c *Conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		close(c.done)
+		// The connection first: on a dead link the SFTP client's Close waits
+		// for its reader, which only a closed connection wakes.
+		err = c.client.Close()
 		c.sftpMu.Lock()
 		if c.sftp != nil {
 			c.sftp.Close()
 		}
 		c.sftpMu.Unlock()
-		err = c.client.Close()
 	})
 	if errors.Is(err, net.ErrClosed) {
 		return nil

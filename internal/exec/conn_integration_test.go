@@ -336,17 +336,39 @@ func TestKeepaliveNoticesADeadLink(t *testing.T) {
 	cfg := config(t, "worker1")
 	cfg.KeepAliveInterval = 200 * time.Millisecond
 	c := dial(t, cfg)
+	// An SFTP session open on the connection too: closing it on a dead
+	// link must not wait for its reader (it did, forever).
+	if err := c.Upload(context.Background(), "/tmp/keepalive-probe", []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := cluster.LinkDown("worker1"); err != nil {
 		t.Fatal(err)
 	}
 	defer cluster.LinkUp("worker1")
 	start := time.Now()
-	_, err := c.Run(context.Background(), "sleep 60")
+	ran := make(chan error, 1)
+	go func() {
+		_, err := c.Run(context.Background(), "sleep 60")
+		ran <- err
+	}()
+	var err error
+	select {
+	case err = <-ran:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run still waits on a dead link after 15s")
+	}
 	if err == nil || !strings.Contains(err.Error(), "connection lost") {
 		t.Fatalf("got %v, want connection lost", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %s to notice", d)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs on a dead link")
 	}
 }
 
@@ -362,5 +384,11 @@ func TestOutputLimit(t *testing.T) {
 	}
 	if len(res.Stdout) != 1<<20 {
 		t.Errorf("kept %d bytes, want %d", len(res.Stdout), 1<<20)
+	}
+	// A command that fails after a flood: the exit and the cut, both said.
+	_, err = c.Run(context.Background(), "head -c 5000000 /dev/zero; exit 3")
+	var ce *exec.CommandError
+	if !errors.As(err, &ce) || ce.ExitCode != 3 || !strings.Contains(err.Error(), "printed more than 1048576 bytes") {
+		t.Errorf("got %v, want exit 3 and the cut in the error", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestRedactorString(t *testing.T) {
@@ -62,5 +63,24 @@ func BenchmarkRedactLargeOutput(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = r.String(text)
+	}
+}
+
+func TestLastLinesIsBounded(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{"a\nb\nc\nd\ne\nf\ng\n", "c\nd\ne\nf\ng"},
+		{"  only  \n", "only"},
+		{"", ""},
+	} {
+		if got := lastLines(tc.in, 5); got != tc.want {
+			t.Errorf("lastLines(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	huge := strings.Repeat("é", 3<<20) + "END" // one 6 MiB line of 2-byte runes
+	got := lastLines(huge, 5)
+	if len(got) > maxErrorTail+len("…") || !strings.HasSuffix(got, "END") || !strings.HasPrefix(got, "…") || !utf8.ValidString(got) {
+		t.Errorf("tail of a huge line: %d bytes, valid UTF-8 %v, suffix END %v", len(got), utf8.ValidString(got), strings.HasSuffix(got, "END"))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -26,10 +27,16 @@ type CommandError struct {
 	Command  string
 	ExitCode int
 	Stderr   string
+	// CutAt is the output limit when the command also printed more than
+	// it (its output was cut); 0 otherwise.
+	CutAt int
 }
 
 func (e *CommandError) Error() string {
 	msg := fmt.Sprintf("%s: command exited %d: %s", e.Host, e.ExitCode, e.Command)
+	if e.CutAt > 0 {
+		msg += fmt.Sprintf(" (it printed more than %d bytes; output cut)", e.CutAt)
+	}
 	if tail := lastLines(e.Stderr, 5); tail != "" {
 		msg += ": " + tail
 	}
@@ -179,7 +186,11 @@ func (c *Conn) classify(res *Result, shown string, waitErr error, cut bool, limi
 	switch {
 	case errors.As(waitErr, &exitErr):
 		res.ExitCode = exitErr.ExitStatus()
-		return &CommandError{Host: c.cfg.Host, Command: shown, ExitCode: res.ExitCode, Stderr: c.cfg.Redactor.String(res.Stderr)}
+		ce := &CommandError{Host: c.cfg.Host, Command: shown, ExitCode: res.ExitCode, Stderr: c.cfg.Redactor.String(res.Stderr)}
+		if cut {
+			ce.CutAt = limit
+		}
+		return ce
 	case waitErr != nil:
 		res.ExitCode = -1
 		return fmt.Errorf("%s: %s: %w", c.cfg.Host, shown, c.connErr(waitErr))
@@ -259,5 +270,18 @@ func lastLines(s string, n int) string {
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
-	return strings.TrimSpace(strings.Join(lines, "\n"))
+	tail := strings.TrimSpace(strings.Join(lines, "\n"))
+	// A hostile or broken program may print megabytes on one line: an
+	// error message keeps the end of it only, on a rune boundary.
+	if len(tail) > maxErrorTail {
+		cut := len(tail) - maxErrorTail
+		for cut < len(tail) && !utf8.RuneStart(tail[cut]) {
+			cut++
+		}
+		tail = "…" + tail[cut:]
+	}
+	return tail
 }
+
+// maxErrorTail bounds the stderr an error message carries.
+const maxErrorTail = 2048
