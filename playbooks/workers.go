@@ -22,6 +22,28 @@ func (a *applyRun) distributeCA(ctx context.Context, host string) error {
 
 func (a *applyRun) joinWorker(ctx context.Context, host string) error {
 	w := a.s.Inv.Host(host)
+	// A join interrupted here (connection lost, Ctrl-C) left kubeadm's
+	// files and a kubelet without credentials; kubeadm's preflight would
+	// refuse a second join, so clear them first, as kubeadm reset does.
+	if left, err := joinLeftovers(ctx, a.s, host); err != nil {
+		return err
+	} else if left {
+		if err := kubeadmReset(ctx, a.s, host); err != nil {
+			return fmt.Errorf("clear the leftovers of an interrupted join: %w", err)
+		}
+		// Its kubelet may have registered the Node before the join was cut
+		// off; kubeadm refuses to join over a Ready Node of the same name.
+		client, err := a.ensureClient(ctx)
+		if err != nil {
+			return err
+		}
+		if err := client.CoreV1().Nodes().Delete(ctx, host, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete the Node the interrupted join registered: %w", err)
+		}
+		if err := a.distributeCA(ctx, host); err != nil {
+			return err
+		}
+	}
 	tok, err := a.validToken(ctx)
 	if err != nil {
 		return err
@@ -75,4 +97,14 @@ func (a *applyRun) validToken(ctx context.Context) (kubeadm.Token, error) {
 	}
 	a.token = tok
 	return tok, nil
+}
+
+// joinLeftovers: kubeadm join's kubelet-start phase ran on the host but the
+// kubelet has no credentials (the caller knows kubelet.conf is absent).
+func joinLeftovers(ctx context.Context, s *Session, host string) (bool, error) {
+	res, err := s.run(ctx, host, "for f in "+bootstrapKubeconfig+" "+kubeletFlagsFile+" "+kubeletConfigFile+`; do [ -e "$f" ] && { echo left; exit 0; }; done; echo clean`)
+	if err != nil {
+		return false, err
+	}
+	return res.Stdout == "left\n", nil
 }

@@ -1,0 +1,150 @@
+package playbooks_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/reliability"
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+// hostileKubeadm shadows the real kubeadm on a host (/usr/local/bin comes
+// first in PATH): it prints 100 MB of garbage on stdout, a long garbage line
+// and a join command with an extra, unsafe flag on stderr, and fails.
+const hostileKubeadm = `#!/bin/sh
+head -c 100000000 /dev/urandom | base64 -w 0
+head -c 3000000 /dev/urandom | base64 -w 0 >&2
+echo >&2
+echo "kubeadm join 198.18.26.10:6443 --token abcdef.0123456789abcdef --discovery-token-unsafe-skip-ca-verification" >&2
+exit 1
+`
+
+// TestHostileKubeadm: a kubeadm that floods its output and prints garbage
+// and a doctored join command does not crash fleet or blow its memory; the
+// init step fails with a bounded error naming the host and the command,
+// and nothing is taken from the garbage. With the real kubeadm back, the
+// next apply converges.
+func TestHostileKubeadm(t *testing.T) {
+	sim.Need(t, cluster)
+	topo := sim.Sized("hk", 26, 4, 1) // lb, master0, worker0; worker1 for the interrupted join
+	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
+	if topo.Tools == "" {
+		topo.Tools = "/var/cache/fleet-sim/layer"
+	}
+	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/hk", topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Exec("master0", "sh", "-c", `printf '%s' "$1" > /usr/local/bin/kubeadm && chmod 0755 /usr/local/bin/kubeadm`, "w", hostileKubeadm); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := c.Exec("master0", "sh", "-c", "command -v kubeadm"); strings.TrimSpace(string(out)) != "/usr/local/bin/kubeadm" {
+		t.Fatalf("the hostile kubeadm does not shadow the real one: %s", out)
+	}
+	inv, err := inventory.Load(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := playbooks.DefaultApplyOptions()
+	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
+	opts.Exclude = []string{"worker1"}
+	var onEvent func(steps.Event) // a fault to inject, if any
+	apply := func() (*steps.Report, error, string) {
+		var out output
+		s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
+			out.event(e)
+			if onEvent != nil {
+				onEvent(e)
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		report, err := playbooks.Apply(context.Background(), s, opts)
+		return report, err, out.buf.String()
+	}
+
+	_, err, shown := apply()
+	var se *steps.StepError
+	if !errors.As(err, &se) || se.Step != "init" || se.Host != "master0" {
+		t.Fatalf("apply with a hostile kubeadm: %v, want the init step on master0 to fail", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "kubeadm init") || !strings.Contains(msg, "exited 1") || !strings.Contains(msg, "printed more than") {
+		t.Errorf("error does not say which command flooded its output: %.300s", msg)
+	}
+	if len(msg) > 16<<10 || len(shown) > 64<<10 {
+		t.Errorf("error %d bytes, output %d bytes: fleet passed the flood on", len(msg), len(shown))
+	}
+	if _, err := os.Stat(filepath.Join(c.Host("worker0").Dir, "etc/kubernetes/kubelet.conf")); err == nil {
+		t.Error("worker0 joined after a failed init")
+	}
+
+	if _, err := c.Exec("master0", "rm", "-f", "/usr/local/bin/kubeadm"); err != nil {
+		t.Fatal(err)
+	}
+	report, err, shown := apply()
+	if err != nil {
+		t.Fatalf("apply with the real kubeadm back: %v\n%s", err, shown)
+	}
+	if !ran(report, "init") || !ran(report, "join-workers") {
+		t.Errorf("changes %+v: want init and the worker's join", report.Changes())
+	}
+
+	t.Run("a worker's sshd killed during its join", func(t *testing.T) {
+		// Kill worker1's sshd (every connection with it) once its join
+		// has started the kubelet: the middle of kubeadm join.
+		flags := filepath.Join(c.Host("worker1").Dir, "var/lib/kubelet/kubeadm-flags.env")
+		killed := make(chan bool, 1)
+		onEvent = func(e steps.Event) {
+			if e.Kind != steps.Started || e.Step != "join-workers" || e.Host != "worker1" {
+				return
+			}
+			go func() {
+				for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+					if _, err := os.Stat(flags); err == nil {
+						killed <- c.StopSSHD("worker1") == nil
+						return
+					}
+				}
+				killed <- false
+			}()
+		}
+		opts.Exclude = nil
+		_, err, _ := apply()
+		onEvent = nil
+		if !<-killed {
+			t.Fatal("worker1's join never reached the kubelet start: nothing was interrupted")
+		}
+		var se *steps.StepError
+		if !errors.As(err, &se) || se.Step != "join-workers" || se.Host != "worker1" {
+			t.Fatalf("apply with worker1's sshd killed: %v, want join-workers on worker1 to fail", err)
+		}
+		interrupted := err.Error()
+		if err := c.StartSSHD(context.Background(), "worker1"); err != nil {
+			t.Fatal(err)
+		}
+		report, err, shown := apply()
+		if err != nil {
+			t.Fatalf("apply after sshd came back: %v\n%s", err, shown)
+		}
+		how := "found worker1 joined (its kubelet finished the TLS bootstrap on its own) and changed nothing there"
+		if ran(report, "join-workers") {
+			how = "cleared the interrupted join's leftovers (kubeadm reset -f) and joined worker1 again"
+		}
+		if ran(report, "init") {
+			t.Error("the re-run ran kubeadm init")
+		}
+		reliability.Record(t, reliability.Row{N: 2, Did: interrupted, Rerun: "with sshd back, the next apply " + how + "; every node Ready"})
+	})
+}
