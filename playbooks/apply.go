@@ -289,7 +289,9 @@ func addWorkerJoins(g *steps.Graph, a *applyRun, workers []string) {
 		Hosts: workers, After: []string{"credentials"}, Check: a.isJoined, Run: a.distributeCA})
 	after := []string{"distribute-ca"}
 	description := "kubeadm join with the token and the CA hash"
-	if len(tlsBootstrapWorkers(a.s.Inv, workers)) > 0 {
+	// cfssl workers need the bindings too: their kubelets renew their
+	// certificates through the CSR API (rotateCertificates).
+	if len(tlsBootstrapWorkers(a.s.Inv, workers)) > 0 || len(cfsslWorkers(a.s.Inv, workers)) > 0 {
 		g.MustAdd(steps.Step{Name: "bootstrap-rbac", Description: "ClusterRoleBindings for kubelet TLS bootstrapping and CSR auto-approval",
 			After: []string{"credentials"}, Check: a.bootstrapRBACPresent, Run: a.createBootstrapRBAC})
 		after = append(after, "bootstrap-rbac")
