@@ -201,6 +201,23 @@ func testExcludedWorkerJoinsLater(t *testing.T) {
 		Rerun: "not needed: the run converged"})
 }
 
+// upWithNodeBinaries brings topo's hosts up with the node binaries
+// installed (FLEET_SIM_LAYER, or make sim-tools' default), in
+// /var/tmp/fleet-sim/<id>, and takes them down when the test ends.
+func upWithNodeBinaries(t *testing.T, topo sim.Topology) *sim.Cluster {
+	t.Helper()
+	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
+	if topo.Tools == "" {
+		topo.Tools = "/var/cache/fleet-sim/layer"
+	}
+	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/"+topo.ID, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func clientFor(t *testing.T, path string) kubernetes.Interface {
 	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
@@ -218,16 +235,8 @@ func clientFor(t *testing.T, path string) kubernetes.Interface {
 func TestApply(t *testing.T) {
 	sim.Need(t, cluster)
 	topo := sim.HA("ap", 21)
-	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
-	if topo.Tools == "" {
-		topo.Tools = "/var/cache/fleet-sim/layer"
-	}
-	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/ap", topo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := upWithNodeBinaries(t, topo)
 	applyCluster = c
-	defer c.Close()
 	addCNI(t, c)
 
 	t.Run("unreachable worker stops apply before any change", testUnreachableWorkerStopsApply)

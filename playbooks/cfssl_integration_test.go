@@ -34,15 +34,7 @@ func TestCFSSLJoin(t *testing.T) {
 	sim.Need(t, cluster)
 	topo := sim.Topology{ID: "cf", Subnet: 25, Hosts: []sim.HostSpec{
 		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "worker0", Role: "worker"}, {Name: "worker1", Role: "worker"}, {Name: "ca", Role: "ca"}}}
-	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
-	if topo.Tools == "" {
-		topo.Tools = "/var/cache/fleet-sim/layer"
-	}
-	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/cf", topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := upWithNodeBinaries(t, topo)
 	if _, err := c.Exec("worker0", "rm", "-f", "/usr/bin/kubeadm"); err != nil {
 		t.Fatal(err)
 	}

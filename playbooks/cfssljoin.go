@@ -53,11 +53,8 @@ func (a *applyRun) cfsslWorker(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
-	if err := a.s.uploadAll(ctx, host, files); err != nil {
+	if err := a.s.startKubeletWith(ctx, host, files); err != nil {
 		return err
-	}
-	if _, err := a.s.run(ctx, host, startKubelet); err != nil {
-		return fmt.Errorf("start the kubelet: %w", err)
 	}
 	return a.waitNodeRegistered(ctx, host)
 }

@@ -35,15 +35,7 @@ exit 1
 func TestHostileKubeadm(t *testing.T) {
 	sim.Need(t, cluster)
 	topo := sim.Sized("hk", 26, 4, 1) // lb, master0, worker0; worker1 for the interrupted join
-	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
-	if topo.Tools == "" {
-		topo.Tools = "/var/cache/fleet-sim/layer"
-	}
-	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/hk", topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := upWithNodeBinaries(t, topo)
 	if _, err := c.Exec("master0", "sh", "-c", `printf '%s' "$1" > /usr/local/bin/kubeadm && chmod 0755 /usr/local/bin/kubeadm`, "w", hostileKubeadm); err != nil {
 		t.Fatal(err)
 	}

@@ -26,15 +26,7 @@ import (
 func TestContainerLoadBalancer(t *testing.T) {
 	sim.Need(t, cluster)
 	topo := sim.Sized("dk", 24, 3, 1) // lb, master0, worker0
-	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
-	if topo.Tools == "" {
-		topo.Tools = "/var/cache/fleet-sim/layer"
-	}
-	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/dk", topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := upWithNodeBinaries(t, topo)
 	if out, err := c.Exec("lb", "sh", "-c", "command -v docker"); err != nil {
 		t.Fatalf("no docker CLI on the load balancer (scripts/setup.sh installs one): %v %s", err, out)
 	}

@@ -46,15 +46,7 @@ func TestLifecycle(t *testing.T) {
 		{Name: "master0", Role: "master"}, {Name: "master1", Role: "master"}, {Name: "master2", Role: "master"},
 		{Name: "worker0", Role: "worker"}, {Name: "worker1", Role: "worker"}, {Name: "worker2", Role: "worker"},
 	}}
-	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
-	if topo.Tools == "" {
-		topo.Tools = "/var/cache/fleet-sim/layer"
-	}
-	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/lc", topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := upWithNodeBinaries(t, topo)
 	lc := &lifecycle{c: c, full: c.Inventory, small: filepath.Join(c.Dir, "small.yaml"), kubeconfig: filepath.Join(c.Dir, "admin.kubeconfig")}
 	full, err := os.ReadFile(c.Inventory)
 	if err != nil {

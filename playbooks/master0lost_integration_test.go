@@ -25,15 +25,7 @@ func TestMaster0LostAfterInit(t *testing.T) {
 	sim.Need(t, cluster)
 	topo := sim.Topology{ID: "ml", Subnet: 27, Hosts: []sim.HostSpec{
 		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "master1", Role: "master"}, {Name: "worker0", Role: "worker"}}}
-	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
-	if topo.Tools == "" {
-		topo.Tools = "/var/cache/fleet-sim/layer"
-	}
-	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/ml", topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := upWithNodeBinaries(t, topo)
 	defer c.LinkUp("master0")
 	inv, err := inventory.Load(c.Inventory)
 	if err != nil {

@@ -146,11 +146,8 @@ func (a *applyRun) tlsBootstrapWorker(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
-	if err := a.s.uploadAll(ctx, host, files); err != nil {
+	if err := a.s.startKubeletWith(ctx, host, files); err != nil {
 		return err
-	}
-	if _, err := a.s.run(ctx, host, startKubelet); err != nil {
-		return fmt.Errorf("start the kubelet: %w", err)
 	}
 	if err := a.waitNodeCertificate(ctx, host, tok.ID); err != nil {
 		return err
@@ -190,6 +187,17 @@ func kubeletFiles(inv *inventory.Inventory, w *inventory.Host, caPEM []byte, kub
 		remoteFile{kubeletDropIn, []byte(kubeletUnitDropIn), 0o644},
 		remoteFile{kubeconfigPath, kubeconfig, 0o600}, // last: the kubelet starts on it
 	), nil
+}
+
+// startKubeletWith writes the kubelet's files and (re)starts it.
+func (s *Session) startKubeletWith(ctx context.Context, host string, files []remoteFile) error {
+	if err := s.uploadAll(ctx, host, files); err != nil {
+		return err
+	}
+	if _, err := s.run(ctx, host, startKubelet); err != nil {
+		return fmt.Errorf("start the kubelet: %w", err)
+	}
+	return nil
 }
 
 // uploadAll writes the files in order, making their folders first.

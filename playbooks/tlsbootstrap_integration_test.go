@@ -26,15 +26,7 @@ import (
 func TestTLSBootstrapJoin(t *testing.T) {
 	sim.Need(t, cluster)
 	topo := sim.Sized("tb", 23, 4, 1) // lb, master0, worker0; worker1 joins later by cloud-init
-	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
-	if topo.Tools == "" {
-		topo.Tools = "/var/cache/fleet-sim/layer"
-	}
-	c, err := sim.Up(context.Background(), "/var/tmp/fleet-sim/tb", topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := upWithNodeBinaries(t, topo)
 	if _, err := c.Exec("worker0", "rm", "-f", "/usr/bin/kubeadm"); err != nil {
 		t.Fatal(err)
 	}
