@@ -103,9 +103,10 @@ type Nginx struct {
 // CFSSL says how the CA host's CFSSL API runs.
 type CFSSL struct {
 	Port int `yaml:"port"` // the API (default 8888)
-	// RootCert and RootKey are PEM files on the operator's machine: the
-	// root the cluster CA is signed with. Without them the CA host keeps
-	// the root it has, or fleet apply --generate-ca makes one there.
+	// RootCert and RootKey are PEM files on the operator's machine,
+	// relative to the inventory file: the root the cluster CA is signed
+	// with. Without them the CA host keeps the root it has, or fleet
+	// apply --generate-ca makes one there.
 	RootCert string `yaml:"rootCert"`
 	RootKey  string `yaml:"rootKey"`
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	pathpkg "path"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -152,6 +153,11 @@ func (s *Session) setupCAHost(ctx context.Context, host string, generateRoot boo
 	if err := conn.EnsureDir(ctx, p.ConfigDir, 0o700); err != nil {
 		return err
 	}
+	// The user's root first: a key file fleet refuses stops the step
+	// before anything else is written.
+	if err := s.supplyRoot(ctx, host, p); err != nil {
+		return err
+	}
 	// The auth key is made once, on the first run, and kept: workers and
 	// cloud-init data of earlier runs sign with it.
 	if ok, err := s.allExist(ctx, host, p.Path(cfssl.AuthFile)); err != nil {
@@ -165,9 +171,6 @@ func (s *Session) setupCAHost(ctx context.Context, host string, generateRoot boo
 		if err := conn.Upload(ctx, p.Path(cfssl.AuthFile), []byte(key), 0o600); err != nil {
 			return err
 		}
-	}
-	if err := s.supplyRoot(ctx, host, p); err != nil {
-		return err
 	}
 	files, err := s.caFiles(p)
 	if err != nil {
@@ -231,16 +234,24 @@ func (s *Session) supplyRoot(ctx context.Context, host string, p cfssl.Platform)
 	if c == nil || c.RootCert == "" {
 		return nil
 	}
-	cert, err := os.ReadFile(c.RootCert)
+	// Relative paths are the inventory's, like the rest of it.
+	rootCert, rootKey := c.RootCert, c.RootKey
+	if !filepath.IsAbs(rootCert) {
+		rootCert = filepath.Join(filepath.Dir(s.Inv.Path), rootCert)
+	}
+	if !filepath.IsAbs(rootKey) {
+		rootKey = filepath.Join(filepath.Dir(s.Inv.Path), rootKey)
+	}
+	cert, err := os.ReadFile(rootCert)
 	if err != nil {
 		return fmt.Errorf("ca.cfssl.rootCert: %w", err)
 	}
-	fi, err := os.Stat(c.RootKey)
+	fi, err := os.Stat(rootKey)
 	if err != nil {
 		return fmt.Errorf("ca.cfssl.rootKey: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("ca.cfssl.rootKey %s is readable by others (mode %v): chmod 600 it", c.RootKey, fi.Mode().Perm())
+		return fmt.Errorf("ca.cfssl.rootKey %s is readable by others (mode %v): chmod 600 it", rootKey, fi.Mode().Perm())
 	}
 	have, err := s.run(ctx, host, exec.Command("cat", p.Path(cfssl.RootCert))+" 2>/dev/null || true")
 	if err != nil {
@@ -252,7 +263,7 @@ func (s *Session) supplyRoot(ctx context.Context, host string, p cfssl.Platform)
 	case have.Stdout != "":
 		return fmt.Errorf("the CA host already has another root in %s; fleet does not replace a CA (remove it there by hand if you mean to)", p.Path(cfssl.RootCert))
 	}
-	key, err := os.ReadFile(c.RootKey)
+	key, err := os.ReadFile(rootKey)
 	if err != nil {
 		return fmt.Errorf("ca.cfssl.rootKey: %w", err)
 	}

@@ -3,9 +3,14 @@ package playbooks_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -224,4 +229,89 @@ func keyBody(p []byte) string {
 		return ""
 	}
 	return base64.StdEncoding.EncodeToString(block.Bytes)[:48]
+}
+
+// TestCFSSLSuppliedRoot: a root the user supplies (ca.cfssl.rootCert and
+// rootKey on the operator's machine) is refused while its key file is
+// readable by others, then uploaded to the CA host (key 0600) and used: the
+// cluster CA the CA host makes is signed by it, and kubeadm init made the
+// cluster with that CA. No --generate-ca.
+func TestCFSSLSuppliedRoot(t *testing.T) {
+	sim.Need(t, cluster)
+	c := upWithNodeBinaries(t, sim.Topology{ID: "rt", Subnet: 28, Hosts: []sim.HostSpec{
+		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "ca", Role: "ca"}}})
+	// The user's root, made here as an operator would (any tool will do).
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: "operator root", Organization: []string{"example"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	rootCert := filepath.Join(c.Dir, "root.pem")
+	rootKey := filepath.Join(c.Dir, "root-key.pem")
+	os.WriteFile(rootCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(rootKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o644)
+	raw, err := os.ReadFile(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte("  os: linux\n"), []byte("  os: linux\n  cfssl:\n    rootCert: "+rootCert+"\n    rootKey: "+rootKey+"\n"), 1)
+	if err := os.WriteFile(c.Inventory, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Load(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := playbooks.DefaultApplyOptions()
+	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
+	apply := func() error {
+		var out output
+		s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: out.event})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		_, err = playbooks.Apply(context.Background(), s, opts)
+		if got := out.buf.String(); s.Redactor.String(got) != got {
+			t.Error("a secret appears in the run's output")
+		}
+		return err
+	}
+	caDir := filepath.Join(c.Host("ca").Dir, "etc/cfssl")
+	if err := apply(); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Fatalf("apply with a 0644 root key: %v, want it refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(caDir, cfssl.RootKey)); err == nil {
+		t.Fatal("the root key reached the CA host from a file readable by others")
+	}
+	os.Chmod(rootKey, 0o600)
+	if err := apply(); err != nil {
+		t.Fatalf("apply with the supplied root: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(caDir, cfssl.RootCert)); !bytes.Equal(got, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})) {
+		t.Error("the CA host's root is not the supplied one")
+	}
+	if fi, err := os.Stat(filepath.Join(caDir, cfssl.RootKey)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("root key on the CA host: %v %v, want 0600", err, fi)
+	}
+	clusterCA, _ := os.ReadFile(filepath.Join(c.Host("master0").Dir, "etc/kubernetes/pki/ca.crt"))
+	block, _ := pem.Decode(clusterCA)
+	if block == nil {
+		t.Fatal("no ca.crt on master0")
+	}
+	ca, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := x509.ParseCertificate(der)
+	if err := ca.CheckSignatureFrom(root); err != nil || ca.Subject.CommonName != "kubernetes" {
+		t.Errorf("the cluster CA %q is not signed by the supplied root: %v", ca.Subject.CommonName, err)
+	}
 }
