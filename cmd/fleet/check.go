@@ -80,6 +80,10 @@ func openSession(g *globals, path string) (*playbooks.Session, error) {
 	// command's output.
 	var s *playbooks.Session
 	printEvent := eventPrinter(g)
+	logEvent, err := eventLog(g)
+	if err != nil {
+		return nil, err
+	}
 	s, err = playbooks.NewSession(inv, playbooks.Options{
 		AcceptNewHostKeys: g.AcceptNewHostKeys,
 		KnownHosts:        g.KnownHosts,
@@ -89,6 +93,7 @@ func openSession(g *globals, path string) (*playbooks.Session, error) {
 				e.Err = errors.New(s.Redactor.String(e.Err.Error()))
 			}
 			printEvent(e)
+			logEvent(e, s.Redactor.String)
 		},
 	})
 	return s, err

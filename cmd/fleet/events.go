@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/fleetops/fleet/internal/steps"
@@ -29,4 +31,44 @@ func eventPrinter(g *globals) func(steps.Event) {
 			fmt.Fprintf(g.stderr, "OK    %s (%s)\n", where, e.Duration.Round(time.Millisecond))
 		}
 	}
+}
+
+// eventLog opens --log-file (0600, appended to) and returns what writes one
+// event to it as a JSON line, its texts through redact; without the flag it does
+// nothing. A file that exists keeps its lines but becomes 0600.
+func eventLog(g *globals) (func(steps.Event, func(string) string), error) {
+	if g.LogFile == "" {
+		return func(steps.Event, func(string) string) {}, nil
+	}
+	if g.log == nil {
+		f, err := os.OpenFile(g.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("--log-file: %w", err)
+		}
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--log-file: %w", err)
+		}
+		g.log = f
+	}
+	return func(e steps.Event, redact func(string) string) {
+		rec := map[string]any{"time": e.Time.UTC().Format(time.RFC3339Nano), "kind": e.Kind, "step": e.Step}
+		if e.Host != "" {
+			rec["host"] = e.Host
+		}
+		if e.Reason != "" {
+			rec["reason"] = redact(e.Reason)
+		}
+		if e.Err != nil {
+			rec["error"] = redact(e.Err.Error())
+		}
+		if e.Duration > 0 {
+			rec["duration_ms"] = e.Duration.Milliseconds()
+		}
+		line, err := json.Marshal(rec)
+		if err != nil {
+			return
+		}
+		fmt.Fprintln(g.log, redact(string(line)))
+	}, nil
 }

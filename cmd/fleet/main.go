@@ -23,9 +23,11 @@ type globals struct {
 	KnownHosts        string `help:"known_hosts file to use for every host, instead of the inventory's." type:"path"`
 	Concurrency       int    `help:"Most tasks running at once." default:"64"`
 	Verbose           bool   `short:"v" help:"Print every step event."`
+	LogFile           string `help:"Append every step event to this file as JSON lines (mode 0600, secrets redacted)." type:"path" placeholder:"FILE"`
 
 	stdout, stderr io.Writer
 	stdin          io.Reader
+	log            *os.File // the opened LogFile, closed when the command ends
 }
 
 type cli struct {
@@ -84,6 +86,11 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(&c.globals)
+	defer func() {
+		if c.log != nil {
+			c.log.Close()
+		}
+	}()
 	if err := kctx.Run(); err != nil {
 		fmt.Fprintln(stderr, "fleet:", err)
 		return 1

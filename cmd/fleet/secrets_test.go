@@ -39,8 +39,9 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 		}
 		return out, errs
 	}
-	runOK("-v", "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
-	out, _ := runOK("-v", "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	logFile := filepath.Join(t.TempDir(), "fleet.log") // every command's JSON events
+	runOK("-v", "--log-file", logFile, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	out, _ := runOK("-v", "--log-file", logFile, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
 	if !strings.HasPrefix(out, "no changes") {
 		t.Errorf("second apply: %q", out)
 	}
@@ -52,7 +53,18 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 	if strings.Count(out, " yes ") < 5 {
 		t.Errorf("status:\n%s", out)
 	}
-	joinCmd, warning := runOK("-v", "rotate-tokens", "-i", cluster.Inventory, "--ttl", "5m", "--print-join-command", "--control-plane")
+	runOK("-v", "--log-file", logFile, "join", "-i", cluster.Inventory, "worker1")
+	// cloud-init's user-data holds a token by design: it goes to a 0600
+	// file, and nothing fleet prints shows the token.
+	userData := filepath.Join(t.TempDir(), "worker1.user-data")
+	out, _ = runOK("--log-file", logFile, "cloud-init", "-i", cluster.Inventory, "worker1", "-o", userData)
+	if st, err := os.Stat(userData); err != nil || st.Mode().Perm() != 0o600 || out != "" {
+		t.Errorf("cloud-init -o: %v %v, stdout %q; want a 0600 file and nothing on stdout", st, err, out)
+	}
+	if doc, _ := os.ReadFile(userData); !strings.HasPrefix(string(doc), "#cloud-config\n") || !tokenShape.Match(doc) {
+		t.Errorf("user-data without its header or token:\n%.200s", doc)
+	}
+	joinCmd, warning := runOK("-v", "--log-file", logFile, "rotate-tokens", "-i", cluster.Inventory, "--ttl", "5m", "--print-join-command", "--control-plane")
 	if !tokenShape.MatchString(joinCmd) || !certKeyShape.MatchString(joinCmd) || !strings.Contains(joinCmd, "--discovery-token-ca-cert-hash sha256:") {
 		t.Errorf("join command on stdout: %q", joinCmd)
 	}
@@ -60,6 +72,14 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 		t.Errorf("stderr of --print-join-command: %q", warning)
 	}
 	testUnlock(t, &all)
+	log, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(logFile); st.Mode().Perm() != 0o600 || bytes.Count(log, []byte("\n")) < 30 || !bytes.Contains(log, []byte(`"step":"join-workers"`)) {
+		t.Errorf("log file mode %v, %d lines: want 0600 and every event of the runs", st.Mode().Perm(), bytes.Count(log, []byte("\n")))
+	}
+	all.Write(log)
 	// Everything but that one stdout: no secret.
 	printed := strings.Replace(all.String(), joinCmd, "", 1)
 	if m := tokenShape.FindString(printed); m != "" {
