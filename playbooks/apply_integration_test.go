@@ -186,10 +186,7 @@ func testExcludedWorkerJoinsLater(t *testing.T) {
 	if len(deleted) == 0 {
 		t.Fatal("no token of the run was there to delete")
 	}
-	ran := map[string]bool{}
-	for _, e := range report.Changes() {
-		ran[e.Step+"/"+e.Host] = true
-	}
+	ran := changedSteps(report)
 	if !ran["join-workers/worker1"] || !ran["loadbalancer/lb"] || ran["init/master0"] || ran["join-workers/worker0"] || ran["join-masters/master1"] {
 		t.Errorf("steps that ran: %v; want nginx started again and worker1's join only among joins", ran)
 	}
@@ -216,6 +213,34 @@ func upWithNodeBinaries(t *testing.T, topo sim.Topology) *sim.Cluster {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// editInventory writes the inventory at path as base (its current content
+// when nil) with each {old, new} replacement made once, and loads it. An
+// edit whose text is not there fails the test: it would change nothing.
+func editInventory(t *testing.T, path string, base []byte, edits ...[2]string) *inventory.Inventory {
+	t.Helper()
+	raw := base
+	if raw == nil {
+		var err error
+		if raw, err = os.ReadFile(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range edits {
+		if !bytes.Contains(raw, []byte(e[0])) {
+			t.Fatalf("inventory %s has no %q", path, e[0])
+		}
+		raw = bytes.Replace(raw, []byte(e[0]), []byte(e[1]), 1)
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
 }
 
 func clientFor(t *testing.T, path string) kubernetes.Interface {

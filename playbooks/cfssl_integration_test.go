@@ -23,7 +23,6 @@ import (
 
 	"github.com/fleetops/fleet/internal/cfssl"
 	"github.com/fleetops/fleet/internal/steps"
-	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
 	"github.com/fleetops/fleet/testing/sim"
 )
@@ -43,18 +42,7 @@ func TestCFSSLJoin(t *testing.T) {
 	if _, err := c.Exec("worker0", "rm", "-f", "/usr/bin/kubeadm"); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(c.Inventory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw = bytes.Replace(raw, []byte("\ncluster:\n"), []byte("\ncluster:\n  joinMode: cfssl\n"), 1)
-	if err := os.WriteFile(c.Inventory, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := inventory.Load(c.Inventory)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := editInventory(t, c.Inventory, nil, [2]string{"\ncluster:\n", "\ncluster:\n  joinMode: cfssl\n"})
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
 	opts.Exclude = []string{"worker1"} // joins later, by cloud-init
@@ -257,18 +245,7 @@ func TestCFSSLSuppliedRoot(t *testing.T) {
 	rootKey := filepath.Join(c.Dir, "root-key.pem")
 	os.WriteFile(rootCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 	os.WriteFile(rootKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o644)
-	raw, err := os.ReadFile(c.Inventory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw = bytes.Replace(raw, []byte("  os: linux\n"), []byte("  os: linux\n  cfssl:\n    rootCert: "+rootCert+"\n    rootKey: "+rootKey+"\n"), 1)
-	if err := os.WriteFile(c.Inventory, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := inventory.Load(c.Inventory)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := editInventory(t, c.Inventory, nil, [2]string{"  os: linux\n", "  os: linux\n  cfssl:\n    rootCert: " + rootCert + "\n    rootKey: " + rootKey + "\n"})
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
 	apply := func() error {

@@ -41,15 +41,7 @@ func TestContainerLoadBalancer(t *testing.T) {
 	// withNginx writes the inventory with these nginx options on the LB.
 	withNginx := func(opts string) *inventory.Inventory {
 		t.Helper()
-		raw := bytes.Replace(pristine, []byte(lbAt), []byte(lbAt+"  nginx:\n"+opts), 1)
-		if err := os.WriteFile(c.Inventory, raw, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		inv, err := inventory.Load(c.Inventory)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return inv
+		return editInventory(t, c.Inventory, pristine, [2]string{lbAt, lbAt + "  nginx:\n" + opts})
 	}
 	kubeconfig := filepath.Join(c.Dir, "admin.kubeconfig")
 	apply := func(inv *inventory.Inventory) *steps.Report {
@@ -67,14 +59,6 @@ func TestContainerLoadBalancer(t *testing.T) {
 			t.Fatalf("apply: %v\n%s", err, out.buf.String())
 		}
 		return report
-	}
-	lbRan := func(r *steps.Report) bool {
-		for _, e := range r.Events {
-			if e.Step == "loadbalancer" && e.Kind == steps.Succeeded {
-				return true
-			}
-		}
-		return false
 	}
 	docker := func(t *testing.T, args ...string) string {
 		t.Helper()
@@ -105,7 +89,7 @@ func TestContainerLoadBalancer(t *testing.T) {
 	hostNginxPid := filepath.Join(lb.Dir, "run/nginx.pid")
 
 	inv := withNginx("    runAs: container\n    image: nginx:1.27\n")
-	if r := apply(inv); !lbRan(r) {
+	if r := apply(inv); !ran(r, "loadbalancer") {
 		t.Fatal("the loadbalancer step did not run")
 	}
 	apiAnswers(t)
@@ -157,7 +141,7 @@ func TestContainerLoadBalancer(t *testing.T) {
 
 	t.Run("a new option reloads the same container", func(t *testing.T) {
 		inv = withNginx("    runAs: container\n    image: nginx:1.27\n    proxyTimeout: 5s\n")
-		if r := apply(inv); !lbRan(r) {
+		if r := apply(inv); !ran(r, "loadbalancer") {
 			t.Fatal("the loadbalancer step did not run")
 		}
 		if conf, _ := os.ReadFile(live); !strings.Contains(string(conf), "proxy_timeout 5s;") {

@@ -1,7 +1,6 @@
 package playbooks_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -33,20 +32,9 @@ func TestTLSBootstrapJoin(t *testing.T) {
 	if out, _ := c.Exec("worker0", "sh", "-c", "command -v kubeadm || echo none"); strings.TrimSpace(string(out)) != "none" {
 		t.Fatalf("kubeadm still on worker0: %s", out)
 	}
-	raw, err := os.ReadFile(c.Inventory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw = bytes.Replace(raw, []byte("\ncluster:\n"), []byte("\ncluster:\n  joinMode: tls-bootstrap\n"), 1)
 	w1 := "  - name: worker1\n    address: " + c.Host("worker1").Address + "\n"
-	raw = bytes.Replace(raw, []byte(w1), []byte(w1+"    joinMode: kubeadm\n"), 1) // a per-worker override
-	if err := os.WriteFile(c.Inventory, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := inventory.Load(c.Inventory)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := editInventory(t, c.Inventory, nil, [2]string{"\ncluster:\n", "\ncluster:\n  joinMode: tls-bootstrap\n"},
+		[2]string{w1, w1 + "    joinMode: kubeadm\n"}) // a per-worker override
 	if inv.JoinModeOf(&inv.Workers[0]) != inventory.JoinTLSBootstrap {
 		t.Fatal("the inventory edit did not take")
 	}
@@ -72,10 +60,7 @@ func TestTLSBootstrapJoin(t *testing.T) {
 	}
 
 	report := apply()
-	ran := map[string]bool{}
-	for _, e := range report.Changes() {
-		ran[e.Step+"/"+e.Host] = true
-	}
+	ran := changedSteps(report)
 	if !ran["join-workers/worker0"] || !ran["bootstrap-rbac/"] {
 		t.Errorf("changes %v: want worker0 joined and the bindings made", ran)
 	}
