@@ -28,7 +28,7 @@ func (a *applyRun) joinWorker(ctx context.Context, host string) error {
 	if left, err := joinLeftovers(ctx, a.s, host); err != nil {
 		return err
 	} else if left {
-		if err := kubeadmReset(ctx, a.s, host); err != nil {
+		if err := a.clearInterruptedJoin(ctx, host); err != nil {
 			return fmt.Errorf("clear the leftovers of an interrupted join: %w", err)
 		}
 		// Its kubelet may have registered the Node before the join was cut
@@ -107,4 +107,58 @@ func joinLeftovers(ctx context.Context, s *Session, host string) (bool, error) {
 		return false, err
 	}
 	return res.Stdout == "left\n", nil
+}
+
+// clearInterruptedJoin resets the host until nothing of the join is left
+// and its kubelet has stopped: a kubelet still finishing its TLS bootstrap
+// when kubeadm reset ran can write kubelet.conf again before it stops.
+func (a *applyRun) clearInterruptedJoin(ctx context.Context, host string) error {
+	for attempt := 1; ; attempt++ {
+		if err := kubeadmReset(ctx, a.s, host); err != nil {
+			return err
+		}
+		if err := waitKubeletStopped(ctx, a.s, host); err != nil {
+			return err
+		}
+		left, err := joinLeftovers(ctx, a.s, host)
+		if err != nil {
+			return err
+		}
+		joined, _, err := joined(ctx, a.s, host)
+		if err != nil {
+			return err
+		}
+		if !left && !joined {
+			return nil
+		}
+		if attempt == 3 {
+			return fmt.Errorf("kubeadm reset -f left the join's files behind three times")
+		}
+	}
+}
+
+// kubeletHealthzPort is where every kubelet answers /healthz (127.0.0.1).
+const kubeletHealthzPort = "10248"
+
+// waitKubeletStopped waits until no kubelet listens on the host: kubeadm
+// reset stops it, but a kubelet may take a moment to go.
+func waitKubeletStopped(ctx context.Context, s *Session, host string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := s.run(ctx, host, "ss -Hltn")
+		if err != nil {
+			return err
+		}
+		if len(taken(parseListeners(res.Stdout), []string{kubeletHealthzPort})) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the kubelet still runs 30s after kubeadm reset")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
