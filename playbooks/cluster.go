@@ -107,6 +107,31 @@ func etcdOn(ctx context.Context, s *Session, master string) (*etcd.Client, error
 	return etcd.New("127.0.0.1:2379", creds, conn.DialContext)
 }
 
+// memberOf finds a node's etcd member, by name or, for a learner that
+// never started, by the peer URL kubeadm gave it.
+func memberOf(s *Session, members []etcd.Member, node string) (etcd.Member, bool) {
+	return etcd.FindMember(members, node, etcd.PeerURL(s.Inv.Host(node).Address))
+}
+
+// removeEtcdMember removes a node's etcd member through the etcd on
+// another master, and says whether there was one.
+func removeEtcdMember(ctx context.Context, s *Session, via, node string) (bool, error) {
+	c, err := etcdOn(ctx, s, via)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	members, err := c.Members(ctx)
+	if err != nil {
+		return false, err
+	}
+	m, found := memberOf(s, members, node)
+	if !found {
+		return false, nil
+	}
+	return true, c.RemoveMember(ctx, m.ID)
+}
+
 // mastersOf names the inventory's masters.
 func mastersOf(inv *inventory.Inventory) []string {
 	names := make([]string, len(inv.Masters))

@@ -174,36 +174,21 @@ func (r *removeRun) reset(ctx context.Context, node string) error {
 	return kubeadmReset(ctx, r.s, node)
 }
 
-// notMember: etcd has no member of this name.
+// notMember: etcd has no member of this node.
 func (r *removeRun) notMember(ctx context.Context, node string) (bool, string, error) {
 	members, err := r.members(ctx)
 	if err != nil {
 		return false, "", err
 	}
-	for _, m := range members {
-		if m.Name == node {
-			return false, "", nil
-		}
+	if _, found := memberOf(r.s, members, node); found {
+		return false, "", nil
 	}
 	return true, "not an etcd member (kubeadm reset removed it)", nil
 }
 
 func (r *removeRun) removeMember(ctx context.Context, node string) error {
-	c, err := etcdOn(ctx, r.s, r.access.master)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	members, err := c.Members(ctx)
-	if err != nil {
-		return err
-	}
-	for _, m := range members {
-		if m.Name == node {
-			return c.RemoveMember(ctx, m.ID)
-		}
-	}
-	return nil
+	_, err := removeEtcdMember(ctx, r.s, r.access.master, node)
+	return err
 }
 
 func (r *removeRun) nodeGone(ctx context.Context, node string) (bool, string, error) {

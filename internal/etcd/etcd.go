@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,3 +142,18 @@ func (f *flexUint) UnmarshalJSON(b []byte) error {
 
 // Quorum is the number of members a cluster of n needs to agree.
 func Quorum(n int) int { return n/2 + 1 }
+
+// PeerURL is the peer URL kubeadm gives a stacked etcd member on a node
+// with this advertise address.
+func PeerURL(address string) string { return "https://" + net.JoinHostPort(address, "2380") }
+
+// FindMember finds a node's member by name or, for a learner that has not
+// started (it has no name yet), by its peer URL.
+func FindMember(members []Member, name, peerURL string) (Member, bool) {
+	for _, m := range members {
+		if m.Name == name || slices.Contains(m.PeerURLs, peerURL) {
+			return m, true
+		}
+	}
+	return Member{}, false
+}

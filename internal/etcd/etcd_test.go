@@ -31,3 +31,27 @@ func TestFlexUintReadsStringsAndNumbers(t *testing.T) {
 		}
 	}
 }
+
+func TestFindMember(t *testing.T) {
+	members := []Member{
+		{ID: 1, Name: "master0", PeerURLs: []string{"https://10.0.0.10:2380"}},
+		{ID: 2, Name: "", PeerURLs: []string{"https://10.0.0.11:2380"}, IsLearner: true}, // added, never started
+		{ID: 3, Name: "master2", PeerURLs: []string{"https://[fd00::12]:2380"}},
+	}
+	for _, tc := range []struct {
+		name, address string
+		wantID        uint64
+		found         bool
+	}{
+		{"master0", "10.0.0.10", 1, true},
+		{"master1", "10.0.0.11", 2, true}, // only the peer URL says whose it is
+		{"master2", "fd00::12", 3, true},  // IPv6 peer URLs are bracketed
+		{"master3", "10.0.0.13", 0, false},
+		{"master1", "10.0.0.1", 0, false}, // a prefix of another's address is not a match
+	} {
+		m, ok := FindMember(members, tc.name, PeerURL(tc.address))
+		if ok != tc.found || m.ID != tc.wantID {
+			t.Errorf("FindMember(%s, %s) = %d, %v; want %d, %v", tc.name, tc.address, m.ID, ok, tc.wantID, tc.found)
+		}
+	}
+}
