@@ -51,10 +51,14 @@ func initialised(ctx context.Context, s *Session, host string) (bool, string, er
 // moments before when it can be.
 func (a *applyRun) isJoined(ctx context.Context, host string) (bool, string, error) {
 	if done, known := a.joinedAt[host]; known {
-		if done {
+		switch {
+		case !done:
+			return false, "", nil
+		case a.s.Inv.Host(host).Role == inventory.RoleMaster:
+			return true, "already joined (kubelet.conf present, Node marked control-plane)", nil
+		default:
 			return true, "already joined (kubelet.conf present)", nil
 		}
-		return false, "", nil
 	}
 	return joined(ctx, a.s, host)
 }
@@ -138,6 +142,9 @@ func (a *applyRun) unjoined(ctx context.Context) (masters, workers []string, err
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
+	if err := a.unmarkCutMasters(ctx, candidates, done); err != nil {
+		return nil, nil, err
+	}
 	a.joinedAt = map[string]bool{}
 	for i, h := range candidates {
 		a.joinedAt[h.Name] = done[i]
@@ -150,6 +157,40 @@ func (a *applyRun) unjoined(ctx context.Context) (masters, workers []string, err
 		}
 	}
 	return masters, workers, nil
+}
+
+// controlPlaneLabel is set by kubeadm's mark-control-plane, the last thing
+// a control-plane join does to the cluster.
+const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// unmarkCutMasters turns a master's "joined" into "not joined" when its
+// Node is not marked as a control plane: the kubelet has its credentials,
+// but the join was cut short before its etcd and mark-control-plane
+// phases had finished, and only a new join completes it.
+func (a *applyRun) unmarkCutMasters(ctx context.Context, candidates []*inventory.Host, done []bool) error {
+	var asked bool
+	var marked map[string]bool
+	for i, h := range candidates {
+		if !done[i] || h.Role != inventory.RoleMaster {
+			continue
+		}
+		if !asked {
+			client, err := a.ensureClient(ctx)
+			if err != nil {
+				return err
+			}
+			nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: controlPlaneLabel})
+			if err != nil {
+				return fmt.Errorf("list the control-plane Nodes: %w", err)
+			}
+			marked, asked = map[string]bool{}, true
+			for _, n := range nodes.Items {
+				marked[n.Name] = true
+			}
+		}
+		done[i] = marked[h.Name]
+	}
+	return nil
 }
 
 // credentialsReady: nothing left to join, so no token or key is needed.
@@ -210,6 +251,9 @@ func (a *applyRun) prepareCredentials(ctx context.Context, _ string) error {
 
 func (a *applyRun) joinMaster(ctx context.Context, host string) error {
 	m := a.s.Inv.Host(host)
+	if _, err := a.clearCutJoin(ctx, host); err != nil {
+		return err
+	}
 	if err := a.ensureCertsUploaded(ctx); err != nil {
 		return err
 	}
@@ -222,7 +266,7 @@ func (a *applyRun) joinMaster(ctx context.Context, host string) error {
 		return err
 	}
 	if _, err := runKubeadm(ctx, a.s, host, "kubeadm-join.yaml", cfg, "join"); err != nil {
-		return fmt.Errorf("kubeadm join --control-plane: %w", err)
+		return joinError("kubeadm join --control-plane", host, err)
 	}
 	return nil
 }

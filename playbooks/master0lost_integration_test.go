@@ -33,24 +33,8 @@ func TestMaster0LostAfterInit(t *testing.T) {
 	}
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
-	apply := func(inject func(steps.Event)) (*steps.Report, error, *playbooks.Session, string) {
-		var out output
-		s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
-			out.event(e)
-			if inject != nil {
-				inject(e)
-			}
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		report, err := playbooks.Apply(context.Background(), s, opts)
-		return report, err, s, out.buf.String()
-	}
-
 	start := time.Now()
-	failedRun, err, s, shown := apply(func(e steps.Event) {
+	failedRun, s, shown, err := faultyApply(t, inv, opts, func(e steps.Event) {
 		if e.Step == "init" && e.Host == "master0" && e.Kind == steps.Succeeded {
 			if err := c.LinkDown("master0"); err != nil {
 				t.Error(err)
@@ -101,7 +85,7 @@ func TestMaster0LostAfterInit(t *testing.T) {
 	if _, err := playbooks.Unlock(context.Background(), us, held); err != nil {
 		t.Fatal(err)
 	}
-	report, err, _, shown := apply(nil)
+	report, _, shown, err := faultyApply(t, inv, opts, nil)
 	if err != nil {
 		t.Fatalf("apply with master0 back: %v\n%s", err, shown)
 	}

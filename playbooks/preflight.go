@@ -21,14 +21,31 @@ var nodePorts = map[inventory.Role][]string{
 
 // stateCommand reads, in one remote process chain, what preflight needs
 // beyond the facts: the clock, the swap devices, whether the node has
-// joined, and every listening TCP socket with its process.
-const stateCommand = `date +%s; tail -n +2 /proc/swaps | wc -l; if [ -e ` + kubeletConf + ` ]; then echo joined; else echo new; fi; ss -Hltnp 2>/dev/null || ss -Hltn`
+// joined (or began to), and every listening TCP socket with its process.
+const stateCommand = `date +%s; tail -n +2 /proc/swaps | wc -l
+if [ -e ` + kubeletConf + ` ]; then echo joined
+elif [ -e ` + bootstrapKubeconfig + ` ] || [ -e ` + kubeletFlagsFile + ` ] || [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]; then echo partial
+else echo new; fi
+ss -Hltnp 2>/dev/null || ss -Hltn`
+
+// nodeState is how far kubeadm got on a node.
+type nodeState string
+
+const (
+	newNode     nodeState = "new"
+	partialJoin nodeState = "partial" // a join cut short: the join step clears it
+	joinedNode  nodeState = "joined"
+)
+
+// kubeadmComponents are the process names (as ss shows them, cut to 15
+// characters) of what kubeadm starts on a node.
+var kubeadmComponents = []string{"kubelet", "kube-apiserver", "kube-controller", "kube-scheduler", "etcd"}
 
 // hostState is stateCommand's answer.
 type hostState struct {
 	clock     time.Time
 	swaps     int
-	joined    bool
+	node      nodeState
 	listeners []listener
 }
 
@@ -49,7 +66,11 @@ func parseHostState(out string) (hostState, error) {
 	if err1 != nil || err2 != nil {
 		return hostState{}, fmt.Errorf("unexpected state answer %q", out)
 	}
-	st := hostState{clock: time.Unix(epoch, 0), swaps: swaps, joined: strings.TrimSpace(lines[2]) == "joined"}
+	node := nodeState(strings.TrimSpace(lines[2]))
+	if !slices.Contains([]nodeState{newNode, partialJoin, joinedNode}, node) {
+		return hostState{}, fmt.Errorf("unexpected node state %q", lines[2])
+	}
+	st := hostState{clock: time.Unix(epoch, 0), swaps: swaps, node: node}
 	st.listeners = parseListeners(strings.Join(lines[3:], "\n"))
 	return st, nil
 }
@@ -162,8 +183,12 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 		busy = taken(st.listeners, []string{port}, "nginx", "docker-proxy")
 	case inventory.RoleCA: // a running API holds its own
 		busy = taken(st.listeners, []string{strconv.Itoa(inv.CFSSLPort())}, "cfssl")
-	case inventory.RoleMaster, inventory.RoleWorker: // a joined node holds its own
-		if !st.joined {
+	case inventory.RoleMaster, inventory.RoleWorker:
+		switch st.node {
+		case joinedNode: // it holds its own
+		case partialJoin: // kubeadm's own are cleared before the join
+			busy = taken(st.listeners, nodePorts[h.Role], kubeadmComponents...)
+		default:
 			busy = taken(st.listeners, nodePorts[h.Role])
 		}
 	}

@@ -29,10 +29,10 @@ func TestParseListeners(t *testing.T) {
 
 func TestParseHostState(t *testing.T) {
 	st, err := parseHostState("1700000000\n0\nnew\n" + ssSample + "\n")
-	if err != nil || st.clock.Unix() != 1700000000 || st.swaps != 0 || st.joined || len(st.listeners) != 4 {
+	if err != nil || st.clock.Unix() != 1700000000 || st.swaps != 0 || st.node != newNode || len(st.listeners) != 4 {
 		t.Errorf("%+v %v", st, err)
 	}
-	for _, bad := range []string{"", "x\n0\nnew\n", "1\n\n"} {
+	for _, bad := range []string{"", "x\n0\nnew\n", "1\n\n", "1\n0\nhalf\n"} {
 		if _, err := parseHostState(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -65,7 +65,9 @@ func TestProblemsOf(t *testing.T) {
 		{"clock off", inventory.RoleWorker, "", linux("kubeadm", "kubelet"), hostState{clock: now.Add(-time.Minute)}, "clock is 1m0s off"},
 		{"swap", inventory.RoleWorker, "", linux("kubeadm", "kubelet"), hostState{clock: now, swaps: 1}, "swap is on"},
 		{"port taken on a new master", inventory.RoleMaster, "", linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, listeners: etcdOn2379}, "ports in use by something else: 2379"},
-		{"a joined master holds its own ports", inventory.RoleMaster, "", linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, joined: true, listeners: etcdOn2379}, ""},
+		{"a joined master holds its own ports", inventory.RoleMaster, "", linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, node: joinedNode, listeners: etcdOn2379}, ""},
+		{"a half-joined master's own ports are cleared later", inventory.RoleMaster, "", linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, node: partialJoin, listeners: []listener{{"2379", "etcd"}, {"6443", "kube-apiserver"}, {"10257", "kube-controller"}}}, ""},
+		{"a half-joined master's port held by another", inventory.RoleMaster, "", linux("kubeadm", "kubelet", "kubectl"), hostState{clock: now, node: partialJoin, listeners: []listener{{"6443", "haproxy"}, {"2379", "etcd"}}}, "ports in use by something else: 6443"},
 		{"nginx holds the LB port", inventory.RoleLoadBalancer, "", linux("nginx"), hostState{clock: now, listeners: nginxOn6443}, ""},
 		{"something else holds the LB port", inventory.RoleLoadBalancer, "", linux("nginx"), hostState{clock: now, listeners: []listener{{"6443", "haproxy"}}}, "ports in use by something else: 6443"},
 		{"swap on the LB is fine", inventory.RoleLoadBalancer, "", linux("nginx"), hostState{clock: now, swaps: 2}, ""},

@@ -357,7 +357,7 @@ func TestKeepaliveNoticesADeadLink(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run still waits on a dead link after 15s")
 	}
-	if err == nil || !strings.Contains(err.Error(), "connection lost") {
+	if !errors.Is(err, exec.ErrConnectionLost) {
 		t.Fatalf("got %v, want connection lost", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {

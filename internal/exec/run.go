@@ -230,15 +230,19 @@ func (c *Conn) wrap(cmd string) string {
 	return "sudo -n -- sh -c " + Quote(cmd)
 }
 
+// ErrConnectionLost: the connection died while a command ran, so its
+// outcome on the host is unknown (it may still be running there).
+var ErrConnectionLost = errors.New("connection lost")
+
 // connErr explains errors that mean the connection itself went away.
 func (c *Conn) connErr(err error) error {
 	var missing *ssh.ExitMissingError
 	if errors.As(err, &missing) || errors.Is(err, io.EOF) {
 		select {
 		case <-c.done:
-			return fmt.Errorf("connection lost (keepalive unanswered or closed): %w", err)
+			return fmt.Errorf("%w (keepalive unanswered or closed): %w", ErrConnectionLost, err)
 		default:
-			return fmt.Errorf("connection lost: %w", err)
+			return fmt.Errorf("%w: %w", ErrConnectionLost, err)
 		}
 	}
 	return err

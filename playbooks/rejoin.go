@@ -1,0 +1,139 @@
+package playbooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// A join cut short (lost link, killed sshd, Ctrl-C) leaves kubeadm's files,
+// a kubelet, for a master static pods and an etcd member (a learner, or a
+// voting member once promoted), and maybe a Node. kubeadm's preflight
+// refuses such a host and kubeadm join refuses a Ready Node of its name, so
+// the next run clears all of it before it joins the host again.
+
+// orphanJoinPattern matches the command line of a kubeadm join fleet
+// started (pkill -f). Cut off from fleet by a lost link, such a join runs on
+// until sshd notices, which can be minutes after the link is back, and
+// would change the host under the next run.
+const orphanJoinPattern = "^kubeadm join .*--config " + fleetDir + "/"
+
+// joinLeftovers stops a kubeadm join a lost run left running, then says
+// whether a join left anything on the host: kubeadm's kubelet files, the
+// kubelet's credentials or static-pod manifests. One round trip: it is on
+// the path of every join. Only processes in the shell's own network and
+// mount namespaces are the host's: a kubeadm in a container (a kind-style
+// node on the same machine) belongs to another node.
+func joinLeftovers(ctx context.Context, s *Session, host string) (bool, error) {
+	files := exec.Command(bootstrapKubeconfig, kubeletFlagsFile, kubeletConfigFile, kubeletConf)
+	script := `p=` + exec.Quote(orphanJoinPattern) + `
+ours() { "$@" --ns $$ --nslist net,mnt -f "$p"; }
+ours pkill -TERM; rc=$?
+if [ $rc -gt 1 ]; then echo "pkill failed ($rc)" >&2; exit 1; fi
+if [ $rc -eq 0 ]; then
+	i=0
+	while [ $i -lt 100 ] && ours pgrep >/dev/null; do
+		i=$((i+1)); [ $i -eq 50 ] && ours pkill -KILL
+		sleep 0.1
+	done
+fi
+for f in ` + files + `; do [ -e "$f" ] && { echo left; exit 0; }; done
+[ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ] && { echo left; exit 0; }
+echo clean`
+	res, err := s.run(ctx, host, script)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(res.Stdout) == "left", nil
+}
+
+// clearCutJoin makes a host whose join was cut short joinable again, and
+// says whether there was anything to clear. A master's etcd member goes
+// first, while the host's etcd still runs: removing a member that was
+// already promoted keeps the quorum only while it answers.
+func (a *applyRun) clearCutJoin(ctx context.Context, host string) (bool, error) {
+	left, err := joinLeftovers(ctx, a.s, host)
+	if err != nil || !left {
+		return false, err
+	}
+	if a.s.Inv.Host(host).Role == inventory.RoleMaster {
+		if _, err := removeEtcdMember(ctx, a.s, a.first, host); err != nil {
+			return false, fmt.Errorf("remove the etcd member of a control-plane join cut short: %w", err)
+		}
+	}
+	if err := a.resetUntilClean(ctx, host); err != nil {
+		return false, fmt.Errorf("clear the leftovers of a join cut short: %w", err)
+	}
+	client, err := a.ensureClient(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := client.CoreV1().Nodes().Delete(ctx, host, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("delete the Node a join cut short registered: %w", err)
+	}
+	return true, nil
+}
+
+// resetUntilClean resets the host until nothing of the join is left and
+// its kubelet has stopped: a kubelet still finishing its TLS bootstrap
+// when kubeadm reset ran can write kubelet.conf again before it stops.
+func (a *applyRun) resetUntilClean(ctx context.Context, host string) error {
+	for attempt := 1; ; attempt++ {
+		if err := kubeadmReset(ctx, a.s, host); err != nil {
+			return err
+		}
+		if err := waitKubeletStopped(ctx, a.s, host); err != nil {
+			return err
+		}
+		left, err := joinLeftovers(ctx, a.s, host)
+		if err != nil || !left {
+			return err
+		}
+		if attempt == 3 {
+			return fmt.Errorf("kubeadm reset -f left the join's files behind three times")
+		}
+	}
+}
+
+// joinError wraps a failed join; when the connection died under it, it
+// says what to do, since the join may be half-done on the host.
+func joinError(what, host string, err error) error {
+	if errors.Is(err, exec.ErrConnectionLost) {
+		return fmt.Errorf("%s: %w; once %s is reachable, run fleet apply again: it clears the half-done join and joins %s anew", what, err, host, host)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// kubeletHealthzPort is where every kubelet answers /healthz (127.0.0.1).
+const kubeletHealthzPort = "10248"
+
+// waitKubeletStopped waits until no kubelet listens on the host: kubeadm
+// reset stops it, but a kubelet may take a moment to go.
+func waitKubeletStopped(ctx context.Context, s *Session, host string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := s.run(ctx, host, "ss -Hltn")
+		if err != nil {
+			return err
+		}
+		if len(taken(parseListeners(res.Stdout), []string{kubeletHealthzPort})) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the kubelet still runs 30s after kubeadm reset")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
