@@ -25,8 +25,12 @@ import (
 // caPlatform asks the CA host what it is (uname -s) and returns the paths
 // and service manager of that platform; the answer is kept for the run.
 func (s *Session) caPlatform(ctx context.Context) (cfssl.Platform, error) {
-	s.caOnce.Lock()
-	defer s.caOnce.Unlock()
+	s.caMu.Lock()
+	defer s.caMu.Unlock()
+	return s.caPlatformLocked(ctx)
+}
+
+func (s *Session) caPlatformLocked(ctx context.Context) (cfssl.Platform, error) {
 	if s.caPlat.OS != "" {
 		return s.caPlat, nil
 	}
@@ -100,31 +104,40 @@ func (s *Session) caHostReady(ctx context.Context, host string) (bool, string, e
 	if err != nil {
 		return false, "", err
 	}
-	files, err := s.caFiles(p)
+	want, err := s.caFiles(p)
 	if err != nil {
 		return false, "", err
 	}
-	for path, want := range files {
-		got, err := s.readFile(ctx, host, path)
-		if err != nil || !bytes.Equal(got, want) {
+	// Every apply checks the CA host: one round trip for what fleet
+	// wrote and the certificates, one for the auth key (never read).
+	paths := []string{p.Path(cfssl.OCSPCert), p.Path(cfssl.CACert)}
+	for path := range want {
+		paths = append(paths, path)
+	}
+	got, err := s.readFiles(ctx, host, paths...)
+	if err != nil {
+		return false, "", err
+	}
+	for path, w := range want {
+		if !bytes.Equal(got[path], w) {
 			return false, "", nil
 		}
 	}
-	if ok, err := s.allExist(ctx, host, p.Path(cfssl.AuthFile), p.Path(cfssl.OCSPCert), p.Path(cfssl.CACert)); err != nil || !ok {
+	caPEM, hasCA := got[p.Path(cfssl.CACert)]
+	if _, hasOCSP := got[p.Path(cfssl.OCSPCert)]; !hasCA || !hasOCSP {
+		return false, "", nil
+	}
+	if ok, err := s.allExist(ctx, host, p.Path(cfssl.AuthFile)); err != nil || !ok {
 		return false, "", err
 	}
-	if err := s.caAnswers(ctx, p, host); err != nil {
+	if err := s.caAnswers(ctx, p, caPEM); err != nil {
 		return false, "", nil
 	}
 	return true, "the CFSSL API on " + p.OS + " serves the cluster CA", nil
 }
 
-// caAnswers: /api/v1/cfssl/info returns the CA host's ca.pem.
-func (s *Session) caAnswers(ctx context.Context, p cfssl.Platform, host string) error {
-	want, err := s.readFile(ctx, host, p.Path(cfssl.CACert))
-	if err != nil {
-		return err
-	}
+// caAnswers: /api/v1/cfssl/info returns the CA host's ca.pem (want).
+func (s *Session) caAnswers(ctx context.Context, p cfssl.Platform, want []byte) error {
 	c, err := cfssl.NewClient(s.caURL(), &http.Client{Timeout: 5 * time.Second}, "")
 	if err != nil {
 		return err
@@ -209,9 +222,13 @@ func (s *Session) setupCAHost(ctx context.Context, host string, generateRoot boo
 	if _, err := s.run(ctx, host, exec.Command("sh", "-c", start, "fleet-ca", p.ServiceFile)); err != nil {
 		return fmt.Errorf("start the CFSSL API: %w", err)
 	}
+	caPEM, err := s.readFile(ctx, host, p.Path(cfssl.CACert))
+	if err != nil {
+		return err
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := s.caAnswers(ctx, p, host)
+		err := s.caAnswers(ctx, p, caPEM)
 		if err == nil {
 			return nil
 		}

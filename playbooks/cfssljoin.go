@@ -32,9 +32,15 @@ import (
 const cfsslNodeRegisterTimeout = 3 * time.Minute
 
 // cfsslClient returns a client of the CA host's API with its auth key,
-// read from the CA host (0600 there) and kept out of every output.
+// read from the CA host (0600 there) once per run, and kept out of every
+// output. The ca-host step makes the key before any join asks for it.
 func (s *Session) cfsslClient(ctx context.Context) (*cfssl.Client, error) {
-	p, err := s.caPlatform(ctx)
+	s.caMu.Lock()
+	defer s.caMu.Unlock()
+	if s.caClient != nil {
+		return s.caClient, nil
+	}
+	p, err := s.caPlatformLocked(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +50,12 @@ func (s *Session) cfsslClient(ctx context.Context) (*cfssl.Client, error) {
 	}
 	hexKey := strings.TrimSpace(string(key))
 	s.Redactor.Add(hexKey)
-	return cfssl.NewClient(s.caURL(), &http.Client{Timeout: 30 * time.Second}, hexKey)
+	c, err := cfssl.NewClient(s.caURL(), &http.Client{Timeout: 30 * time.Second}, hexKey)
+	if err != nil {
+		return nil, err
+	}
+	s.caClient = c
+	return c, nil
 }
 
 // cfsslWorker joins one worker with a certificate from the CA host.

@@ -1,6 +1,7 @@
 package playbooks_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -18,6 +19,9 @@ import (
 var cluster *sim.Cluster
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(lostRunEnv); dir != "" {
+		os.Exit(lostRun(dir))
+	}
 	os.Exit(sim.RunTests(m, sim.HA("pb", 20), &cluster))
 }
 
@@ -104,5 +108,43 @@ func TestCheckTrustsNewHostsOnlyWhenAsked(t *testing.T) {
 	b, _ := os.ReadFile(empty)
 	if got := strings.Count(string(b), "\n"); got != len(results) {
 		t.Errorf("known_hosts has %d lines after accepting %d hosts", got, len(results))
+	}
+}
+
+// TestReadFilesInOneCommand: the files the checks read together come back
+// byte for byte, whatever they hold and however they are named; a missing
+// one is absent.
+func TestReadFilesInOneCommand(t *testing.T) {
+	sim.Need(t, cluster)
+	h := cluster.Hosts[0]
+	dir := filepath.Join(h.Dir, "tmp", "read files")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{
+		"/tmp/read files/binary":          {0, 0xff, '\n', '-', '1', '\n'},
+		"/tmp/read files/empty":           {},
+		"/tmp/read files/it's \"quoted\"": []byte("no newline at the end"),
+	}
+	for p, b := range want {
+		if err := os.WriteFile(filepath.Join(h.Dir, p), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paths := []string{"/tmp/read files/missing"}
+	for p := range want {
+		paths = append(paths, p)
+	}
+	got, err := playbooks.ReadFiles(session(t, playbooks.Options{}), context.Background(), h.Name, paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["/tmp/read files/missing"]; ok || len(got) != len(want) {
+		t.Errorf("got %d files (%q): want %d, the missing one absent", len(got), got, len(want))
+	}
+	for p, b := range want {
+		if !bytes.Equal(got[p], b) {
+			t.Errorf("%s: got %q, want %q", p, got[p], b)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
@@ -49,24 +48,7 @@ func TestHostileKubeadm(t *testing.T) {
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
 	opts.Exclude = []string{"worker1"}
-	var onEvent func(steps.Event) // a fault to inject, if any
-	apply := func() (*steps.Report, error, string) {
-		var out output
-		s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
-			out.event(e)
-			if onEvent != nil {
-				onEvent(e)
-			}
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		report, err := playbooks.Apply(context.Background(), s, opts)
-		return report, err, out.buf.String()
-	}
-
-	_, err, shown := apply()
+	_, _, shown, err := faultyApply(t, inv, opts, nil)
 	var se *steps.StepError
 	if !errors.As(err, &se) || se.Step != "init" || se.Host != "master0" {
 		t.Fatalf("apply with a hostile kubeadm: %v, want the init step on master0 to fail", err)
@@ -85,7 +67,7 @@ func TestHostileKubeadm(t *testing.T) {
 	if _, err := c.Exec("master0", "rm", "-f", "/usr/local/bin/kubeadm"); err != nil {
 		t.Fatal(err)
 	}
-	report, err, shown := apply()
+	report, _, shown, err := faultyApply(t, inv, opts, nil)
 	if err != nil {
 		t.Fatalf("apply with the real kubeadm back: %v\n%s", err, shown)
 	}
@@ -97,26 +79,11 @@ func TestHostileKubeadm(t *testing.T) {
 		// Kill worker1's sshd (every connection with it) once its join
 		// has started the kubelet: the middle of kubeadm join.
 		flags := filepath.Join(c.Host("worker1").Dir, "var/lib/kubelet/kubeadm-flags.env")
-		killed := make(chan bool, 1)
-		onEvent = func(e steps.Event) {
-			if e.Kind != steps.Started || e.Step != "join-workers" || e.Host != "worker1" {
-				return
-			}
-			go func() {
-				for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-					if _, err := os.Stat(flags); err == nil {
-						killed <- c.StopSSHD("worker1") == nil
-						return
-					}
-				}
-				killed <- false
-			}()
-		}
+		hook, killed := faultOnFile("join-workers", "worker1", flags, func() error { return c.StopSSHD("worker1") })
 		opts.Exclude = nil
-		_, err, _ := apply()
-		onEvent = nil
-		if !<-killed {
-			t.Fatal("worker1's join never reached the kubelet start: nothing was interrupted")
+		_, _, _, err := faultyApply(t, inv, opts, hook)
+		if err := <-killed; err != nil {
+			t.Fatal(err)
 		}
 		var se *steps.StepError
 		if !errors.As(err, &se) || se.Step != "join-workers" || se.Host != "worker1" {
@@ -126,7 +93,7 @@ func TestHostileKubeadm(t *testing.T) {
 		if err := c.StartSSHD(context.Background(), "worker1"); err != nil {
 			t.Fatal(err)
 		}
-		report, err, shown := apply()
+		report, _, shown, err := faultyApply(t, inv, opts, nil)
 		if err != nil {
 			t.Fatalf("apply after sshd came back: %v\n%s", err, shown)
 		}

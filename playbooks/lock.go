@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fleetops/fleet/internal/exec"
@@ -26,13 +28,21 @@ const releaseTimeout = 15 * time.Second
 func (s *Session) withLock(ctx context.Context, operation string, fn func() error) (err error) {
 	host := s.lockHost()
 	holder := lock.NewHolder(operator(), os.Getpid(), operation, time.Now())
-	res, err := s.run(ctx, host, exec.Command("sh", "-c", lock.AcquireScript, "fleet-lock", lock.Path, holder.Encode()))
+	holder.Origin = processOrigin()
+	a, err := acquire(ctx, s, host, holder)
 	if err != nil {
-		return fmt.Errorf("%s: take the cluster lock: %w", host, err)
+		return err
 	}
-	a, err := lock.ParseAnswer(res.Stdout)
-	if err != nil {
-		return fmt.Errorf("%s: take the cluster lock: %w", host, err)
+	if !a.Acquired && a.HolderErr == nil && a.Holder.Gone(holder.Origin, processAlive) {
+		// A run on this machine that died (killed, crashed, lost its
+		// master and could not release): nobody can be running under it.
+		if _, err := Unlock(ctx, s, &a); err != nil {
+			return err
+		}
+		s.note("lock", host, "broke the lock of a run that has ended: "+a.Holder.String())
+		if a, err = acquire(ctx, s, host, holder); err != nil {
+			return err
+		}
 	}
 	if !a.Acquired {
 		return &lock.HeldError{Host: host, Answer: a}
@@ -41,10 +51,45 @@ func (s *Session) withLock(ctx context.Context, operation string, fn func() erro
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
 		if _, rerr := s.run(rctx, host, exec.Command("sh", "-c", lock.ReleaseScript, "fleet-lock", lock.Path, holder.Encode())); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("%s: release the cluster lock %s (break it with fleet unlock): %w", host, lock.Path, rerr))
+			err = errors.Join(err, fmt.Errorf("%s: release the cluster lock %s (the next run from this machine breaks it, this run having ended; from another, fleet unlock): %w", host, lock.Path, rerr))
 		}
 	}()
 	return fn()
+}
+
+// acquire runs the lock's acquire script on the lock host.
+func acquire(ctx context.Context, s *Session, host string, holder lock.Holder) (lock.Answer, error) {
+	res, err := s.run(ctx, host, exec.Command("sh", "-c", lock.AcquireScript, "fleet-lock", lock.Path, holder.Encode()))
+	if err != nil {
+		return lock.Answer{}, fmt.Errorf("%s: take the cluster lock: %w", host, err)
+	}
+	a, err := lock.ParseAnswer(res.Stdout)
+	if err != nil {
+		return lock.Answer{}, fmt.Errorf("%s: take the cluster lock: %w", host, err)
+	}
+	return a, nil
+}
+
+// processOrigin names the space this process's PID lives in: the boot ID
+// and the PID namespace. Empty where /proc cannot tell (not Linux): a lock
+// from such a machine is never taken for gone.
+func processOrigin() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(boot)) + ":" + ns
+}
+
+// processAlive: a process with this PID exists (signal 0 checks without
+// sending; EPERM means it exists under another user).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // LockHolder reads the cluster lock; nil when nobody holds it.

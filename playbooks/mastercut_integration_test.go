@@ -3,9 +3,11 @@ package playbooks_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +40,30 @@ func faultyApply(t *testing.T, inv *inventory.Inventory, opts playbooks.ApplyOpt
 	return report, s, out.buf.String(), err
 }
 
+// faultOnFile returns an event hook that, once step starts on host, waits
+// (at most a minute) for path to exist and then causes fault: a fault at a
+// chosen point inside a long command. The channel says whether it did.
+func faultOnFile(step, host, path string, fault func() error) (func(steps.Event), <-chan error) {
+	done := make(chan error, 1)
+	var once sync.Once
+	return func(e steps.Event) {
+		if e.Kind != steps.Started || e.Step != step || e.Host != host {
+			return
+		}
+		once.Do(func() {
+			go func() {
+				for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+					if _, err := os.Stat(path); err == nil {
+						done <- fault()
+						return
+					}
+				}
+				done <- fmt.Errorf("%s never appeared during %s on %s: nothing was interrupted", path, step, host)
+			}()
+		})
+	}, done
+}
+
 // ownKubeadm lists the kubeadm processes of the host it runs on: the test
 // bed's hosts share one PID namespace.
 const ownKubeadm = `pgrep --ns $$ --nslist net,mnt -af '^kubeadm '`
@@ -64,34 +90,15 @@ func TestMasterLinkCutDuringJoin(t *testing.T) {
 
 	// Cut the link the moment master1's etcd manifest appears: kubeadm
 	// writes it right after adding the member as a learner.
-	etcdManifest := filepath.Join(c.Host("master1").Dir, "etc/kubernetes/manifests/etcd.yaml")
-	ctx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	cut := make(chan time.Time, 1)
-	watch := func(e steps.Event) {
-		if e.Step != "join-masters" || e.Host != "master1" || e.Kind != steps.Started {
-			return
-		}
-		go func() {
-			for ctx.Err() == nil {
-				if _, err := os.Stat(etcdManifest); err == nil {
-					if err := c.LinkDown("master1"); err != nil {
-						t.Error(err)
-					}
-					cut <- time.Now()
-					return
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	failedRun, s, shown, err := faultyApply(t, inv, opts, watch)
-	stopWatch()
 	var cutAt time.Time
-	select {
-	case cutAt = <-cut:
-	default:
-		t.Fatalf("master1's etcd manifest never appeared; apply: %v\n%s", err, shown)
+	hook, cut := faultOnFile("join-masters", "master1", filepath.Join(c.Host("master1").Dir, "etc/kubernetes/manifests/etcd.yaml"), func() error {
+		cutAt = time.Now()
+		return c.LinkDown("master1")
+	})
+	failedRun, s, shown, err := faultyApply(t, inv, opts, hook)
+	ended := time.Now()
+	if err := <-cut; err != nil {
+		t.Fatalf("%v\n%s", err, shown)
 	}
 	var se *steps.StepError
 	if !errors.As(err, &se) {
@@ -105,7 +112,7 @@ func TestMasterLinkCutDuringJoin(t *testing.T) {
 	if !failed || !strings.Contains(shownErr, "master1") || !strings.Contains(shownErr, "join-masters") {
 		t.Errorf("error %q, join-masters/master1 failed: %v; want the step and host named", shownErr, failed)
 	}
-	noticed := time.Since(cutAt)
+	noticed := ended.Sub(cutAt)
 
 	// The fault hit half-way: master1 is an etcd member (a learner, or an
 	// unnamed one) and its Node, if registered, is not a control plane.

@@ -39,8 +39,9 @@ type Session struct {
 	Redactor *exec.Redactor
 	opts     Options
 
-	caOnce sync.Mutex     // guards caPlat
-	caPlat cfssl.Platform // the CA host's platform, once asked
+	caMu     sync.Mutex     // guards caPlat and caClient
+	caPlat   cfssl.Platform // the CA host's platform, once asked
+	caClient *cfssl.Client  // the CA host's API with its auth key, once read
 }
 
 // keepAlive detects a dead host within three intervals during long commands.
@@ -141,6 +142,14 @@ func (s *Session) Run(ctx context.Context, g *steps.Graph) (*steps.Report, error
 func (s *Session) DryRun(ctx context.Context, g *steps.Graph) (*steps.Report, error) {
 	eng := &steps.Engine{Concurrency: s.opts.Concurrency, OnEvent: s.opts.OnEvent, DryRun: true}
 	return eng.Run(ctx, g)
+}
+
+// note tells the user of something done around the steps (a lock
+// broken), through OnEvent, redacted.
+func (s *Session) note(step, host, what string) {
+	if s.opts.OnEvent != nil {
+		s.opts.OnEvent(steps.Event{Time: time.Now(), Kind: steps.Note, Step: step, Host: host, Reason: s.Redactor.String(what)})
+	}
 }
 
 // Close ends every connection of the session.

@@ -20,6 +20,8 @@ func eventPrinter(g *globals) func(steps.Event) {
 		switch {
 		case e.Kind == steps.Failed:
 			fmt.Fprintf(g.stderr, "FAIL  %s (%s): %v\n", where, e.Duration.Round(time.Millisecond), e.Err)
+		case e.Kind == steps.Note:
+			fmt.Fprintf(g.stderr, "NOTE  %s: %s\n", where, e.Reason)
 		case e.Kind == steps.Blocked || e.Kind == steps.Cancelled:
 			fmt.Fprintf(g.stderr, "SKIP  %s: %s\n", where, e.Reason)
 		case !g.Verbose:

@@ -3,7 +3,9 @@
 // before it touches anything and removes when it ends. A second run finds
 // it and is refused with the holder's identity and start time; a lock left
 // by a crashed run is broken explicitly (fleet unlock), never by a timeout,
-// because a slow run and a dead one look alike from outside.
+// because a slow run and a dead one look alike from outside. The one lock a
+// run breaks itself is one whose holder is provably gone: taken in this
+// machine's current boot and PID namespace by a process that has ended.
 //
 // The package holds the record and the shell scripts; the caller runs the
 // scripts on the host with their arguments as positional parameters, so
@@ -32,6 +34,16 @@ type Holder struct {
 	// Nonce tells this run's lock from one taken after it was broken: a run
 	// releases only the lock it took.
 	Nonce string
+	// Origin is the process space PID is valid in: the machine's boot ID
+	// and PID namespace; empty where fleet cannot tell (not Linux).
+	Origin string
+}
+
+// Gone: the holder's process has ended, provably. Only a lock taken in the
+// same process space (origin) can say so: a PID from another machine, boot
+// or container means nothing here.
+func (h Holder) Gone(origin string, alive func(pid int) bool) bool {
+	return h.Origin != "" && h.Origin == origin && h.PID > 0 && !alive(h.PID)
 }
 
 // NewHolder describes this run.
@@ -44,8 +56,12 @@ func NewHolder(who string, pid int, operation string, now time.Time) Holder {
 // Encode is the lock file's content: key=value lines, no trailing newline
 // (the release script compares it with $(cat), which drops one).
 func (h Holder) Encode() string {
-	return fmt.Sprintf("who=%s\npid=%d\noperation=%s\nsince=%s\nnonce=%s",
+	out := fmt.Sprintf("who=%s\npid=%d\noperation=%s\nsince=%s\nnonce=%s",
 		clean(h.Who), h.PID, clean(h.Operation), h.Since.Format(time.RFC3339), h.Nonce)
+	if h.Origin != "" {
+		out += "\norigin=" + clean(h.Origin)
+	}
+	return out
 }
 
 // clean keeps a field on its line whatever the machine's name holds.
@@ -88,6 +104,8 @@ func Parse(content string) (Holder, error) {
 			h.Since = t
 		case "nonce":
 			h.Nonce = v
+		case "origin":
+			h.Origin = v
 		}
 	}
 	for _, k := range []string{"who", "pid", "operation", "since"} {

@@ -22,6 +22,7 @@ func TestHolderRoundTrip(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := NewHolder(tt.who, 4242, "apply", now)
+			h.Origin = "6d1f5c1e-0d4b-4f43-9f2e-3c1a8f1e9b7a:4026531836"
 			got, err := Parse(h.Encode())
 			if err != nil {
 				t.Fatal(err)
@@ -39,6 +40,29 @@ func TestHolderRoundTrip(t *testing.T) {
 	a, b := NewHolder("x", 1, "apply", now), NewHolder("x", 1, "apply", now)
 	if a.Nonce == b.Nonce || len(a.Nonce) != 16 {
 		t.Errorf("nonces %q and %q: want two different 16-digit ones", a.Nonce, b.Nonce)
+	}
+}
+
+func TestHolderGone(t *testing.T) {
+	const here = "boot-1:4026531836"
+	alive := func(pid int) bool { return pid == 100 }
+	for _, tc := range []struct {
+		name   string
+		origin string
+		pid    int
+		gone   bool
+	}{
+		{"ended process of this boot and namespace", here, 200, true},
+		{"running process", here, 100, false},
+		{"another boot (the PID was reused or the machine rebooted)", "boot-0:4026531836", 200, false},
+		{"another PID namespace (a container)", "boot-1:4026532000", 200, false},
+		{"a lock from before origins, or from another OS", "", 200, false},
+		{"no PID", here, 0, false},
+	} {
+		h := Holder{Who: "op@m", PID: tc.pid, Origin: tc.origin}
+		if got := h.Gone(here, alive); got != tc.gone {
+			t.Errorf("%s: Gone = %v, want %v", tc.name, got, tc.gone)
+		}
 	}
 }
 

@@ -20,6 +20,9 @@ const (
 	Blocked     Kind = "blocked"   // a dependency failed or was blocked
 	Cancelled   Kind = "cancelled" // the run was cancelled before it started
 	WouldRun    Kind = "would-run" // dry run: Check says not done; Run was not called
+	// Note is something a playbook did around the steps that the user
+	// should hear of (Reason says what); the engine never emits it.
+	Note Kind = "note"
 )
 
 // Event is one report of the engine. Events of one run are delivered one at
