@@ -31,6 +31,7 @@ type lostRunResult struct {
 	Failed map[string]bool // step/host that failed
 	Took   time.Duration
 	Shown  string
+	Leaked bool // a secret of the run was in its events or error
 }
 
 // lostRun applies the cluster in dir, takes master0's link down the moment
@@ -66,7 +67,9 @@ func lostRun(dir string) int {
 	if err != nil {
 		var se *steps.StepError
 		res.Error, res.IsStep = s.Redactor.String(err.Error()), errors.As(err, &se)
+		res.Leaked = res.Error != err.Error()
 	}
+	res.Leaked = res.Leaked || s.Redactor.String(res.Shown) != res.Shown
 	if report != nil {
 		for _, e := range report.Events {
 			if e.Kind == steps.Failed {
@@ -104,6 +107,9 @@ func TestMaster0LostAfterInit(t *testing.T) {
 	var lost lostRunResult
 	if err != nil || json.Unmarshal(raw, &lost) != nil {
 		t.Fatalf("the lost run: %v\n%s", err, raw)
+	}
+	if lost.Leaked {
+		t.Error("a secret of the lost run was in its events or error (before redaction)")
 	}
 	if !lost.IsStep {
 		t.Fatalf("apply with master0 lost after init: %q, want a step error\n%s", lost.Error, lost.Shown)

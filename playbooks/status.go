@@ -110,11 +110,13 @@ func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus) 
 	if err != nil {
 		return fmt.Errorf("list nodes through the load balancer: %w", err)
 	}
+	marked := map[string]bool{}
 	for _, n := range nodes.Items {
 		r := index[n.Name]
 		if r == nil {
 			continue
 		}
+		_, marked[n.Name] = n.Labels[controlPlaneLabel]
 		r.KubeletVersion = n.Status.NodeInfo.KubeletVersion
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeReady {
@@ -143,6 +145,11 @@ func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus) 
 	for host, ps := range problems {
 		sort.Strings(ps)
 		index[host].ControlPlane = strings.Join(ps, "; ")
+	}
+	for _, r := range index {
+		if r.Role == inventory.RoleMaster && r.Joined && !marked[r.Host] {
+			r.ControlPlane = "join cut short (Node not marked control-plane): fleet apply redoes it"
+		}
 	}
 	return nil
 }
