@@ -108,6 +108,15 @@ func (s *Session) caHostReady(ctx context.Context, host string) (bool, string, e
 	if err != nil {
 		return false, "", err
 	}
+	// The user's root, when the inventory names one, must be the host's:
+	// the setup refuses another, and must get to say so.
+	if rootCert, _, supplied := s.suppliedRoot(); supplied {
+		cert, err := os.ReadFile(rootCert)
+		if err != nil {
+			return false, "", fmt.Errorf("ca.cfssl.rootCert: %w", err)
+		}
+		want[p.Path(cfssl.RootCert)] = cert
+	}
 	// Every apply checks the CA host: one round trip for what fleet
 	// wrote and the certificates, one for the auth key (never read).
 	paths := []string{p.Path(cfssl.OCSPCert), p.Path(cfssl.CACert)}
@@ -243,21 +252,29 @@ func (s *Session) setupCAHost(ctx context.Context, host string, generateRoot boo
 	}
 }
 
+// suppliedRoot is where the inventory names the user's root, if it does;
+// relative paths are the inventory's, like the rest of it.
+func (s *Session) suppliedRoot() (cert, key string, ok bool) {
+	c := s.Inv.CA.CFSSL
+	if c == nil || c.RootCert == "" {
+		return "", "", false
+	}
+	abs := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(filepath.Dir(s.Inv.Path), p)
+	}
+	return abs(c.RootCert), abs(c.RootKey), true
+}
+
 // supplyRoot uploads the user's root (from the inventory) when the CA host
 // has none; a CA host with another root is an error: fleet does not
 // replace a CA under a running cluster.
 func (s *Session) supplyRoot(ctx context.Context, host string, p cfssl.Platform) error {
-	c := s.Inv.CA.CFSSL
-	if c == nil || c.RootCert == "" {
+	rootCert, rootKey, supplied := s.suppliedRoot()
+	if !supplied {
 		return nil
-	}
-	// Relative paths are the inventory's, like the rest of it.
-	rootCert, rootKey := c.RootCert, c.RootKey
-	if !filepath.IsAbs(rootCert) {
-		rootCert = filepath.Join(filepath.Dir(s.Inv.Path), rootCert)
-	}
-	if !filepath.IsAbs(rootKey) {
-		rootKey = filepath.Join(filepath.Dir(s.Inv.Path), rootKey)
 	}
 	cert, err := os.ReadFile(rootCert)
 	if err != nil {

@@ -100,10 +100,17 @@ func TestCFSSLJoin(t *testing.T) {
 	if err != nil || !bytes.Equal(bytes.TrimSpace(info), bytes.TrimSpace(caPEM)) {
 		t.Errorf("info: %v, CA served matches: %v", err, bytes.Equal(bytes.TrimSpace(info), bytes.TrimSpace(caPEM)))
 	}
-	if resp, err := http.Post("http://"+c.Host("ca").Address+":8888/api/v1/cfssl/sign", "application/json", strings.NewReader(`{"certificate_request":"x"}`)); err == nil {
+	// Nothing signs without the auth key: not sign, not newcert (which
+	// cfssl serves unauthenticated unless disabled).
+	for _, endpoint := range []string{"sign", "newcert"} {
+		resp, err := http.Post("http://"+c.Host("ca").Address+":8888/api/v1/cfssl/"+endpoint, "application/json",
+			strings.NewReader(`{"certificate_request":"x","request":{"CN":"intruder","names":[{"O":"system:masters"}],"key":{"algo":"ecdsa","size":256}}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
-			t.Error("the CA host signs without authentication")
+			t.Errorf("the CA host's %s signs without authentication", endpoint)
 		}
 	}
 
@@ -228,23 +235,8 @@ func TestCFSSLSuppliedRoot(t *testing.T) {
 	sim.Need(t, cluster)
 	c := upWithNodeBinaries(t, sim.Topology{ID: "rt", Subnet: 28, Hosts: []sim.HostSpec{
 		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "ca", Role: "ca"}}})
-	// The user's root, made here as an operator would (any tool will do).
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: "operator root", Organization: []string{"example"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	rootCert := filepath.Join(c.Dir, "root.pem")
-	rootKey := filepath.Join(c.Dir, "root-key.pem")
-	os.WriteFile(rootCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(rootKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o644)
+	rootPEM, rootCert, rootKey := makeRoot(t, c.Dir, "root")
+	os.Chmod(rootKey, 0o644) // as a careless copy leaves it: refused first
 	inv := editInventory(t, c.Inventory, nil, [2]string{"  os: linux\n", "  os: linux\n  cfssl:\n    rootCert: " + rootCert + "\n    rootKey: " + rootKey + "\n"})
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
@@ -272,7 +264,7 @@ func TestCFSSLSuppliedRoot(t *testing.T) {
 	if err := apply(); err != nil {
 		t.Fatalf("apply with the supplied root: %v", err)
 	}
-	if got, _ := os.ReadFile(filepath.Join(caDir, cfssl.RootCert)); !bytes.Equal(got, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})) {
+	if got, _ := os.ReadFile(filepath.Join(caDir, cfssl.RootCert)); !bytes.Equal(got, rootPEM) {
 		t.Error("the CA host's root is not the supplied one")
 	}
 	if fi, err := os.Stat(filepath.Join(caDir, cfssl.RootKey)); err != nil || fi.Mode().Perm() != 0o600 {
@@ -287,8 +279,54 @@ func TestCFSSLSuppliedRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, _ := x509.ParseCertificate(der)
+	rootBlock, _ := pem.Decode(rootPEM)
+	root, _ := x509.ParseCertificate(rootBlock.Bytes)
 	if err := ca.CheckSignatureFrom(root); err != nil || ca.Subject.CommonName != "kubernetes" {
 		t.Errorf("the cluster CA %q is not signed by the supplied root: %v", ca.Subject.CommonName, err)
 	}
+
+	// Another root in the inventory, under a running cluster: refused,
+	// naming the CA host's root; nothing of the CA changes.
+	_, otherCert, otherKey := makeRoot(t, c.Dir, "other-root")
+	inv = editInventory(t, c.Inventory, nil, [2]string{rootCert, otherCert}, [2]string{rootKey, otherKey})
+	err = apply()
+	if err == nil || !strings.Contains(err.Error(), "already has another root") || !strings.Contains(err.Error(), "ca-host on ca") {
+		t.Fatalf("apply with another root: %v, want the CA host's step refusing it", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(caDir, cfssl.RootCert)); !bytes.Equal(got, rootPEM) {
+		t.Error("the CA host's root changed")
+	}
+	if now, _ := os.ReadFile(filepath.Join(c.Host("master0").Dir, "etc/kubernetes/pki/ca.crt")); !bytes.Equal(now, clusterCA) {
+		t.Error("the cluster CA changed")
+	}
+}
+
+// makeRoot makes a self-signed root CA as an operator would (any tool will
+// do) and writes it to dir as name.pem and name-key.pem (0600).
+func makeRoot(t *testing.T, dir, name string) (certPEM []byte, certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: "operator " + name, Organization: []string{"example"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(10 * 365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	certPath, keyPath = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, certPath, keyPath
 }

@@ -64,8 +64,8 @@ func testCA(t *testing.T, dir string) *x509.Certificate {
 }
 
 // serveCfssl runs `cfssl serve` on loopback with fleet's signing config
-// and returns its URL and the auth key.
-func serveCfssl(t *testing.T) (url, authKey string, ca *x509.Certificate, db string) {
+// and extra flags, and returns its URL and the auth key.
+func serveCfssl(t *testing.T, extra ...string) (url, authKey string, ca *x509.Certificate, db string) {
 	bin := realCfssl(t)
 	dir := t.TempDir()
 	// The certificate database, made the way the CA host makes it.
@@ -102,8 +102,9 @@ func serveCfssl(t *testing.T) (url, authKey string, ca *x509.Certificate, db str
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cmd := exec.Command(bin, "serve", "-address=127.0.0.1", fmt.Sprintf("-port=%d", port),
-		"-ca="+filepath.Join(dir, "ca.pem"), "-ca-key="+filepath.Join(dir, "ca-key.pem"), "-config="+filepath.Join(dir, "config.json"), "-db-config="+filepath.Join(dir, "db-config.json"))
+	cmd := exec.Command(bin, append([]string{"serve", "-address=127.0.0.1", fmt.Sprintf("-port=%d", port),
+		"-ca=" + filepath.Join(dir, "ca.pem"), "-ca-key=" + filepath.Join(dir, "ca-key.pem"), "-config=" + filepath.Join(dir, "config.json"), "-db-config=" + filepath.Join(dir, "db-config.json")},
+		extra...)...)
 	log, _ := os.Create(filepath.Join(dir, "serve.log"))
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -125,7 +126,7 @@ func serveCfssl(t *testing.T) (url, authKey string, ca *x509.Certificate, db str
 }
 
 func TestClientAgainstRealCfssl(t *testing.T) {
-	url, authKey, ca, db := serveCfssl(t)
+	url, authKey, ca, db := serveCfssl(t, DisableFlag)
 	ctx := context.Background()
 	c, err := NewClient(url, &http.Client{Timeout: 10 * time.Second}, authKey)
 	if err != nil {
@@ -187,6 +188,49 @@ func TestClientAgainstRealCfssl(t *testing.T) {
 		if resp.StatusCode == http.StatusOK {
 			t.Error("the unauthenticated sign endpoint answered 200")
 		}
+	}
+}
+
+// masterRequest asks newcert for a key and a certificate that would make
+// its holder cluster-admin: O=system:masters, from the cluster CA.
+const masterRequest = `{"request":{"CN":"intruder","names":[{"O":"system:masters"}],"key":{"algo":"ecdsa","size":256}},"profile":"client"}`
+
+// TestServeExposesOnlyWhatFleetUses: cfssl serve's newcert signs without
+// the auth key; with fleet's DisableFlag it, and every other endpoint fleet
+// does not call, is gone, while info and authsign still serve.
+func TestServeExposesOnlyWhatFleetUses(t *testing.T) {
+	post := func(url, endpoint, body string) int {
+		resp, err := http.Post(url+"/api/v1/cfssl/"+endpoint, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	open, _, _, _ := serveCfssl(t)
+	if code := post(open, "newcert", masterRequest); code != http.StatusOK {
+		t.Fatalf("plain cfssl serve answered newcert with %d: the hole this flag closes is not there (cfssl changed?)", code)
+	}
+	url, authKey, _, _ := serveCfssl(t, DisableFlag)
+	for _, endpoint := range []string{"newcert", "sign", "revoke", "certadd", "ocspsign", "init_ca", "newkey", "gencrl", "crl", "bundle", "scan", "scaninfo", "certinfo"} {
+		if code := post(url, endpoint, masterRequest); code != http.StatusNotFound {
+			t.Errorf("%s answered %d with fleet's flags: want 404", endpoint, code)
+		}
+	}
+	c, err := NewClient(url, &http.Client{Timeout: 10 * time.Second}, authKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Info(context.Background(), ""); err != nil {
+		t.Errorf("info: %v", err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, hosts, err := NodeCSR("worker3", []string{"198.18.0.15"}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AuthSign(context.Background(), csr, ProfileKubelet, hosts); err != nil {
+		t.Errorf("authsign: %v", err)
 	}
 }
 

@@ -69,7 +69,8 @@ func (p Platform) Path(name string) string {
 var listenAddr = regexp.MustCompile(`^[0-9A-Za-z.:-]+$`)
 
 // Args is the cfssl serve command line, one word each: the CA it signs
-// with, the signing config, the certificate database and the OCSP signer.
+// with, the signing config, the certificate database and the OCSP signer,
+// and every endpoint fleet does not use disabled.
 func (p Platform) Args(s Serve) ([]string, error) {
 	if !listenAddr.MatchString(s.Address) || s.Port < 1 || s.Port > 65535 {
 		return nil, fmt.Errorf("cfssl: bad listen address %q port %d", s.Address, s.Port)
@@ -79,8 +80,18 @@ func (p Platform) Args(s Serve) ([]string, error) {
 		"-ca=" + p.Path("ca.pem"), "-ca-key=" + p.Path("ca-key.pem"),
 		"-config=" + p.Path("config.json"), "-db-config=" + p.Path("db-config.json"),
 		"-responder=" + p.Path("ocsp.pem"), "-responder-key=" + p.Path("ocsp-key.pem"),
+		DisableFlag,
 	}, nil
 }
+
+// DisableFlag turns off every endpoint of cfssl serve (v1.6) but authsign,
+// info and health. The auth key guards sign and authsign only: newcert
+// signs any request it is sent, unauthenticated (a client certificate of
+// O=system:masters from the cluster CA, for anyone who reaches the port);
+// revoke, certadd and ocspsign change the certificate database or vouch
+// for certificates, equally unauthenticated; the rest fleet never calls.
+// cfssl has no allow-list: an endpoint a later version adds is on.
+const DisableFlag = "-disable=sign,newcert,newkey,init_ca,bundle,scan,scaninfo,certinfo,ocspsign,revoke,gencrl,crl,certadd,/"
 
 // Unit is the systemd unit for Linux CA hosts.
 func (p Platform) Unit(s Serve) ([]byte, error) {
