@@ -27,11 +27,14 @@ type ApplyOptions struct {
 	// GenerateCA lets fleet make a root CA on the CA host when it has none
 	// and the inventory names none.
 	GenerateCA bool
+	// KubeadmTimeout bounds one kubeadm init or join; a kubeadm still
+	// running then is killed on its host with every process it started.
+	KubeadmTimeout time.Duration
 }
 
 // DefaultApplyOptions are the defaults: 15-minute tokens.
 func DefaultApplyOptions() ApplyOptions {
-	return ApplyOptions{TokenTTL: 15 * time.Minute, ReadyTimeout: 3 * time.Minute, MaxClockSkew: 30 * time.Second}
+	return ApplyOptions{TokenTTL: 15 * time.Minute, ReadyTimeout: 3 * time.Minute, MaxClockSkew: 30 * time.Second, KubeadmTimeout: 10 * time.Minute}
 }
 
 // workerJoinParallelism bounds concurrent worker joins: each join makes the

@@ -27,7 +27,8 @@ const (
 	fleetDir = "/etc/fleet"
 )
 
-// kubeadmTimeout bounds one kubeadm init or join.
+// kubeadmTimeout bounds one kubeadm reset, and an init or join when the
+// options do not say.
 const kubeadmTimeout = 10 * time.Minute
 
 func clusterOf(inv *inventory.Inventory) kubeadm.Cluster {
@@ -75,7 +76,8 @@ func joined(ctx context.Context, s *Session, host string) (bool, string, error) 
 // runKubeadm uploads a config (0600, in a 0700 folder), runs kubeadm with
 // it and removes it, in one remote command after the upload: this is the
 // critical path of an apply, and every round trip shows in its wall time.
-func runKubeadm(ctx context.Context, s *Session, host, name string, config []byte, args ...string) (exec.Result, error) {
+// A kubeadm still running after timeout is killed with what it started.
+func runKubeadm(ctx context.Context, s *Session, host, name string, timeout time.Duration, config []byte, args ...string) (exec.Result, error) {
 	path := fleetDir + "/" + name
 	conn, err := s.Conn(ctx, host)
 	if err != nil {
@@ -87,13 +89,19 @@ func runKubeadm(ctx context.Context, s *Session, host, name string, config []byt
 	if err := conn.Upload(ctx, path, config, 0o600); err != nil {
 		return exec.Result{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, kubeadmTimeout)
+	if timeout <= 0 {
+		timeout = kubeadmTimeout
+	}
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	kubeadm := exec.Command(append([]string{"kubeadm"}, append(args, "--config", path)...)...)
-	res, err := s.run(ctx, host, kubeadm+"; rc=$?; rm -f "+exec.Quote(path)+"; exit $rc")
-	if ctx.Err() != nil {
+	res, err := s.run(runCtx, host, kubeadm+"; rc=$?; rm -f "+exec.Quote(path)+"; exit $rc")
+	if runCtx.Err() != nil {
 		// Killed before its own clean-up: remove the secret-bearing file.
 		s.run(context.WithoutCancel(ctx), host, exec.Command("rm", "-f", path))
+	}
+	if errors.Is(runCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		return res, fmt.Errorf("still running after %s (--kubeadm-timeout), killed on the host with what it started: %w", timeout, err)
 	}
 	return res, err
 }
@@ -108,7 +116,7 @@ func (a *applyRun) initFirstMaster(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := runKubeadm(ctx, a.s, host, "kubeadm-init.yaml", cfg, "init", "--upload-certs"); err != nil {
+	if _, err := runKubeadm(ctx, a.s, host, "kubeadm-init.yaml", a.opts.KubeadmTimeout, cfg, "init", "--upload-certs"); err != nil {
 		return fmt.Errorf("kubeadm init: %w", err)
 	}
 	a.tokenCreated = true
@@ -265,7 +273,7 @@ func (a *applyRun) joinMaster(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := runKubeadm(ctx, a.s, host, "kubeadm-join.yaml", cfg, "join"); err != nil {
+	if _, err := runKubeadm(ctx, a.s, host, "kubeadm-join.yaml", a.opts.KubeadmTimeout, cfg, "join"); err != nil {
 		return joinError("kubeadm join --control-plane", host, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
@@ -74,6 +75,33 @@ func TestHostileKubeadm(t *testing.T) {
 	if !ran(report, "init") || !ran(report, "join-workers") {
 		t.Errorf("changes %+v: want init and the worker's join", report.Changes())
 	}
+
+	t.Run("a kubeadm join that hangs", func(t *testing.T) {
+		// worker1's kubeadm never returns from join; everything else is
+		// the real one.
+		hang := "#!/bin/sh\nif [ \"$1\" = join ]; then sleep 3600; exit 1; fi\nexec /usr/bin/kubeadm \"$@\"\n"
+		if _, err := c.Exec("worker1", "sh", "-c", `printf '%s' "$1" > /usr/local/bin/kubeadm && chmod 0755 /usr/local/bin/kubeadm`, "w", hang); err != nil {
+			t.Fatal(err)
+		}
+		opts.Exclude = nil
+		opts.KubeadmTimeout = 5 * time.Second
+		defer func() { opts.KubeadmTimeout = playbooks.DefaultApplyOptions().KubeadmTimeout }()
+		start := time.Now()
+		_, s, _, err := faultyApply(t, inv, opts, nil)
+		took := time.Since(start)
+		var se *steps.StepError
+		if !errors.As(err, &se) || se.Step != "join-workers" || se.Host != "worker1" || !strings.Contains(err.Error(), "still running after 5s (--kubeadm-timeout)") {
+			t.Fatalf("apply with a hanging kubeadm join: %v, want join-workers on worker1 to time out", err)
+		}
+		if out, err := c.Exec("worker1", "sh", "-c", `pgrep --ns $$ --nslist net,mnt -af '[s]leep 3600|/usr/local/bin/[k]ubeadm join'`); err == nil {
+			t.Errorf("the hung join still runs on worker1: %s", out)
+		}
+		if _, err := c.Exec("worker1", "rm", "-f", "/usr/local/bin/kubeadm"); err != nil {
+			t.Fatal(err)
+		}
+		reliability.Record(t, reliability.Row{N: 9, Did: firstLine(s.Redactor.String(se.Error())) + " (run ended after " + took.Round(time.Second).String() + "; no process of it left on worker1)",
+			Rerun: "the next apply (worker1's kubeadm answering again) joined worker1 — as the next subtest shows, through one more fault"})
+	})
 
 	t.Run("a worker's sshd killed during its join", func(t *testing.T) {
 		// Kill worker1's sshd (every connection with it) once its join

@@ -11,14 +11,15 @@ import (
 
 // JoinOptions tune `fleet join`.
 type JoinOptions struct {
-	TokenTTL     time.Duration // lifetime of the join's bootstrap token
-	ReadyTimeout time.Duration // how long to wait for the joined nodes Ready
+	TokenTTL       time.Duration // lifetime of the join's bootstrap token
+	ReadyTimeout   time.Duration // how long to wait for the joined nodes Ready
+	KubeadmTimeout time.Duration // bounds each kubeadm join
 }
 
 // DefaultJoinOptions match apply's.
 func DefaultJoinOptions() JoinOptions {
 	d := DefaultApplyOptions()
-	return JoinOptions{TokenTTL: d.TokenTTL, ReadyTimeout: d.ReadyTimeout}
+	return JoinOptions{TokenTTL: d.TokenTTL, ReadyTimeout: d.ReadyTimeout, KubeadmTimeout: d.KubeadmTimeout}
 }
 
 // Join adds the named inventory nodes to the running cluster with fresh
@@ -38,7 +39,8 @@ func Join(ctx context.Context, s *Session, nodes []string, opts JoinOptions) (*s
 			return nil, err
 		}
 		a := &applyRun{s: s, first: access.master, only: nodes, kubeconfig: access.kubeconfig,
-			opts: ApplyOptions{TokenTTL: opts.TokenTTL, ReadyTimeout: opts.ReadyTimeout, MaxClockSkew: DefaultApplyOptions().MaxClockSkew}}
+			opts: ApplyOptions{TokenTTL: opts.TokenTTL, ReadyTimeout: opts.ReadyTimeout, KubeadmTimeout: opts.KubeadmTimeout,
+				MaxClockSkew: DefaultApplyOptions().MaxClockSkew}}
 		return s.Run(ctx, joinGraph(a, masters, workers))
 	})
 }

@@ -40,7 +40,7 @@ func (a *applyRun) joinWorker(ctx context.Context, host string) error {
 	}
 	// The CA fleet copied is the one the hash pins; kubeadm's preflight
 	// would otherwise refuse a ca.crt that is already there.
-	if _, err := runKubeadm(ctx, a.s, host, "kubeadm-join.yaml", cfg, "join",
+	if _, err := runKubeadm(ctx, a.s, host, "kubeadm-join.yaml", a.opts.KubeadmTimeout, cfg, "join",
 		"--ignore-preflight-errors=FileAvailable--etc-kubernetes-pki-ca.crt"); err != nil {
 		return joinError("kubeadm join", host, err)
 	}

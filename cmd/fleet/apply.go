@@ -22,6 +22,8 @@ type applyCmd struct {
 	TokenTTL   time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
 	Exclude    []string      `help:"Workers to leave out of this run (unreachable or broken); a later apply without it adds them." placeholder:"WORKER"`
 	GenerateCA bool          `name:"generate-ca" help:"Make a root CA on the CA host if it has none and the inventory names none (ca.cfssl.rootCert)."`
+	// KubeadmTimeout: a kubeadm init or join that hangs is killed then.
+	KubeadmTimeout time.Duration `help:"How long one kubeadm init or join may run before it is killed on its host." default:"10m"`
 }
 
 func (c *applyCmd) Run(ctx context.Context, g *globals) error {
@@ -35,6 +37,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	opts.Kubeconfig = c.Kubeconfig
 	opts.Exclude = c.Exclude
 	opts.GenerateCA = c.GenerateCA
+	opts.KubeadmTimeout = c.KubeadmTimeout
 	if opts.Kubeconfig == "" {
 		opts.Kubeconfig = filepath.Join(filepath.Dir(c.Inventory), s.Inv.Cluster.Name+".kubeconfig")
 	}

@@ -10,10 +10,11 @@ import (
 )
 
 type joinCmd struct {
-	Inventory    string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
-	TokenTTL     time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
-	ReadyTimeout time.Duration `help:"How long to wait for the joined nodes to be Ready." default:"3m"`
-	Nodes        []string      `arg:"" help:"Inventory nodes to join (those joined already are skipped)." name:"node"`
+	Inventory      string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	TokenTTL       time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
+	ReadyTimeout   time.Duration `help:"How long to wait for the joined nodes to be Ready." default:"3m"`
+	KubeadmTimeout time.Duration `help:"How long one kubeadm join may run before it is killed on its host." default:"10m"`
+	Nodes          []string      `arg:"" help:"Inventory nodes to join (those joined already are skipped)." name:"node"`
 }
 
 func (c *joinCmd) Run(ctx context.Context, g *globals) error {
@@ -23,7 +24,7 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 	}
 	defer s.Close()
 	start := time.Now()
-	report, err := playbooks.Join(ctx, s, c.Nodes, playbooks.JoinOptions{TokenTTL: c.TokenTTL, ReadyTimeout: c.ReadyTimeout})
+	report, err := playbooks.Join(ctx, s, c.Nodes, playbooks.JoinOptions{TokenTTL: c.TokenTTL, ReadyTimeout: c.ReadyTimeout, KubeadmTimeout: c.KubeadmTimeout})
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if err != nil {
