@@ -215,6 +215,35 @@ func upWithNodeBinaries(t *testing.T, topo sim.Topology) *sim.Cluster {
 	return c
 }
 
+// runApply runs one apply of inv with a fresh session; inject (when not
+// nil) sees every event as it happens, to cause a fault at a chosen moment.
+// It returns what a user would have seen: the events and the error.
+func runApply(t *testing.T, inv *inventory.Inventory, opts playbooks.ApplyOptions, inject func(steps.Event)) (*steps.Report, *playbooks.Session, string, error) {
+	t.Helper()
+	var out output
+	s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
+		out.event(e)
+		if inject != nil {
+			inject(e)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	report, err := playbooks.Apply(context.Background(), s, opts)
+	shown := out.buf.String()
+	// Even before the CLI's redaction, no secret of the run may be in its
+	// events or error: a fault must not be what prints one.
+	if err != nil {
+		shown += err.Error()
+	}
+	if s.Redactor.String(shown) != shown {
+		t.Errorf("a secret of the run is in its events or error (before redaction):\n%s", s.Redactor.String(shown))
+	}
+	return report, s, shown, err
+}
+
 // editInventory writes the inventory at path as base (its current content
 // when nil) with each {old, new} replacement made once, and loads it. An
 // edit whose text is not there fails the test: it would change nothing.

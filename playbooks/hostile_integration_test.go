@@ -49,7 +49,7 @@ func TestHostileKubeadm(t *testing.T) {
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
 	opts.Exclude = []string{"worker1"}
-	_, _, shown, err := faultyApply(t, inv, opts, nil)
+	_, _, shown, err := runApply(t, inv, opts, nil)
 	var se *steps.StepError
 	if !errors.As(err, &se) || se.Step != "init" || se.Host != "master0" {
 		t.Fatalf("apply with a hostile kubeadm: %v, want the init step on master0 to fail", err)
@@ -68,7 +68,7 @@ func TestHostileKubeadm(t *testing.T) {
 	if _, err := c.Exec("master0", "rm", "-f", "/usr/local/bin/kubeadm"); err != nil {
 		t.Fatal(err)
 	}
-	report, _, shown, err := faultyApply(t, inv, opts, nil)
+	report, _, shown, err := runApply(t, inv, opts, nil)
 	if err != nil {
 		t.Fatalf("apply with the real kubeadm back: %v\n%s", err, shown)
 	}
@@ -87,7 +87,7 @@ func TestHostileKubeadm(t *testing.T) {
 		opts.KubeadmTimeout = 5 * time.Second
 		defer func() { opts.KubeadmTimeout = playbooks.DefaultApplyOptions().KubeadmTimeout }()
 		start := time.Now()
-		_, s, _, err := faultyApply(t, inv, opts, nil)
+		_, s, _, err := runApply(t, inv, opts, nil)
 		took := time.Since(start)
 		var se *steps.StepError
 		if !errors.As(err, &se) || se.Step != "join-workers" || se.Host != "worker1" || !strings.Contains(err.Error(), "still running after 5s (--kubeadm-timeout)") {
@@ -109,7 +109,7 @@ func TestHostileKubeadm(t *testing.T) {
 		flags := filepath.Join(c.Host("worker1").Dir, "var/lib/kubelet/kubeadm-flags.env")
 		hook, killed := faultOnFile("join-workers", "worker1", flags, func() error { return c.StopSSHD("worker1") })
 		opts.Exclude = nil
-		_, _, _, err := faultyApply(t, inv, opts, hook)
+		_, _, _, err := runApply(t, inv, opts, hook)
 		if err := <-killed; err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestHostileKubeadm(t *testing.T) {
 		if err := c.StartSSHD(context.Background(), "worker1"); err != nil {
 			t.Fatal(err)
 		}
-		report, _, shown, err := faultyApply(t, inv, opts, nil)
+		report, _, shown, err := runApply(t, inv, opts, nil)
 		if err != nil {
 			t.Fatalf("apply after sshd came back: %v\n%s", err, shown)
 		}

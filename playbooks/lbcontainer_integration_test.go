@@ -46,17 +46,11 @@ func TestContainerLoadBalancer(t *testing.T) {
 	kubeconfig := filepath.Join(c.Dir, "admin.kubeconfig")
 	apply := func(inv *inventory.Inventory) *steps.Report {
 		t.Helper()
-		var out output
-		s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: out.event})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
 		opts := playbooks.DefaultApplyOptions()
 		opts.Kubeconfig = kubeconfig
-		report, err := playbooks.Apply(context.Background(), s, opts)
+		report, _, shown, err := runApply(t, inv, opts, nil)
 		if err != nil {
-			t.Fatalf("apply: %v\n%s", err, out.buf.String())
+			t.Fatalf("apply: %v\n%s", err, shown)
 		}
 		return report
 	}

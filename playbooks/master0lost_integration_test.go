@@ -133,7 +133,7 @@ func TestMaster0LostAfterInit(t *testing.T) {
 	}
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
-	report, _, shown, err := faultyApply(t, inv, opts, nil)
+	report, _, shown, err := runApply(t, inv, opts, nil)
 	if err != nil {
 		t.Fatalf("apply with master0 back: %v\n%s", err, shown)
 	}

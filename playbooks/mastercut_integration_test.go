@@ -19,35 +19,6 @@ import (
 	"github.com/fleetops/fleet/testing/sim"
 )
 
-// faultyApply runs one apply of inv with a fresh session; inject (when not
-// nil) sees every event as it happens, to cause a fault at a chosen moment.
-// It returns what a user would have seen: the events and the error.
-func faultyApply(t *testing.T, inv *inventory.Inventory, opts playbooks.ApplyOptions, inject func(steps.Event)) (*steps.Report, *playbooks.Session, string, error) {
-	t.Helper()
-	var out output
-	s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
-		out.event(e)
-		if inject != nil {
-			inject(e)
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	report, err := playbooks.Apply(context.Background(), s, opts)
-	shown := out.buf.String()
-	// Even before the CLI's redaction, no secret of the run may be in its
-	// events or error: a fault must not be what prints one.
-	if err != nil {
-		shown += err.Error()
-	}
-	if s.Redactor.String(shown) != shown {
-		t.Errorf("a secret of the run is in its events or error (before redaction):\n%s", s.Redactor.String(shown))
-	}
-	return report, s, shown, err
-}
-
 // faultOnFile returns an event hook that, once step starts on host, waits
 // (at most a minute) for path to exist and then causes fault: a fault at a
 // chosen point inside a long command. The channel says whether it did.
@@ -124,7 +95,7 @@ func testMasterLinkCut(t *testing.T, id string, subnet int, file, state string) 
 		cutAt = time.Now()
 		return c.LinkDown("master1")
 	})
-	failedRun, s, shown, err := faultyApply(t, inv, opts, hook)
+	failedRun, s, shown, err := runApply(t, inv, opts, hook)
 	ended := time.Now()
 	if err := <-cut; err != nil {
 		t.Fatalf("%v\n%s", err, shown)
@@ -189,7 +160,7 @@ func testMasterLinkCut(t *testing.T, id string, subnet int, file, state string) 
 		t.Errorf("status of master1 after the cut: %+v (%v): want a joined master shown as cut short", master1, err)
 	}
 
-	report, _, shown, err := faultyApply(t, inv, opts, nil)
+	report, _, shown, err := runApply(t, inv, opts, nil)
 	if err != nil {
 		t.Fatalf("apply with the link back: %v\n%s", err, shown)
 	}
@@ -213,7 +184,7 @@ func testMasterLinkCut(t *testing.T, id string, subnet int, file, state string) 
 	if left, _ := filepath.Glob(filepath.Join(c.Host("master1").Dir, "etc/fleet/kubeadm-*")); len(left) > 0 {
 		t.Errorf("fleet's kubeadm configs (they hold a token) left on master1: %v", left)
 	}
-	again, _, shown, err := faultyApply(t, inv, opts, nil)
+	again, _, shown, err := runApply(t, inv, opts, nil)
 	if err != nil || len(again.Changes()) > 0 {
 		t.Errorf("third apply: %v, changes %+v\n%s", err, again.Changes(), shown)
 	}
