@@ -24,7 +24,7 @@ var nodePorts = map[inventory.Role][]string{
 // joined (or began to), and every listening TCP socket with its process.
 const stateCommand = `date +%s; tail -n +2 /proc/swaps | wc -l
 if [ -e ` + kubeletConf + ` ]; then echo joined
-elif [ -e ` + bootstrapKubeconfig + ` ] || [ -e ` + kubeletFlagsFile + ` ] || [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]; then echo partial
+elif ` + startedJoinTest + `; then echo partial
 else echo new; fi
 ss -Hltnp 2>/dev/null || ss -Hltn`
 

@@ -26,6 +26,14 @@ import (
 // would change the host under the next run.
 const orphanJoinPattern = "^kubeadm join .*--config " + fleetDir + "/"
 
+// startedJoinTest is a shell condition, true when a kubeadm join (or
+// fleet's own kubelet start) began on the host: the kubelet's files from
+// kubeadm's kubelet-start phase, or static-pod manifests. Preflight and the
+// join step must agree on it: what one calls a join cut short, the other
+// clears.
+const startedJoinTest = `[ -e ` + bootstrapKubeconfig + ` ] || [ -e ` + kubeletFlagsFile + ` ] || [ -e ` + kubeletConfigFile +
+	` ] || [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]`
+
 // joinLeftovers stops a kubeadm join a lost run left running, then says
 // whether a join left anything on the host: kubeadm's kubelet files, the
 // kubelet's credentials or static-pod manifests. One round trip: it is on
@@ -33,7 +41,6 @@ const orphanJoinPattern = "^kubeadm join .*--config " + fleetDir + "/"
 // mount namespaces are the host's: a kubeadm in a container (a kind-style
 // node on the same machine) belongs to another node.
 func joinLeftovers(ctx context.Context, s *Session, host string) (bool, error) {
-	files := exec.Command(bootstrapKubeconfig, kubeletFlagsFile, kubeletConfigFile, kubeletConf)
 	script := `p=` + exec.Quote(orphanJoinPattern) + `
 ours() { "$@" --ns $$ --nslist net,mnt -f "$p"; }
 ours pkill -TERM; rc=$?
@@ -45,9 +52,7 @@ if [ $rc -eq 0 ]; then
 		sleep 0.1
 	done
 fi
-for f in ` + files + `; do [ -e "$f" ] && { echo left; exit 0; }; done
-[ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ] && { echo left; exit 0; }
-echo clean`
+if [ -e ` + kubeletConf + ` ] || ` + startedJoinTest + `; then echo left; else echo clean; fi`
 	res, err := s.run(ctx, host, script)
 	if err != nil {
 		return false, err
