@@ -56,9 +56,9 @@ func (a *applyRun) isJoined(ctx context.Context, host string) (bool, string, err
 		case !done:
 			return false, "", nil
 		case a.s.Inv.Host(host).Role == inventory.RoleMaster:
-			return true, "already joined (kubelet.conf present, Node marked control-plane)", nil
+			return true, "joined (kubelet.conf present, Node marked control-plane)", nil
 		default:
-			return true, "already joined (kubelet.conf present)", nil
+			return true, "joined (kubelet.conf present)", nil
 		}
 	}
 	return joined(ctx, a.s, host)
@@ -70,7 +70,7 @@ func joined(ctx context.Context, s *Session, host string) (bool, string, error) 
 	if err != nil || !ok {
 		return false, "", err
 	}
-	return true, "already joined (kubelet.conf present)", nil
+	return true, "joined (kubelet.conf present)", nil
 }
 
 // runKubeadm uploads a config (0600, in a 0700 folder), runs kubeadm with

@@ -167,6 +167,9 @@ func testMasterLinkCut(t *testing.T, id string, subnet int, file, state string) 
 	if ran(report, "init") || !ran(report, "join-masters") {
 		t.Errorf("changes %+v: want master1 joined again and no second init", report.Changes())
 	}
+	if !strings.Contains(shown, "note join-masters master1 an earlier join was cut short here; cleared what it left (etcd member removed, kubeadm reset, Node deleted)") {
+		t.Errorf("the re-run did not tell the user it cleared master1's cut join:\n%s", shown)
+	}
 	members, err = c.EtcdMembers("master0")
 	if err != nil || strings.Join(members, ",") != "master0,master1" {
 		t.Errorf("etcd members after the re-run: %q, %v; want master0,master1 (both started)", members, err)

@@ -63,16 +63,19 @@ if [ -e ` + kubeletConf + ` ] || ` + startedJoinTest + `; then echo left; else e
 // clearCutJoin makes a host whose join was cut short joinable again, and
 // says whether there was anything to clear. A master's etcd member goes
 // first, while the host's etcd still runs: removing a member that was
-// already promoted keeps the quorum only while it answers.
+// already promoted keeps the quorum only while it answers. The user is
+// told: kubeadm reset on a host is not something to do quietly.
 func (a *applyRun) clearCutJoin(ctx context.Context, host string) (bool, error) {
 	left, err := joinLeftovers(ctx, a.s, host)
 	if err != nil || !left {
 		return false, err
 	}
+	step, cleared := "join-workers", "kubeadm reset, Node deleted"
 	if a.s.Inv.Host(host).Role == inventory.RoleMaster {
 		if _, err := removeEtcdMember(ctx, a.s, a.first, host); err != nil {
 			return false, fmt.Errorf("remove the etcd member of a control-plane join cut short: %w", err)
 		}
+		step, cleared = "join-masters", "etcd member removed, "+cleared
 	}
 	if err := a.resetUntilClean(ctx, host); err != nil {
 		return false, fmt.Errorf("clear the leftovers of a join cut short: %w", err)
@@ -84,6 +87,7 @@ func (a *applyRun) clearCutJoin(ctx context.Context, host string) (bool, error) 
 	if err := client.CoreV1().Nodes().Delete(ctx, host, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return false, fmt.Errorf("delete the Node a join cut short registered: %w", err)
 	}
+	a.s.note(step, host, "an earlier join was cut short here; cleared what it left ("+cleared+"), joining anew")
 	return true, nil
 }
 
