@@ -14,6 +14,9 @@ import (
 var cluster *sim.Cluster
 
 func TestMain(m *testing.M) {
+	if os.Getenv(cliChildEnv) != "" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	// With the node binaries: the CLI tests build a real cluster.
 	topo := sim.Sized("cl", 30, 6, 3)
 	topo.Tools = os.Getenv("FLEET_SIM_LAYER")

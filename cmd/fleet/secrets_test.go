@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +21,9 @@ var (
 	certKeyShape = regexp.MustCompile(`\b[0-9a-f]{64}\b`)
 )
 
-// TestCommandsNeverPrintSecrets runs apply, status, a second apply and
-// rotate-tokens through the CLI with every event printed (-v), and
+// TestCommandsNeverPrintSecrets runs apply (first cut short by SIGINT, in a
+// process of its own), status, a second apply and rotate-tokens through
+// the CLI with every event printed (-v), and
 // searches all they wrote for tokens, certificate keys and the cluster's
 // private keys. The one exception is the join command that
 // rotate-tokens --print-join-command puts on stdout, on purpose.
@@ -40,7 +42,9 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 		return out, errs
 	}
 	logFile := filepath.Join(t.TempDir(), "fleet.log") // every command's JSON events
-	runOK("-v", "--log-file", logFile, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	cutWorker, interrupted := testCtrlCDuringWorkerJoins(t, &all, logFile, kubeconfig)
+	_, errs := runOK("-v", "--log-file", logFile, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	converged := convergedAfterCut(t, errs, cutWorker)
 	out, _ := runOK("-v", "--log-file", logFile, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
 	if !strings.HasPrefix(out, "no changes") {
 		t.Errorf("second apply: %q", out)
@@ -50,9 +54,10 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 		t.Errorf("plan after apply:\n%s", out)
 	}
 	out, _ = runOK("status", "-i", cluster.Inventory)
-	if strings.Count(out, " yes ") < 5 {
-		t.Errorf("status:\n%s", out)
+	if joined := joinedInStatus(out); joined != 5 {
+		t.Errorf("status shows %d nodes joined, want 5:\n%s", joined, out)
 	}
+	recordCtrlC(t, interrupted, converged)
 	runOK("-v", "--log-file", logFile, "join", "-i", cluster.Inventory, "worker1")
 	// cloud-init's user-data holds a token by design: it goes to a 0600
 	// file, and nothing fleet prints shows the token.
@@ -105,6 +110,20 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("kubeconfig %v %v, want mode 0600", st, err)
 	}
+}
+
+// joinedInStatus counts the rows of fleet status whose JOINED column says
+// yes.
+func joinedInStatus(table string) int {
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	col := slices.Index(strings.Fields(lines[0]), "JOINED")
+	joined := 0
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); col >= 0 && col < len(f) && f[col] == "yes" {
+			joined++
+		}
+	}
+	return joined
 }
 
 // keyBody is the first base64 line of a PEM key: enough to recognise it.
