@@ -44,6 +44,7 @@ type cli struct {
 	RotateTokens rotateTokensCmd `cmd:"" name:"rotate-tokens" help:"Delete fleet's and expired bootstrap tokens, make a new one; optionally print the join command."`
 	Reset        resetCmd        `cmd:"" help:"Tear the whole cluster down: workers, then masters, then the load balancer config."`
 	Unlock       unlockCmd       `cmd:"" help:"Break the cluster lock a crashed or killed run left behind (shows its holder first)."`
+	Kubeconfig   kubeconfigCmd   `cmd:"" help:"Fetch the admin kubeconfig (server = the load balancer) from the first master that answers; changes nothing on the hosts."`
 	CloudInit    cloudInitCmd    `cmd:"" name:"cloud-init" help:"Print cloud-init user-data that makes a new worker join by itself, in its join mode (holds a short-lived secret)."`
 }
 

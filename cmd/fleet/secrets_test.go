@@ -58,6 +58,7 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 		t.Errorf("status shows %d nodes joined, want 5:\n%s", joined, out)
 	}
 	recordCtrlC(t, interrupted, converged)
+	testKubeconfigCommand(t, &all)
 	runOK("-v", "--log-file", logFile, "join", "-i", cluster.Inventory, "worker1")
 	// cloud-init's user-data holds a token by design: it goes to a 0600
 	// file, and nothing fleet prints shows the token.
