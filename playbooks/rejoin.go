@@ -96,10 +96,7 @@ func (a *applyRun) clearCutJoin(ctx context.Context, host string) (bool, error) 
 // when kubeadm reset ran can write kubelet.conf again before it stops.
 func (a *applyRun) resetUntilClean(ctx context.Context, host string) error {
 	for attempt := 1; ; attempt++ {
-		if err := kubeadmReset(ctx, a.s, host); err != nil {
-			return err
-		}
-		if err := waitKubeletStopped(ctx, a.s, host); err != nil {
+		if err := resetNode(ctx, a.s, host); err != nil {
 			return err
 		}
 		left, err := joinLeftovers(ctx, a.s, host)

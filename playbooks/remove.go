@@ -167,11 +167,11 @@ func (r *removeRun) drain(ctx context.Context, node string) error {
 }
 
 func (r *removeRun) resetDone(ctx context.Context, node string) (bool, string, error) {
-	return kubeadmStateGone(ctx, r.s, node)
+	return nodeStateGone(ctx, r.s, node)
 }
 
 func (r *removeRun) reset(ctx context.Context, node string) error {
-	return kubeadmReset(ctx, r.s, node)
+	return resetNode(ctx, r.s, node)
 }
 
 // notMember: etcd has no member of this node.

@@ -9,6 +9,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetops/fleet/internal/steps"
@@ -107,6 +108,36 @@ func TestTLSBootstrapJoin(t *testing.T) {
 	if len(bindings.Items) != 3 {
 		t.Errorf("%d fleet ClusterRoleBindings after two applies, want 3", len(bindings.Items))
 	}
+
+	t.Run("a worker without kubeadm is removed, then joins again", func(t *testing.T) {
+		// fleet remove must not need kubeadm on a node fleet joined without it.
+		s, err := playbooks.NewSession(inv, playbooks.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, err := playbooks.Remove(ctx, s, []string{"worker0"}, playbooks.DefaultRemoveOptions()); err != nil {
+			t.Fatalf("remove worker0 (no kubeadm on it): %v", err)
+		}
+		for _, f := range []string{"etc/kubernetes/kubelet.conf", "etc/kubernetes/pki/ca.crt", "var/lib/kubelet/config.yaml",
+			"var/lib/kubelet/kubeadm-flags.env", "var/lib/kubelet/pki", "etc/systemd/system/kubelet.service.d/20-fleet-bootstrap.conf"} {
+			if _, err := os.Stat(filepath.Join(w, f)); !os.IsNotExist(err) {
+				t.Errorf("%s still on worker0 after remove: %v", f, err)
+			}
+		}
+		if out, err := c.Exec("worker0", "ss", "-Hltn", "sport = :10248"); err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Errorf("a kubelet still listens on worker0 after remove: %q %v", out, err)
+		}
+		if _, err := client.CoreV1().Nodes().Get(ctx, "worker0", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("Node worker0 after remove: %v, want it gone", err)
+		}
+		if ran := changedSteps(apply()); !ran["join-workers/worker0"] {
+			t.Errorf("the apply after remove changed %v: want worker0 joined again", ran)
+		}
+		if _, err := client.CoreV1().Nodes().Get(ctx, "worker0", metav1.GetOptions{}); err != nil {
+			t.Errorf("Node worker0 after it joined again: %v", err)
+		}
+	})
 
 	t.Run("cloud-init user-data joins a fresh worker with kubeadm", func(t *testing.T) {
 		if inv.JoinModeOf(inv.Host("worker1")) != inventory.JoinKubeadm {
