@@ -540,6 +540,21 @@ func testAPISurvivesLosingMaster0(t *testing.T) {
 	if ok < 4 {
 		t.Errorf("%d of 5 API requests through the load balancer succeeded with master0 cut off", ok)
 	}
+	// Status is wanted most on such a day: it asks the API with the next
+	// master's credentials.
+	var out output
+	rows, err := playbooks.Status(context.Background(), applySession(t, &out))
+	if err != nil {
+		t.Fatalf("status with master0 cut off: %v", err)
+	}
+	for _, r := range rows {
+		switch {
+		case r.Host == "master0" && (r.Reachable || r.Err == nil):
+			t.Errorf("status row of master0 (cut off): %+v, want unreachable with the reason", r)
+		case r.Host != "master0" && (!r.Reachable || r.KubeletVersion == "" || (r.Role == "master" && !r.EtcdMember)):
+			t.Errorf("status row of %s: %+v, want it reachable and filled from the API", r.Host, r)
+		}
+	}
 }
 
 func testBadNginxConfigNeverGoesLive(t *testing.T) {

@@ -10,8 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
@@ -37,8 +35,8 @@ type NodeStatus struct {
 var upstreamLine = regexp.MustCompile(`(?m)^\s*server \S+; # (\S+)$`)
 
 // Status asks the hosts (in parallel) and the API (through the load
-// balancer, with the first master's admin.conf) how the cluster stands.
-// It changes nothing.
+// balancer, with the admin.conf of the first master that answers) how the
+// cluster stands. It changes nothing.
 func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 	var rows []NodeStatus
 	for _, h := range s.Inv.Hosts() {
@@ -84,28 +82,15 @@ func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 	return rows, fillFromAPI(ctx, s, index)
 }
 
+// fillFromAPI completes the rows from the API, through the load balancer
+// with the admin.conf of the first initialised master that answers: a
+// status must work with master0 down.
 func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus) error {
-	first := s.Inv.Masters[0].Name
-	raw, err := s.readFile(ctx, first, adminConf)
-	if err != nil {
-		return fmt.Errorf("no admin.conf on %s (not initialised?): %w", first, err)
-	}
-	cfg, err := clientcmd.Load(raw)
+	access, err := connectCluster(ctx, s)
 	if err != nil {
 		return err
 	}
-	for _, c := range cfg.Clusters {
-		c.Server = "https://" + s.Inv.Cluster.ControlPlaneEndpoint
-	}
-	s.Redactor.Add(clientKeys(raw)...)
-	rest, err := clientcmd.NewDefaultClientConfig(*cfg, nil).ClientConfig()
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(rest)
-	if err != nil {
-		return err
-	}
+	client := access.client
 	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("list nodes through the load balancer: %w", err)
