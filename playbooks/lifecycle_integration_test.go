@@ -69,6 +69,7 @@ func TestLifecycle(t *testing.T) {
 		{"remove master2", lc.testRemoveMaster},
 		{"rotate-tokens and a join by hand", lc.testRotateTokens},
 		{"apply re-joins master2", lc.testApplyRejoins},
+		{"remove --gone takes a dead master and a dead worker out", lc.testRemoveGone},
 		{"no secret in any output", lc.testNoSecrets},
 		{"reset tears down, apply rebuilds", lc.testResetThenApply},
 	}
@@ -355,6 +356,62 @@ func (lc *lifecycle) testApplyRejoins(t *testing.T) {
 	lc.wantEtcd(t, "master0", "master1", "master2")
 	lc.wantUpstream(t, "master0", "master1", "master2")
 	lc.wantNodes(t, "master0", "master1", "master2", "worker0", "worker1", "worker2")
+}
+
+// testRemoveGone: master2 and worker2 die (links cut for good); remove
+// --gone takes them out of the load balancer, etcd and the API without
+// running anything on them, and refuses a node that answers and the lock's
+// master. Then the dead machines are replaced by fresh ones.
+func (lc *lifecycle) testRemoveGone(t *testing.T) {
+	ctx := context.Background()
+	gone := playbooks.DefaultRemoveOptions()
+	gone.Gone = true
+	for _, h := range []string{"master2", "worker2"} {
+		if err := lc.c.LinkDown(h); err != nil {
+			t.Fatal(err)
+		}
+		defer lc.c.LinkUp(h)
+	}
+	_, err := playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"worker0", "worker2"}, gone)
+	if err == nil || !strings.Contains(err.Error(), "worker0 answer(s) over SSH: remove without --gone") || strings.Contains(err.Error(), "worker2 answer") {
+		t.Errorf("remove --gone of a live worker0: %v, want it refused naming worker0 only", err)
+	}
+	_, err = playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"master0"}, gone)
+	if err == nil || !strings.Contains(err.Error(), "holds the cluster lock; list another master first") {
+		t.Errorf("remove --gone of master0: %v, want it refused with the way out", err)
+	}
+	lc.wantNodes(t, "master0", "master1", "master2", "worker0", "worker1", "worker2") // refusals change nothing
+
+	report, err := playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"master2", "worker2"}, gone)
+	if err != nil {
+		t.Fatalf("remove --gone master2 worker2: %v\n%s", err, lc.out.buf.String())
+	}
+	ran := changedSteps(report)
+	if !ran["loadbalancer/lb"] || !ran["etcd-member/master2"] || !ran["delete-node/master2"] || !ran["delete-node/worker2"] {
+		t.Errorf("steps that ran: %v; want the upstream, master2's etcd member and both Nodes", ran)
+	}
+	for _, e := range report.Events {
+		if e.Step == "drain" || e.Step == "reset" {
+			t.Errorf("remove --gone ran %s on %s", e.Step, e.Host)
+		}
+	}
+	lc.wantUpstream(t, "master0", "master1")
+	lc.wantEtcd(t, "master0", "master1")
+	lc.wantNodes(t, "master0", "master1", "worker0", "worker1")
+	again, err := playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"master2", "worker2"}, gone)
+	if err != nil || again.Changed() {
+		t.Errorf("a second remove --gone: %v, changes %v; want none", err, changedSteps(again))
+	}
+
+	// New machines in the dead ones' place: nothing of the old join.
+	for _, h := range []string{"master2", "worker2"} {
+		if err := lc.c.LinkUp(h); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := lc.c.Exec(h, "sh", "-c", "kubeadm reset -f >/dev/null 2>&1; rm -rf /var/lib/etcd/*; test ! -e /etc/kubernetes/kubelet.conf"); err != nil {
+			t.Fatalf("replace %s by a fresh machine: %v %s", h, err, out)
+		}
+	}
 }
 
 func (lc *lifecycle) testNoSecrets(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +21,11 @@ type RemoveOptions struct {
 	Force bool
 	// DrainTimeout bounds the evictions (PodDisruptionBudgets may hold them).
 	DrainTimeout time.Duration
+	// Gone: the nodes are dead for good. Nothing runs on them (no drain,
+	// no reset); they only leave the cluster: the load balancer's upstream,
+	// etcd, their Node (its pods are collected with it). Refused for a node
+	// that answers: its kubelet would carry on.
+	Gone bool
 }
 
 // DefaultRemoveOptions gives evictions two minutes.
@@ -34,11 +41,18 @@ type removeRun struct {
 
 // Remove takes nodes out of the cluster: a master first leaves the load
 // balancer's upstream; then each node is drained, reset with kubeadm
-// (masters one at a time, each leaving etcd), and its Node deleted.
+// (masters one at a time, each leaving etcd), and its Node deleted. With
+// opts.Gone, nodes that are dead for good only leave the upstream, etcd
+// and the API.
 func Remove(ctx context.Context, s *Session, nodes []string, opts RemoveOptions) (*steps.Report, error) {
 	masters, _, err := splitNodes(s.Inv, "remove", nodes)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Gone {
+		if err := checkGone(ctx, s, nodes); err != nil {
+			return nil, err
+		}
 	}
 	return locked(ctx, s, "remove", func() (*steps.Report, error) { return remove(ctx, s, nodes, masters, opts) })
 }
@@ -59,6 +73,38 @@ func remove(ctx context.Context, s *Session, nodes, masters []string, opts Remov
 		}
 	}
 	return s.Run(ctx, r.graph(nodes))
+}
+
+// checkGone refuses --gone for the lock's master (the run could not take
+// the lock) and for any node that answers over SSH, in parallel: one
+// connect timeout, however many nodes.
+func checkGone(ctx context.Context, s *Session, nodes []string) error {
+	if slices.Contains(nodes, s.lockHost()) {
+		return fmt.Errorf("remove %s --gone: %s is the inventory's first master, which holds the cluster lock; list another master first in %s, then remove it", s.lockHost(), s.lockHost(), s.Inv.Path)
+	}
+	answers := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, answers[i] = s.run(ctx, n, "true")
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var alive []string
+	for i, err := range answers {
+		if err == nil {
+			alive = append(alive, nodes[i])
+		}
+	}
+	if len(alive) > 0 {
+		return fmt.Errorf("remove --gone: %s answer(s) over SSH: remove without --gone (drain and reset them), or stop them first; a live kubelet would register its Node again", strings.Join(alive, ", "))
+	}
+	return nil
 }
 
 // checkQuorum refuses to leave etcd with fewer members than the quorum of
@@ -100,14 +146,17 @@ func (r *removeRun) graph(nodes []string) *steps.Graph {
 			Hosts: []string{s.Inv.LoadBalancer.Name}, Check: r.lbCheck, Run: r.lbApply})
 		drainAfter = []string{"loadbalancer"}
 	}
-	g.MustAdd(steps.Step{Name: "drain", Description: "cordon, evict the pods (PodDisruptionBudgets honoured)",
-		Hosts: nodes, After: drainAfter, Check: r.drained, Run: r.drain})
-	g.MustAdd(steps.Step{Name: "reset", Description: "kubeadm reset -f (a master leaves etcd), one node at a time",
-		Hosts: nodes, Serial: true, After: []string{"drain"}, Check: r.resetDone, Run: r.reset})
-	forgetAfter := []string{"reset"}
+	forgetAfter := drainAfter
+	if !r.opts.Gone {
+		g.MustAdd(steps.Step{Name: "drain", Description: "cordon, evict the pods (PodDisruptionBudgets honoured)",
+			Hosts: nodes, After: drainAfter, Check: r.drained, Run: r.drain})
+		g.MustAdd(steps.Step{Name: "reset", Description: "kubeadm reset -f (a master leaves etcd), one node at a time",
+			Hosts: nodes, Serial: true, After: []string{"drain"}, Check: r.resetDone, Run: r.reset})
+		forgetAfter = []string{"reset"}
+	}
 	if len(r.masters) > 0 {
-		g.MustAdd(steps.Step{Name: "etcd-member", Description: "remove the master's etcd member if kubeadm reset could not",
-			Hosts: r.masters, After: []string{"reset"}, Check: r.notMember, Run: r.removeMember})
+		g.MustAdd(steps.Step{Name: "etcd-member", Description: "remove the master's etcd member if kubeadm reset could not (--gone: always)",
+			Hosts: r.masters, After: forgetAfter, Check: r.notMember, Run: r.removeMember})
 		forgetAfter = append(forgetAfter, "etcd-member")
 	}
 	g.MustAdd(steps.Step{Name: "delete-node", Description: "delete the Node object",
