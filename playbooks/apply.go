@@ -93,17 +93,15 @@ func Plan(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, er
 // search; preflight reports it.
 func initMaster(ctx context.Context, s *Session) string {
 	masters := s.Inv.Masters
-	ok := make([]bool, len(masters))
-	errs := make([]error, len(masters))
-	var wg sync.WaitGroup
-	for i := range masters { // in parallel: this also opens the connections preflight uses
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ok[i], _, errs[i] = initialised(ctx, s, masters[i].Name)
-		}()
+	names := make([]string, len(masters))
+	for i, m := range masters {
+		names[i] = m.Name
 	}
-	wg.Wait()
+	// In parallel: this also opens the connections preflight uses.
+	ok, errs := onEach(names, 0, func(m string) (bool, error) {
+		ok, _, err := initialised(ctx, s, m)
+		return ok, err
+	})
 	for i, m := range masters {
 		if errs[i] != nil {
 			break

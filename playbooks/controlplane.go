@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -133,20 +132,14 @@ func (a *applyRun) unjoined(ctx context.Context) (masters, workers []string, err
 			candidates = append(candidates, h)
 		}
 	}
-	done := make([]bool, len(candidates))
-	errs := make([]error, len(candidates))
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
+	names := make([]string, len(candidates))
 	for i, h := range candidates {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			done[i], _, errs[i] = joined(ctx, a.s, h.Name)
-		}()
+		names[i] = h.Name
 	}
-	wg.Wait()
+	done, errs := onEach(names, 32, func(host string) (bool, error) {
+		ok, _, err := joined(ctx, a.s, host)
+		return ok, err
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetops/fleet/internal/etcd"
+	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/steps"
 )
 
@@ -82,16 +82,7 @@ func checkGone(ctx context.Context, s *Session, nodes []string) error {
 	if slices.Contains(nodes, s.lockHost()) {
 		return fmt.Errorf("remove %s --gone: %s is the inventory's first master, which holds the cluster lock; list another master first in %s, then remove it", s.lockHost(), s.lockHost(), s.Inv.Path)
 	}
-	answers := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, answers[i] = s.run(ctx, n, "true")
-		}()
-	}
-	wg.Wait()
+	_, answers := onEach(nodes, 0, func(n string) (exec.Result, error) { return s.run(ctx, n, "true") })
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -115,15 +115,31 @@ func (s *Session) connConfig(name, addr string, ssh inventory.SSH, keys *exec.Ho
 // steps do not pay the handshakes one after another. Errors are left for
 // the steps that use the hosts to report.
 func (s *Session) Connect(ctx context.Context, hosts []string) {
+	onEach(hosts, 0, func(h string) (*exec.Conn, error) { return s.Conn(ctx, h) })
+}
+
+// onEach asks ask of every host in parallel, at most limit at a time (0:
+// no limit), and returns the answers and errors in the order of hosts: the
+// quick questions a playbook puts to many hosts before its steps.
+func onEach[T any](hosts []string, limit int, ask func(host string) (T, error)) ([]T, []error) {
+	answers := make([]T, len(hosts))
+	errs := make([]error, len(hosts))
+	if limit <= 0 {
+		limit = len(hosts)
+	}
+	sem := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
-	for _, h := range hosts {
+	for i, h := range hosts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = s.Conn(ctx, h)
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			answers[i], errs[i] = ask(h)
 		}()
 	}
 	wg.Wait()
+	return answers, errs
 }
 
 // Conn returns the connection to a host of the inventory.
