@@ -58,6 +58,10 @@ func (c *removeCmd) Run(ctx context.Context, g *globals) error {
 			time.Since(start).Round(time.Millisecond), s.Redactor.String(err.Error()))
 	}
 	printNodeOutcome(out, report, c.Nodes, "removed", "already out of the cluster", time.Since(start))
+	if c.Gone {
+		fmt.Fprintln(out, "take the nodes out of the inventory, or put fresh machines at their addresses: the next fleet apply joins those")
+		return nil
+	}
 	fmt.Fprintln(out, "a node still in the inventory joins again on the next fleet apply: delete it there to keep it out")
 	return nil
 }
