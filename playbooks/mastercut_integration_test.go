@@ -143,6 +143,17 @@ func testMasterLinkCut(t *testing.T, id string, subnet int, file, state string) 
 		t.Fatalf("etcd members after the cut: %q, %v; want master0 and master1's member", members, err)
 	}
 	client := clientFor(t, filepath.Join(c.Host("master0").Dir, "etc/kubernetes/admin.conf"))
+	// With master1 a voting member, the API answers again only once etcd
+	// has its quorum back ("storage is (re)initializing" until then): the
+	// state to look at is the one after that.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		if _, err = client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("the API did not answer within a minute of the link coming back: %v", err)
+	}
 	if n, err := client.CoreV1().Nodes().Get(context.Background(), "master1", metav1.GetOptions{}); err == nil {
 		if _, marked := n.Labels["node-role.kubernetes.io/control-plane"]; marked {
 			t.Fatal("master1 was marked a control plane before the cut: the fault came too late to test anything")
