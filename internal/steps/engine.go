@@ -222,8 +222,9 @@ func (r *run) execute(t *task) outcome {
 
 	t.began = time.Now()
 	r.emit(Event{Time: t.began, Kind: Started, Step: t.step.Name, Host: t.host, ReadOnly: t.step.ReadOnly})
+	ctx := withStep(r.ctx, t.step)
 	if t.step.Check != nil {
-		done, reason, err := t.step.Check(r.ctx, t.host)
+		done, reason, err := t.step.Check(ctx, t.host)
 		if err != nil && r.eng.DryRun && t.afterPlan != "" {
 			return outcome{kind: WouldRun, reason: "after " + t.afterPlan}
 		}
@@ -237,7 +238,7 @@ func (r *run) execute(t *task) outcome {
 	if r.eng.DryRun && !t.step.ReadOnly {
 		return outcome{kind: WouldRun}
 	}
-	if err := t.step.Run(r.ctx, t.host); err != nil {
+	if err := t.step.Run(ctx, t.host); err != nil {
 		return outcome{kind: Failed, err: err}
 	}
 	return outcome{kind: Succeeded}

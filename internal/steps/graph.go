@@ -30,6 +30,10 @@ type Step struct {
 	// done step is skipped and counts as a success for its dependents.
 	Check func(ctx context.Context, host string) (done bool, reason string, err error)
 	Run   func(ctx context.Context, host string) error
+	// Produces and Consumes declare the outputs the step sets and reads
+	// (see Output): a consumer must depend on the producer.
+	Produces []Slot
+	Consumes []Slot
 }
 
 // Graph is a set of steps with their dependencies, validated as it grows.
@@ -64,6 +68,9 @@ func (g *Graph) Add(s Step) error {
 			return fmt.Errorf("steps: step %q lists host %q twice", s.Name, h)
 		}
 		seen[h] = true
+	}
+	if err := g.checkSlots(&s); err != nil {
+		return err
 	}
 	st := s
 	g.steps = append(g.steps, &st)
@@ -107,6 +114,15 @@ func (g *Graph) Print(w io.Writer) error {
 		}
 		if len(s.After) > 0 {
 			if _, err := fmt.Fprintf(w, "    after: %s\n", strings.Join(s.After, ", ")); err != nil {
+				return err
+			}
+		}
+		if len(s.Consumes) > 0 {
+			var uses []string
+			for _, c := range s.Consumes {
+				uses = append(uses, c.state().name)
+			}
+			if _, err := fmt.Fprintf(w, "    uses: %s\n", strings.Join(uses, ", ")); err != nil {
 				return err
 			}
 		}
