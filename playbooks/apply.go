@@ -4,13 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/fleetops/fleet/internal/kubeadm"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
@@ -37,49 +32,20 @@ func DefaultApplyOptions() ApplyOptions {
 	return ApplyOptions{TokenTTL: 15 * time.Minute, ReadyTimeout: 3 * time.Minute, MaxClockSkew: 30 * time.Second, KubeadmTimeout: 10 * time.Minute}
 }
 
-// workerJoinParallelism bounds concurrent worker joins: each join makes the
-// API server issue a certificate and the new kubelet list everything.
-const workerJoinParallelism = 10
-
-// applyRun is the state one apply shares between its steps: the secrets it
-// made, and what it learned. A step only writes fields that later steps
-// read, and the engine starts a step after its dependencies have finished;
-// the one exception is the token, which a join may replace (tokenMu).
-type applyRun struct {
-	s     *Session
-	opts  ApplyOptions
-	first string   // the master kubeadm init runs on (join: an initialised one)
-	only  []string // join: the nodes named; apply: empty, every node
-
-	tokenMu        sync.Mutex // guards token once the joins run in parallel
-	token          kubeadm.Token
-	certKey        string
-	tokenCreated   bool // this run has its token (made by init or token create)
-	certsUploaded  bool
-	certsRenewed   int // times the kubeadm-certs Secret was gone and re-uploaded
-	pendingMasters int
-	// joinedAt records which nodes had joined when credentials were made:
-	// the join steps' checks read it instead of asking every host again.
-	joinedAt   map[string]bool
-	caPEM      []byte
-	caHash     string
-	kubeconfig []byte
-}
-
 // Apply builds the cluster the inventory describes, or converges it.
-func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, error) {
+func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) {
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
 	s.Connect(ctx, hostNames(s.Inv.Hosts()))
-	return locked(ctx, s, "apply", func() (*steps.Report, error) {
+	return locked(ctx, s, "apply", func() (*Report, error) {
 		return s.Run(ctx, applyGraph(s, opts, initMaster(ctx, s)))
 	})
 }
 
 // Plan is a dry run of Apply: preflight runs, every other step only checks
 // the state it would change. Nothing on any host changes.
-func Plan(ctx context.Context, s *Session, opts ApplyOptions) (*steps.Report, error) {
+func Plan(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) {
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
@@ -99,7 +65,7 @@ func initMaster(ctx context.Context, s *Session) string {
 	}
 	// In parallel: this also opens the connections preflight uses.
 	ok, errs := onEach(names, 0, func(m string) (bool, error) {
-		ok, _, err := initialised(ctx, s, m)
+		ok, _, err := initialised(ctx, s.probe(), m)
 		return ok, err
 	})
 	for i, m := range masters {
@@ -134,131 +100,86 @@ func ApplyGraph(s *Session, opts ApplyOptions) *steps.Graph {
 	return applyGraph(s, opts, s.Inv.Masters[0].Name)
 }
 
-// applyGraph: kubeadm init (or nothing, if it has run) on first, the other
-// masters join.
+// applyGraph: kubeadm init on first (or nothing, if it has run), then the
+// other masters join one at a time and the workers in parallel.
 func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	inv := s.Inv
-	a := &applyRun{s: s, opts: opts, first: first}
-	masters := namesWithRole(inv, inventory.RoleMaster)
-	rest := without(masters, []string{first})
-	masters = append([]string{first}, rest...)
+	rest := without(namesWithRole(inv, inventory.RoleMaster), []string{first})
 	workers := without(namesWithRole(inv, inventory.RoleWorker), opts.Exclude)
-	nodes := append(append([]string{}, masters...), workers...)
-
+	nodes := append(append([]string{first}, rest...), workers...)
 	checked := append([]string{inv.LoadBalancer.Name}, nodes...)
 	if inv.CA != nil {
 		checked = append(checked, inv.CA.Name)
 	}
+	// What the steps hand each other.
+	access := steps.NewOutput[*clusterAccess]("cluster access")
+	made := steps.NewOutput[initCredentials]("init credentials")
+	joined := steps.NewOutput[joinState]("join state")
+	creds := steps.NewOutput[*joinCredentials]("join credentials")
+
 	g := steps.New()
-	g.MustAdd(steps.Step{Name: "preflight", Description: "reach every host; check OS, binaries, swap and clock skew",
-		Hosts: checked, ReadOnly: true, Run: a.preflight})
+	g.MustAdd(s.step(steps.Step{Name: "preflight", Description: "reach every host; check OS, binaries, swap and clock skew",
+		Hosts: checked, ReadOnly: true}, &preflightPhase{inv: inv, maxSkew: opts.MaxClockSkew}))
 	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
 		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
-	g.MustAdd(steps.Step{Name: "loadbalancer", Description: "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)",
-		Hosts: []string{inv.LoadBalancer.Name}, After: []string{"gate"}, Check: a.lbCheck, Run: a.lbApply})
+	g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)",
+		Hosts: []string{inv.LoadBalancer.Name}, After: []string{"gate"}}, &lbPhase{inv: inv}))
 	initAfter := []string{"loadbalancer"}
 	if inv.CA != nil {
-		g.MustAdd(steps.Step{Name: "ca-host", Description: "the CFSSL API on the CA host: signing config, auth key, root, cluster CA, OCSP signer, certdb, service",
-			Hosts: []string{inv.CA.Name}, After: []string{"gate"}, Check: s.caHostReady,
-			Run: func(ctx context.Context, h string) error { return s.setupCAHost(ctx, h, opts.GenerateCA) }})
-		g.MustAdd(steps.Step{Name: "cluster-ca", Description: "the CA host's cluster CA as ca.crt/ca.key, for kubeadm init",
-			Hosts: []string{a.first}, After: []string{"ca-host"}, Check: a.clusterCAFromCAHost, Run: a.installClusterCA})
+		g.MustAdd(s.step(steps.Step{Name: "ca-host", Description: "the CFSSL API on the CA host: signing config, auth key, root, cluster CA, OCSP signer, certdb, service",
+			Hosts: []string{inv.CA.Name}, After: []string{"gate"}}, &caHostPhase{inv: inv, generateRoot: opts.GenerateCA}))
+		g.MustAdd(s.step(steps.Step{Name: "cluster-ca", Description: "the CA host's cluster CA as ca.crt/ca.key, for kubeadm init",
+			Hosts: []string{first}, After: []string{"ca-host"}}, &clusterCAPhase{inv: inv}))
 		initAfter = append(initAfter, "cluster-ca")
 	}
-	g.MustAdd(steps.Step{Name: "init", Description: "kubeadm init --upload-certs with controlPlaneEndpoint " + inv.Cluster.ControlPlaneEndpoint,
-		Hosts: []string{a.first}, After: initAfter,
-		Check: func(ctx context.Context, h string) (bool, string, error) { return initialised(ctx, s, h) }, Run: a.initFirstMaster})
-	g.MustAdd(steps.Step{Name: "credentials", Description: "a short-lived bootstrap token, certificates uploaded under a fresh key, the CA hash",
-		After: []string{"init"}, Check: a.credentialsReady, Run: a.prepareCredentials})
-	g.MustAdd(steps.Step{Name: "cni", Description: "apply the CNI manifest with the pod subnet " + inv.Cluster.PodSubnet,
-		Hosts: []string{a.first}, After: []string{"init"}, Check: a.cniCurrent, Run: a.applyCNI})
-	if len(rest) > 0 {
-		g.MustAdd(steps.Step{Name: "join-masters", Description: "kubeadm join --control-plane, one at a time",
-			Hosts: rest, Serial: true, After: []string{"credentials"},
-			Check: a.isJoined, Run: a.joinMaster})
-	}
-	if len(workers) > 0 {
-		addWorkerJoins(g, a, workers)
-	}
-	joins := []string{"credentials", "cni"}
-	if len(rest) > 0 {
-		joins = append(joins, "join-masters")
-	}
-	if len(workers) > 0 {
-		joins = append(joins, "join-workers")
-	}
-	g.MustAdd(steps.Step{Name: "kubeconfig", Description: "fetch admin.conf (0600, server = the load balancer) and wait for every node Ready",
-		After: joins, Check: a.kubeconfigCurrent, Run: a.writeKubeconfig})
-	g.MustAdd(steps.Step{Name: "cleanup-tokens", Description: "delete the bootstrap token this run created",
-		After: []string{"kubeconfig"}, Check: a.nothingToClean, Run: a.deleteToken})
+	g.MustAdd(s.step(steps.Step{Name: "init", Description: "kubeadm init --upload-certs with controlPlaneEndpoint " + inv.Cluster.ControlPlaneEndpoint,
+		Hosts: []string{first}, After: initAfter, Produces: []steps.Slot{access, made}},
+		&initPhase{inv: inv, tokenTTL: opts.TokenTTL, timeout: opts.KubeadmTimeout, access: access, made: made}))
+	g.MustAdd(s.step(steps.Step{Name: "credentials", Description: "a short-lived bootstrap token, certificates uploaded under a fresh key, the CA hash",
+		After: []string{"init"}, Consumes: []steps.Slot{access, made}, Produces: []steps.Slot{joined, creds}},
+		&credentialsPhase{inv: inv, master: first, nodes: nodes[1:], tokenTTL: opts.TokenTTL, access: access, made: made, joined: joined, creds: creds}))
+	g.MustAdd(s.step(steps.Step{Name: "cni", Description: "apply the CNI manifest with the pod subnet " + inv.Cluster.PodSubnet,
+		Hosts: []string{first}, After: []string{"init"}}, &networkPhase{inv: inv}))
+	joins := joinInputs{joinedCheck: joinedCheck{inv: inv, joined: joined}, timeout: opts.KubeadmTimeout, access: access, creds: creds}
+	waits := append([]string{"credentials", "cni"}, addJoins(s, g, joins, rest, workers)...)
+	g.MustAdd(s.step(steps.Step{Name: "kubeconfig", Description: "fetch admin.conf (0600, server = the load balancer) and wait for every node Ready",
+		After: waits, Consumes: []steps.Slot{access}},
+		&kubeconfigPhase{path: opts.Kubeconfig, readiness: readiness{nodes: nodes, timeout: opts.ReadyTimeout, access: access}}))
+	g.MustAdd(s.step(steps.Step{Name: "cleanup-tokens", Description: "delete the bootstrap token this run created",
+		After: []string{"kubeconfig"}, Consumes: []steps.Slot{access}}, &cleanupTokensPhase{access: access}))
 	return g
 }
 
-func (a *applyRun) lbCheck(ctx context.Context, host string) (bool, string, error) {
-	cfg, err := lbConfig(a.s.Inv)
-	if err != nil {
-		return false, "", err
+// addJoins adds the joins after the credentials step: masters one at a
+// time; ca.crt, then each worker its inventory's way, in parallel, with
+// fleet's RBAC bindings first where TLS-bootstrapped or CA-host workers
+// need them. It returns the steps a later step waits for.
+func addJoins(s *Session, g *steps.Graph, j joinInputs, masters, workers []string) []string {
+	var added []string
+	if len(masters) > 0 {
+		g.MustAdd(s.step(steps.Step{Name: "join-masters", Description: "kubeadm join --control-plane, one at a time",
+			Hosts: masters, Serial: true, After: []string{"credentials"}, Consumes: j.slots()}, &joinMastersPhase{j}))
+		added = append(added, "join-masters")
 	}
-	return lbUpToDate(ctx, a.s, host, cfg)
-}
-
-func (a *applyRun) lbApply(ctx context.Context, host string) error {
-	cfg, err := lbConfig(a.s.Inv)
-	if err != nil {
-		return err
+	if len(workers) == 0 {
+		return added
 	}
-	return applyLB(ctx, a.s, host, cfg, a.s.Inv.Cluster.ControlPlaneEndpoint)
-}
-
-// nothingToClean: no bootstrap token made by a fleet apply is left, this
-// run's or one an interrupted run left behind.
-func (a *applyRun) nothingToClean(ctx context.Context, _ string) (bool, string, error) {
-	ids, err := a.fleetTokens(ctx)
-	if err != nil {
-		return false, "", err
+	g.MustAdd(s.step(steps.Step{Name: "distribute-ca", Description: "copy ca.crt to /etc/kubernetes/pki/ca.crt",
+		Hosts: workers, After: []string{"credentials"}, Consumes: []steps.Slot{j.creds, j.joined}},
+		&distributeCAPhase{joinedCheck: j.joinedCheck, creds: j.creds}))
+	after := []string{"distribute-ca"}
+	description := "kubeadm join with the token and the CA hash"
+	// cfssl workers need the bindings too: their kubelets renew their
+	// certificates through the CSR API (rotateCertificates).
+	if len(workersOf(j.inv, workers, inventory.JoinTLSBootstrap))+len(workersOf(j.inv, workers, inventory.JoinCFSSL)) > 0 {
+		g.MustAdd(s.step(steps.Step{Name: "bootstrap-rbac", Description: "ClusterRoleBindings for kubelet TLS bootstrapping and CSR auto-approval",
+			After: []string{"credentials"}, Consumes: []steps.Slot{j.access}}, &bootstrapRBACPhase{access: j.access}))
+		after = append(after, "bootstrap-rbac")
+		description += "; tls-bootstrap workers: kubelet with a bootstrap kubeconfig, CSR approved and issued"
 	}
-	if len(ids) == 0 {
-		return true, "no fleet apply token left", nil
-	}
-	return false, "", nil
-}
-
-func (a *applyRun) deleteToken(ctx context.Context, _ string) error {
-	ids, err := a.fleetTokens(ctx)
-	if err != nil {
-		return err
-	}
-	client, err := a.client()
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		err := client.CoreV1().Secrets("kube-system").Delete(ctx, "bootstrap-token-"+id, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete bootstrap token %s: %w", id, err)
-		}
-	}
-	return nil
-}
-
-// fleetTokens lists the IDs of bootstrap tokens an apply made, read from
-// their Secrets' description.
-func (a *applyRun) fleetTokens(ctx context.Context) ([]string, error) {
-	client, err := a.client()
-	if err != nil {
-		return nil, err
-	}
-	secrets, err := client.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{FieldSelector: "type=bootstrap.kubernetes.io/token"})
-	if err != nil {
-		return nil, fmt.Errorf("list bootstrap tokens: %w", err)
-	}
-	var ids []string
-	for _, sec := range secrets.Items {
-		if string(sec.Data["description"]) == kubeadm.TokenDescription {
-			ids = append(ids, string(sec.Data["token-id"]))
-		}
-	}
-	return ids, nil
+	g.MustAdd(s.step(steps.Step{Name: "join-workers", Description: description,
+		Hosts: workers, MaxParallel: workerJoinParallelism, After: after, Consumes: j.slots()}, &joinWorkersPhase{j}))
+	return append(added, "join-workers")
 }
 
 func without(names, drop []string) []string {
@@ -280,24 +201,4 @@ func namesWithRole(inv *inventory.Inventory, role inventory.Role) []string {
 		}
 	}
 	return names
-}
-
-// addWorkerJoins adds the worker joins: ca.crt first, then each worker its
-// inventory's way, in parallel; TLS-bootstrapped workers need fleet's RBAC
-// bindings first.
-func addWorkerJoins(g *steps.Graph, a *applyRun, workers []string) {
-	g.MustAdd(steps.Step{Name: "distribute-ca", Description: "copy ca.crt to /etc/kubernetes/pki/ca.crt",
-		Hosts: workers, After: []string{"credentials"}, Check: a.isJoined, Run: a.distributeCA})
-	after := []string{"distribute-ca"}
-	description := "kubeadm join with the token and the CA hash"
-	// cfssl workers need the bindings too: their kubelets renew their
-	// certificates through the CSR API (rotateCertificates).
-	if len(tlsBootstrapWorkers(a.s.Inv, workers)) > 0 || len(cfsslWorkers(a.s.Inv, workers)) > 0 {
-		g.MustAdd(steps.Step{Name: "bootstrap-rbac", Description: "ClusterRoleBindings for kubelet TLS bootstrapping and CSR auto-approval",
-			After: []string{"credentials"}, Check: a.bootstrapRBACPresent, Run: a.createBootstrapRBAC})
-		after = append(after, "bootstrap-rbac")
-		description += "; tls-bootstrap workers: kubelet with a bootstrap kubeconfig, CSR approved and issued"
-	}
-	g.MustAdd(steps.Step{Name: "join-workers", Description: description,
-		Hosts: workers, MaxParallel: workerJoinParallelism, After: after, Check: a.isJoined, Run: a.joinWorkerByMode})
 }

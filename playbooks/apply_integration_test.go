@@ -568,7 +568,7 @@ func testBadNginxConfigNeverGoesLive(t *testing.T) {
 	}
 	pidBefore, _ := os.ReadFile(filepath.Join(lb.Dir, "run/nginx.pid"))
 	bad := []byte("stream {\n    upstream kube_apiserver {\n        least_conn;\n        server 198.18.21.11:6443 bogus_parameter;\n    }\n}\n")
-	err = playbooks.ApplyLB(context.Background(), s, "lb", bad, s.Inv.Cluster.ControlPlaneEndpoint)
+	err = playbooks.ApplyLB(context.Background(), s, "lb", bad)
 	if err == nil || !strings.Contains(err.Error(), "nginx -t rejected") {
 		t.Fatalf("got %v, want nginx -t to reject the config", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetops/fleet/internal/cfssl"
 	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/inventory"
 )
 
 // The CA host (seed 000): the CFSSL API that signs kubelet certificates
@@ -47,17 +48,17 @@ func (s *Session) caPlatformLocked(ctx context.Context) (cfssl.Platform, error) 
 }
 
 // caServe is where the API listens: the CA host's inventory address.
-func (s *Session) caServe() cfssl.Serve {
-	return cfssl.Serve{Address: s.Inv.CA.Address, Port: s.Inv.CFSSLPort()}
+func caServe(inv *inventory.Inventory) cfssl.Serve {
+	return cfssl.Serve{Address: inv.CA.Address, Port: inv.CFSSLPort()}
 }
 
-func (s *Session) caURL() string {
-	return "http://" + net.JoinHostPort(s.Inv.CA.Address, strconv.Itoa(s.Inv.CFSSLPort()))
+func caURL(inv *inventory.Inventory) string {
+	return "http://" + net.JoinHostPort(inv.CA.Address, strconv.Itoa(inv.CFSSLPort()))
 }
 
 // caFiles are the files fleet writes to the CA host (beside the material
 // and the auth key, which it makes only once), by path.
-func (s *Session) caFiles(p cfssl.Platform) (map[string][]byte, error) {
+func caFiles(inv *inventory.Inventory, p cfssl.Platform) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	cfg, err := cfssl.Config(cfssl.Signing{}, p.Path(cfssl.AuthFile))
 	if err != nil {
@@ -69,7 +70,7 @@ func (s *Session) caFiles(p cfssl.Platform) (map[string][]byte, error) {
 		return nil, err
 	}
 	files[p.Path("db-config.json")] = db
-	csrs, err := cfssl.CSRs(s.Inv.Cluster.Name)
+	csrs, err := cfssl.CSRs(inv.Cluster.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +79,7 @@ func (s *Session) caFiles(p cfssl.Platform) (map[string][]byte, error) {
 	}
 	files[p.Path("certdb-schema.sql")] = []byte(cfssl.Schema)
 	if p.MethodFile != "" {
-		method, err := p.Method(s.caServe())
+		method, err := p.Method(caServe(inv))
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +89,7 @@ func (s *Session) caFiles(p cfssl.Platform) (map[string][]byte, error) {
 		}
 		files[p.MethodFile], files[p.ServiceFile] = method, manifest
 	} else {
-		unit, err := p.Unit(s.caServe())
+		unit, err := p.Unit(caServe(inv))
 		if err != nil {
 			return nil, err
 		}
@@ -97,20 +98,29 @@ func (s *Session) caFiles(p cfssl.Platform) (map[string][]byte, error) {
 	return files, nil
 }
 
-// caHostReady: every file is what fleet would write, the material and the
-// auth key exist, and the API answers with the host's cluster CA.
-func (s *Session) caHostReady(ctx context.Context, host string) (bool, string, error) {
-	p, err := s.caPlatform(ctx)
+// caHostPhase sets up the CFSSL API on the CA host: signing config, auth
+// key, root, cluster CA, OCSP signer, certdb and its service.
+type caHostPhase struct {
+	inv *inventory.Inventory
+	// generateRoot lets fleet make a root CA on the CA host when it has
+	// none and the inventory names none.
+	generateRoot bool
+}
+
+// check: every file is what fleet would write, the material and the auth
+// key exist, and the API answers with the host's cluster CA.
+func (c *caHostPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
+	p, err := pr.caPlatform(ctx)
 	if err != nil {
 		return false, "", err
 	}
-	want, err := s.caFiles(p)
+	want, err := caFiles(c.inv, p)
 	if err != nil {
 		return false, "", err
 	}
 	// The user's root, when the inventory names one, must be the host's:
 	// the setup refuses another, and must get to say so.
-	if rootCert, _, supplied := s.suppliedRoot(); supplied {
+	if rootCert, _, supplied := suppliedRoot(c.inv); supplied {
 		cert, err := os.ReadFile(rootCert)
 		if err != nil {
 			return false, "", fmt.Errorf("ca.cfssl.rootCert: %w", err)
@@ -123,7 +133,7 @@ func (s *Session) caHostReady(ctx context.Context, host string) (bool, string, e
 	for path := range want {
 		paths = append(paths, path)
 	}
-	got, err := s.readFiles(ctx, host, paths...)
+	got, err := pr.readFiles(ctx, host, paths...)
 	if err != nil {
 		return false, "", err
 	}
@@ -136,18 +146,18 @@ func (s *Session) caHostReady(ctx context.Context, host string) (bool, string, e
 	if _, hasOCSP := got[p.Path(cfssl.OCSPCert)]; !hasCA || !hasOCSP {
 		return false, "", nil
 	}
-	if ok, err := s.allExist(ctx, host, p.Path(cfssl.AuthFile)); err != nil || !ok {
+	if ok, err := pr.allExist(ctx, host, p.Path(cfssl.AuthFile)); err != nil || !ok {
 		return false, "", err
 	}
-	if err := s.caAnswers(ctx, p, caPEM); err != nil {
+	if err := caAnswers(ctx, c.inv, p, caPEM); err != nil {
 		return false, "", nil
 	}
 	return true, "the CFSSL API on " + p.OS + " serves the cluster CA", nil
 }
 
 // caAnswers: /api/v1/cfssl/info returns the CA host's ca.pem (want).
-func (s *Session) caAnswers(ctx context.Context, p cfssl.Platform, want []byte) error {
-	c, err := cfssl.NewClient(s.caURL(), &http.Client{Timeout: 5 * time.Second}, "")
+func caAnswers(ctx context.Context, inv *inventory.Inventory, p cfssl.Platform, want []byte) error {
+	c, err := cfssl.NewClient(caURL(inv), &http.Client{Timeout: 5 * time.Second}, "")
 	if err != nil {
 		return err
 	}
@@ -156,50 +166,46 @@ func (s *Session) caAnswers(ctx context.Context, p cfssl.Platform, want []byte) 
 		return err
 	}
 	if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
-		return fmt.Errorf("the CFSSL API at %s serves another CA than %s", s.caURL(), p.Path(cfssl.CACert))
+		return fmt.Errorf("the CFSSL API at %s serves another CA than %s", caURL(inv), p.Path(cfssl.CACert))
 	}
 	return nil
 }
 
-// setupCAHost writes the configuration, makes the auth key and the
-// material that are missing, and (re)starts the service.
-func (s *Session) setupCAHost(ctx context.Context, host string, generateRoot bool) error {
-	p, err := s.caPlatform(ctx)
+// run writes the configuration, makes the auth key and the material that
+// are missing, and (re)starts the service.
+func (c *caHostPhase) run(ctx context.Context, r remote, host string) error {
+	p, err := r.caPlatform(ctx)
 	if err != nil {
 		return err
 	}
-	conn, err := s.Conn(ctx, host)
-	if err != nil {
-		return err
-	}
-	if err := conn.EnsureDir(ctx, p.ConfigDir, 0o700); err != nil {
+	if err := r.ensureDir(ctx, host, p.ConfigDir, 0o700); err != nil {
 		return err
 	}
 	// The user's root first: a key file fleet refuses stops the step
 	// before anything else is written.
-	if err := s.supplyRoot(ctx, host, p); err != nil {
+	if err := supplyRoot(ctx, r, c.inv, host, p); err != nil {
 		return err
 	}
 	// The auth key is made once, on the first run, and kept: workers and
 	// cloud-init data of earlier runs sign with it.
-	if ok, err := s.allExist(ctx, host, p.Path(cfssl.AuthFile)); err != nil {
+	if ok, err := r.allExist(ctx, host, p.Path(cfssl.AuthFile)); err != nil {
 		return err
 	} else if !ok {
 		key, err := cfssl.NewAuthKey()
 		if err != nil {
 			return err
 		}
-		s.Redactor.Add(key)
-		if err := conn.Upload(ctx, p.Path(cfssl.AuthFile), []byte(key), 0o600); err != nil {
+		r.redact(key)
+		if err := r.upload(ctx, host, p.Path(cfssl.AuthFile), []byte(key), 0o600); err != nil {
 			return err
 		}
 	}
-	files, err := s.caFiles(p)
+	files, err := caFiles(c.inv, p)
 	if err != nil {
 		return err
 	}
 	for path, data := range files {
-		if err := conn.EnsureDir(ctx, pathpkg.Dir(path), 0o755); err != nil {
+		if err := r.ensureDir(ctx, host, pathpkg.Dir(path), 0o755); err != nil {
 			return err
 		}
 		mode := os.FileMode(0o600)
@@ -209,53 +215,47 @@ func (s *Session) setupCAHost(ctx context.Context, host string, generateRoot boo
 		case p.MethodFile:
 			mode = 0o755
 		}
-		if err := conn.Upload(ctx, path, data, mode); err != nil {
+		if err := r.upload(ctx, host, path, data, mode); err != nil {
 			return err
 		}
 	}
 	generate := "no"
-	if generateRoot {
+	if c.generateRoot {
 		generate = "yes"
 	}
-	res, err := s.run(ctx, host, exec.Command("sh", "-c", p.MaterialScript(), "fleet-ca", generate, p.Path("certdb-schema.sql")))
+	res, err := r.run(ctx, host, exec.Command("sh", "-c", p.MaterialScript(), "fleet-ca", generate, p.Path("certdb-schema.sql")))
 	switch {
 	case err != nil && res.ExitCode == cfssl.MaterialExitNoRoot:
 		return fmt.Errorf("the CA host has no root CA: name ca.cfssl.rootCert and rootKey in the inventory, or run fleet apply --generate-ca to make one on the CA host")
 	case err != nil:
 		return fmt.Errorf("make the CA material: %w", err)
 	}
-	start, err := p.StartScript(s.caServe())
+	start, err := p.StartScript(caServe(c.inv))
 	if err != nil {
 		return err
 	}
-	if _, err := s.run(ctx, host, exec.Command("sh", "-c", start, "fleet-ca", p.ServiceFile)); err != nil {
+	if _, err := r.run(ctx, host, exec.Command("sh", "-c", start, "fleet-ca", p.ServiceFile)); err != nil {
 		return fmt.Errorf("start the CFSSL API: %w", err)
 	}
-	caPEM, err := s.readFile(ctx, host, p.Path(cfssl.CACert))
+	caPEM, err := r.readFile(ctx, host, p.Path(cfssl.CACert))
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := s.caAnswers(ctx, p, caPEM)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the CFSSL API does not answer at %s: %w", s.caURL(), err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	var last error
+	err = pollUntil(ctx, 200*time.Millisecond, 30*time.Second, func(ctx context.Context) (bool, error) {
+		last = caAnswers(ctx, c.inv, p, caPEM)
+		return last == nil, nil
+	})
+	if err == errPollTimeout {
+		return fmt.Errorf("the CFSSL API does not answer at %s: %w", caURL(c.inv), last)
 	}
+	return err
 }
 
 // suppliedRoot is where the inventory names the user's root, if it does;
 // relative paths are the inventory's, like the rest of it.
-func (s *Session) suppliedRoot() (cert, key string, ok bool) {
-	c := s.Inv.CA.CFSSL
+func suppliedRoot(inv *inventory.Inventory) (cert, key string, ok bool) {
+	c := inv.CA.CFSSL
 	if c == nil || c.RootCert == "" {
 		return "", "", false
 	}
@@ -263,7 +263,7 @@ func (s *Session) suppliedRoot() (cert, key string, ok bool) {
 		if filepath.IsAbs(p) {
 			return p
 		}
-		return filepath.Join(filepath.Dir(s.Inv.Path), p)
+		return filepath.Join(filepath.Dir(inv.Path), p)
 	}
 	return abs(c.RootCert), abs(c.RootKey), true
 }
@@ -271,8 +271,8 @@ func (s *Session) suppliedRoot() (cert, key string, ok bool) {
 // supplyRoot uploads the user's root (from the inventory) when the CA host
 // has none; a CA host with another root is an error: fleet does not
 // replace a CA under a running cluster.
-func (s *Session) supplyRoot(ctx context.Context, host string, p cfssl.Platform) error {
-	rootCert, rootKey, supplied := s.suppliedRoot()
+func supplyRoot(ctx context.Context, r remote, inv *inventory.Inventory, host string, p cfssl.Platform) error {
+	rootCert, rootKey, supplied := suppliedRoot(inv)
 	if !supplied {
 		return nil
 	}
@@ -287,7 +287,7 @@ func (s *Session) supplyRoot(ctx context.Context, host string, p cfssl.Platform)
 	if fi.Mode().Perm()&0o077 != 0 {
 		return fmt.Errorf("ca.cfssl.rootKey %s is readable by others (mode %v): chmod 600 it", rootKey, fi.Mode().Perm())
 	}
-	have, err := s.run(ctx, host, exec.Command("cat", p.Path(cfssl.RootCert))+" 2>/dev/null || true")
+	have, err := r.query(ctx, host, exec.Command("cat", p.Path(cfssl.RootCert))+" 2>/dev/null || true")
 	if err != nil {
 		return err
 	}
@@ -301,75 +301,15 @@ func (s *Session) supplyRoot(ctx context.Context, host string, p cfssl.Platform)
 	if err != nil {
 		return fmt.Errorf("ca.cfssl.rootKey: %w", err)
 	}
-	s.addSecretPEM(key)
-	conn, err := s.Conn(ctx, host)
-	if err != nil {
+	r.redactPEM(key)
+	if err := r.upload(ctx, host, p.Path(cfssl.RootKey), key, 0o600); err != nil {
 		return err
 	}
-	if err := conn.Upload(ctx, p.Path(cfssl.RootKey), key, 0o600); err != nil {
-		return err
-	}
-	return conn.Upload(ctx, p.Path(cfssl.RootCert), cert, 0o644)
+	return r.upload(ctx, host, p.Path(cfssl.RootCert), cert, 0o644)
 }
 
 // addSecretPEM keeps a private key out of every output: as it is, and
 // base64-encoded as kubeconfigs embed it.
 func (s *Session) addSecretPEM(pemKey []byte) {
 	s.Redactor.Add(string(bytes.TrimSpace(pemKey)), base64.StdEncoding.EncodeToString(pemKey))
-}
-
-// clusterCAFromCAHost: the first master's ca.crt is the CA host's.
-func (a *applyRun) clusterCAFromCAHost(ctx context.Context, host string) (bool, string, error) {
-	p, err := a.s.caPlatform(ctx)
-	if err != nil {
-		return false, "", err
-	}
-	want, err := a.s.readFile(ctx, a.s.Inv.CA.Name, p.Path(cfssl.CACert))
-	if err != nil {
-		return false, "", err
-	}
-	have, err := a.s.run(ctx, host, exec.Command("cat", caCert)+" 2>/dev/null || true")
-	if err != nil {
-		return false, "", err
-	}
-	if have.Stdout == string(want) {
-		return true, "ca.crt is the CA host's cluster CA", nil
-	}
-	return false, "", nil
-}
-
-// installClusterCA puts the CA host's cluster CA where kubeadm init finds
-// it. An initialised master with another CA is left alone: replacing a
-// running cluster's CA would cut every node off.
-func (a *applyRun) installClusterCA(ctx context.Context, host string) error {
-	if done, _, err := initialised(ctx, a.s, host); err != nil {
-		return err
-	} else if done {
-		return fmt.Errorf("the cluster on %s was made with another CA than the CA host's; fleet does not replace a running cluster's CA (reset the cluster, or remove ca: from the inventory)", host)
-	}
-	p, err := a.s.caPlatform(ctx)
-	if err != nil {
-		return err
-	}
-	ca := a.s.Inv.CA.Name
-	cert, err := a.s.readFile(ctx, ca, p.Path(cfssl.CACert))
-	if err != nil {
-		return err
-	}
-	key, err := a.s.readFile(ctx, ca, p.Path(cfssl.CAKey))
-	if err != nil {
-		return err
-	}
-	a.s.addSecretPEM(key)
-	conn, err := a.s.Conn(ctx, host)
-	if err != nil {
-		return err
-	}
-	if err := conn.EnsureDir(ctx, "/etc/kubernetes/pki", 0o755); err != nil {
-		return err
-	}
-	if err := conn.Upload(ctx, "/etc/kubernetes/pki/ca.key", key, 0o600); err != nil {
-		return err
-	}
-	return conn.Upload(ctx, caCert, cert, 0o644)
 }

@@ -14,6 +14,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/fleetops/fleet/internal/cfssl"
 	"github.com/fleetops/fleet/internal/kubeadm"
@@ -50,7 +51,7 @@ func (s *Session) cfsslClient(ctx context.Context) (*cfssl.Client, error) {
 	}
 	hexKey := strings.TrimSpace(string(key))
 	s.Redactor.Add(hexKey)
-	c, err := cfssl.NewClient(s.caURL(), &http.Client{Timeout: 30 * time.Second}, hexKey)
+	c, err := cfssl.NewClient(caURL(s.Inv), &http.Client{Timeout: 30 * time.Second}, hexKey)
 	if err != nil {
 		return nil, err
 	}
@@ -59,58 +60,38 @@ func (s *Session) cfsslClient(ctx context.Context) (*cfssl.Client, error) {
 }
 
 // cfsslWorker joins one worker with a certificate from the CA host.
-func (a *applyRun) cfsslWorker(ctx context.Context, host string) error {
-	files, err := a.s.cfsslKubeletFiles(ctx, a.s.Inv.Host(host))
+func cfsslWorker(ctx context.Context, r remote, inv *inventory.Inventory, access *clusterAccess, host string) error {
+	files, err := cfsslKubeletFiles(ctx, r, inv, inv.Host(host))
 	if err != nil {
 		return err
 	}
-	if err := a.s.startKubeletWith(ctx, host, files); err != nil {
+	if err := startKubeletWith(ctx, r, host, files); err != nil {
 		return err
 	}
-	return a.waitNodeRegistered(ctx, host)
+	return waitNodeRegistered(ctx, access.client, host)
 }
 
 // waitNodeRegistered waits until the kubelet has made its Node object: it
 // logged in with the CA host's certificate.
-func (a *applyRun) waitNodeRegistered(ctx context.Context, host string) error {
-	client, err := a.ensureClient(ctx)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, cfsslNodeRegisterTimeout)
-	defer cancel()
-	for {
+func waitNodeRegistered(ctx context.Context, client kubernetes.Interface, host string) error {
+	err := pollUntil(ctx, 500*time.Millisecond, cfsslNodeRegisterTimeout, func(ctx context.Context) (bool, error) {
 		_, err := client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
-		if err == nil {
-			return nil
+		if err == nil || apierrors.IsNotFound(err) {
+			return err == nil, nil
 		}
-		if !apierrors.IsNotFound(err) && ctx.Err() == nil {
-			return fmt.Errorf("look up Node %s: %w", host, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the kubelet did not register Node %s in %s with the CA host's certificate: see its log on the host", host, cfsslNodeRegisterTimeout)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return false, fmt.Errorf("look up Node %s: %w", host, err)
+	})
+	if err == errPollTimeout {
+		return fmt.Errorf("the kubelet did not register Node %s in %s with the CA host's certificate: see its log on the host", host, cfsslNodeRegisterTimeout)
 	}
-}
-
-// cfsslWorkers are the workers among hosts that join with the CA host.
-func cfsslWorkers(inv *inventory.Inventory, hosts []string) []string {
-	var out []string
-	for _, h := range hosts {
-		if host := inv.Host(h); host != nil && host.Role == inventory.RoleWorker && inv.JoinModeOf(host) == inventory.JoinCFSSL {
-			out = append(out, h)
-		}
-	}
-	return out
+	return err
 }
 
 // cfsslKubeletFiles has the CA host sign a new key for worker w and returns
 // the kubelet's files with the certificate and key embedded in its
 // kubeconfig.
-func (s *Session) cfsslKubeletFiles(ctx context.Context, w *inventory.Host) ([]remoteFile, error) {
-	client, err := s.cfsslClient(ctx)
+func cfsslKubeletFiles(ctx context.Context, r remote, inv *inventory.Inventory, w *inventory.Host) ([]remoteFile, error) {
+	client, err := r.cfsslClient(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +108,7 @@ func (s *Session) cfsslKubeletFiles(ctx context.Context, w *inventory.Host) ([]r
 		return nil, err
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
-	s.addSecretPEM(keyPEM)
+	r.redactPEM(keyPEM)
 	csr, hosts, err := cfssl.NodeCSR(w.Name, []string{w.Address}, key)
 	if err != nil {
 		return nil, err
@@ -136,9 +117,9 @@ func (s *Session) cfsslKubeletFiles(ctx context.Context, w *inventory.Host) ([]r
 	if err != nil {
 		return nil, fmt.Errorf("CFSSL authsign of system:node:%s: %w", w.Name, err)
 	}
-	kubeconfig, err := kubeadm.NodeKubeconfig("https://"+s.Inv.Cluster.ControlPlaneEndpoint, w.Name, caPEM, certPEM, keyPEM)
+	kubeconfig, err := kubeadm.NodeKubeconfig("https://"+inv.Cluster.ControlPlaneEndpoint, w.Name, caPEM, certPEM, keyPEM)
 	if err != nil {
 		return nil, err
 	}
-	return kubeletFiles(s.Inv, w, caPEM, kubeletConf, kubeconfig)
+	return kubeletFiles(inv, w, caPEM, kubeletConf, kubeconfig)
 }

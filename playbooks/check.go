@@ -41,7 +41,7 @@ func Check(ctx context.Context, s *Session) ([]HostCheck, *steps.Report, error) 
 		Hosts:       hostNames(hosts),
 		Run: func(ctx context.Context, host string) error {
 			start := time.Now()
-			f, err := probe(ctx, s, host)
+			f, err := probeFacts(ctx, s, host)
 			mu.Lock()
 			defer mu.Unlock()
 			r := results[host]
@@ -58,7 +58,7 @@ func Check(ctx context.Context, s *Session) ([]HostCheck, *steps.Report, error) 
 	return out, report, err
 }
 
-func probe(ctx context.Context, s *Session, host string) (facts.Facts, error) {
+func probeFacts(ctx context.Context, s *Session, host string) (facts.Facts, error) {
 	conn, err := s.Conn(ctx, host)
 	if err != nil {
 		return facts.Facts{}, err

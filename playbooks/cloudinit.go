@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetops/fleet/internal/cloudinit"
@@ -67,11 +66,10 @@ func cloudInit(ctx context.Context, s *Session, h *inventory.Host, opts CloudIni
 	var cfg cloudinit.Config
 	// newToken makes a bootstrap token that expires with the user-data.
 	newToken := func() (kubeadm.Token, error) {
-		tok, err := kubeadm.NewToken()
+		tok, err := newToken(s.probe())
 		if err != nil {
 			return tok, err
 		}
-		s.Redactor.Add(tok.Secret, tok.String())
 		now := time.Now()
 		sec := kubeadm.BootstrapSecret(tok, opts.TokenTTL, now, cloudInitDescription+h.Name)
 		if _, err := access.client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
@@ -105,11 +103,8 @@ func cloudInit(ctx context.Context, s *Session, h *inventory.Host, opts CloudIni
 		if err != nil {
 			return nil, err
 		}
-		for _, b := range kubeadm.BootstrapBindings() {
-			_, err := access.client.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{})
-			if err != nil && !apierrors.IsAlreadyExists(err) {
-				return nil, fmt.Errorf("create ClusterRoleBinding %s: %w", b.Name, err)
-			}
+		if err := createBootstrapRBAC(ctx, access.client); err != nil {
+			return nil, err
 		}
 		boot, err := kubeadm.BootstrapKubeconfig("https://"+s.Inv.Cluster.ControlPlaneEndpoint, caPEM, tok)
 		if err != nil {
@@ -125,7 +120,7 @@ func cloudInit(ctx context.Context, s *Session, h *inventory.Host, opts CloudIni
 		cfg.RunCmd = [][]string{{"sh", "-c", startKubelet},
 			{"sh", "-c", "i=0; while [ ! -s " + kubeletConf + " ] && [ $i -lt 900 ]; do sleep 1; i=$((i+1)); done; rm -f " + bootstrapKubeconfig}}
 	case inventory.JoinCFSSL:
-		files, err := s.cfsslKubeletFiles(ctx, h)
+		files, err := cfsslKubeletFiles(ctx, s.remote(), s.Inv, h)
 		if err != nil {
 			return nil, err
 		}

@@ -14,11 +14,11 @@ import (
 	"github.com/fleetops/fleet/inventory"
 )
 
-// clusterAccess is what the playbooks that work on a running cluster (join,
-// remove, rotate-tokens, status) start from: a master that holds the control
-// plane, and an API client through the load balancer with its admin.conf.
+// clusterAccess is what works on a running cluster starts from: a master
+// that holds the control plane, and an API client through the load
+// balancer with its admin.conf. Apply's init step produces it; join,
+// remove, rotate-tokens and status find it with connectCluster.
 type clusterAccess struct {
-	s          *Session
 	master     string // an initialised master, in inventory order
 	kubeconfig []byte // admin.conf, server = the load balancer
 	client     kubernetes.Interface
@@ -32,47 +32,61 @@ func connectCluster(ctx context.Context, s *Session, skip ...string) (*clusterAc
 		if slices.Contains(skip, m.Name) {
 			continue
 		}
-		ok, _, err := initialised(ctx, s, m.Name)
-		if err != nil {
+		access, err := accessVia(ctx, s.probe(), s.Inv, m.Name)
+		switch {
+		case err != nil:
 			tried = append(tried, fmt.Sprintf("%s: %v", m.Name, err))
-			continue
-		}
-		if !ok {
+		case access == nil:
 			tried = append(tried, m.Name+": not initialised")
-			continue
+		default:
+			return access, nil
 		}
-		raw, err := adminKubeconfigOf(ctx, s, m.Name)
-		if err != nil {
-			return nil, err
-		}
-		rest, err := clientcmd.RESTConfigFromKubeConfig(raw)
-		if err != nil {
-			return nil, err
-		}
-		rest.Timeout = 15 * time.Second
-		client, err := kubernetes.NewForConfig(rest)
-		if err != nil {
-			return nil, err
-		}
-		return &clusterAccess{s: s, master: m.Name, kubeconfig: raw, client: client}, nil
 	}
 	return nil, fmt.Errorf("no initialised master to work from in %s (%s): run fleet apply first", s.Inv.Path, strings.Join(tried, "; "))
 }
 
-// adminKubeconfigOf reads admin.conf from a master, points it at the load
-// balancer and registers its client key with the redactor.
-func adminKubeconfigOf(ctx context.Context, s *Session, master string) ([]byte, error) {
-	raw, err := s.readFile(ctx, master, adminConf)
+// accessVia reads, in one round trip, whether kubeadm init (or a
+// control-plane join) completed on master, and its admin.conf; nil when it
+// has not.
+func accessVia(ctx context.Context, p probe, inv *inventory.Inventory, master string) (*clusterAccess, error) {
+	files, err := p.readFiles(ctx, master, adminConf, apiserverYAML)
 	if err != nil {
 		return nil, err
 	}
-	s.Redactor.Add(clientKeys(raw)...)
+	raw, ok := files[adminConf]
+	if _, manifest := files[apiserverYAML]; !ok || !manifest {
+		return nil, nil
+	}
+	kubeconfig, err := pointAtLoadBalancer(p, inv, master, raw)
+	if err != nil {
+		return nil, err
+	}
+	rest, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rest.Timeout = 15 * time.Second
+	client, err := kubernetes.NewForConfig(rest)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterAccess{master: master, kubeconfig: kubeconfig, client: client}, nil
+}
+
+// initialisedReason is what a check says of a master accessVia found.
+const initialisedReason = "control plane present (admin.conf, kube-apiserver manifest)"
+
+// pointAtLoadBalancer registers admin.conf's client key with the redactor
+// and points it at the load balancer, so the operator's kubectl survives
+// losing a master.
+func pointAtLoadBalancer(p probe, inv *inventory.Inventory, master string, raw []byte) ([]byte, error) {
+	p.redact(clientKeys(raw)...)
 	cfg, err := clientcmd.Load(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s:%s: %w", master, adminConf, err)
 	}
 	for _, c := range cfg.Clusters {
-		c.Server = "https://" + s.Inv.Cluster.ControlPlaneEndpoint
+		c.Server = "https://" + inv.Cluster.ControlPlaneEndpoint
 	}
 	return clientcmd.Write(*cfg)
 }
@@ -87,36 +101,36 @@ const (
 // etcdOn returns a client of the etcd on a master, reached through an SSH
 // tunnel to its loopback client port: etcd is never exposed to fleet's
 // network, and no etcdctl is needed on the host.
-func etcdOn(ctx context.Context, s *Session, master string) (*etcd.Client, error) {
+func etcdOn(ctx context.Context, p probe, master string) (*etcd.Client, error) {
 	var creds etcd.Credentials
 	for _, f := range []struct {
 		path string
 		into *[]byte
 	}{{etcdCA, &creds.CA}, {etcdClientCert, &creds.Cert}, {etcdClientKey, &creds.Key}} {
-		data, err := s.readFile(ctx, master, f.path)
+		data, err := p.readFile(ctx, master, f.path)
 		if err != nil {
 			return nil, err
 		}
 		*f.into = data
 	}
-	s.Redactor.Add(string(creds.Key))
-	conn, err := s.Conn(ctx, master)
+	p.redact(string(creds.Key))
+	dial, err := p.dialer(ctx, master)
 	if err != nil {
 		return nil, err
 	}
-	return etcd.New("127.0.0.1:2379", creds, conn.DialContext)
+	return etcd.New("127.0.0.1:2379", creds, dial)
 }
 
 // memberOf finds a node's etcd member, by name or, for a learner that
 // never started, by the peer URL kubeadm gave it.
-func memberOf(s *Session, members []etcd.Member, node string) (etcd.Member, bool) {
-	return etcd.FindMember(members, node, etcd.PeerURL(s.Inv.Host(node).Address))
+func memberOf(inv *inventory.Inventory, members []etcd.Member, node string) (etcd.Member, bool) {
+	return etcd.FindMember(members, node, etcd.PeerURL(inv.Host(node).Address))
 }
 
 // removeEtcdMember removes a node's etcd member through the etcd on
 // another master, and says whether there was one.
-func removeEtcdMember(ctx context.Context, s *Session, via, node string) (bool, error) {
-	c, err := etcdOn(ctx, s, via)
+func removeEtcdMember(ctx context.Context, r remote, inv *inventory.Inventory, via, node string) (bool, error) {
+	c, err := etcdOn(ctx, r.probe, via)
 	if err != nil {
 		return false, err
 	}
@@ -125,7 +139,7 @@ func removeEtcdMember(ctx context.Context, s *Session, via, node string) (bool, 
 	if err != nil {
 		return false, err
 	}
-	m, found := memberOf(s, members, node)
+	m, found := memberOf(inv, members, node)
 	if !found {
 		return false, nil
 	}

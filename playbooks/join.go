@@ -3,6 +3,7 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fleetops/fleet/internal/steps"
@@ -27,21 +28,18 @@ func DefaultJoinOptions() JoinOptions {
 // uploaded under a new key. Masters join one at a time and enter the load
 // balancer's upstream once they serve; workers join in parallel. Nodes that
 // have joined already are reported and skipped.
-func Join(ctx context.Context, s *Session, nodes []string, opts JoinOptions) (*steps.Report, error) {
+func Join(ctx context.Context, s *Session, nodes []string, opts JoinOptions) (*Report, error) {
 	masters, workers, err := splitNodes(s.Inv, "join", nodes)
 	if err != nil {
 		return nil, err
 	}
 	s.Connect(ctx, append([]string{s.Inv.LoadBalancer.Name}, append(mastersOf(s.Inv), nodes...)...))
-	return locked(ctx, s, "join", func() (*steps.Report, error) {
+	return locked(ctx, s, "join", func() (*Report, error) {
 		access, err := connectCluster(ctx, s)
 		if err != nil {
 			return nil, err
 		}
-		a := &applyRun{s: s, first: access.master, only: nodes, kubeconfig: access.kubeconfig,
-			opts: ApplyOptions{TokenTTL: opts.TokenTTL, ReadyTimeout: opts.ReadyTimeout, KubeadmTimeout: opts.KubeadmTimeout,
-				MaxClockSkew: DefaultApplyOptions().MaxClockSkew}}
-		return s.Run(ctx, joinGraph(a, masters, workers))
+		return s.Run(ctx, joinGraph(s, access, opts, masters, workers))
 	})
 }
 
@@ -74,66 +72,35 @@ func splitNodes(inv *inventory.Inventory, verb string, nodes []string) (masters,
 // joinGraph: preflight → credentials → masters one by one → load balancer
 // (after the new masters serve) ; credentials → CA → workers in parallel;
 // then wait Ready and delete the token.
-func joinGraph(a *applyRun, masters, workers []string) *steps.Graph {
-	s := a.s
-	lbHost := s.Inv.LoadBalancer.Name
-	probeHosts := append(append([]string{}, masters...), workers...)
+func joinGraph(s *Session, found *clusterAccess, opts JoinOptions, masters, workers []string) *steps.Graph {
+	inv := s.Inv
+	nodes := append(append([]string{}, masters...), workers...)
+	probeHosts := nodes
 	if len(masters) > 0 {
-		probeHosts = append(probeHosts, lbHost)
+		probeHosts = append(slices.Clone(nodes), inv.LoadBalancer.Name)
 	}
-	isJoined := a.isJoined
+	access := steps.Given("cluster access", found)
+	joined := steps.NewOutput[joinState]("join state")
+	creds := steps.NewOutput[*joinCredentials]("join credentials")
 
 	g := steps.New()
-	g.MustAdd(steps.Step{Name: "preflight", Description: "reach the nodes; check OS, binaries, swap and clock skew",
-		Hosts: probeHosts, ReadOnly: true, Run: a.preflight})
-	g.MustAdd(steps.Step{Name: "credentials", Description: "a fresh short-lived token (and, for masters, certificates uploaded under a fresh key) and the CA hash",
-		After: []string{"preflight"}, Check: a.credentialsReady, Run: a.prepareCredentials})
-	waits := []string{"credentials"}
+	g.MustAdd(s.step(steps.Step{Name: "preflight", Description: "reach the nodes; check OS, binaries, swap and clock skew",
+		Hosts: probeHosts, ReadOnly: true}, &preflightPhase{inv: inv, maxSkew: DefaultApplyOptions().MaxClockSkew}))
+	g.MustAdd(s.step(steps.Step{Name: "credentials", Description: "a fresh short-lived token (and, for masters, certificates uploaded under a fresh key) and the CA hash",
+		After: []string{"preflight"}, Consumes: []steps.Slot{access}, Produces: []steps.Slot{joined, creds}},
+		&credentialsPhase{inv: inv, master: found.master, nodes: without(nodes, []string{found.master}), tokenTTL: opts.TokenTTL,
+			access: access, joined: joined, creds: creds}))
+	j := joinInputs{joinedCheck: joinedCheck{inv: inv, joined: joined}, timeout: opts.KubeadmTimeout, access: access, creds: creds}
+	waits := append([]string{"credentials"}, addJoins(s, g, j, masters, nil)...)
 	if len(masters) > 0 {
-		g.MustAdd(steps.Step{Name: "join-masters", Description: "kubeadm join --control-plane, one at a time",
-			Hosts: masters, Serial: true, After: []string{"credentials"}, Check: isJoined, Run: a.joinMaster})
-		g.MustAdd(steps.Step{Name: "loadbalancer", Description: "add the new masters to the NGINX upstream once they serve; nginx -t, reload",
-			Hosts: []string{lbHost}, After: []string{"join-masters"}, Check: a.lbCheck, Run: a.lbApply})
+		g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: "add the new masters to the NGINX upstream once they serve; nginx -t, reload",
+			Hosts: []string{inv.LoadBalancer.Name}, After: []string{"join-masters"}}, &lbPhase{inv: inv}))
 		waits = append(waits, "loadbalancer")
 	}
-	if len(workers) > 0 {
-		addWorkerJoins(g, a, workers)
-		waits = append(waits, "join-workers")
-	}
-	g.MustAdd(steps.Step{Name: "ready", Description: "wait until the named nodes are Registered and Ready",
-		After: waits, Check: a.namedReady, Run: a.waitReady})
-	g.MustAdd(steps.Step{Name: "cleanup-tokens", Description: "delete the bootstrap token this run created",
-		After: []string{"ready"}, Check: a.nothingToClean, Run: a.deleteToken})
+	waits = append(waits, addJoins(s, g, j, nil, workers)...)
+	g.MustAdd(s.step(steps.Step{Name: "ready", Description: "wait until the named nodes are Registered and Ready",
+		After: waits, Consumes: []steps.Slot{access}}, &readiness{nodes: nodes, timeout: opts.ReadyTimeout, access: access}))
+	g.MustAdd(s.step(steps.Step{Name: "cleanup-tokens", Description: "delete the bootstrap token this run created",
+		After: []string{"ready"}, Consumes: []steps.Slot{access}}, &cleanupTokensPhase{access: access}))
 	return g
-}
-
-// namedReady: every node the run concerns is Ready already.
-func (a *applyRun) namedReady(ctx context.Context, _ string) (bool, string, error) {
-	missing, err := a.notReady(ctx)
-	if err != nil {
-		return false, "", err
-	}
-	if len(missing) == 0 {
-		return true, "every named node is Ready", nil
-	}
-	return false, "", nil
-}
-
-// waitReady waits until every node the run concerns is Ready.
-func (a *applyRun) waitReady(ctx context.Context, _ string) error {
-	deadline := time.Now().Add(a.opts.ReadyTimeout)
-	for {
-		missing, err := a.notReady(ctx)
-		if err == nil && len(missing) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nodes not Ready after %s: %v (last error: %v)", a.opts.ReadyTimeout, missing, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
 }

@@ -3,6 +3,7 @@ package playbooks
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -11,79 +12,94 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/fleetops/fleet/internal/steps"
 )
 
-// adminKubeconfig fetches admin.conf from the first master and points it at
-// the load balancer, so the operator's kubectl survives losing a master.
-func (a *applyRun) adminKubeconfig(ctx context.Context) ([]byte, error) {
-	return adminKubeconfigOf(ctx, a.s, a.first)
+// kubeconfigPhase writes the admin kubeconfig on the operator's machine
+// (0600, atomically, server = the load balancer) and waits until every
+// node of the run is Registered and Ready.
+type kubeconfigPhase struct {
+	path string
+	readiness
 }
 
-// kubeconfigCurrent: the local kubeconfig is what fleet would write and
-// every inventory node is Ready.
-func (a *applyRun) kubeconfigCurrent(ctx context.Context, _ string) (bool, string, error) {
-	want := a.kubeconfig // read by the credentials step, when it ran
-	if want == nil {
-		var err error
-		if want, err = a.adminKubeconfig(ctx); err != nil {
-			return false, "", err
-		}
-		a.kubeconfig = want
+// check: the local kubeconfig is what fleet would write and every node is
+// Ready.
+func (p *kubeconfigPhase) check(ctx context.Context, _ probe, _ string) (bool, string, error) {
+	access, err := p.access.Get(ctx)
+	if err != nil {
+		return false, "", err
 	}
-	have, err := os.ReadFile(a.opts.Kubeconfig)
-	if err != nil || !bytes.Equal(have, want) {
+	have, err := os.ReadFile(p.path)
+	if err != nil || !bytes.Equal(have, access.kubeconfig) {
 		return false, "", nil
 	}
-	if missing, err := a.notReady(ctx); err != nil || len(missing) > 0 {
+	if missing, err := notReady(ctx, access.client, p.nodes); err != nil || len(missing) > 0 {
 		return false, "", nil
 	}
 	return true, "kubeconfig current, every node Ready", nil
 }
 
-// writeKubeconfig writes the kubeconfig (0600, atomically) and waits until
-// every inventory node is Registered and Ready.
-func (a *applyRun) writeKubeconfig(ctx context.Context, _ string) error {
-	if err := writeFileAtomic(a.opts.Kubeconfig, a.kubeconfig, 0o600); err != nil {
+func (p *kubeconfigPhase) run(ctx context.Context, r remote, _ string) error {
+	access, err := p.access.Get(ctx)
+	if err != nil {
 		return err
 	}
-	return a.waitReady(ctx, "")
-}
-
-// ensureClient loads the admin kubeconfig unless a step already has.
-func (a *applyRun) ensureClient(ctx context.Context) (kubernetes.Interface, error) {
-	if a.kubeconfig == nil {
-		kc, err := a.adminKubeconfig(ctx)
-		if err != nil {
-			return nil, err
-		}
-		a.kubeconfig = kc
+	if err := writeFileAtomic(p.path, access.kubeconfig, 0o600); err != nil {
+		return err
 	}
-	return a.client()
+	return p.readiness.run(ctx, r, "")
 }
 
-// client talks to the API through the load balancer with the admin
-// kubeconfig the kubeconfig step fetched.
-func (a *applyRun) client() (kubernetes.Interface, error) {
-	rest, err := clientcmd.RESTConfigFromKubeConfig(a.kubeconfig)
+// readiness is the phase that waits until nodes are Registered and Ready
+// (fleet join's last step before clean-up; apply's kubeconfig step).
+type readiness struct {
+	nodes   []string
+	timeout time.Duration
+	access  *steps.Output[*clusterAccess]
+}
+
+func (p *readiness) check(ctx context.Context, _ probe, _ string) (bool, string, error) {
+	access, err := p.access.Get(ctx)
 	if err != nil {
-		return nil, err
+		return false, "", err
 	}
-	rest.Timeout = 10 * time.Second
-	return kubernetes.NewForConfig(rest)
+	missing, err := notReady(ctx, access.client, p.nodes)
+	if err != nil {
+		return false, "", err
+	}
+	if len(missing) == 0 {
+		return true, "every named node is Ready", nil
+	}
+	return false, "", nil
 }
 
-// notReady lists inventory nodes that are missing or not Ready.
-func (a *applyRun) notReady(ctx context.Context) ([]string, error) {
-	client, err := a.client()
+func (p *readiness) run(ctx context.Context, _ remote, _ string) error {
+	access, err := p.access.Get(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	var missing []string
+	var last error
+	err = pollUntil(ctx, time.Second, p.timeout, func(ctx context.Context) (bool, error) {
+		missing, last = notReady(ctx, access.client, p.nodes)
+		return last == nil && len(missing) == 0, nil
+	})
+	if err == errPollTimeout {
+		return fmt.Errorf("nodes not Ready after %s: %v (last error: %v)", p.timeout, missing, last)
+	}
+	return err
+}
+
+// notReady lists the nodes that are missing or not Ready.
+func notReady(ctx context.Context, client kubernetes.Interface, nodes []string) ([]string, error) {
+	list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
 	ready := map[string]bool{}
-	for _, n := range nodes.Items {
+	for _, n := range list.Items {
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
 				ready[n.Name] = true
@@ -91,9 +107,9 @@ func (a *applyRun) notReady(ctx context.Context) ([]string, error) {
 		}
 	}
 	var missing []string
-	for _, h := range a.s.Inv.Hosts() {
-		if (h.Role == "master" || h.Role == "worker") && !ready[h.Name] && a.concerns(h.Name) {
-			missing = append(missing, h.Name)
+	for _, n := range nodes {
+		if !ready[n] {
+			missing = append(missing, n)
 		}
 	}
 	return missing, nil

@@ -36,7 +36,7 @@ func lbContainerFiles(stream []byte) ([][2]string, error) {
 
 // lbContainerUpToDate: both files are what fleet would write and the
 // container runs the inventory's image.
-func lbContainerUpToDate(ctx context.Context, s *Session, host string, stream []byte) (bool, string, error) {
+func lbContainerUpToDate(ctx context.Context, p probe, inv *inventory.Inventory, host string, stream []byte) (bool, string, error) {
 	files, err := lbContainerFiles(stream)
 	if err != nil {
 		return false, "", err
@@ -47,9 +47,9 @@ func lbContainerUpToDate(ctx context.Context, s *Session, host string, stream []
 		script += fmt.Sprintf("cat %s 2>/dev/null; echo; ", exec.Quote(path.Join(lbContainerDir, f[0])))
 		want.WriteString(f[1] + "\n")
 	}
-	image := s.Inv.NginxImage()
+	image := inv.NginxImage()
 	script += "docker container inspect -f '{{.State.Running}} {{.Config.Image}}' " + lbContainerName + " 2>/dev/null || echo missing"
-	res, err := s.run(ctx, host, script)
+	res, err := p.query(ctx, host, script)
 	if err != nil {
 		return false, "", err
 	}
@@ -64,33 +64,29 @@ func lbContainerUpToDate(ctx context.Context, s *Session, host string, stream []
 // throwaway container of the same image, and only then makes them live:
 // a running container reloads (SIGHUP), a missing, stopped or other-image
 // one is (re)created. One upload of two files, one script.
-func applyLBContainer(ctx context.Context, s *Session, host string, stream []byte) error {
+func applyLBContainer(ctx context.Context, r remote, inv *inventory.Inventory, host string, stream []byte) error {
 	files, err := lbContainerFiles(stream)
 	if err != nil {
 		return err
 	}
-	conn, err := s.Conn(ctx, host)
-	if err != nil {
-		return err
-	}
-	if err := conn.EnsureDir(ctx, lbContainerStaging, 0o755); err != nil {
+	if err := r.ensureDir(ctx, host, lbContainerStaging, 0o755); err != nil {
 		return err
 	}
 	for _, f := range files {
-		if err := conn.Upload(ctx, path.Join(lbContainerStaging, f[0]), []byte(f[1]), 0o644); err != nil {
+		if err := r.upload(ctx, host, path.Join(lbContainerStaging, f[0]), []byte(f[1]), 0o644); err != nil {
 			return err
 		}
 	}
-	_, port, err := net.SplitHostPort(s.Inv.Cluster.ControlPlaneEndpoint)
+	_, port, err := net.SplitHostPort(inv.Cluster.ControlPlaneEndpoint)
 	if err != nil {
 		return err
 	}
-	res, err := s.run(ctx, host, exec.Command("sh", "-c", lbContainerScript, "fleet-lb",
-		lbContainerDir, s.Inv.NginxImage(), lbContainerName, port, lbContainerMount, lbContainerStream,
+	res, err := r.run(ctx, host, exec.Command("sh", "-c", lbContainerScript, "fleet-lb",
+		lbContainerDir, inv.NginxImage(), lbContainerName, port, lbContainerMount, lbContainerStream,
 		nginxLive, nginxConf))
 	switch {
 	case err != nil && res.ExitCode == lbRejected:
-		return fmt.Errorf("nginx -t in a %s container rejected the new config (the live one is untouched): %w", s.Inv.NginxImage(), err)
+		return fmt.Errorf("nginx -t in a %s container rejected the new config (the live one is untouched): %w", inv.NginxImage(), err)
 	case err != nil:
 		return fmt.Errorf("install the config and start or reload the %s container: %w", lbContainerName, err)
 	}
@@ -142,8 +138,8 @@ else
 fi`
 
 // lbContainerGone: no fleet container and no fleet folder on the host.
-func lbContainerGone(ctx context.Context, s *Session, host string) (bool, string, error) {
-	res, err := s.run(ctx, host, "if [ -e "+lbContainerDir+" ] || docker container inspect "+lbContainerName+" >/dev/null 2>&1; then echo present; else echo gone; fi")
+func lbContainerGone(ctx context.Context, p probe, host string) (bool, string, error) {
+	res, err := p.query(ctx, host, "if [ -e "+lbContainerDir+" ] || docker container inspect "+lbContainerName+" >/dev/null 2>&1; then echo present; else echo gone; fi")
 	if err != nil {
 		return false, "", err
 	}
@@ -155,18 +151,18 @@ func lbContainerGone(ctx context.Context, s *Session, host string) (bool, string
 
 // removeLBContainer removes the container (and a check container an
 // interrupted run left), then the folder: nothing of fleet's stays.
-func removeLBContainer(ctx context.Context, s *Session, host string) error {
+func removeLBContainer(ctx context.Context, r remote, host string) error {
 	script := exec.Command("docker", "rm", "-f", lbContainerName, lbContainerName+"-check") + " >/dev/null 2>&1 || true\n" +
 		exec.Command("rm", "-rf", lbContainerDir)
-	if _, err := s.run(ctx, host, script); err != nil {
+	if _, err := r.run(ctx, host, script); err != nil {
 		return fmt.Errorf("remove the %s container: %w", lbContainerName, err)
 	}
 	return nil
 }
 
 // lbLiveStream is where the live stream block is on the load balancer.
-func lbLiveStream(s *Session) string {
-	if s.Inv.NginxRunAs() == inventory.NginxContainer {
+func lbLiveStream(inv *inventory.Inventory) string {
+	if inv.NginxRunAs() == inventory.NginxContainer {
 		return path.Join(lbContainerDir, lbContainerStream)
 	}
 	return nginxLive

@@ -117,7 +117,7 @@ func TestContainerLoadBalancer(t *testing.T) {
 		defer s.Close()
 		before, _ := os.ReadFile(live)
 		bad := []byte("stream {\n    upstream kube_apiserver {\n        least_conn;\n        server " + c.Host("master0").Address + ":6443 bogus_parameter;\n    }\n}\n")
-		err = playbooks.ApplyLB(context.Background(), s, "lb", bad, s.Inv.Cluster.ControlPlaneEndpoint)
+		err = playbooks.ApplyLB(context.Background(), s, "lb", bad)
 		if err == nil || !strings.Contains(err.Error(), "nginx -t in a nginx:1.27 container rejected") || !strings.Contains(err.Error(), "bogus_parameter") {
 			t.Fatalf("got %v, want nginx -t's refusal naming the bad parameter", err)
 		}

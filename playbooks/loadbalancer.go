@@ -42,12 +42,32 @@ func lbConfig(inv *inventory.Inventory) ([]byte, error) {
 	return lb.Render(cfg)
 }
 
-// lbUpToDate: the live config is what fleet would write and nginx runs.
-func lbUpToDate(ctx context.Context, s *Session, host string, want []byte) (bool, string, error) {
-	if s.Inv.NginxRunAs() == inventory.NginxContainer {
-		return lbContainerUpToDate(ctx, s, host, want)
+// lbPhase writes the load balancer's config for inv's masters (apply and
+// join: all of them; remove: those that stay) and makes nginx serve it.
+type lbPhase struct{ inv *inventory.Inventory }
+
+func (p *lbPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
+	cfg, err := lbConfig(p.inv)
+	if err != nil {
+		return false, "", err
 	}
-	res, err := s.run(ctx, host, exec.Command("sh", "-c", `cat "$1" 2>/dev/null; echo; `+nginxRunning, "sh", nginxLive))
+	return lbUpToDate(ctx, pr, p.inv, host, cfg)
+}
+
+func (p *lbPhase) run(ctx context.Context, r remote, host string) error {
+	cfg, err := lbConfig(p.inv)
+	if err != nil {
+		return err
+	}
+	return applyLB(ctx, r, p.inv, host, cfg)
+}
+
+// lbUpToDate: the live config is what fleet would write and nginx runs.
+func lbUpToDate(ctx context.Context, p probe, inv *inventory.Inventory, host string, want []byte) (bool, string, error) {
+	if inv.NginxRunAs() == inventory.NginxContainer {
+		return lbContainerUpToDate(ctx, p, inv, host, want)
+	}
+	res, err := p.query(ctx, host, exec.Command("sh", "-c", `cat "$1" 2>/dev/null; echo; `+nginxRunning, "sh", nginxLive))
 	if err != nil {
 		return false, "", err
 	}
@@ -69,24 +89,21 @@ const nginxRunning = `if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)
 // with it, and only then makes it live and reloads (or starts) nginx. A
 // config nginx rejects never reaches the live path. After the upload it is
 // one remote script: this step sits on the critical path of an apply.
-func applyLB(ctx context.Context, s *Session, host string, config []byte, endpoint string) error {
-	if s.Inv.NginxRunAs() == inventory.NginxContainer {
-		if err := applyLBContainer(ctx, s, host, config); err != nil {
+func applyLB(ctx context.Context, r remote, inv *inventory.Inventory, host string, config []byte) error {
+	endpoint := inv.Cluster.ControlPlaneEndpoint
+	if inv.NginxRunAs() == inventory.NginxContainer {
+		if err := applyLBContainer(ctx, r, inv, host, config); err != nil {
 			return err
 		}
 		return waitTCP(ctx, endpoint, 10*time.Second)
 	}
-	conn, err := s.Conn(ctx, host)
-	if err != nil {
+	if err := r.ensureDir(ctx, host, nginxStaging, 0o755); err != nil {
 		return err
 	}
-	if err := conn.EnsureDir(ctx, nginxStaging, 0o755); err != nil {
+	if err := r.upload(ctx, host, nginxCandidate, config, 0o644); err != nil {
 		return err
 	}
-	if err := conn.Upload(ctx, nginxCandidate, config, 0o644); err != nil {
-		return err
-	}
-	res, err := s.run(ctx, host, exec.Command("sh", "-c", lbScript, "fleet-lb", nginxConf, nginxInclude, nginxTestConf, nginxCandidate, nginxLive))
+	res, err := r.run(ctx, host, exec.Command("sh", "-c", lbScript, "fleet-lb", nginxConf, nginxInclude, nginxTestConf, nginxCandidate, nginxLive))
 	switch {
 	case err != nil && res.ExitCode == lbRejected:
 		return fmt.Errorf("nginx -t rejected the new config (the live one is untouched): %w", err)
@@ -122,20 +139,48 @@ else nginx; fi`
 
 // waitTCP waits until addr accepts a TCP connection.
 func waitTCP(ctx context.Context, addr string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
+	var last error
+	err := pollUntil(ctx, 100*time.Millisecond, limit, func(ctx context.Context) (bool, error) {
 		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
-		if err == nil {
-			c.Close()
-			return nil
+		if err != nil {
+			last = err
+			return false, nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("load balancer endpoint %s does not accept connections: %w", addr, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		c.Close()
+		return true, nil
+	})
+	if err == errPollTimeout {
+		return fmt.Errorf("load balancer endpoint %s does not accept connections: %w", addr, last)
 	}
+	return err
+}
+
+// lbRemovePhase takes fleet's load balancer away (fleet reset): its
+// config and a reload, or its container.
+type lbRemovePhase struct{ inv *inventory.Inventory }
+
+// lbRemoveScript removes fleet's config files and has a running nginx
+// reload without them.
+const lbRemoveScript = `rm -rf "$@"
+if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then nginx -s reload; fi`
+
+func (p *lbRemovePhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
+	if p.inv.NginxRunAs() == inventory.NginxContainer {
+		return lbContainerGone(ctx, pr, host)
+	}
+	ok, err := pr.allExist(ctx, host, nginxLive)
+	if err != nil || ok {
+		return false, "", err
+	}
+	return true, "no fleet config on the load balancer", nil
+}
+
+func (p *lbRemovePhase) run(ctx context.Context, r remote, host string) error {
+	if p.inv.NginxRunAs() == inventory.NginxContainer {
+		return removeLBContainer(ctx, r, host)
+	}
+	if _, err := r.run(ctx, host, exec.Command("sh", "-c", lbRemoveScript, "fleet-lb", nginxLive, nginxStaging, nginxTestConf)); err != nil {
+		return fmt.Errorf("remove the load-balancer config: %w", err)
+	}
+	return nil
 }

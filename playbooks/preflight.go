@@ -114,10 +114,34 @@ func taken(ls []listener, want []string, allowed ...string) []string {
 	return out
 }
 
-// preflight checks what apply needs of a host, from one remote command:
-// the facts probe, then the state.
-func (a *applyRun) preflight(ctx context.Context, host string) error {
-	res, err := a.s.run(ctx, host, facts.Command()+"\necho "+stateMarker+"\n"+stateCommand)
+// preflightPhase checks what apply needs of a host, from one remote
+// command: the facts probe, then the state. It changes nothing.
+type preflightPhase struct {
+	inv     *inventory.Inventory
+	maxSkew time.Duration // hosts whose clock is further off fail
+}
+
+// PreflightError is a host that failed preflight: the run stopped before
+// any host was changed.
+type PreflightError struct {
+	Host string
+	Role inventory.Role
+	Err  error
+}
+
+func (e *PreflightError) Error() string { return e.Err.Error() }
+func (e *PreflightError) Unwrap() error { return e.Err }
+
+func (p *preflightPhase) run(ctx context.Context, r remote, host string) error {
+	err := p.judge(ctx, r.probe, host)
+	if err != nil {
+		return &PreflightError{Host: host, Role: p.inv.Host(host).Role, Err: err}
+	}
+	return nil
+}
+
+func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error {
+	res, err := pr.query(ctx, host, facts.Command()+"\necho "+stateMarker+"\n"+stateCommand)
 	if err != nil {
 		return err
 	}
@@ -133,7 +157,7 @@ func (a *applyRun) preflight(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
-	return problemsOf(a.s.Inv.Host(host), f, st, a.s.Inv, a.opts.MaxClockSkew, time.Now())
+	return problemsOf(p.inv.Host(host), f, st, p.inv, p.maxSkew, time.Now())
 }
 
 // stateMarker separates the facts from the state in preflight's answer.
@@ -199,13 +223,4 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-// portsInUse lists the ports a node of h's role needs that are taken.
-func portsInUse(ctx context.Context, s *Session, h *inventory.Host) ([]string, error) {
-	res, err := s.run(ctx, h.Name, "ss -Hltn")
-	if err != nil {
-		return nil, err
-	}
-	return taken(parseListeners(res.Stdout), nodePorts[h.Role]), nil
 }

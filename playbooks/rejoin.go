@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,14 +33,13 @@ const orphanJoinPattern = "^kubeadm join .*--config " + fleetDir + "/"
 const startedJoinTest = `[ -e ` + bootstrapKubeconfig + ` ] || [ -e ` + kubeletFlagsFile + ` ] || [ -e ` + kubeletConfigFile +
 	` ] || [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]`
 
-// joinLeftovers stops a kubeadm join a lost run left running, then says
-// whether a join left anything on the host: kubeadm's kubelet files, the
-// kubelet's credentials or static-pod manifests. One round trip: it is on
-// the path of every join. Only processes in the shell's own network and
-// mount namespaces are the host's: a kubeadm in a container (a kind-style
-// node on the same machine) belongs to another node.
-func joinLeftovers(ctx context.Context, s *Session, host string) (bool, error) {
-	script := `p=` + exec.Quote(orphanJoinPattern) + `
+// joinLeftoversScript stops a kubeadm join a lost run left running ($1:
+// the pattern of its command line), then prints "left" when a join left
+// anything on the host: kubeadm's kubelet files, the kubelet's credentials
+// or static-pod manifests, and "clean" otherwise. Only processes in the
+// shell's own network and mount namespaces are the host's: a kubeadm in a
+// container (a kind-style node on the same machine) belongs to another node.
+const joinLeftoversScript = `p=$1
 ours() { "$@" --ns $$ --nslist net,mnt -f "$p"; }
 ours pkill -TERM; rc=$?
 if [ $rc -gt 1 ]; then echo "pkill failed ($rc)" >&2; exit 1; fi
@@ -53,7 +51,11 @@ if [ $rc -eq 0 ]; then
 	done
 fi
 if [ -e ` + kubeletConf + ` ] || ` + startedJoinTest + `; then echo left; else echo clean; fi`
-	res, err := s.run(ctx, host, script)
+
+// joinLeftovers runs joinLeftoversScript: one round trip, on the path of
+// every join.
+func joinLeftovers(ctx context.Context, r remote, host string) (bool, error) {
+	res, err := r.run(ctx, host, exec.Command("sh", "-c", joinLeftoversScript, "fleet-rejoin", orphanJoinPattern))
 	if err != nil {
 		return false, err
 	}
@@ -65,41 +67,37 @@ if [ -e ` + kubeletConf + ` ] || ` + startedJoinTest + `; then echo left; else e
 // first, while the host's etcd still runs: removing a member that was
 // already promoted keeps the quorum only while it answers. The user is
 // told: kubeadm reset on a host is not something to do quietly.
-func (a *applyRun) clearCutJoin(ctx context.Context, host string) (bool, error) {
-	left, err := joinLeftovers(ctx, a.s, host)
+func clearCutJoin(ctx context.Context, r remote, inv *inventory.Inventory, access *clusterAccess, host string) (bool, error) {
+	left, err := joinLeftovers(ctx, r, host)
 	if err != nil || !left {
 		return false, err
 	}
 	step, cleared := "join-workers", "kubeadm reset, Node deleted"
-	if a.s.Inv.Host(host).Role == inventory.RoleMaster {
-		if _, err := removeEtcdMember(ctx, a.s, a.first, host); err != nil {
+	if inv.Host(host).Role == inventory.RoleMaster {
+		if _, err := removeEtcdMember(ctx, r, inv, access.master, host); err != nil {
 			return false, fmt.Errorf("remove the etcd member of a control-plane join cut short: %w", err)
 		}
 		step, cleared = "join-masters", "etcd member removed, "+cleared
 	}
-	if err := a.resetUntilClean(ctx, host); err != nil {
+	if err := resetUntilClean(ctx, r, inv, host); err != nil {
 		return false, fmt.Errorf("clear the leftovers of a join cut short: %w", err)
 	}
-	client, err := a.ensureClient(ctx)
-	if err != nil {
-		return false, err
-	}
-	if err := client.CoreV1().Nodes().Delete(ctx, host, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := access.client.CoreV1().Nodes().Delete(ctx, host, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return false, fmt.Errorf("delete the Node a join cut short registered: %w", err)
 	}
-	a.s.note(step, host, "an earlier join was cut short here; cleared what it left ("+cleared+"), joining anew")
+	r.note(step, host, "an earlier join was cut short here; cleared what it left ("+cleared+"), joining anew")
 	return true, nil
 }
 
 // resetUntilClean resets the host until nothing of the join is left and
 // its kubelet has stopped: a kubelet still finishing its TLS bootstrap
 // when kubeadm reset ran can write kubelet.conf again before it stops.
-func (a *applyRun) resetUntilClean(ctx context.Context, host string) error {
+func resetUntilClean(ctx context.Context, r remote, inv *inventory.Inventory, host string) error {
 	for attempt := 1; ; attempt++ {
-		if err := resetNode(ctx, a.s, host); err != nil {
+		if err := resetNode(ctx, r, inv.Host(host)); err != nil {
 			return err
 		}
-		left, err := joinLeftovers(ctx, a.s, host)
+		left, err := joinLeftovers(ctx, r, host)
 		if err != nil || !left {
 			return err
 		}
@@ -116,30 +114,4 @@ func joinError(what, host string, err error) error {
 		return fmt.Errorf("%s: %w; once %s is reachable, run fleet apply again: it clears the half-done join and joins %s anew", what, err, host, host)
 	}
 	return fmt.Errorf("%s: %w", what, err)
-}
-
-// kubeletHealthzPort is where every kubelet answers /healthz (127.0.0.1).
-const kubeletHealthzPort = "10248"
-
-// waitKubeletStopped waits until no kubelet listens on the host: kubeadm
-// reset stops it, but a kubelet may take a moment to go.
-func waitKubeletStopped(ctx context.Context, s *Session, host string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := s.run(ctx, host, "ss -Hltn")
-		if err != nil {
-			return err
-		}
-		if len(taken(parseListeners(res.Stdout), []string{kubeletHealthzPort})) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the kubelet still runs 30s after kubeadm reset")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

@@ -9,10 +9,12 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/fleetops/fleet/internal/etcd"
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
 )
 
 // RemoveOptions tune `fleet remove`.
@@ -31,20 +33,12 @@ type RemoveOptions struct {
 // DefaultRemoveOptions gives evictions two minutes.
 func DefaultRemoveOptions() RemoveOptions { return RemoveOptions{DrainTimeout: 2 * time.Minute} }
 
-// removeRun is one `fleet remove`.
-type removeRun struct {
-	s       *Session
-	access  *clusterAccess
-	opts    RemoveOptions
-	masters []string // being removed
-}
-
 // Remove takes nodes out of the cluster: a master first leaves the load
 // balancer's upstream; then each node is drained, reset with kubeadm
 // (masters one at a time, each leaving etcd), and its Node deleted. With
 // opts.Gone, nodes that are dead for good only leave the upstream, etcd
 // and the API.
-func Remove(ctx context.Context, s *Session, nodes []string, opts RemoveOptions) (*steps.Report, error) {
+func Remove(ctx context.Context, s *Session, nodes []string, opts RemoveOptions) (*Report, error) {
 	masters, _, err := splitNodes(s.Inv, "remove", nodes)
 	if err != nil {
 		return nil, err
@@ -54,11 +48,11 @@ func Remove(ctx context.Context, s *Session, nodes []string, opts RemoveOptions)
 			return nil, err
 		}
 	}
-	return locked(ctx, s, "remove", func() (*steps.Report, error) { return remove(ctx, s, nodes, masters, opts) })
+	return locked(ctx, s, "remove", func() (*Report, error) { return remove(ctx, s, nodes, masters, opts) })
 }
 
 // remove is Remove under the cluster lock.
-func remove(ctx context.Context, s *Session, nodes, masters []string, opts RemoveOptions) (*steps.Report, error) {
+func remove(ctx context.Context, s *Session, nodes, masters []string, opts RemoveOptions) (*Report, error) {
 	access, err := connectCluster(ctx, s, masters...)
 	if err != nil {
 		if len(masters) > 0 {
@@ -66,13 +60,12 @@ func remove(ctx context.Context, s *Session, nodes, masters []string, opts Remov
 		}
 		return nil, err
 	}
-	r := &removeRun{s: s, access: access, opts: opts, masters: masters}
 	if len(masters) > 0 {
-		if err := r.checkQuorum(ctx); err != nil {
+		if err := checkQuorum(ctx, s, access, masters, opts.Force); err != nil {
 			return nil, err
 		}
 	}
-	return s.Run(ctx, r.graph(nodes))
+	return s.Run(ctx, removeGraph(s, access, nodes, masters, opts))
 }
 
 // checkGone refuses --gone for the lock's master (the run could not take
@@ -100,27 +93,28 @@ func checkGone(ctx context.Context, s *Session, nodes []string) error {
 
 // checkQuorum refuses to leave etcd with fewer members than the quorum of
 // its current size: the members that stay must still agree on their own.
-func (r *removeRun) checkQuorum(ctx context.Context) error {
-	members, err := r.members(ctx)
+func checkQuorum(ctx context.Context, s *Session, access *clusterAccess, masters []string, force bool) error {
+	members, err := etcdMembers(ctx, s.probe(), access.master)
 	if err != nil {
 		return err
 	}
 	leaving := 0
 	for _, m := range members {
-		if slices.Contains(r.masters, m.Name) {
+		if slices.Contains(masters, m.Name) {
 			leaving++
 		}
 	}
 	n := len(members)
-	if left := n - leaving; left < etcd.Quorum(n) && !r.opts.Force {
+	if left := n - leaving; left < etcd.Quorum(n) && !force {
 		return fmt.Errorf("refusing to remove %v: etcd would keep %d of its %d members, below the quorum of %d (remove masters one at a time, or --force)",
-			r.masters, left, n, etcd.Quorum(n))
+			masters, left, n, etcd.Quorum(n))
 	}
 	return nil
 }
 
-func (r *removeRun) members(ctx context.Context) ([]etcd.Member, error) {
-	c, err := etcdOn(ctx, r.s, r.access.master)
+// etcdMembers lists etcd's members through the etcd on master.
+func etcdMembers(ctx context.Context, p probe, master string) ([]etcd.Member, error) {
+	c, err := etcdOn(ctx, p, master)
 	if err != nil {
 		return nil, err
 	}
@@ -128,64 +122,46 @@ func (r *removeRun) members(ctx context.Context) ([]etcd.Member, error) {
 	return c.Members(ctx)
 }
 
-func (r *removeRun) graph(nodes []string) *steps.Graph {
-	s := r.s
+// removeGraph: a master first leaves the load balancer's upstream; each
+// node is drained and reset (one at a time), a master's etcd member goes,
+// then its Node. With --gone, only the upstream, etcd and the Node.
+func removeGraph(s *Session, access *clusterAccess, nodes, masters []string, opts RemoveOptions) *steps.Graph {
 	g := steps.New()
 	drainAfter := []string(nil)
-	if len(r.masters) > 0 {
-		g.MustAdd(steps.Step{Name: "loadbalancer", Description: "take the masters out of the NGINX upstream first; nginx -t, reload",
-			Hosts: []string{s.Inv.LoadBalancer.Name}, Check: r.lbCheck, Run: r.lbApply})
+	if len(masters) > 0 {
+		staying := *s.Inv
+		staying.Masters = slices.DeleteFunc(slices.Clone(s.Inv.Masters), func(m inventory.Host) bool { return slices.Contains(masters, m.Name) })
+		g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: "take the masters out of the NGINX upstream first; nginx -t, reload",
+			Hosts: []string{s.Inv.LoadBalancer.Name}}, &lbPhase{inv: &staying}))
 		drainAfter = []string{"loadbalancer"}
 	}
 	forgetAfter := drainAfter
-	if !r.opts.Gone {
-		g.MustAdd(steps.Step{Name: "drain", Description: "cordon, evict the pods (PodDisruptionBudgets honoured)",
-			Hosts: nodes, After: drainAfter, Check: r.drained, Run: r.drain})
-		g.MustAdd(steps.Step{Name: "reset", Description: "kubeadm reset -f (a master leaves etcd), one node at a time",
-			Hosts: nodes, Serial: true, After: []string{"drain"}, Check: r.resetDone, Run: r.reset})
+	if !opts.Gone {
+		g.MustAdd(s.step(steps.Step{Name: "drain", Description: "cordon, evict the pods (PodDisruptionBudgets honoured)",
+			Hosts: nodes, After: drainAfter}, &drainPhase{client: access.client, timeout: opts.DrainTimeout}))
+		g.MustAdd(s.step(steps.Step{Name: "reset", Description: "kubeadm reset -f (a master leaves etcd), one node at a time",
+			Hosts: nodes, Serial: true, After: []string{"drain"}}, &resetPhase{inv: s.Inv}))
 		forgetAfter = []string{"reset"}
 	}
-	if len(r.masters) > 0 {
-		g.MustAdd(steps.Step{Name: "etcd-member", Description: "remove the master's etcd member if kubeadm reset could not (--gone: always)",
-			Hosts: r.masters, After: forgetAfter, Check: r.notMember, Run: r.removeMember})
+	if len(masters) > 0 {
+		g.MustAdd(s.step(steps.Step{Name: "etcd-member", Description: "remove the master's etcd member if kubeadm reset could not (--gone: always)",
+			Hosts: masters, After: forgetAfter}, &etcdMemberPhase{inv: s.Inv, via: access.master}))
 		forgetAfter = append(forgetAfter, "etcd-member")
 	}
-	g.MustAdd(steps.Step{Name: "delete-node", Description: "delete the Node object",
-		Hosts: nodes, After: forgetAfter, Check: r.nodeGone, Run: r.deleteNode})
+	g.MustAdd(s.step(steps.Step{Name: "delete-node", Description: "delete the Node object",
+		Hosts: nodes, After: forgetAfter}, &deleteNodePhase{client: access.client}))
 	return g
 }
 
-// upstreamConfig renders the load balancer without the removed masters.
-func (r *removeRun) upstreamConfig() ([]byte, error) {
-	inv := *r.s.Inv
-	inv.Masters = nil
-	for _, m := range r.s.Inv.Masters {
-		if !slices.Contains(r.masters, m.Name) {
-			inv.Masters = append(inv.Masters, m)
-		}
-	}
-	return lbConfig(&inv)
+// drainPhase cordons a node and evicts its pods.
+type drainPhase struct {
+	client  kubernetes.Interface
+	timeout time.Duration
 }
 
-func (r *removeRun) lbCheck(ctx context.Context, host string) (bool, string, error) {
-	cfg, err := r.upstreamConfig()
-	if err != nil {
-		return false, "", err
-	}
-	return lbUpToDate(ctx, r.s, host, cfg)
-}
-
-func (r *removeRun) lbApply(ctx context.Context, host string) error {
-	cfg, err := r.upstreamConfig()
-	if err != nil {
-		return err
-	}
-	return applyLB(ctx, r.s, host, cfg, r.s.Inv.Cluster.ControlPlaneEndpoint)
-}
-
-// drained: the Node is gone, or cordoned with nothing left to evict.
-func (r *removeRun) drained(ctx context.Context, node string) (bool, string, error) {
-	n, err := r.access.client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+// check: the Node is gone, or cordoned with nothing left to evict.
+func (p *drainPhase) check(ctx context.Context, _ probe, node string) (bool, string, error) {
+	n, err := p.client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return true, "not in the cluster", nil
 	}
@@ -195,52 +171,53 @@ func (r *removeRun) drained(ctx context.Context, node string) (bool, string, err
 	if !n.Spec.Unschedulable {
 		return false, "", nil
 	}
-	pods, err := evictablePods(ctx, r.access.client, node)
+	pods, err := evictablePods(ctx, p.client, node)
 	if err != nil || len(pods) > 0 {
 		return false, "", err
 	}
 	return true, "cordoned and empty", nil
 }
 
-func (r *removeRun) drain(ctx context.Context, node string) error {
-	return drainNode(ctx, r.access.client, node, r.opts.DrainTimeout)
+func (p *drainPhase) run(ctx context.Context, _ remote, node string) error {
+	return drainNode(ctx, p.client, node, p.timeout)
 }
 
-func (r *removeRun) resetDone(ctx context.Context, node string) (bool, string, error) {
-	return nodeStateGone(ctx, r.s, node)
+// etcdMemberPhase removes a master's etcd member through the etcd on via.
+type etcdMemberPhase struct {
+	inv *inventory.Inventory
+	via string
 }
 
-func (r *removeRun) reset(ctx context.Context, node string) error {
-	return resetNode(ctx, r.s, node)
-}
-
-// notMember: etcd has no member of this node.
-func (r *removeRun) notMember(ctx context.Context, node string) (bool, string, error) {
-	members, err := r.members(ctx)
+// check: etcd has no member of this node.
+func (p *etcdMemberPhase) check(ctx context.Context, pr probe, node string) (bool, string, error) {
+	members, err := etcdMembers(ctx, pr, p.via)
 	if err != nil {
 		return false, "", err
 	}
-	if _, found := memberOf(r.s, members, node); found {
+	if _, found := memberOf(p.inv, members, node); found {
 		return false, "", nil
 	}
 	return true, "not an etcd member (kubeadm reset removed it)", nil
 }
 
-func (r *removeRun) removeMember(ctx context.Context, node string) error {
-	_, err := removeEtcdMember(ctx, r.s, r.access.master, node)
+func (p *etcdMemberPhase) run(ctx context.Context, r remote, node string) error {
+	_, err := removeEtcdMember(ctx, r, p.inv, p.via, node)
 	return err
 }
 
-func (r *removeRun) nodeGone(ctx context.Context, node string) (bool, string, error) {
-	_, err := r.access.client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+// deleteNodePhase deletes a Node object.
+type deleteNodePhase struct{ client kubernetes.Interface }
+
+func (p *deleteNodePhase) check(ctx context.Context, _ probe, node string) (bool, string, error) {
+	_, err := p.client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return true, "no Node object", nil
 	}
 	return false, "", err
 }
 
-func (r *removeRun) deleteNode(ctx context.Context, node string) error {
-	err := r.access.client.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{})
+func (p *deleteNodePhase) run(ctx context.Context, _ remote, node string) error {
+	err := p.client.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete Node: %w", err)
 	}

@@ -72,7 +72,7 @@ func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 	if _, err := s.Run(ctx, g); err != nil {
 		return rows, err
 	}
-	if conf, err := s.readFile(ctx, s.Inv.LoadBalancer.Name, lbLiveStream(s)); err == nil {
+	if conf, err := s.readFile(ctx, s.Inv.LoadBalancer.Name, lbLiveStream(s.Inv)); err == nil {
 		for _, m := range upstreamLine.FindAllStringSubmatch(string(conf), -1) {
 			if r := index[m[1]]; r != nil {
 				r.InUpstream = true

@@ -6,8 +6,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/netip"
-	"os"
-	"path"
 	"strings"
 	"time"
 
@@ -15,9 +13,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/kubeadm"
+	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
 
@@ -56,25 +56,20 @@ const startKubelet = `if [ -d /run/systemd/system ]; then systemctl daemon-reloa
 // tlsBootstrapJoinTimeout bounds the wait for the kubelet's certificate.
 const tlsBootstrapJoinTimeout = 3 * time.Minute
 
-// tlsBootstrapWorkers are the workers among hosts that join by TLS bootstrapping.
-func tlsBootstrapWorkers(inv *inventory.Inventory, hosts []string) []string {
-	var out []string
-	for _, h := range hosts {
-		if host := inv.Host(h); host != nil && host.Role == inventory.RoleWorker && inv.JoinModeOf(host) == inventory.JoinTLSBootstrap {
-			out = append(out, h)
-		}
-	}
-	return out
+// bootstrapRBACPhase makes fleet's three ClusterRoleBindings for kubelet
+// TLS bootstrapping and CSR auto-approval.
+type bootstrapRBACPhase struct {
+	access *steps.Output[*clusterAccess]
 }
 
-// bootstrapRBACPresent: fleet's three bindings exist.
-func (a *applyRun) bootstrapRBACPresent(ctx context.Context, _ string) (bool, string, error) {
-	client, err := a.ensureClient(ctx)
+// check: fleet's three bindings exist.
+func (p *bootstrapRBACPhase) check(ctx context.Context, _ probe, _ string) (bool, string, error) {
+	access, err := p.access.Get(ctx)
 	if err != nil {
 		return false, "", err
 	}
 	for _, b := range kubeadm.BootstrapBindings() {
-		_, err := client.RbacV1().ClusterRoleBindings().Get(ctx, b.Name, metav1.GetOptions{})
+		_, err := access.client.RbacV1().ClusterRoleBindings().Get(ctx, b.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, "", nil
 		}
@@ -85,12 +80,16 @@ func (a *applyRun) bootstrapRBACPresent(ctx context.Context, _ string) (bool, st
 	return true, "the TLS-bootstrap ClusterRoleBindings exist", nil
 }
 
-// createBootstrapRBAC creates the bindings that are missing.
-func (a *applyRun) createBootstrapRBAC(ctx context.Context, _ string) error {
-	client, err := a.ensureClient(ctx)
+// run creates the bindings that are missing.
+func (p *bootstrapRBACPhase) run(ctx context.Context, _ remote, _ string) error {
+	access, err := p.access.Get(ctx)
 	if err != nil {
 		return err
 	}
+	return createBootstrapRBAC(ctx, access.client)
+}
+
+func createBootstrapRBAC(ctx context.Context, client kubernetes.Interface) error {
 	for _, b := range kubeadm.BootstrapBindings() {
 		_, err := client.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -100,67 +99,30 @@ func (a *applyRun) createBootstrapRBAC(ctx context.Context, _ string) error {
 	return nil
 }
 
-// joinWorkerByMode joins a worker the way the inventory says, once the
-// API answers through the load balancer: a join against a dead endpoint
-// would only fail after kubeadm's minutes of discovery retries.
-func (a *applyRun) joinWorkerByMode(ctx context.Context, host string) error {
-	endpoint := a.s.Inv.Cluster.ControlPlaneEndpoint
-	lbHint := func(err error) error {
-		return fmt.Errorf("not joined: %w; check nginx on %s (the next fleet apply starts it again)", err, a.s.Inv.LoadBalancer.Name)
-	}
-	if err := waitTCP(ctx, endpoint, 10*time.Second); err != nil {
-		return lbHint(err)
-	}
-	var err error
-	switch a.s.Inv.JoinModeOf(a.s.Inv.Host(host)) {
-	case inventory.JoinTLSBootstrap:
-		err = a.tlsBootstrapWorker(ctx, host)
-	case inventory.JoinCFSSL:
-		err = a.cfsslWorker(ctx, host)
-	default:
-		err = a.joinWorker(ctx, host)
-	}
-	// The endpoint may have died during the join: say so, not only what
-	// the join tripped over.
-	if err != nil && ctx.Err() == nil {
-		if down := waitTCP(ctx, endpoint, time.Second); down != nil {
-			return lbHint(fmt.Errorf("%w (and now: %v)", err, down))
-		}
-	}
-	return err
-}
-
 // tlsBootstrapWorker writes the kubelet's files, starts it, and waits until
 // its CSR is approved and issued and the certificate is in place; then the
 // bootstrap kubeconfig, which holds the token, goes.
-func (a *applyRun) tlsBootstrapWorker(ctx context.Context, host string) error {
-	tok, err := a.validToken(ctx)
+func tlsBootstrapWorker(ctx context.Context, r remote, inv *inventory.Inventory, access *clusterAccess, creds *joinCredentials, host string) error {
+	tok, err := creds.token.valid(ctx, r.probe, access.client)
 	if err != nil {
 		return err
 	}
-	boot, err := kubeadm.BootstrapKubeconfig("https://"+a.s.Inv.Cluster.ControlPlaneEndpoint, a.caPEM, tok)
+	boot, err := kubeadm.BootstrapKubeconfig("https://"+inv.Cluster.ControlPlaneEndpoint, creds.caPEM, tok)
 	if err != nil {
 		return err
 	}
-	files, err := kubeletFiles(a.s.Inv, a.s.Inv.Host(host), nil, bootstrapKubeconfig, boot)
+	files, err := kubeletFiles(inv, inv.Host(host), nil, bootstrapKubeconfig, boot)
 	if err != nil {
 		return err
 	}
-	if err := a.s.startKubeletWith(ctx, host, files); err != nil {
+	if err := startKubeletWith(ctx, r, host, files); err != nil {
 		return err
 	}
-	if err := a.waitNodeCertificate(ctx, host, tok.ID); err != nil {
+	if err := waitNodeCertificate(ctx, r.probe, access.client, host, tok.ID); err != nil {
 		return err
 	}
-	_, err = a.s.run(ctx, host, exec.Command("rm", "-f", bootstrapKubeconfig))
+	_, err = r.run(ctx, host, exec.Command("rm", "-f", bootstrapKubeconfig))
 	return err
-}
-
-// remoteFile is a file fleet writes on a host.
-type remoteFile struct {
-	path string
-	data []byte
-	mode os.FileMode
 }
 
 // kubeletFiles are the files of a kubelet fleet starts itself (join modes
@@ -190,72 +152,47 @@ func kubeletFiles(inv *inventory.Inventory, w *inventory.Host, caPEM []byte, kub
 }
 
 // startKubeletWith writes the kubelet's files and (re)starts it.
-func (s *Session) startKubeletWith(ctx context.Context, host string, files []remoteFile) error {
-	if err := s.uploadAll(ctx, host, files); err != nil {
+func startKubeletWith(ctx context.Context, r remote, host string, files []remoteFile) error {
+	if err := r.uploadAll(ctx, host, files); err != nil {
 		return err
 	}
-	if _, err := s.run(ctx, host, startKubelet); err != nil {
+	if _, err := r.run(ctx, host, startKubelet); err != nil {
 		return fmt.Errorf("start the kubelet: %w", err)
-	}
-	return nil
-}
-
-// uploadAll writes the files in order, making their folders first.
-func (s *Session) uploadAll(ctx context.Context, host string, files []remoteFile) error {
-	conn, err := s.Conn(ctx, host)
-	if err != nil {
-		return err
-	}
-	made := map[string]bool{}
-	for _, f := range files {
-		if dir := path.Dir(f.path); !made[dir] {
-			if err := conn.EnsureDir(ctx, dir, 0o755); err != nil {
-				return err
-			}
-			made[dir] = true
-		}
-		if err := conn.Upload(ctx, f.path, f.data, f.mode); err != nil {
-			return err
-		}
 	}
 	return nil
 }
 
 // waitNodeCertificate waits until the node's CSR, made with this run's
 // token, is Approved and Issued and the kubelet wrote kubelet.conf.
-func (a *applyRun) waitNodeCertificate(ctx context.Context, host, tokenID string) error {
-	client, err := a.ensureClient(ctx)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, tlsBootstrapJoinTimeout)
-	defer cancel()
-	var state string
-	for {
+func waitNodeCertificate(ctx context.Context, p probe, client kubernetes.Interface, host, tokenID string) error {
+	state := "no CSR from the node's kubelet yet"
+	err := pollUntil(ctx, 500*time.Millisecond, tlsBootstrapJoinTimeout, func(ctx context.Context) (bool, error) {
 		csrs, err := client.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
-		if err == nil {
-			state = "no CSR from the node's kubelet yet"
-			for i := range csrs.Items {
-				if csrFor(&csrs.Items[i], host, tokenID) {
-					state = csrState(&csrs.Items[i])
-				}
-			}
-			if state == "Approved,Issued" {
-				if ok, err := a.s.allExist(ctx, host, kubeletConf); err == nil && ok {
-					return nil
-				}
-				state = "certificate issued, kubelet.conf not written yet"
-			}
-			if strings.HasPrefix(state, "Denied") || strings.HasPrefix(state, "Failed") {
-				return fmt.Errorf("the kubelet's certificate request was %s", state)
+		if err != nil {
+			return false, nil // the API may be busy: ask again
+		}
+		state = "no CSR from the node's kubelet yet"
+		for i := range csrs.Items {
+			if csrFor(&csrs.Items[i], host, tokenID) {
+				state = csrState(&csrs.Items[i])
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("TLS bootstrap did not finish in %s (%s): see the kubelet's log on %s", tlsBootstrapJoinTimeout, state, host)
-		case <-time.After(500 * time.Millisecond):
+		switch {
+		case strings.HasPrefix(state, "Denied") || strings.HasPrefix(state, "Failed"):
+			return false, fmt.Errorf("the kubelet's certificate request was %s", state)
+		case state != "Approved,Issued":
+			return false, nil
 		}
+		if ok, err := p.allExist(ctx, host, kubeletConf); err == nil && ok {
+			return true, nil
+		}
+		state = "certificate issued, kubelet.conf not written yet"
+		return false, nil
+	})
+	if err == errPollTimeout {
+		return fmt.Errorf("TLS bootstrap did not finish in %s (%s): see the kubelet's log on %s", tlsBootstrapJoinTimeout, state, host)
 	}
+	return err
 }
 
 // csrFor: the CSR is the node client certificate request of host's

@@ -109,11 +109,10 @@ func rotateTokens(ctx context.Context, s *Session, opts RotateOptions) (*Rotatio
 	}
 	sort.Slice(rot.Rows, func(i, j int) bool { return rot.Rows[i].ID < rot.Rows[j].ID })
 
-	tok, err := kubeadm.NewToken()
+	tok, err := newToken(s.probe())
 	if err != nil {
 		return nil, err
 	}
-	s.Redactor.Add(tok.Secret, tok.String())
 	sec := kubeadm.BootstrapSecret(tok, opts.TTL, now, rotateDescription)
 	if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("create bootstrap token %s: %w", tok.ID, err)
@@ -123,13 +122,11 @@ func rotateTokens(ctx context.Context, s *Session, opts RotateOptions) (*Rotatio
 	rot.Rows = append(rot.Rows, TokenRow{TokenInfo: info, Action: TokenCreated, Why: "ttl " + opts.TTL.String()})
 
 	if opts.CertificateKey {
-		key, err := kubeadm.NewCertificateKey()
+		key, err := newCertificateKey(s.probe())
 		if err != nil {
 			return nil, err
 		}
-		s.Redactor.Add(key)
-		cmd := exec.Command("kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--certificate-key", key)
-		if _, err := s.run(ctx, access.master, cmd); err != nil {
+		if err := uploadCerts(ctx, s.remote(), access.master, key); err != nil {
 			return nil, fmt.Errorf("kubeadm init phase upload-certs: %w", err)
 		}
 		rot.CertificateKey = key
