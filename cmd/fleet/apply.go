@@ -10,8 +10,6 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 
-	"github.com/fleetops/fleet/internal/lock"
-	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
 )
@@ -45,13 +43,13 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	report, err := playbooks.Apply(ctx, s, opts)
 	out := s.Output(g.stdout)
 	defer out.Flush()
-	var held *lock.HeldError
+	var held *playbooks.LockHeldError
 	if errors.As(err, &held) {
 		return err // nothing ran: no hint about resuming
 	}
 	if err != nil {
 		hint := "fix the cause and run fleet apply again, it resumes where it stopped"
-		if workers := failedWorkerPreflights(s, err); len(workers) > 0 {
+		if workers := failedWorkerPreflights(err); len(workers) > 0 {
 			hint += fmt.Sprintf("; or build the rest now with --exclude %s", strings.Join(workers, ","))
 		}
 		return fmt.Errorf("apply failed after %s; %s:\n%s", time.Since(start).Round(time.Millisecond), hint, s.Redactor.String(err.Error()))
@@ -61,7 +59,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 		return nil
 	}
 	fmt.Fprintf(out, "applied in %s: %d changes, %d steps already done\n", time.Since(start).Round(time.Millisecond),
-		len(report.Changes()), report.Count(steps.AlreadyDone))
+		len(report.Changes()), report.Count(playbooks.AlreadyDone))
 	fmt.Fprintf(out, "kubeconfig: %s\n", opts.Kubeconfig)
 	if len(opts.Exclude) > 0 {
 		fmt.Fprintf(out, "left out: %s (run fleet apply without --exclude to add them)\n", strings.Join(opts.Exclude, ", "))
@@ -71,21 +69,18 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 
 // failedWorkerPreflights returns the workers that failed preflight, when
 // they are the only failures: leaving them out would let the rest build.
-func failedWorkerPreflights(s *playbooks.Session, err error) []string {
+func failedWorkerPreflights(err error) []string {
 	var merr *multierror.Error
 	if !errors.As(err, &merr) {
 		return nil
 	}
 	var workers []string
 	for _, e := range merr.Errors {
-		var se *steps.StepError
-		if !errors.As(e, &se) || se.Step != "preflight" {
+		var pe *playbooks.PreflightError
+		if !errors.As(e, &pe) || pe.Role != inventory.RoleWorker {
 			return nil
 		}
-		if h := s.Inv.Host(se.Host); h == nil || h.Role != inventory.RoleWorker {
-			return nil
-		}
-		workers = append(workers, se.Host)
+		workers = append(workers, pe.Host)
 	}
 	return workers
 }

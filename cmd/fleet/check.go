@@ -7,8 +7,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fleetops/fleet/internal/facts"
-	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
 )
@@ -30,7 +28,7 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	results, _, runErr := playbooks.Check(ctx, s)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "HOST\tROLE\tADDRESS\tREACHABLE\tOS\tARCH\tDISTRO")
-	for _, t := range facts.Tools {
+	for _, t := range playbooks.CheckedTools() {
 		fmt.Fprintf(tw, "\t%s", t)
 	}
 	fmt.Fprint(tw, "\tTIME\n")
@@ -39,14 +37,14 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 		if !r.Reachable() {
 			unreachable++
 			fmt.Fprintf(tw, "%s\t%s\t%s\tno\t-\t-\t-", r.Host, r.Role, r.Address)
-			for range facts.Tools {
+			for range playbooks.CheckedTools() {
 				fmt.Fprint(tw, "\t-")
 			}
 			fmt.Fprintf(tw, "\t%s\n", r.Took.Round(time.Millisecond))
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\tyes\t%s\t%s\t%s", r.Host, r.Role, r.Address, r.Facts.OS, r.Facts.Arch, r.Facts.Distro)
-		for _, t := range facts.Tools {
+		for _, t := range playbooks.CheckedTools() {
 			fmt.Fprintf(tw, "\t%s", yesNo(r.Facts.Has(t)))
 		}
 		fmt.Fprintf(tw, "\t%s\n", r.Took.Round(time.Millisecond))
@@ -88,7 +86,7 @@ func openSession(g *globals, path string) (*playbooks.Session, error) {
 		AcceptNewHostKeys: g.AcceptNewHostKeys,
 		KnownHosts:        g.KnownHosts,
 		Concurrency:       g.Concurrency,
-		OnEvent: func(e steps.Event) {
+		OnEvent: func(e playbooks.Event) {
 			if e.Err != nil {
 				e.Err = errors.New(s.Redactor.String(e.Err.Error()))
 			}

@@ -6,28 +6,28 @@ import (
 	"os"
 	"time"
 
-	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/playbooks"
 )
 
 // eventPrinter shows progress on stderr: failures and skips always, every
 // event with -v.
-func eventPrinter(g *globals) func(steps.Event) {
-	return func(e steps.Event) {
+func eventPrinter(g *globals) func(playbooks.Event) {
+	return func(e playbooks.Event) {
 		where := e.Step
 		if e.Host != "" {
 			where += " " + e.Host
 		}
 		switch {
-		case e.Kind == steps.Failed:
+		case e.Kind == playbooks.Failed:
 			fmt.Fprintf(g.stderr, "FAIL  %s (%s): %v\n", where, e.Duration.Round(time.Millisecond), e.Err)
-		case e.Kind == steps.Note:
+		case e.Kind == playbooks.Note:
 			fmt.Fprintf(g.stderr, "NOTE  %s: %s\n", where, e.Reason)
-		case e.Kind == steps.Blocked || e.Kind == steps.Cancelled:
+		case e.Kind == playbooks.Blocked || e.Kind == playbooks.Cancelled:
 			fmt.Fprintf(g.stderr, "SKIP  %s: %s\n", where, e.Reason)
 		case !g.Verbose:
-		case e.Kind == steps.Started:
+		case e.Kind == playbooks.Started:
 			fmt.Fprintf(g.stderr, "...   %s\n", where)
-		case e.Kind == steps.AlreadyDone:
+		case e.Kind == playbooks.AlreadyDone:
 			fmt.Fprintf(g.stderr, "DONE  %s: already %s\n", where, e.Reason)
 		default:
 			fmt.Fprintf(g.stderr, "OK    %s (%s)\n", where, e.Duration.Round(time.Millisecond))
@@ -38,9 +38,9 @@ func eventPrinter(g *globals) func(steps.Event) {
 // eventLog opens --log-file (0600, appended to) and returns what writes one
 // event to it as a JSON line, its texts through redact; without the flag it does
 // nothing. A file that exists keeps its lines but becomes 0600.
-func eventLog(g *globals) (func(steps.Event, func(string) string), error) {
+func eventLog(g *globals) (func(playbooks.Event, func(string) string), error) {
 	if g.LogFile == "" {
-		return func(steps.Event, func(string) string) {}, nil
+		return func(playbooks.Event, func(string) string) {}, nil
 	}
 	if g.log == nil {
 		f, err := os.OpenFile(g.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -53,7 +53,7 @@ func eventLog(g *globals) (func(steps.Event, func(string) string), error) {
 		}
 		g.log = f
 	}
-	return func(e steps.Event, redact func(string) string) {
+	return func(e playbooks.Event, redact func(string) string) {
 		rec := map[string]any{"time": e.Time.UTC().Format(time.RFC3339Nano), "kind": e.Kind, "step": e.Step}
 		if e.Host != "" {
 			rec["host"] = e.Host

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/playbooks"
 )
 
@@ -67,7 +66,7 @@ func (c *removeCmd) Run(ctx context.Context, g *globals) error {
 }
 
 // printNodeOutcome says per node whether the run changed it.
-func printNodeOutcome(out interface{ Write([]byte) (int, error) }, r *steps.Report, nodes []string, did, already string, took time.Duration) {
+func printNodeOutcome(out interface{ Write([]byte) (int, error) }, r *playbooks.Report, nodes []string, did, already string, took time.Duration) {
 	changed := map[string]bool{}
 	for _, e := range r.Changes() {
 		changed[e.Host] = true

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 
-	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/playbooks"
 )
 
@@ -47,19 +46,19 @@ func (c *planCmd) Run(ctx context.Context, g *globals) error {
 	for _, e := range report.Events {
 		var what string
 		switch e.Kind {
-		case steps.WouldRun:
+		case playbooks.WouldRun:
 			would++
 			what = "would run"
 			if e.Reason != "" {
 				what += " (" + e.Reason + ")"
 			}
-		case steps.AlreadyDone:
+		case playbooks.AlreadyDone:
 			what = "done: " + e.Reason
-		case steps.Succeeded:
+		case playbooks.Succeeded:
 			what = "ok"
-		case steps.Failed:
+		case playbooks.Failed:
 			what = fmt.Sprintf("FAILS: %v", e.Err)
-		case steps.Blocked, steps.Cancelled:
+		case playbooks.Blocked, playbooks.Cancelled:
 			what = "not reached: " + e.Reason
 		default:
 			continue
