@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -28,16 +29,13 @@ func drainNode(ctx context.Context, client kubernetes.Interface, node string, ti
 	if err != nil {
 		return fmt.Errorf("cordon: %w", err)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
+	var blocked []string
+	err = pollUntil(ctx, time.Second, timeout, func(ctx context.Context) (bool, error) {
 		pods, err := evictablePods(ctx, client, node)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if len(pods) == 0 {
-			return nil
-		}
-		var blocked []string
+		blocked = blocked[:0]
 		for _, p := range pods {
 			if p.DeletionTimestamp != nil {
 				blocked = append(blocked, p.Namespace+"/"+p.Name+" (terminating)")
@@ -50,19 +48,16 @@ func drainNode(ctx context.Context, client kubernetes.Interface, node string, ti
 			case apierrors.IsTooManyRequests(err):
 				blocked = append(blocked, fmt.Sprintf("%s/%s (%v)", p.Namespace, p.Name, err))
 			default:
-				return fmt.Errorf("evict %s/%s: %w", p.Namespace, p.Name, err)
+				return false, fmt.Errorf("evict %s/%s: %w", p.Namespace, p.Name, err)
 			}
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("drain: pods still on the node after %s: %s; fix the PodDisruptionBudget or raise --drain-timeout",
-				timeout, strings.Join(blocked, "; "))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
+		return len(pods) == 0, nil
+	})
+	if errors.Is(err, errPollTimeout) {
+		return fmt.Errorf("drain: pods still on the node after %s: %s; fix the PodDisruptionBudget or raise --drain-timeout",
+			timeout, strings.Join(blocked, "; "))
 	}
+	return err
 }
 
 // evictablePods lists the node's pods a drain must move.
