@@ -24,6 +24,9 @@ type HostKeys struct {
 
 	mu    sync.Mutex
 	check ssh.HostKeyCallback
+	// authorities are the file's @cert-authority lines, by line number:
+	// knownhosts reports their keys among the ones a host should have.
+	authorities map[int]bool
 }
 
 // LoadHostKeys reads path. A missing file is an empty list; with acceptNew
@@ -50,8 +53,31 @@ func (k *HostKeys) reload() error {
 	if err != nil {
 		return fmt.Errorf("known_hosts %s: %w", k.path, err)
 	}
+	data, err := os.ReadFile(k.path)
+	if err != nil {
+		return fmt.Errorf("known_hosts %s: %w", k.path, err)
+	}
+	k.authorities = map[int]bool{}
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "@cert-authority") {
+			k.authorities[i+1] = true
+		}
+	}
 	k.check = cb
 	return nil
+}
+
+// splitKnown separates the host keys on file for a host from the
+// certificate authorities that may sign its key.
+func (k *HostKeys) splitKnown(known []knownhosts.KnownKey) (keys []knownhosts.KnownKey, authorities int) {
+	for _, w := range known {
+		if k.authorities[w.Line] {
+			authorities++
+			continue
+		}
+		keys = append(keys, w)
+	}
+	return keys, authorities
 }
 
 // HostKeyMismatchError means a host offered a key other than the one on file.
@@ -89,15 +115,19 @@ func (k *HostKeys) callback(host string) ssh.HostKeyCallback {
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		err := k.check(hostport, remote, key)
-		var keyErr *knownhosts.KeyError
-		switch {
-		case err == nil:
+		if err == nil {
 			return nil
-		case !errors.As(err, &keyErr):
-			return err // revoked key or unreadable file
-		case len(keyErr.Want) > 0:
-			return &HostKeyMismatchError{Host: host, Address: hostport, Offered: key, Known: keyErr.Want}
-		case !k.acceptNew:
+		}
+		var keyErr *knownhosts.KeyError
+		if !errors.As(err, &keyErr) {
+			return err // revoked key, a certificate no authority signed, unreadable file
+		}
+		// A host with only an authority on file that offers a plain key is
+		// unknown, not changed.
+		if known, _ := k.splitKnown(keyErr.Want); len(known) > 0 {
+			return &HostKeyMismatchError{Host: host, Address: hostport, Offered: key, Known: known}
+		}
+		if !k.acceptNew {
 			return &UnknownHostError{Host: host, Address: hostport, KnownHosts: k.path, Offered: key}
 		}
 		if err := k.appendLocked(hostport, key); err != nil {
@@ -118,9 +148,13 @@ func (k *HostKeys) algorithms(hostport string) []string {
 	if !errors.As(err, &keyErr) {
 		return nil
 	}
+	known, authorities := k.splitKnown(keyErr.Want)
+	if authorities > 0 {
+		return nil // the client's defaults: certificates first, then plain keys
+	}
 	var algos []string
 	seen := map[string]bool{}
-	for _, w := range keyErr.Want {
+	for _, w := range known {
 		for _, a := range algorithmsForKeyType(w.Key.Type()) {
 			if !seen[a] {
 				seen[a] = true
