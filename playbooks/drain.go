@@ -4,77 +4,102 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/kubectl/pkg/drain"
 )
 
-// drainNode cordons a node and evicts its pods through the Eviction API, so
-// PodDisruptionBudgets are honoured: an eviction a budget refuses is
-// retried until timeout. Mirror pods (static pods) and DaemonSet pods stay,
-// as with `kubectl drain --ignore-daemonsets`. It returns once no evictable
-// pod is left on the node.
-func drainNode(ctx context.Context, client kubernetes.Interface, node string, timeout time.Duration) error {
-	_, err := client.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType,
-		[]byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{})
+// drainOptions are `kubectl drain`'s choices, as fleet remove offers them.
+type drainOptions struct {
+	timeout time.Duration // PodDisruptionBudgets may hold evictions this long
+	// force deletes pods no controller manages (nothing recreates them).
+	force bool
+	// deleteEmptyDirData evicts pods whose emptyDir data is lost with them.
+	deleteEmptyDirData bool
+}
+
+// kubectl's refusals name its own flags; fleet remove's are these.
+var fleetDrainFlags = strings.NewReplacer(
+	"(use --force to override)", "(fleet remove --force-drain deletes them)",
+	"(use --delete-emptydir-data to override)", "(fleet remove --delete-emptydir-data deletes them)")
+
+// drainer is kubectl drain's helper with fleet's options: DaemonSet pods
+// stay (--ignore-daemonsets), mirror pods are never touched, evictions go
+// through the Eviction API so that PodDisruptionBudgets are honoured, and
+// pods get their own grace period.
+func drainer(ctx context.Context, client kubernetes.Interface, opts drainOptions) *drain.Helper {
+	return &drain.Helper{Ctx: ctx, Client: client, Force: opts.force, DeleteEmptyDirData: opts.deleteEmptyDirData,
+		IgnoreAllDaemonSets: true, GracePeriodSeconds: -1, Timeout: opts.timeout, Out: io.Discard, ErrOut: io.Discard}
+}
+
+// podsToMove lists the pods a drain would evict, or says which pods it
+// refuses to delete without the flags and why.
+func podsToMove(h *drain.Helper, node string) (int, error) {
+	list, errs := h.GetPodsForDeletion(node)
+	if len(errs) > 0 {
+		return 0, errors.New(fleetDrainFlags.Replace(utilerrors.NewAggregate(errs).Error()))
+	}
+	return len(list.Pods()), nil
+}
+
+// drainNode cordons a node and evicts its pods as `kubectl drain` does. A
+// node not in the cluster has nothing to drain.
+func drainNode(ctx context.Context, client kubernetes.Interface, node string, opts drainOptions) error {
+	n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil // not in the cluster: nothing runs there
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("cordon: %w", err)
 	}
-	var blocked []string
-	err = pollUntil(ctx, time.Second, timeout, func(ctx context.Context) (bool, error) {
-		pods, err := evictablePods(ctx, client, node)
-		if err != nil {
-			return false, err
-		}
-		blocked = blocked[:0]
-		for _, p := range pods {
-			if p.DeletionTimestamp != nil {
-				blocked = append(blocked, p.Namespace+"/"+p.Name+" (terminating)")
-				continue
-			}
-			err := client.PolicyV1().Evictions(p.Namespace).Evict(ctx, &policyv1.Eviction{
-				ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}})
-			switch {
-			case err == nil, apierrors.IsNotFound(err):
-			case apierrors.IsTooManyRequests(err):
-				blocked = append(blocked, fmt.Sprintf("%s/%s (%v)", p.Namespace, p.Name, err))
-			default:
-				return false, fmt.Errorf("evict %s/%s: %w", p.Namespace, p.Name, err)
-			}
-		}
-		return len(pods) == 0, nil
-	})
-	if errors.Is(err, errPollTimeout) {
-		return fmt.Errorf("drain: pods still on the node after %s: %s; fix the PodDisruptionBudget or raise --drain-timeout",
-			timeout, strings.Join(blocked, "; "))
+	h := drainer(ctx, client, opts)
+	refusal := &lastLine{}
+	h.ErrOut = refusal
+	// Refuse before cordoning: a drain that cannot finish leaves the node
+	// as it was.
+	if _, err := podsToMove(h, node); err != nil {
+		return fmt.Errorf("drain: %w", err)
 	}
-	return err
+	if err := drain.RunCordonOrUncordon(h, n, true); err != nil {
+		return err
+	}
+	if err := drain.RunNodeDrain(h, node); err != nil {
+		if why := refusal.String(); why != "" {
+			return fmt.Errorf("drain: %w; the API last said: %s (a PodDisruptionBudget holds the eviction: fix the budget or raise --drain-timeout)", err, why)
+		}
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
 }
 
-// evictablePods lists the node's pods a drain must move.
-func evictablePods(ctx context.Context, client kubernetes.Interface, node string) ([]corev1.Pod, error) {
-	list, err := client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
-	if err != nil {
-		return nil, fmt.Errorf("list pods on %s: %w", node, err)
-	}
-	var out []corev1.Pod
-	for _, p := range list.Items {
-		if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
-			continue
+// lastLine keeps the last retry kubectl's helper printed: the API's reason
+// for refusing an eviction, which the helper's timeout error leaves out.
+// Evictions run in parallel, hence the lock.
+type lastLine struct {
+	mu   sync.Mutex
+	line string
+}
+
+func (l *lastLine) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(string(p), "\n") {
+		if strings.Contains(line, "will retry") { // not the DaemonSet warnings
+			l.mu.Lock()
+			l.line = strings.TrimSpace(line)
+			l.mu.Unlock()
 		}
-		if owner := metav1.GetControllerOf(&p); owner != nil && owner.Kind == "DaemonSet" {
-			continue
-		}
-		out = append(out, p)
 	}
-	return out, nil
+	return len(p), nil
+}
+
+func (l *lastLine) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.line
 }

@@ -258,11 +258,22 @@ func (lc *lifecycle) testRemoveWorker(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The pod has no controller: kubectl drain refuses it without --force,
+	// and so does fleet, before it cordons the node.
 	opts := playbooks.DefaultRemoveOptions()
 	opts.DrainTimeout = 3 * time.Second
 	var se *steps.StepError
 	_, err = playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"worker1"}, opts)
-	if !errors.As(err, &se) || se.Step != "drain" || se.Host != "worker1" || !strings.Contains(err.Error(), "PodDisruptionBudget") {
+	if !errors.As(err, &se) || se.Step != "drain" || !strings.Contains(err.Error(), "--force-drain") {
+		t.Fatalf("remove of a node with an unmanaged pod, without --force-drain: %v", err)
+	}
+	if node, err := client.CoreV1().Nodes().Get(ctx, "worker1", metav1.GetOptions{}); err != nil || node.Spec.Unschedulable {
+		t.Fatalf("worker1 cordoned by a drain that was refused (or gone: %v)", err)
+	}
+
+	opts.ForceDrain = true
+	_, err = playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"worker1"}, opts)
+	if !errors.As(err, &se) || se.Step != "drain" || se.Host != "worker1" || !strings.Contains(err.Error(), "disruption budget") {
 		t.Fatalf("remove despite the budget: %v", err)
 	}
 	if _, err := client.CoreV1().Nodes().Get(ctx, "worker1", metav1.GetOptions{}); err != nil {
@@ -275,7 +286,8 @@ func (lc *lifecycle) testRemoveWorker(t *testing.T) {
 	if err := client.PolicyV1().PodDisruptionBudgets("default").Delete(ctx, "pinned", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"worker1"}, playbooks.DefaultRemoveOptions()); err != nil {
+	opts.DrainTimeout = playbooks.DefaultRemoveOptions().DrainTimeout
+	if _, err := playbooks.Remove(ctx, lc.session(t, lc.full, nil), []string{"worker1"}, opts); err != nil {
 		t.Fatalf("remove worker1: %v\n%s", err, lc.out.buf.String())
 	}
 	if _, err := client.CoreV1().Pods("default").Get(ctx, "pinned", metav1.GetOptions{}); !apierrors.IsNotFound(err) {

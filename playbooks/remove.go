@@ -23,6 +23,10 @@ type RemoveOptions struct {
 	Force bool
 	// DrainTimeout bounds the evictions (PodDisruptionBudgets may hold them).
 	DrainTimeout time.Duration
+	// ForceDrain deletes pods no controller manages (kubectl drain --force).
+	ForceDrain bool
+	// DeleteEmptyDirData evicts pods with emptyDir data, which is lost.
+	DeleteEmptyDirData bool
 	// Gone: the nodes are dead for good. Nothing runs on them (no drain,
 	// no reset); they only leave the cluster: the load balancer's upstream,
 	// etcd, their Node (its pods are collected with it). Refused for a node
@@ -137,8 +141,9 @@ func removeGraph(s *Session, access *clusterAccess, nodes, masters []string, opt
 	}
 	forgetAfter := drainAfter
 	if !opts.Gone {
-		g.MustAdd(s.step(steps.Step{Name: "drain", Description: "cordon, evict the pods (PodDisruptionBudgets honoured)",
-			Hosts: nodes, After: drainAfter}, &drainPhase{client: access.client, timeout: opts.DrainTimeout}))
+		g.MustAdd(s.step(steps.Step{Name: "drain", Description: "cordon, evict the pods as kubectl drain --ignore-daemonsets does (PodDisruptionBudgets honoured)",
+			Hosts: nodes, After: drainAfter}, &drainPhase{client: access.client,
+			opts: drainOptions{timeout: opts.DrainTimeout, force: opts.ForceDrain, deleteEmptyDirData: opts.DeleteEmptyDirData}}))
 		g.MustAdd(s.step(steps.Step{Name: "reset", Description: "kubeadm reset -f (a master leaves etcd), one node at a time",
 			Hosts: nodes, Serial: true, After: []string{"drain"}}, &resetPhase{inv: s.Inv}))
 		forgetAfter = []string{"reset"}
@@ -155,8 +160,8 @@ func removeGraph(s *Session, access *clusterAccess, nodes, masters []string, opt
 
 // drainPhase cordons a node and evicts its pods.
 type drainPhase struct {
-	client  kubernetes.Interface
-	timeout time.Duration
+	client kubernetes.Interface
+	opts   drainOptions
 }
 
 // check: the Node is gone, or cordoned with nothing left to evict.
@@ -171,15 +176,14 @@ func (p *drainPhase) check(ctx context.Context, _ probe, node string) (bool, str
 	if !n.Spec.Unschedulable {
 		return false, "", nil
 	}
-	pods, err := evictablePods(ctx, p.client, node)
-	if err != nil || len(pods) > 0 {
-		return false, "", err
+	if pods, err := podsToMove(drainer(ctx, p.client, p.opts), node); err != nil || pods > 0 {
+		return false, "", nil // run says what stops the drain
 	}
 	return true, "cordoned and empty", nil
 }
 
 func (p *drainPhase) run(ctx context.Context, _ remote, node string) error {
-	return drainNode(ctx, p.client, node, p.timeout)
+	return drainNode(ctx, p.client, node, p.opts)
 }
 
 // etcdMemberPhase removes a master's etcd member through the etcd on via.

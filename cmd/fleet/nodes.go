@@ -35,11 +35,13 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 }
 
 type removeCmd struct {
-	Inventory    string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
-	Force        bool          `help:"Remove the last master, or masters past etcd's quorum."`
-	DrainTimeout time.Duration `help:"How long evictions may wait for PodDisruptionBudgets." default:"2m"`
-	Gone         bool          `help:"The nodes are dead for good: do not drain or reset them, only take them out of the load balancer, etcd and the API (refused if one answers over SSH)."`
-	Nodes        []string      `arg:"" help:"Inventory nodes to drain, reset and delete." name:"node"`
+	Inventory          string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Force              bool          `help:"Remove the last master, or masters past etcd's quorum."`
+	DrainTimeout       time.Duration `help:"How long evictions may wait for PodDisruptionBudgets." default:"2m"`
+	ForceDrain         bool          `name:"force-drain" help:"Delete pods that no controller manages (nothing recreates them), as kubectl drain --force does."`
+	DeleteEmptyDirData bool          `help:"Evict pods that use emptyDir volumes; their data is lost, as with kubectl drain --delete-emptydir-data."`
+	Gone               bool          `help:"The nodes are dead for good: do not drain or reset them, only take them out of the load balancer, etcd and the API (refused if one answers over SSH)."`
+	Nodes              []string      `arg:"" help:"Inventory nodes to drain, reset and delete." name:"node"`
 }
 
 func (c *removeCmd) Run(ctx context.Context, g *globals) error {
@@ -49,7 +51,8 @@ func (c *removeCmd) Run(ctx context.Context, g *globals) error {
 	}
 	defer s.Close()
 	start := time.Now()
-	report, err := playbooks.Remove(ctx, s, c.Nodes, playbooks.RemoveOptions{Force: c.Force, DrainTimeout: c.DrainTimeout, Gone: c.Gone})
+	report, err := playbooks.Remove(ctx, s, c.Nodes, playbooks.RemoveOptions{Force: c.Force, DrainTimeout: c.DrainTimeout,
+		ForceDrain: c.ForceDrain, DeleteEmptyDirData: c.DeleteEmptyDirData, Gone: c.Gone})
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if err != nil {
