@@ -32,6 +32,9 @@ type Cluster struct {
 	// CNI is a manifest (file, relative to the inventory, or http(s) URL)
 	// applied after init; ${POD_SUBNET} in it becomes PodSubnet.
 	CNI string `yaml:"cni"`
+	// CNISHA256 pins the manifest's content ("sha256:<hex>"): checked
+	// before anything is applied. A plain http:// CNI URL needs it.
+	CNISHA256 string `yaml:"cniSHA256"`
 	// JoinMode is how workers join unless a worker says otherwise:
 	// JoinKubeadm (default) or JoinTLSBootstrap.
 	JoinMode string `yaml:"joinMode"`

@@ -121,6 +121,15 @@ func TestBadInventories(t *testing.T) {
 		{"overlapping subnets", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  podSubnet: 10.0.0.0/8\n  serviceSubnet: 10.96.0.0/12\n")
 		}, `inv.yaml:4:18: cluster.serviceSubnet: 10.96.0.0/12 overlaps the pod subnet 10.0.0.0/8`},
+		{"CNI over plain http without a pin", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  cni: http://example.com/cni.yaml\n")
+		}, `inv.yaml:3:8: cluster.cni: "http://example.com/cni.yaml" is plain http: use https, or pin the manifest with cluster.cniSHA256`},
+		{"CNI pin that is no sha256", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  cni: https://example.com/cni.yaml\n  cniSHA256: md5:abc\n")
+		}, `inv.yaml:4:14: cluster.cniSHA256: "md5:abc" is not sha256: and 64 hex digits`},
+		{"CNI pin without a manifest", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  cniSHA256: sha256:"+strings.Repeat("0", 64)+"\n")
+		}, `inv.yaml:3:14: cluster.cniSHA256: pins a manifest, but cluster.cni names none`},
 		{"host inside pod subnet", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  podSubnet: 198.18.0.0/16\n")
 		},

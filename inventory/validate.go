@@ -120,7 +120,19 @@ func (d *decoder) validateCluster(inv *Inventory) {
 	if podErr == nil && svcErr == nil && pod.Overlaps(svc) {
 		d.errorf("cluster.serviceSubnet", "%s overlaps the pod subnet %s", c.ServiceSubnet, c.PodSubnet)
 	}
+	// The manifest is applied with cluster-admin rights: whoever can change
+	// it on the way owns the cluster.
+	switch {
+	case c.CNISHA256 != "" && !sha256Pin.MatchString(c.CNISHA256):
+		d.errorf("cluster.cniSHA256", "%q is not sha256: and 64 hex digits (sha256sum of the manifest)", c.CNISHA256)
+	case c.CNISHA256 != "" && c.CNI == "":
+		d.errorf("cluster.cniSHA256", "pins a manifest, but cluster.cni names none")
+	case strings.HasPrefix(c.CNI, "http://") && c.CNISHA256 == "":
+		d.errorf("cluster.cni", "%q is plain http: use https, or pin the manifest with cluster.cniSHA256", c.CNI)
+	}
 }
+
+var sha256Pin = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 func (d *decoder) validateSSH(s *SSH, path string) {
 	if s.User != "" && !unixUser.MatchString(s.User) {
