@@ -111,7 +111,7 @@ func TestDrainNode(t *testing.T) {
 			pods:     []runtime.Object{pod("web", "w1", replicaSet), pod("db", "w1", replicaSet), pod("elsewhere", "w2")},
 			wantLeft: []string{"elsewhere"}},
 		{name: "static and DaemonSet pods stay",
-			pods:     []runtime.Object{pod("kube-proxy", "w1", daemonSet), pod("etcd-w1", "w1", mirror), pod("web", "w1", replicaSet),
+			pods: []runtime.Object{pod("kube-proxy", "w1", daemonSet), pod("etcd-w1", "w1", mirror), pod("web", "w1", replicaSet),
 				&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "owner", Namespace: "default"}}},
 			wantLeft: []string{"etcd-w1", "kube-proxy"}},
 		{name: "a pod no controller manages is refused, naming fleet's flag, before the cordon",

@@ -174,8 +174,10 @@ func TestHostKeys(t *testing.T) {
 			want: refused},
 		{name: "a plain key where only an authority is on file is unknown, not changed",
 			serverKeys: []ssh.Signer{hostKey},
-			knownHosts: func(a string) []string { return []string{"@cert-authority " + line(anyHostOnPortOf(a), ca.PublicKey())} },
-			want:       refusedAs[*UnknownHostError]},
+			knownHosts: func(a string) []string {
+				return []string{"@cert-authority " + line(anyHostOnPortOf(a), ca.PublicKey())}
+			},
+			want: refusedAs[*UnknownHostError]},
 		{name: "the key type on file is asked for, not the server's favourite",
 			serverKeys: []ssh.Signer{hostKey, rsaKey},
 			knownHosts: func(a string) []string { return []string{line(knownhosts.Normalize(a), rsaKey.PublicKey())} },
