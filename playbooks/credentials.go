@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/kubeadm"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
@@ -37,7 +36,7 @@ type joinCredentials struct {
 // CA hash computed from ca.crt. It runs once, on the cluster's master.
 type credentialsPhase struct {
 	inv      *inventory.Inventory
-	master   string   // where kubeadm token create and upload-certs run
+	master   string   // where upload-certs runs
 	nodes    []string // the masters (but master) and workers the run joins
 	tokenTTL time.Duration
 	access   *steps.Output[*clusterAccess]
@@ -79,13 +78,18 @@ func (p *credentialsPhase) run(ctx context.Context, r remote, _ string) error {
 		if made, err = newInitCredentials(r.probe); err != nil {
 			return err
 		}
-		cmd := exec.Command("kubeadm", "token", "create", made.token.String(), "--ttl", p.tokenTTL.String(),
-			"--description", kubeadm.TokenDescription)
-		if _, err := r.run(ctx, p.master, cmd); err != nil {
-			return fmt.Errorf("kubeadm token create: %w", err)
+		// Through the API, as kubeadm token create would: a token on a
+		// remote command line shows in ps and in sudo's log.
+		access, err := p.access.Get(ctx)
+		if err != nil {
+			return err
+		}
+		sec := kubeadm.BootstrapSecret(made.token, p.tokenTTL, time.Now(), kubeadm.TokenDescription)
+		if _, err := access.client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create bootstrap token %s: %w", made.token.ID, err)
 		}
 		if p.mastersPending(state) {
-			if err := uploadCerts(ctx, r, p.master, made.certKey); err != nil {
+			if err := uploadCerts(ctx, r, p.inv, p.master, made.certKey); err != nil {
 				return fmt.Errorf("kubeadm init phase upload-certs: %w", err)
 			}
 		}
@@ -100,7 +104,7 @@ func (p *credentialsPhase) run(ctx context.Context, r remote, _ string) error {
 	}
 	return p.creds.Set(ctx, &joinCredentials{caPEM: ca, caHash: hash,
 		token:   &tokenSource{token: made.token, ttl: p.tokenTTL},
-		certKey: &certKeySource{key: made.certKey, master: p.master}})
+		certKey: &certKeySource{key: made.certKey, inv: p.inv, master: p.master}})
 }
 
 func (p *credentialsPhase) mastersPending(state joinState) bool {
@@ -228,6 +232,7 @@ func (t *tokenSource) valid(ctx context.Context, p probe, client kubernetes.Inte
 type certKeySource struct {
 	mu     sync.Mutex
 	key    string
+	inv    *inventory.Inventory
 	master string // where upload-certs runs
 }
 
@@ -249,7 +254,7 @@ func (c *certKeySource) uploaded(ctx context.Context, r remote, client kubernete
 	if err != nil {
 		return "", err
 	}
-	if err := uploadCerts(ctx, r, c.master, key); err != nil {
+	if err := uploadCerts(ctx, r, c.inv, c.master, key); err != nil {
 		return "", fmt.Errorf("re-upload the certificates (the kubeadm-certs Secret was gone): %w", err)
 	}
 	c.key = key

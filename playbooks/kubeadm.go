@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/fleetops/fleet/internal/exec"
@@ -57,11 +58,26 @@ func joined(ctx context.Context, p probe, host string) (bool, string, error) {
 // critical path of an apply, and every round trip shows in its wall time.
 // A kubeadm still running after timeout is killed with what it started.
 func runKubeadm(ctx context.Context, r remote, host, name string, timeout time.Duration, config []byte, args ...string) (exec.Result, error) {
+	return withSecretFile(ctx, r, host, name, timeout, config, func(path string) string {
+		return exec.Command(append([]string{"kubeadm"}, append(args, "--config", path)...)...)
+	})
+}
+
+// secretFileCleanup bounds the removal of a secret-bearing file after its
+// command was killed.
+const secretFileCleanup = 30 * time.Second
+
+// withSecretFile uploads content to fleetDir/name (0600, in a 0700 folder),
+// runs the command built around its path, and removes the file in the same
+// remote command. Secrets travel this way, never as arguments: a command
+// line shows in /proc/<pid>/cmdline to every local user and in sudo's log.
+// A file that cannot be removed is an error, naming it.
+func withSecretFile(ctx context.Context, r remote, host, name string, timeout time.Duration, content []byte, command func(path string) string) (exec.Result, error) {
 	path := fleetDir + "/" + name
 	if err := r.ensureDir(ctx, host, fleetDir, 0o700); err != nil {
 		return exec.Result{}, err
 	}
-	if err := r.upload(ctx, host, path, config, 0o600); err != nil {
+	if err := r.upload(ctx, host, path, content, 0o600); err != nil {
 		return exec.Result{}, err
 	}
 	if timeout <= 0 {
@@ -69,22 +85,41 @@ func runKubeadm(ctx context.Context, r remote, host, name string, timeout time.D
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	kubeadm := exec.Command(append([]string{"kubeadm"}, append(args, "--config", path)...)...)
-	res, err := r.run(runCtx, host, kubeadm+"; rc=$?; rm -f "+exec.Quote(path)+"; exit $rc")
+	q := exec.Quote(path)
+	res, err := r.run(runCtx, host, "{ "+command(path)+"; }; rc=$?; rm -f -- "+q+
+		" && test ! -e "+q+" || { echo "+exec.Quote("fleet: cannot remove "+path)+" >&2; exit "+strconv.Itoa(removeFailed)+"; }; exit $rc")
 	if runCtx.Err() != nil {
-		// Killed before its own clean-up: remove the secret-bearing file.
-		r.run(context.WithoutCancel(ctx), host, exec.Command("rm", "-f", path))
+		// Killed before its own clean-up: remove the file now.
+		cleanCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), secretFileCleanup)
+		defer cancel()
+		if _, rmErr := r.run(cleanCtx, host, exec.Command("rm", "-f", "--", path)); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("%s (holds secrets) may be left on %s: %w", path, host, rmErr))
+		}
 	}
 	if errors.Is(runCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 		return res, fmt.Errorf("still running after %s (--kubeadm-timeout), killed on the host with what it started: %w", timeout, err)
 	}
+	if res.ExitCode == removeFailed {
+		return res, fmt.Errorf("%s holds secrets and could not be removed on %s: %w", path, host, err)
+	}
 	return res, err
 }
 
+// removeFailed is the exit status of a command whose secret file stayed.
+const removeFailed = 97
+
 // uploadCerts uploads the control-plane certificates to the kubeadm-certs
-// Secret, encrypted with key, for masters to join with.
-func uploadCerts(ctx context.Context, r remote, master, key string) error {
-	_, err := r.run(ctx, master, exec.Command("kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--certificate-key", key))
+// Secret, encrypted with key, for masters to join with. The key goes in
+// the config file kubeadm reads; kubeadm prints it, so stdout is dropped.
+func uploadCerts(ctx context.Context, r remote, inv *inventory.Inventory, master, key string) error {
+	m := inv.Host(master)
+	cfg, err := kubeadm.InitConfig(clusterOf(inv), kubeadm.Node{Name: m.Name, AdvertiseAddress: m.Address}, kubeadm.Token{}, "", key)
+	if err != nil {
+		return err
+	}
+	_, err = withSecretFile(ctx, r, master, "kubeadm-upload-certs.yaml", 0, cfg, func(path string) string {
+		return exec.Command("kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--config", path) + " >/dev/null"
+	})
 	return err
 }
 

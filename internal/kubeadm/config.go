@@ -58,25 +58,29 @@ func APIVersion(kubernetesVersion string) (string, error) {
 
 // InitConfig renders InitConfiguration + ClusterConfiguration for kubeadm
 // init on the first master. token and certKey are fleet's own, so that the
-// run knows them without parsing kubeadm's output.
+// run knows them without parsing kubeadm's output. Without a token (zero
+// Token) it is the file for kubeadm init phase upload-certs, which reads the
+// key from it rather than from a command line.
 func InitConfig(c Cluster, n Node, token Token, tokenTTL string, certKey string) ([]byte, error) {
 	api, err := APIVersion(c.KubernetesVersion)
 	if err != nil {
 		return nil, err
 	}
 	init := doc{
-		"apiVersion": api,
-		"kind":       "InitConfiguration",
-		"bootstrapTokens": []doc{{
+		"apiVersion":       api,
+		"kind":             "InitConfiguration",
+		"certificateKey":   certKey,
+		"localAPIEndpoint": doc{"advertiseAddress": n.AdvertiseAddress, "bindPort": 6443},
+		"nodeRegistration": nodeRegistration(n),
+	}
+	if token.ID != "" {
+		init["bootstrapTokens"] = []doc{{
 			"token":       token.String(),
 			"ttl":         tokenTTL,
 			"description": TokenDescription,
 			"usages":      []string{"signing", "authentication"},
 			"groups":      []string{"system:bootstrappers:kubeadm:default-node-token"},
-		}},
-		"certificateKey":   certKey,
-		"localAPIEndpoint": doc{"advertiseAddress": n.AdvertiseAddress, "bindPort": 6443},
-		"nodeRegistration": nodeRegistration(n),
+		}}
 	}
 	sans := append([]string{}, c.CertSANs...)
 	if host := endpointHost(c.ControlPlaneEndpoint); host != "" && !contains(sans, host) {

@@ -45,7 +45,13 @@ func TestConfigsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, got := range map[string][]byte{"init.yaml": initCfg, "join-control-plane.yaml": cpJoin, "join-worker.yaml": workerJoin, "init-v1beta3.yaml": v1beta3} {
+	// upload-certs reads the certificate key from this file, and no token.
+	uploadCerts, err := InitConfig(cluster, Node{Name: "master0", AdvertiseAddress: "198.18.0.11"}, Token{}, "", certKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string][]byte{"init.yaml": initCfg, "join-control-plane.yaml": cpJoin, "join-worker.yaml": workerJoin,
+		"init-v1beta3.yaml": v1beta3, "upload-certs.yaml": uploadCerts} {
 		golden := filepath.Join("testdata", name)
 		if *update {
 			os.WriteFile(golden, got, 0o644)

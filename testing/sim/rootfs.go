@@ -32,6 +32,11 @@ const (
 	passwordSudoUID  = 4702
 )
 
+// SudoLogFile is where sudo logs each command it runs, on every host.
+const SudoLogFile = "/var/log/sudo.log"
+
+const sudoLog = "Defaults logfile=" + SudoLogFile + "\nDefaults loglinelen=0\n"
+
 type rootfs struct {
 	dir  string // the host's folder on the machine
 	name string
@@ -115,6 +120,11 @@ func (r rootfs) writeAccounts(clientPub []byte) error {
 		if err := os.WriteFile(r.path("/etc/sudoers.d/"+u.name), []byte(u.sudoers), 0o440); err != nil {
 			return err
 		}
+	}
+	// sudo keeps its own log of every command line it runs, unwrapped, as a
+	// security-minded host would: the tests read it for secrets.
+	if err := os.WriteFile(r.path("/etc/sudoers.d/00-log"), []byte(sudoLog), 0o440); err != nil {
+		return err
 	}
 	for file, extra := range map[string]string{"/etc/passwd": passwd.String(), "/etc/group": group.String(), "/etc/shadow": shadow.String()} {
 		base, err := os.ReadFile(file)
