@@ -37,6 +37,10 @@ type lifecycle struct {
 	small      string // inventory without master2 and worker2
 	kubeconfig string
 	out        output
+	// Every session's secrets, as its redactor knows them, and every
+	// command line run on the machine meanwhile.
+	redactors []func(string) string
+	cmdlines  *cmdlineWatcher
 }
 
 func TestLifecycle(t *testing.T) {
@@ -50,6 +54,11 @@ func TestLifecycle(t *testing.T) {
 	lc := &lifecycle{c: c, full: c.Inventory, small: filepath.Join(c.Dir, "small.yaml"), kubeconfig: filepath.Join(c.Dir, "admin.kubeconfig")}
 	full, err := os.ReadFile(c.Inventory)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Log in as a sudo user, whose every command sudo writes to its log.
+	full = []byte(strings.Replace(string(full), "\n  user: root\n", "\n  user: "+sim.SudoUser+"\n  sudo: true\n", 1))
+	if err := os.WriteFile(lc.full, full, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	small := regexp.MustCompile(`(?m)^  - name: (master2|worker2)\n    address: \S+\n`).ReplaceAll(full, nil)
@@ -72,7 +81,9 @@ func TestLifecycle(t *testing.T) {
 		{"remove --gone takes a dead master and a dead worker out", lc.testRemoveGone},
 		{"no secret in any output", lc.testNoSecrets},
 		{"reset tears down, apply rebuilds", lc.testResetThenApply},
+		{"no secret on a command line or in sudo's log", lc.testNoSecretOnCommandLines},
 	}
+	lc.cmdlines = watchCmdlines(t)
 	for _, st := range steps {
 		if !t.Run(st.name, st.fn) {
 			return // each builds on the one before
@@ -95,6 +106,7 @@ func (lc *lifecycle) session(t *testing.T, path string, onEvent func(steps.Event
 	if err != nil {
 		t.Fatal(err)
 	}
+	lc.redactors = append(lc.redactors, s.Redactor.String)
 	t.Cleanup(func() {
 		// Whatever a session learned must never have been printed.
 		if got := lc.out.buf.String(); s.Redactor.String(got) != got {
@@ -123,6 +135,7 @@ func (lc *lifecycle) testApplySmall(t *testing.T) {
 	lc.wantNodes(t, "master0", "master1", "worker0", "worker1")
 	lc.wantEtcd(t, "master0", "master1")
 	lc.wantUpstream(t, "master0", "master1")
+	lc.wantNoUploadedCerts(t)
 }
 
 // tokens lists the cluster's bootstrap tokens.
@@ -185,6 +198,25 @@ func (lc *lifecycle) testJoin(t *testing.T) {
 	for _, tok := range lc.tokens(t) {
 		if tok.ByFleet() {
 			t.Errorf("the join's token %s was not deleted", tok.ID)
+		}
+	}
+	lc.wantNoUploadedCerts(t)
+	if !strings.Contains(lc.out.buf.String(), "deleted the kubeadm-certs Secret") {
+		t.Error("the join did not say it deleted the uploaded certificates")
+	}
+}
+
+// wantNoUploadedCerts: the control-plane keys are not left in the cluster,
+// nor the proxy token that owns them.
+func (lc *lifecycle) wantNoUploadedCerts(t *testing.T) {
+	t.Helper()
+	_, err := lc.client(t).CoreV1().Secrets("kube-system").Get(context.Background(), "kubeadm-certs", metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("the kubeadm-certs Secret is still in the cluster (%v)", err)
+	}
+	for _, tok := range lc.tokens(t) {
+		if tok.Description == kubeadm.CertsProxyDescription {
+			t.Errorf("the proxy token %s of the kubeadm-certs Secret is still in the cluster", tok.ID)
 		}
 	}
 }
@@ -357,6 +389,21 @@ func (lc *lifecycle) testRotateTokens(t *testing.T) {
 		t.Fatalf("join by hand: %v\n%s", err, out)
 	}
 	lc.waitReady(t, "worker1")
+
+	// The next rotation without --certificate-key cleans the certificates
+	// the last one uploaded, and says why.
+	third, err := playbooks.RotateTokens(ctx, lc.session(t, lc.full, nil), playbooks.RotateOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyDeleted := false
+	for _, r := range third.Rows {
+		proxyDeleted = proxyDeleted || r.Action == playbooks.TokenDeleted && strings.Contains(r.Why, "kubeadm-certs")
+	}
+	if !proxyDeleted {
+		t.Errorf("rotate-tokens did not delete the uploaded certificates' proxy token: %+v", third.Rows)
+	}
+	lc.wantNoUploadedCerts(t)
 }
 
 func (lc *lifecycle) testApplyRejoins(t *testing.T) {
@@ -442,6 +489,41 @@ func (lc *lifecycle) testNoSecrets(t *testing.T) {
 	st, err := os.Stat(lc.kubeconfig)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("kubeconfig: %v %v, want mode 0600", st, err)
+	}
+}
+
+// testNoSecretOnCommandLines: apply, join and rotate-tokens ran as a sudo
+// user; no token or certificate key they made was ever on a command line
+// another local user could read, nor in sudo's log on any host.
+func (lc *lifecycle) testNoSecretOnCommandLines(t *testing.T) {
+	lc.cmdlines.Stop()
+	lines, samples := lc.cmdlines.Seen()
+	if samples < 1000 || len(lines) < 50 {
+		t.Fatalf("only %d samples, %d distinct command lines: the watcher saw too little to prove anything", samples, len(lines))
+	}
+	var logged int
+	for _, h := range []string{"lb", "master0", "master1", "master2", "worker0", "worker1", "worker2"} {
+		log, err := lc.c.Exec(h, "cat", sim.SudoLogFile)
+		if err != nil {
+			t.Fatalf("%s: read sudo's log: %v", h, err)
+		}
+		for _, l := range strings.Split(string(log), "\n") {
+			if l != "" {
+				logged++
+				lines = append(lines, l)
+			}
+		}
+	}
+	if logged < 100 {
+		t.Fatalf("sudo logged only %d commands on the hosts: the run did not go through sudo", logged)
+	}
+	for _, l := range lines {
+		for _, redact := range lc.redactors {
+			if redact(l) != l {
+				t.Errorf("a secret of the run is on a command line or in sudo's log: %.60s…", redact(l))
+				break
+			}
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -83,6 +84,17 @@ func rotateTokens(ctx context.Context, s *Session, opts RotateOptions) (*Rotatio
 	if err != nil {
 		return nil, fmt.Errorf("list bootstrap tokens: %w", err)
 	}
+	// Uploaded control-plane certificates are fleet's to clean: a join
+	// that needs them gets them with --certificate-key.
+	proxies, certs, err := uploadedCerts(ctx, access.client)
+	if err != nil {
+		return nil, err
+	}
+	if certs {
+		if err := secrets.Delete(ctx, kubeadmCertsSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("delete the %s Secret: %w", kubeadmCertsSecret, err)
+		}
+	}
 	rot := &Rotation{Endpoint: s.Inv.Cluster.ControlPlaneEndpoint}
 	now := time.Now()
 	for i := range list.Items {
@@ -94,6 +106,8 @@ func rotateTokens(ctx context.Context, s *Session, opts RotateOptions) (*Rotatio
 		switch {
 		case info.Expired(now):
 			row.Action, row.Why = TokenDeleted, "expired"
+		case slices.Contains(proxies, info.ID):
+			row.Action, row.Why = TokenDeleted, "owned the uploaded control-plane certificates (kubeadm-certs), deleted with them"
 		case info.ByFleet():
 			row.Action, row.Why = TokenDeleted, "made by fleet"
 		case opts.All:
@@ -126,7 +140,7 @@ func rotateTokens(ctx context.Context, s *Session, opts RotateOptions) (*Rotatio
 		if err != nil {
 			return nil, err
 		}
-		if err := uploadCerts(ctx, s.remote(), access.master, key); err != nil {
+		if err := uploadCerts(ctx, s.remote(), s.Inv, access.master, key); err != nil {
 			return nil, fmt.Errorf("kubeadm init phase upload-certs: %w", err)
 		}
 		rot.CertificateKey = key

@@ -23,6 +23,11 @@ const (
 	tokenUsageSigning       = "usage-bootstrap-signing"
 )
 
+// CertsProxyDescription is the description of the token kubeadm makes to
+// own the kubeadm-certs Secret (it has no usages: it only carries the
+// Secret's expiry, and garbage collection deletes the Secret with it).
+const CertsProxyDescription = "Proxy for managing TTL for the kubeadm-certs secret"
+
 // BootstrapSecretName is the name of the Secret of token id in kube-system.
 func BootstrapSecretName(id string) string { return bootstrapSecretPrefix + id }
 
