@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -167,7 +168,7 @@ func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (_ Result, err
 	}
 
 	res := Result{Stdout: stdout.String(), Stderr: stderr.String(), Duration: time.Since(start)}
-	return res, c.classify(&res, shown, waitErr, stdout.cut || stderr.cut, limit)
+	return res, c.classify(&res, shown, waitErr, stdout.wasCut() || stderr.wasCut(), limit)
 }
 
 // acquire takes one of the connection's session slots.
@@ -251,12 +252,15 @@ func (c *Conn) connErr(err error) error {
 // cappedBuffer keeps the first max bytes written to it and drops the rest,
 // while still accepting writes so the remote side is never blocked.
 type cappedBuffer struct {
+	mu  sync.Mutex // a command that outlives its timeout may still write while run reads
 	buf bytes.Buffer
 	max int
 	cut bool
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if room := b.max - b.buf.Len(); room < len(p) {
 		b.cut = true
 		if room > 0 {
@@ -267,7 +271,17 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func (b *cappedBuffer) String() string { return b.buf.String() }
+func (b *cappedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *cappedBuffer) wasCut() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cut
+}
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
