@@ -298,6 +298,7 @@ func TestApply(t *testing.T) {
 	t.Run("excluded worker joins on a later apply", testExcludedWorkerJoinsLater)
 	t.Run("cluster is whole", testClusterIsWhole)
 	t.Run("second apply changes nothing", testSecondApplyChangesNothing)
+	t.Run("plan and status write nothing on any host", testPlanAndStatusWriteNothing)
 	t.Run("cluster lock refuses a second run; a stale one is broken explicitly", testClusterLock)
 	t.Run("status reports the whole cluster", testStatus)
 	t.Run("a crash-looping control-plane process shows in status; apply leaves it be", testCrashLoopShowsInStatus)
@@ -438,6 +439,75 @@ func testSecondApplyChangesNothing(t *testing.T) {
 	if report.Count(steps.AlreadyDone) < 8 {
 		t.Errorf("only %d steps found done:\n%s", report.Count(steps.AlreadyDone), out.buf.String())
 	}
+}
+
+// writableDirs are where fleet writes on a host: kubeadm's and the
+// kubelet's config, the load balancer's, fleet's own, the CA host's and
+// the services. etcd's and the kubelet's data change on their own.
+var writableDirs = []string{"/etc/kubernetes", "/etc/nginx", "/etc/fleet", "/var/lib/fleet", "/etc/cfssl", "/var/lib/cfssl", "/etc/systemd"}
+
+// hostDigest lists every file and directory fleet could write on a host,
+// with mode, owner, size and modification time (a file made and removed
+// again changes its directory's), and every file's content hash.
+func hostDigest(t *testing.T, host string) string {
+	t.Helper()
+	script := "for d in " + strings.Join(writableDirs, " ") + "; do [ -e $d ] || continue; " +
+		"find $d -printf '%p %m %U %s %T@\\n'; find $d -type f -exec sha256sum {} +; done | sort"
+	out, err := applyCluster.Exec(host, "sh", "-c", script)
+	if err != nil {
+		t.Fatalf("%s: digest: %v\n%s", host, err, out)
+	}
+	return string(out)
+}
+
+// testPlanAndStatusWriteNothing: fleet plan runs every state check (the
+// CNI diff among them) and fleet status reads every host; neither leaves
+// a trace on any host.
+func testPlanAndStatusWriteNothing(t *testing.T) {
+	before := map[string]string{}
+	for _, h := range applyCluster.Hosts {
+		before[h.Name] = hostDigest(t, h.Name)
+		if strings.Count(before[h.Name], "\n") < 5 {
+			t.Fatalf("%s: only %q to compare: the digest would prove nothing", h.Name, before[h.Name])
+		}
+	}
+	var out output
+	report, err := playbooks.Plan(context.Background(), applySession(t, &out), applyOptions())
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	if report.Count(steps.AlreadyDone) < 8 {
+		t.Fatalf("plan checked only %d steps:\n%s", report.Count(steps.AlreadyDone), out.buf.String())
+	}
+	if _, err := playbooks.Status(context.Background(), applySession(t, &out)); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, h := range applyCluster.Hosts {
+		if after := hostDigest(t, h.Name); after != before[h.Name] {
+			t.Errorf("%s changed under plan and status:\n%s", h.Name, lineDiff(before[h.Name], after))
+		}
+	}
+}
+
+// lineDiff lists the lines only in a (-) and only in b (+).
+func lineDiff(a, b string) string {
+	inA, inB := map[string]bool{}, map[string]bool{}
+	for _, l := range strings.Split(a, "\n") {
+		inA[l] = true
+	}
+	var out []string
+	for _, l := range strings.Split(b, "\n") {
+		inB[l] = true
+		if !inA[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	for _, l := range strings.Split(a, "\n") {
+		if !inB[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func testStatus(t *testing.T) {
