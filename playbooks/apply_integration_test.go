@@ -521,8 +521,12 @@ func testStatus(t *testing.T) {
 	}
 	for _, r := range rows {
 		master := r.Role == inventory.RoleMaster
-		if !r.Reachable || !r.Joined || !r.Ready || r.KubeletVersion != sim.KubernetesVersion || r.KubeadmVersion != sim.KubernetesVersion ||
-			r.EtcdMember != master || r.InUpstream != master || (r.ControlPlane == "ok") != master {
+		wantMaster := playbooks.No
+		if master {
+			wantMaster = playbooks.Yes
+		}
+		if !r.Reachable || r.Joined != playbooks.Yes || r.Ready != playbooks.Yes || r.KubeletVersion != sim.KubernetesVersion || r.KubeadmVersion != sim.KubernetesVersion ||
+			(master && r.EtcdMember != playbooks.Yes) || r.InUpstream != wantMaster || (r.ControlPlane == "ok") != master || r.Stale {
 			t.Errorf("%+v", r)
 		}
 	}
@@ -619,9 +623,9 @@ func testAPISurvivesLosingMaster0(t *testing.T) {
 	}
 	for _, r := range rows {
 		switch {
-		case r.Host == "master0" && (r.Reachable || r.Err == nil):
-			t.Errorf("status row of master0 (cut off): %+v, want unreachable with the reason", r)
-		case r.Host != "master0" && (!r.Reachable || r.KubeletVersion == "" || (r.Role == "master" && !r.EtcdMember)):
+		case r.Host == "master0" && (r.Reachable || r.Err == nil || r.Joined != playbooks.Unknown):
+			t.Errorf("status row of master0 (cut off): %+v, want unreachable with the reason, joined unknown", r)
+		case r.Host != "master0" && (!r.Reachable || r.KubeletVersion == "" || (r.Role == "master" && r.EtcdMember != playbooks.Yes)):
 			t.Errorf("status row of %s: %+v, want it reachable and filled from the API", r.Host, r)
 		}
 	}

@@ -167,7 +167,7 @@ func testMasterLinkCut(t *testing.T, id string, subnet int, file, state string) 
 		}
 	}
 	hasKubeletConf := fileExists(filepath.Join(c.Host("master1").Dir, "etc/kubernetes/kubelet.conf"))
-	if hasKubeletConf != master1.Joined || (master1.Joined && !strings.Contains(master1.ControlPlane, "join cut short")) {
+	if hasKubeletConf != (master1.Joined == playbooks.Yes) || (master1.Joined == playbooks.Yes && !strings.Contains(master1.ControlPlane, "join cut short")) {
 		t.Errorf("status of master1 after the cut: %+v (%v): want a joined master shown as cut short", master1, err)
 	}
 
@@ -203,7 +203,7 @@ func testMasterLinkCut(t *testing.T, id string, subnet int, file, state string) 
 		t.Errorf("third apply: %v, changes %+v\n%s", err, again.Changes(), shown)
 	}
 	status := "status showed nothing of it (no kubelet.conf yet)"
-	if master1.Joined {
+	if master1.Joined == playbooks.Yes {
 		status = "status showed master1 as " + master1.ControlPlane
 	}
 	reliability.Record(t, reliability.Row{N: 3, Did: did + " (noticed " + noticed.Round(time.Second).String() + " after the cut; " + state + "; its Node was not marked)",

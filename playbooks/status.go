@@ -7,30 +7,69 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
+
+// Answer is a yes or no that fleet may not know: the host or the API
+// could not be asked. A status never says "no" for "could not tell".
+type Answer int8
+
+const (
+	Unknown Answer = iota
+	No
+	Yes
+)
+
+func answer(b bool) Answer {
+	if b {
+		return Yes
+	}
+	return No
+}
+
+func (a Answer) String() string {
+	switch a {
+	case Yes:
+		return "yes"
+	case No:
+		return "no"
+	}
+	return "?"
+}
 
 // NodeStatus is one row of `fleet status`.
 type NodeStatus struct {
 	Host           string
 	Role           inventory.Role
 	Reachable      bool
-	Joined         bool   // kubelet.conf on the host
-	Ready          bool   // Node Ready in the API
+	Joined         Answer // kubelet.conf on the host
+	Ready          Answer // Node Ready in the API
 	KubeletVersion string // as the Node reports it
 	KubeadmVersion string // kubeadm version -o short on the host
-	EtcdMember     bool   // an etcd static pod runs for it
-	InUpstream     bool   // listed in the load balancer's upstream
+	EtcdMember     Answer // an etcd static pod runs for it
+	InUpstream     Answer // listed in the load balancer's upstream
 	// ControlPlane sums up a master's static pods from their mirror pods:
-	// "ok", or each one that is not ready, why, and its restarts.
+	// "ok", or each one that is not ready, why, and its restarts; "?" when
+	// the API could not be asked, or the host cannot and the API's view
+	// of it is old.
 	ControlPlane string
-	Err          error // why the host could not be asked
+	// LastHeard is how long ago the node's kubelet last renewed its Lease;
+	// past nodeGrace the API's view of the node is stale.
+	LastHeard time.Duration
+	Stale     bool
+	Err       error // why the host could not be asked
 }
+
+// nodeGrace is the node controller's default grace period: a kubelet that
+// has not renewed its Lease for longer is presumed gone.
+const nodeGrace = 40 * time.Second
 
 var upstreamLine = regexp.MustCompile(`(?m)^\s*server \S+; # (\S+)$`)
 
@@ -61,7 +100,7 @@ func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 				return nil // a row that says so, not a failed status
 			}
 			r.Reachable = true
-			r.Joined = strings.Contains(res.Stdout, "joined=yes")
+			r.Joined = answer(strings.Contains(res.Stdout, "joined=yes"))
 			for _, line := range strings.Split(res.Stdout, "\n") {
 				if v, ok := strings.CutPrefix(line, "kubeadm="); ok {
 					r.KubeadmVersion = v
@@ -73,27 +112,56 @@ func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 		return rows, err
 	}
 	if conf, err := s.readFile(ctx, s.Inv.LoadBalancer.Name, lbLiveStream(s.Inv)); err == nil {
+		for _, r := range rows {
+			r := index[r.Host]
+			r.InUpstream = No
+		}
 		for _, m := range upstreamLine.FindAllStringSubmatch(string(conf), -1) {
 			if r := index[m[1]]; r != nil {
-				r.InUpstream = true
+				r.InUpstream = Yes
 			}
 		}
 	}
-	return rows, fillFromAPI(ctx, s, index)
+	err := fillFromAPI(ctx, s, index, time.Now())
+	if err != nil {
+		for i := range rows {
+			rows[i].ControlPlane = "?"
+		}
+	}
+	return rows, err
 }
 
 // fillFromAPI completes the rows from the API, through the load balancer
 // with the admin.conf of the first initialised master that answers: a
 // status must work with master0 down.
-func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus) error {
+func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus, now time.Time) error {
 	access, err := connectCluster(ctx, s)
 	if err != nil {
 		return err
 	}
-	client := access.client
+	return fillFromClient(ctx, access.client, index, now)
+}
+
+// fillFromClient is fillFromAPI once connected.
+func fillFromClient(ctx context.Context, client kubernetes.Interface, index map[string]*NodeStatus, now time.Time) error {
 	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("list nodes through the load balancer: %w", err)
+	}
+	pods, err := client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "tier=control-plane"})
+	if err != nil {
+		return fmt.Errorf("list control-plane pods: %w", err)
+	}
+	leases, err := client.CoordinationV1().Leases(corev1.NamespaceNodeLease).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list node leases: %w", err)
+	}
+	// The API answered: what it does not list is a no.
+	for _, r := range index {
+		r.Ready = No
+		if r.Role == inventory.RoleMaster {
+			r.EtcdMember = No
+		}
 	}
 	marked := map[string]bool{}
 	for _, n := range nodes.Items {
@@ -105,13 +173,15 @@ func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus) 
 		r.KubeletVersion = n.Status.NodeInfo.KubeletVersion
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeReady {
-				r.Ready = c.Status == corev1.ConditionTrue
+				r.Ready = answer(c.Status == corev1.ConditionTrue)
 			}
 		}
 	}
-	pods, err := client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "tier=control-plane"})
-	if err != nil {
-		return fmt.Errorf("list control-plane pods: %w", err)
+	for _, l := range leases.Items {
+		if r := index[l.Name]; r != nil && l.Spec.RenewTime != nil {
+			r.LastHeard = now.Sub(l.Spec.RenewTime.Time)
+			r.Stale = r.LastHeard > nodeGrace
+		}
 	}
 	problems := map[string][]string{}
 	for _, p := range pods.Items {
@@ -120,7 +190,7 @@ func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus) 
 			continue
 		}
 		if p.Labels["component"] == "etcd" {
-			r.EtcdMember = true
+			r.EtcdMember = Yes
 		}
 		if problem := podProblem(&p); problem != "" {
 			problems[r.Host] = append(problems[r.Host], problem)
@@ -132,8 +202,12 @@ func fillFromAPI(ctx context.Context, s *Session, index map[string]*NodeStatus) 
 		index[host].ControlPlane = strings.Join(ps, "; ")
 	}
 	for _, r := range index {
-		if r.Role == inventory.RoleMaster && r.Joined && !marked[r.Host] {
+		switch {
+		case r.Role == inventory.RoleMaster && r.Joined == Yes && !marked[r.Host]:
 			r.ControlPlane = "join cut short (Node not marked control-plane): fleet apply redoes it"
+		case r.ControlPlane != "" && !r.Reachable && r.Stale:
+			// The mirror pods are what the kubelet last reported.
+			r.ControlPlane = fmt.Sprintf("? (host unreachable; the API's view, %s old: %s)", r.LastHeard.Round(time.Second), r.ControlPlane)
 		}
 	}
 	return nil

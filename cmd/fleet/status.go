@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/fleetops/fleet/playbooks"
 )
@@ -24,7 +25,11 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tROLE\tREACHABLE\tJOINED\tREADY\tKUBELET\tKUBEADM\tETCD\tLB UPSTREAM\tCONTROL PLANE")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Role, yesNo(r.Reachable), yesNo(r.Joined), yesNo(r.Ready),
+		ready := r.Ready.String()
+		if r.Stale {
+			ready += " (last heard " + r.LastHeard.Round(time.Second).String() + " ago)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Role, yesNo(r.Reachable), r.Joined, ready,
 			orDash(r.KubeletVersion), orDash(r.KubeadmVersion), roleOnly(r.Role == "master", r.EtcdMember), roleOnly(r.Role == "master", r.InUpstream),
 			orDash(r.ControlPlane))
 	}
@@ -42,10 +47,10 @@ func orDash(s string) string {
 	return s
 }
 
-// roleOnly prints yes/no where the column applies and - where it does not.
-func roleOnly(applies, v bool) string {
+// roleOnly prints yes/no/? where the column applies and - where it does not.
+func roleOnly(applies bool, v playbooks.Answer) string {
 	if !applies {
 		return "-"
 	}
-	return yesNo(v)
+	return v.String()
 }
