@@ -52,7 +52,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 		if workers := failedWorkerPreflights(err); len(workers) > 0 {
 			hint += fmt.Sprintf("; or build the rest now with --exclude %s", strings.Join(workers, ","))
 		}
-		return fmt.Errorf("apply failed after %s; %s:\n%s", time.Since(start).Round(time.Millisecond), hint, s.Redactor.String(err.Error()))
+		return fmt.Errorf("apply failed after %s; %s:\n%s", time.Since(start).Round(time.Millisecond), hint, err)
 	}
 	if !report.Changed() {
 		fmt.Fprintf(out, "no changes: the cluster already matches %s (%s)\n", c.Inventory, time.Since(start).Round(time.Millisecond))

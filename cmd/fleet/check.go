@@ -52,7 +52,7 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	tw.Flush()
 	fmt.Fprintf(out, "%d of %d hosts reachable in %s\n", len(results)-unreachable, len(results), time.Since(start).Round(time.Millisecond))
 	if runErr != nil {
-		return fmt.Errorf("%d host(s) unreachable:\n%s", unreachable, s.Redactor.String(runErr.Error()))
+		return fmt.Errorf("%d host(s) unreachable:\n%s", unreachable, runErr)
 	}
 	return nil
 }
@@ -94,5 +94,8 @@ func openSession(g *globals, path string) (*playbooks.Session, error) {
 			logEvent(e, s.Redactor.String)
 		},
 	})
+	if err == nil {
+		g.redactors = append(g.redactors, s.Redactor.String)
+	}
 	return s, err
 }

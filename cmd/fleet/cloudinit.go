@@ -26,7 +26,7 @@ func (c *cloudInitCmd) Run(ctx context.Context, g *globals) error {
 	defer s.Close()
 	ud, err := playbooks.CloudInit(ctx, s, c.Node, playbooks.CloudInitOptions{TokenTTL: c.TokenTTL})
 	if err != nil {
-		return fmt.Errorf("cloud-init: %s", s.Redactor.String(err.Error()))
+		return fmt.Errorf("cloud-init: %s", err)
 	}
 	until := ""
 	if !ud.Expires.IsZero() {

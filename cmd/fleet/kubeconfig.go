@@ -31,7 +31,7 @@ func (c *kubeconfigCmd) Run(ctx context.Context, g *globals) error {
 	}
 	r, err := playbooks.FetchKubeconfig(ctx, s, path)
 	if err != nil {
-		return fmt.Errorf("kubeconfig: %s", s.Redactor.String(err.Error()))
+		return fmt.Errorf("kubeconfig: %s", err)
 	}
 	// Facts go to stderr when stdout carries the kubeconfig.
 	info := s.Output(g.stdout)
@@ -57,7 +57,7 @@ func (c *kubeconfigCmd) Run(ctx context.Context, g *globals) error {
 	}
 	fmt.Fprintf(info, "admin credentials from %s%s\n", r.From, valid)
 	if r.APIErr != nil {
-		return fmt.Errorf("the API did not answer through the load balancer %s with it: %s", s.Inv.Cluster.ControlPlaneEndpoint, s.Redactor.String(r.APIErr.Error()))
+		return fmt.Errorf("the API did not answer through the load balancer %s with it: %s", s.Inv.Cluster.ControlPlaneEndpoint, r.APIErr)
 	}
 	fmt.Fprintf(info, "the API answers through the load balancer %s: Kubernetes %s\n", s.Inv.Cluster.ControlPlaneEndpoint, r.APIVersion)
 	return nil

@@ -28,6 +28,17 @@ type globals struct {
 	stdout, stderr io.Writer
 	stdin          io.Reader
 	log            *os.File // the opened LogFile, closed when the command ends
+	// redactors are the open sessions' (each knows the secrets it made):
+	// the one place a command's error passes before it is printed.
+	redactors []func(string) string
+}
+
+// redacted removes every secret any session of the command knows.
+func (g *globals) redacted(s string) string {
+	for _, r := range g.redactors {
+		s = r(s)
+	}
+	return s
 }
 
 type cli struct {
@@ -93,7 +104,7 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		}
 	}()
 	if err := kctx.Run(); err != nil {
-		fmt.Fprintln(stderr, "fleet:", err)
+		fmt.Fprintln(stderr, "fleet:", c.redacted(err.Error()))
 		return 1
 	}
 	return 0

@@ -28,7 +28,7 @@ func (c *joinCmd) Run(ctx context.Context, g *globals) error {
 	defer out.Flush()
 	if err != nil {
 		return fmt.Errorf("join failed after %s; fix the cause and run it again, joined nodes are skipped:\n%s",
-			time.Since(start).Round(time.Millisecond), s.Redactor.String(err.Error()))
+			time.Since(start).Round(time.Millisecond), err)
 	}
 	printNodeOutcome(out, report, c.Nodes, "joined", "already joined", time.Since(start))
 	return nil
@@ -57,7 +57,7 @@ func (c *removeCmd) Run(ctx context.Context, g *globals) error {
 	defer out.Flush()
 	if err != nil {
 		return fmt.Errorf("remove failed after %s; fix the cause and run it again, finished steps are skipped:\n%s",
-			time.Since(start).Round(time.Millisecond), s.Redactor.String(err.Error()))
+			time.Since(start).Round(time.Millisecond), err)
 	}
 	printNodeOutcome(out, report, c.Nodes, "removed", "already out of the cluster", time.Since(start))
 	if c.Gone {

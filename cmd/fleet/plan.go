@@ -71,7 +71,7 @@ func (c *planCmd) Run(ctx context.Context, g *globals) error {
 	}
 	tw.Flush()
 	if err != nil {
-		return fmt.Errorf("apply would not get through: %s", s.Redactor.String(err.Error()))
+		return fmt.Errorf("apply would not get through: %s", err)
 	}
 	if would == 0 {
 		fmt.Fprintln(out, "no changes: apply would do nothing")

@@ -28,7 +28,7 @@ func (c *resetCmd) Run(ctx context.Context, g *globals) error {
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if err != nil {
-		return fmt.Errorf("reset failed after %s; run it again to finish:\n%s", time.Since(start).Round(time.Millisecond), s.Redactor.String(err.Error()))
+		return fmt.Errorf("reset failed after %s; run it again to finish:\n%s", time.Since(start).Round(time.Millisecond), err)
 	}
 	if !report.Changed() {
 		fmt.Fprintf(out, "no changes: nothing of cluster %q is left on its hosts\n", name)

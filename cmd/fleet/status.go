@@ -35,7 +35,7 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 	}
 	tw.Flush()
 	if err != nil {
-		return fmt.Errorf("status is incomplete: %s", s.Redactor.String(err.Error()))
+		return fmt.Errorf("status is incomplete: %s", err)
 	}
 	return nil
 }

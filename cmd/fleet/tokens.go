@@ -38,7 +38,7 @@ func (c *rotateTokensCmd) Run(ctx context.Context, g *globals) error {
 	}
 	rot, err := playbooks.RotateTokens(ctx, s, playbooks.RotateOptions{TTL: c.TTL, All: c.All, CertificateKey: c.CertificateKey || c.ControlPlane})
 	if err != nil {
-		return fmt.Errorf("rotate-tokens: %s", s.Redactor.String(err.Error()))
+		return fmt.Errorf("rotate-tokens: %s", err)
 	}
 	// The table goes to stderr when stdout carries the join command, so a
 	// script can take stdout as it is.
