@@ -223,6 +223,7 @@ func (r *run) execute(t *task) outcome {
 	t.began = time.Now()
 	r.emit(Event{Time: t.began, Kind: Started, Step: t.step.Name, Host: t.host, ReadOnly: t.step.ReadOnly})
 	ctx := withStep(r.ctx, t.step)
+	var pending string // what the check says is left to do
 	if t.step.Check != nil {
 		done, reason, err := t.step.Check(ctx, t.host)
 		if err != nil && r.eng.DryRun && t.afterPlan != "" {
@@ -234,9 +235,10 @@ func (r *run) execute(t *task) outcome {
 		if done {
 			return outcome{kind: AlreadyDone, reason: reason}
 		}
+		pending = reason
 	}
 	if r.eng.DryRun && !t.step.ReadOnly {
-		return outcome{kind: WouldRun}
+		return outcome{kind: WouldRun, reason: pending}
 	}
 	if err := t.step.Run(ctx, t.host); err != nil {
 		return outcome{kind: Failed, err: err}

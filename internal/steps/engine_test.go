@@ -355,6 +355,9 @@ func TestDryRunRunsOnlyReadOnlyStepsAndChecks(t *testing.T) {
 		Check: func(context.Context, string) (bool, string, error) { return true, "config current", nil }})
 	g.MustAdd(Step{Name: "init", Hosts: []string{"m0"}, After: []string{"lb"}, Run: run,
 		Check: func(context.Context, string) (bool, string, error) { return false, "", nil }})
+	// A check that says what is left: the plan shows it.
+	g.MustAdd(Step{Name: "labels", After: []string{"lb"}, Run: run,
+		Check: func(context.Context, string) (bool, string, error) { return false, "+pool=general", nil }})
 	// Its state would only exist after init: the check fails.
 	g.MustAdd(Step{Name: "kubeconfig", After: []string{"init"}, Run: run,
 		Check: func(context.Context, string) (bool, string, error) { return false, "", noState }})
@@ -382,7 +385,7 @@ func TestDryRunRunsOnlyReadOnlyStepsAndChecks(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"probe": "succeeded ", "lb": "already-done config current", "init": "would-run ",
+		"probe": "succeeded ", "lb": "already-done config current", "init": "would-run ", "labels": "would-run +pool=general",
 		"kubeconfig": "would-run after init", "cleanup": "would-run after kubeconfig", "broken": "failed ",
 	}
 	for step, w := range want {

@@ -27,7 +27,8 @@ type Step struct {
 	// run whose only successes are read-only reports "no changes".
 	ReadOnly bool
 	// Check says whether the work is already done on host, with a reason; a
-	// done step is skipped and counts as a success for its dependents.
+	// done step is skipped and counts as a success for its dependents. When
+	// not done, the reason (if any) says what is left, for a dry run to show.
 	Check func(ctx context.Context, host string) (done bool, reason string, err error)
 	Run   func(ctx context.Context, host string) error
 	// Produces and Consumes declare the outputs the step sets and reads
