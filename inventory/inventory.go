@@ -83,7 +83,12 @@ type Host struct {
 	Name    string            `yaml:"name"`
 	Address string            `yaml:"address"`
 	SSH     *SSH              `yaml:"ssh"`
-	Labels  map[string]string `yaml:"labels"`
+	// Labels and Taints go on the node's Node: at join where the kubelet
+	// may set them, then through the API on every apply. Labels and taints
+	// fleet set and the inventory no longer has are removed; others are
+	// left alone. Masters and workers only.
+	Labels map[string]string `yaml:"labels"`
+	Taints []Taint           `yaml:"taints"`
 	OS      string            `yaml:"os"`    // CA host only: linux (default) or illumos
 	Nginx   *Nginx            `yaml:"nginx"` // load balancer only
 	CFSSL   *CFSSL            `yaml:"cfssl"` // CA host only
@@ -91,6 +96,13 @@ type Host struct {
 	JoinMode string `yaml:"joinMode"`
 
 	Role Role `yaml:"-"`
+}
+
+// Taint keeps pods off a node unless they tolerate it.
+type Taint struct {
+	Key    string `yaml:"key"`
+	Value  string `yaml:"value"`
+	Effect string `yaml:"effect"` // NoSchedule, PreferNoSchedule or NoExecute
 }
 
 // Nginx tunes the load balancer's stream proxy and says how nginx runs.

@@ -130,6 +130,18 @@ func TestBadInventories(t *testing.T) {
 		{"CNI pin without a manifest", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  cniSHA256: sha256:"+strings.Repeat("0", 64)+"\n")
 		}, `inv.yaml:3:14: cluster.cniSHA256: pins a manifest, but cluster.cni names none`},
+		{"taint without an effect", func(t *testing.T) string {
+			return edit(t, "    address: 198.18.0.14\n", "    address: 198.18.0.14\n    taints:\n      - key: dedicated\n        value: db\n")
+		}, `inv.yaml:16:9: workers[0].taints[0].effect: is required: NoSchedule, PreferNoSchedule or NoExecute`},
+		{"taint with a bad effect", func(t *testing.T) string {
+			return edit(t, "    address: 198.18.0.14\n", "    address: 198.18.0.14\n    taints:\n      - key: dedicated\n        effect: NoEntry\n")
+		}, `inv.yaml:17:17: workers[0].taints[0].effect: "NoEntry": want NoSchedule, PreferNoSchedule or NoExecute`},
+		{"the same taint twice", func(t *testing.T) string {
+			return edit(t, "    address: 198.18.0.14\n", "    address: 198.18.0.14\n    taints:\n      - {key: a, effect: NoSchedule}\n      - {key: a, value: b, effect: NoSchedule}\n")
+		}, `inv.yaml:17:9: workers[0].taints[1]: a second taint a:NoSchedule`},
+		{"labels on the load balancer", func(t *testing.T) string {
+			return edit(t, "  address: 198.18.0.10\n", "  address: 198.18.0.10\n  labels: {pool: lb}\n")
+		}, `inv.yaml:9:11: loadbalancer.labels: only masters and workers are nodes`},
 		{"host inside pod subnet", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  podSubnet: 198.18.0.0/16\n")
 		},

@@ -201,9 +201,37 @@ func (d *decoder) validateHost(h *Host, path string) {
 	if h.SSH != nil {
 		d.validateSSH(h.SSH, path+".ssh")
 	}
+	if (len(h.Labels) > 0 || len(h.Taints) > 0) && h.Role != RoleMaster && h.Role != RoleWorker {
+		field := "labels"
+		if len(h.Labels) == 0 {
+			field = "taints"
+		}
+		d.errorf(path+"."+field, "only masters and workers are nodes: a %s takes no labels or taints", h.Role)
+	}
 	for k, v := range h.Labels {
 		if err := checkLabel(k, v); err != nil {
 			d.errorf(path+".labels."+k, "%v", err)
+		}
+	}
+	seen := map[string]bool{}
+	for i, t := range h.Taints {
+		at := fmt.Sprintf("%s.taints[%d]", path, i)
+		if t.Key == "" {
+			d.errorf(at+".key", "is required")
+		} else if err := checkLabel(t.Key, t.Value); err != nil {
+			d.errorf(at, "%v", strings.NewReplacer("label key", "taint key", "label value", "taint value").Replace(err.Error()))
+		}
+		switch t.Effect {
+		case "NoSchedule", "PreferNoSchedule", "NoExecute":
+		case "":
+			d.errorf(at+".effect", "is required: NoSchedule, PreferNoSchedule or NoExecute")
+		default:
+			d.errorf(at+".effect", "%q: want NoSchedule, PreferNoSchedule or NoExecute", t.Effect)
+		}
+		if id := t.Key + ":" + t.Effect; seen[id] {
+			d.errorf(at, "a second taint %s: a node has one per key and effect", id)
+		} else {
+			seen[id] = true
 		}
 	}
 }

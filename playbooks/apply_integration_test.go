@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleetops/fleet/internal/kubeadm"
 	"github.com/fleetops/fleet/internal/lock"
+	"github.com/fleetops/fleet/internal/nodemeta"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
@@ -299,6 +300,7 @@ func TestApply(t *testing.T) {
 	t.Run("cluster is whole", testClusterIsWhole)
 	t.Run("second apply changes nothing", testSecondApplyChangesNothing)
 	t.Run("plan and status write nothing on any host", testPlanAndStatusWriteNothing)
+	t.Run("labels and taints follow the inventory; others' stay", testLabelsAndTaintsFollowTheInventory)
 	t.Run("cluster lock refuses a second run; a stale one is broken explicitly", testClusterLock)
 	t.Run("status reports the whole cluster", testStatus)
 	t.Run("a crash-looping control-plane process shows in status; apply leaves it be", testCrashLoopShowsInStatus)
@@ -438,6 +440,99 @@ func testSecondApplyChangesNothing(t *testing.T) {
 	}
 	if report.Count(steps.AlreadyDone) < 8 {
 		t.Errorf("only %d steps found done:\n%s", report.Count(steps.AlreadyDone), out.buf.String())
+	}
+}
+
+// testLabelsAndTaintsFollowTheInventory: labels and taints added to a
+// joined worker show in plan, reach its Node on apply, change and go with
+// the inventory; a label and a taint set by hand stay; the annotation
+// fleet keeps goes when nothing is left to manage.
+func testLabelsAndTaintsFollowTheInventory(t *testing.T) {
+	ctx := context.Background()
+	client := clientFor(t, applyOptions().Kubeconfig)
+	original, err := os.ReadFile(applyCluster.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile(applyCluster.Inventory, original, 0o600)
+	entry := "  - name: worker0\n    address: " + applyCluster.Host("worker0").Address + "\n"
+	withMeta := func(meta string) { editInventory(t, applyCluster.Inventory, original, [2]string{entry, entry + meta}) }
+	node := func() *corev1.Node {
+		t.Helper()
+		n, err := client.CoreV1().Nodes().Get(ctx, "worker0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	apply := func() *steps.Report {
+		t.Helper()
+		var out output
+		report, err := playbooks.Apply(ctx, applySession(t, &out), applyOptions())
+		if err != nil {
+			t.Fatalf("apply: %v\n%s", err, out.buf.String())
+		}
+		return report
+	}
+
+	withMeta("    labels:\n      pool.example.com/kind: general\n      node-role.kubernetes.io/worker: \"\"\n" +
+		"    taints:\n      - {key: dedicated, value: web, effect: NoSchedule}\n")
+	var out output
+	plan, err := playbooks.Plan(ctx, applySession(t, &out), applyOptions())
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	shown := ""
+	for _, e := range plan.Events {
+		if e.Step == "node-meta" && e.Kind == steps.WouldRun {
+			shown += e.Host + ": " + e.Reason + "\n"
+		}
+	}
+	if shown != "worker0: label +node-role.kubernetes.io/worker= +pool.example.com/kind=general; taint +dedicated=web:NoSchedule\n" {
+		t.Errorf("plan shows for node-meta:\n%s", shown)
+	}
+	if ran := changedSteps(apply()); len(ran) != 1 || !ran["node-meta/worker0"] {
+		t.Errorf("apply changed %v, want worker0's labels only", ran)
+	}
+	n := node()
+	if n.Labels["pool.example.com/kind"] != "general" || n.Labels["node-role.kubernetes.io/worker"] != "" ||
+		len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != "dedicated" || n.Spec.Taints[0].Value != "web" {
+		t.Fatalf("worker0 has labels %v, taints %v", n.Labels, n.Spec.Taints)
+	}
+
+	// Someone labels and taints the node by hand; the inventory drops the
+	// role label and changes the taint's value.
+	n.Labels["team"] = "payments"
+	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "maintenance", Effect: corev1.TaintEffectPreferNoSchedule})
+	if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	withMeta("    labels:\n      pool.example.com/kind: general\n    taints:\n      - {key: dedicated, value: db, effect: NoSchedule}\n")
+	apply()
+	n = node()
+	if _, ok := n.Labels["node-role.kubernetes.io/worker"]; ok || n.Labels["team"] != "payments" || n.Labels["pool.example.com/kind"] != "general" {
+		t.Errorf("labels after the inventory dropped one: %v", n.Labels)
+	}
+	taints := map[string]string{}
+	for _, tn := range n.Spec.Taints {
+		taints[tn.Key+":"+string(tn.Effect)] = tn.Value
+	}
+	if len(taints) != 2 || taints["dedicated:NoSchedule"] != "db" || taints["maintenance:PreferNoSchedule"] != "" {
+		t.Errorf("taints after the change: %v", n.Spec.Taints)
+	}
+	if again := apply(); again.Changed() {
+		t.Errorf("a second apply changed %v", again.Changes())
+	}
+
+	// Back to the inventory without any: fleet's go, the hand-set stay.
+	if err := os.WriteFile(applyCluster.Inventory, original, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	apply()
+	n = node()
+	if _, ok := n.Labels["pool.example.com/kind"]; ok || n.Labels["team"] != "payments" ||
+		len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != "maintenance" || n.Annotations[nodemeta.LabelsAnnotation] != "" {
+		t.Errorf("after the inventory dropped them all: labels %v, taints %v, annotations %v", n.Labels, n.Spec.Taints, n.Annotations)
 	}
 }
 

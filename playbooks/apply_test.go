@@ -31,7 +31,7 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 	}
 	// worker1 joins by TLS bootstrapping: the RBAC bindings come before the joins.
 	// The CA host's cluster CA is in place before kubeadm init makes the cluster with it.
-	want := "preflight gate loadbalancer ca-host cluster-ca init credentials cni join-masters distribute-ca bootstrap-rbac join-workers kubeconfig cleanup-tokens"
+	want := "preflight gate loadbalancer ca-host cluster-ca init credentials cni join-masters distribute-ca bootstrap-rbac join-workers kubeconfig node-meta cleanup-tokens"
 	if got := strings.Join(order, " "); got != want {
 		t.Fatalf("order %s\nwant  %s", got, want)
 	}
@@ -52,6 +52,9 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 	}
 	if after := byName["join-workers"].After; !slices.Contains(after, "bootstrap-rbac") || !slices.Contains(after, "distribute-ca") {
 		t.Errorf("join-workers after %v: want the CA copied and the bootstrap bindings made first", after)
+	}
+	if s := byName["node-meta"]; strings.Join(s.Hosts, ",") != "master0,master1,master2,worker0,worker1" {
+		t.Errorf("node-meta on %v, want every node", s.Hosts)
 	}
 	if len(byName["preflight"].Hosts) != 7 || !byName["preflight"].ReadOnly {
 		t.Errorf("preflight on %v, want the 7 hosts (the CA host too), read-only", byName["preflight"].Hosts)

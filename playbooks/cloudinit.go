@@ -89,7 +89,7 @@ func cloudInit(ctx context.Context, s *Session, h *inventory.Host, opts CloudIni
 		if err != nil {
 			return nil, err
 		}
-		join, err := kubeadm.JoinConfig(clusterOf(s.Inv), kubeadm.Node{Name: h.Name, AdvertiseAddress: h.Address}, tok, hash, "")
+		join, err := kubeadm.JoinConfig(clusterOf(s.Inv), nodeOf(s.Inv, h.Name), tok, hash, "")
 		if err != nil {
 			return nil, err
 		}

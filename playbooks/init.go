@@ -43,7 +43,7 @@ func (p *initPhase) run(ctx context.Context, r remote, host string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := kubeadm.InitConfig(clusterOf(p.inv), kubeadm.Node{Name: m.Name, AdvertiseAddress: m.Address},
+	cfg, err := kubeadm.InitConfig(clusterOf(p.inv), nodeOf(p.inv, m.Name),
 		creds.token, p.tokenTTL.String(), creds.certKey)
 	if err != nil {
 		return err

@@ -100,6 +100,8 @@ func joinGraph(s *Session, found *clusterAccess, opts JoinOptions, masters, work
 	waits = append(waits, addJoins(s, g, j, nil, workers)...)
 	g.MustAdd(s.step(steps.Step{Name: "ready", Description: "wait until the named nodes are Registered and Ready",
 		After: waits, Consumes: []steps.Slot{access}}, &readiness{nodes: nodes, timeout: opts.ReadyTimeout, access: access}))
+	g.MustAdd(s.step(steps.Step{Name: "node-meta", Description: "the inventory's labels and taints on each Node",
+		Hosts: nodes, After: []string{"ready"}, Consumes: []steps.Slot{access}}, &nodeMetaPhase{inv: inv, access: access}))
 	g.MustAdd(s.step(steps.Step{Name: "cleanup-tokens", Description: "delete this run's bootstrap tokens, and the uploaded control-plane certificates (kubeadm-certs) once no master is left to join",
 		After: []string{"ready"}, Consumes: []steps.Slot{access}}, &cleanupTokensPhase{access: access}))
 	return g

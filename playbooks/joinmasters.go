@@ -50,7 +50,7 @@ func (p *joinMastersPhase) run(ctx context.Context, r remote, host string) error
 		return err
 	}
 	m := p.inv.Host(host)
-	cfg, err := kubeadm.JoinConfig(clusterOf(p.inv), kubeadm.Node{Name: m.Name, AdvertiseAddress: m.Address}, tok, creds.caHash, key)
+	cfg, err := kubeadm.JoinConfig(clusterOf(p.inv), nodeOf(p.inv, m.Name), tok, creds.caHash, key)
 	if err != nil {
 		return err
 	}

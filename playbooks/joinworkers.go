@@ -66,7 +66,7 @@ func (p *joinWorkersPhase) kubeadmJoin(ctx context.Context, r remote, access *cl
 		return err
 	}
 	w := p.inv.Host(host)
-	cfg, err := kubeadm.JoinConfig(clusterOf(p.inv), kubeadm.Node{Name: w.Name, AdvertiseAddress: w.Address}, tok, creds.caHash, "")
+	cfg, err := kubeadm.JoinConfig(clusterOf(p.inv), nodeOf(p.inv, w.Name), tok, creds.caHash, "")
 	if err != nil {
 		return err
 	}

@@ -112,8 +112,7 @@ const removeFailed = 97
 // Secret, encrypted with key, for masters to join with. The key goes in
 // the config file kubeadm reads; kubeadm prints it, so stdout is dropped.
 func uploadCerts(ctx context.Context, r remote, inv *inventory.Inventory, master, key string) error {
-	m := inv.Host(master)
-	cfg, err := kubeadm.InitConfig(clusterOf(inv), kubeadm.Node{Name: m.Name, AdvertiseAddress: m.Address}, kubeadm.Token{}, "", key)
+	cfg, err := kubeadm.InitConfig(clusterOf(inv), nodeOf(inv, master), kubeadm.Token{}, "", key)
 	if err != nil {
 		return err
 	}

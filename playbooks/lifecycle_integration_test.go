@@ -43,6 +43,10 @@ type lifecycle struct {
 	cmdlines  *cmdlineWatcher
 }
 
+// worker2Meta: worker2's labels and taint in the inventory.
+const worker2Meta = "    labels:\n      pool.example.com/kind: general\n      node-role.kubernetes.io/worker: \"\"\n" +
+	"    taints:\n      - {key: dedicated, value: web, effect: NoSchedule}\n"
+
 func TestLifecycle(t *testing.T) {
 	sim.Need(t, cluster)
 	topo := sim.Topology{ID: "lc", Subnet: 22, Hosts: []sim.HostSpec{
@@ -58,10 +62,16 @@ func TestLifecycle(t *testing.T) {
 	}
 	// Log in as a sudo user, whose every command sudo writes to its log.
 	full = []byte(strings.Replace(string(full), "\n  user: root\n", "\n  user: "+sim.SudoUser+"\n  sudo: true\n", 1))
+	// worker2 joins later with labels and a taint.
+	w2 := "  - name: worker2\n    address: " + c.Host("worker2").Address + "\n"
+	if !strings.Contains(string(full), w2) {
+		t.Fatalf("no %q in the inventory", w2)
+	}
+	full = []byte(strings.Replace(string(full), w2, w2+worker2Meta, 1))
 	if err := os.WriteFile(lc.full, full, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	small := regexp.MustCompile(`(?m)^  - name: (master2|worker2)\n    address: \S+\n`).ReplaceAll(full, nil)
+	small := regexp.MustCompile(`(?m)^  - name: (master2|worker2)\n    address: \S+\n(    .*\n|      .*\n)*`).ReplaceAll(full, nil)
 	if err := os.WriteFile(lc.small, small, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +177,11 @@ func (lc *lifecycle) testJoin(t *testing.T) {
 	// notice and upload them again.
 	client := lc.client(t)
 	deleted := false
+	var metaNotes []string
 	s := lc.session(t, lc.full, func(e steps.Event) {
+		if e.Step == "node-meta" && e.Kind == steps.Note {
+			metaNotes = append(metaNotes, e.Host+": "+e.Reason)
+		}
 		if e.Step == "credentials" && e.Kind == steps.Succeeded {
 			err := client.CoreV1().Secrets("kube-system").Delete(context.Background(), "kubeadm-certs", metav1.DeleteOptions{})
 			deleted = err == nil
@@ -199,6 +213,16 @@ func (lc *lifecycle) testJoin(t *testing.T) {
 		if tok.ByFleet() {
 			t.Errorf("the join's token %s was not deleted", tok.ID)
 		}
+	}
+	// The kubelet registered worker2 with the label it may set and kubeadm
+	// with the taint; the API added the role label NodeRestriction keeps
+	// from kubelets.
+	if got := strings.Join(metaNotes, "\n"); got != "worker2: label +node-role.kubernetes.io/worker=" {
+		t.Errorf("node-meta after the join did %q; want only the role label left to the API", got)
+	}
+	w2, err := client.CoreV1().Nodes().Get(context.Background(), "worker2", metav1.GetOptions{})
+	if err != nil || w2.Labels["pool.example.com/kind"] != "general" || len(w2.Spec.Taints) != 1 || w2.Spec.Taints[0].Key != "dedicated" {
+		t.Errorf("worker2's Node: %v, labels %v, taints %v", err, w2.Labels, w2.Spec.Taints)
 	}
 	lc.wantNoUploadedCerts(t)
 	if !strings.Contains(lc.out.buf.String(), "deleted the kubeadm-certs Secret") {

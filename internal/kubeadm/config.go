@@ -6,10 +6,13 @@ package kubeadm
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // TokenDescription marks the bootstrap tokens fleet apply makes, so that a
@@ -33,6 +36,12 @@ type Cluster struct {
 type Node struct {
 	Name             string
 	AdvertiseAddress string
+	// Labels the kubelet sets on its Node when it registers (only those
+	// the NodeRestriction admission lets a kubelet set).
+	Labels map[string]string
+	// Taints the Node registers with. Empty keeps kubeadm's default (a
+	// control-plane taint on masters); set, it replaces it.
+	Taints []corev1.Taint
 }
 
 // APIVersion picks the kubeadm config API for a Kubernetes version:
@@ -71,7 +80,7 @@ func InitConfig(c Cluster, n Node, token Token, tokenTTL string, certKey string)
 		"kind":             "InitConfiguration",
 		"certificateKey":   certKey,
 		"localAPIEndpoint": doc{"advertiseAddress": n.AdvertiseAddress, "bindPort": 6443},
-		"nodeRegistration": nodeRegistration(n),
+		"nodeRegistration": nodeRegistration(api, n),
 	}
 	if token.ID != "" {
 		init["bootstrapTokens"] = []doc{{
@@ -115,7 +124,7 @@ func JoinConfig(c Cluster, n Node, token Token, caHash, certKey string) ([]byte,
 			"token":             token.String(),
 			"caCertHashes":      []string{caHash},
 		}},
-		"nodeRegistration": nodeRegistration(n),
+		"nodeRegistration": nodeRegistration(api, n),
 	}
 	if certKey != "" {
 		join["controlPlane"] = doc{
@@ -126,12 +135,49 @@ func JoinConfig(c Cluster, n Node, token Token, caHash, certKey string) ([]byte,
 	return documents(join)
 }
 
-func nodeRegistration(n Node) doc {
-	return doc{
+// nodeRegistration renders the node's part of an init or join config.
+// kubeletExtraArgs is a list of name/value pairs from v1beta4 on, a map
+// before.
+func nodeRegistration(api string, n Node) doc {
+	args := [][2]string{{"node-ip", n.AdvertiseAddress}}
+	if len(n.Labels) > 0 {
+		var labels []string
+		for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
+			labels = append(labels, k+"="+n.Labels[k])
+		}
+		args = append(args, [2]string{"node-labels", strings.Join(labels, ",")})
+	}
+	var extra any
+	if api == "kubeadm.k8s.io/v1beta3" {
+		m := doc{}
+		for _, a := range args {
+			m[a[0]] = a[1]
+		}
+		extra = m
+	} else {
+		var list []doc
+		for _, a := range args {
+			list = append(list, doc{"name": a[0], "value": a[1]})
+		}
+		extra = list
+	}
+	reg := doc{
 		"name":             n.Name,
 		"criSocket":        CRISocket,
-		"kubeletExtraArgs": []doc{{"name": "node-ip", "value": n.AdvertiseAddress}},
+		"kubeletExtraArgs": extra,
 	}
+	if len(n.Taints) > 0 {
+		var taints []doc
+		for _, t := range n.Taints {
+			d := doc{"key": t.Key, "effect": string(t.Effect)}
+			if t.Value != "" {
+				d["value"] = t.Value
+			}
+			taints = append(taints, d)
+		}
+		reg["taints"] = taints
+	}
+	return reg
 }
 
 type doc = map[string]any

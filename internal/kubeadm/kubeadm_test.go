@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"flag"
+	corev1 "k8s.io/api/core/v1"
 	"math/big"
 	"os"
 	osexec "os/exec"
@@ -45,13 +46,20 @@ func TestConfigsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	labelled, err := JoinConfig(cluster, Node{Name: "worker1", AdvertiseAddress: "198.18.0.15",
+		Labels: map[string]string{"pool": "general", "example.com/tier": "web"},
+		Taints: []corev1.Taint{{Key: "dedicated", Value: "web", Effect: corev1.TaintEffectNoSchedule}, {Key: "spot", Effect: corev1.TaintEffectNoExecute}}},
+		token, "sha256:"+strings.Repeat("0", 64), "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	// upload-certs reads the certificate key from this file, and no token.
 	uploadCerts, err := InitConfig(cluster, Node{Name: "master0", AdvertiseAddress: "198.18.0.11"}, Token{}, "", certKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, got := range map[string][]byte{"init.yaml": initCfg, "join-control-plane.yaml": cpJoin, "join-worker.yaml": workerJoin,
-		"init-v1beta3.yaml": v1beta3, "upload-certs.yaml": uploadCerts} {
+		"init-v1beta3.yaml": v1beta3, "upload-certs.yaml": uploadCerts, "join-worker-labelled.yaml": labelled} {
 		golden := filepath.Join("testdata", name)
 		if *update {
 			os.WriteFile(golden, got, 0o644)

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/component-base/version"
+	taintutil "k8s.io/kubernetes/pkg/util/taints"
 
 	"github.com/fleetops/fleet/testing/tools/kubernetes/internal/node"
 	"github.com/fleetops/fleet/testing/tools/kubernetes/internal/staticpod"
@@ -120,8 +123,12 @@ func apiLoop(ctx context.Context, f flags, name, ip string, runner *staticpod.Ru
 	if err != nil {
 		return err
 	}
+	labels, taints, err := registration(f)
+	if err != nil {
+		return err
+	}
 	agent := &node.Agent{Client: client, Name: name, IP: ip, Version: version.Get().GitVersion,
-		Runtime: "sim-containerd://1.7.0", LeaseSeconds: 40}
+		Runtime: "sim-containerd://1.7.0", LeaseSeconds: 40, Labels: labels, Taints: taints}
 	for ctx.Err() == nil {
 		if err := agent.Register(ctx); err == nil {
 			logf("registered node %s", name)
@@ -168,4 +175,25 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// registration reads what the Node registers with, as the kubelet's
+// --node-labels (key=value,...) and --register-with-taints
+// (key=value:Effect,...) say.
+func registration(f flags) (map[string]string, []corev1.Taint, error) {
+	labels := map[string]string{}
+	if spec := f.get("node-labels", ""); spec != "" {
+		for _, kv := range strings.Split(spec, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			labels[k] = v
+		}
+	}
+	var taints []corev1.Taint
+	if spec := f.get("register-with-taints", ""); spec != "" {
+		var err error
+		if taints, _, err = taintutil.ParseTaints(strings.Split(spec, ",")); err != nil {
+			return nil, nil, fmt.Errorf("--register-with-taints: %w", err)
+		}
+	}
+	return labels, taints, nil
 }

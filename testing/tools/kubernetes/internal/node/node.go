@@ -29,6 +29,10 @@ type Agent struct {
 	Runtime string // container runtime version string
 	// LeaseSeconds is the lease duration; heartbeats come every quarter.
 	LeaseSeconds int32
+	// Labels and Taints the Node registers with (--node-labels,
+	// --register-with-taints); later changes are the API's, not the kubelet's.
+	Labels map[string]string
+	Taints []corev1.Taint
 
 	uid types.UID
 }
@@ -37,16 +41,23 @@ type Agent struct {
 func (a *Agent) Register(ctx context.Context) error {
 	n, err := a.Client.CoreV1().Nodes().Get(ctx, a.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		n, err = a.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-			Name: a.Name,
-			Labels: map[string]string{
-				"kubernetes.io/hostname":  a.Name,
-				"kubernetes.io/os":        runtime.GOOS,
-				"kubernetes.io/arch":      runtime.GOARCH,
-				"beta.kubernetes.io/os":   runtime.GOOS,
-				"beta.kubernetes.io/arch": runtime.GOARCH,
-			},
-		}}, metav1.CreateOptions{})
+		labels := map[string]string{}
+		for k, v := range a.Labels {
+			labels[k] = v
+		}
+		for k, v := range map[string]string{
+			"kubernetes.io/hostname":  a.Name,
+			"kubernetes.io/os":        runtime.GOOS,
+			"kubernetes.io/arch":      runtime.GOARCH,
+			"beta.kubernetes.io/os":   runtime.GOOS,
+			"beta.kubernetes.io/arch": runtime.GOARCH,
+		} {
+			labels[k] = v
+		}
+		n, err = a.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: a.Name, Labels: labels},
+			Spec:       corev1.NodeSpec{Taints: a.Taints},
+		}, metav1.CreateOptions{})
 	}
 	if err != nil {
 		return fmt.Errorf("register node %s: %w", a.Name, err)

@@ -1,0 +1,107 @@
+package playbooks
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/fleetops/fleet/internal/kubeadm"
+	"github.com/fleetops/fleet/internal/nodemeta"
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// nodeOf is the host as kubeadm init or join registers it: with the
+// labels its kubelet may set itself, and with the inventory's taints (on
+// a master, after kubeadm's control-plane taint, which a node's own taints
+// would otherwise replace).
+func nodeOf(inv *inventory.Inventory, host string) kubeadm.Node {
+	h := inv.Host(host)
+	n := kubeadm.Node{Name: h.Name, AdvertiseAddress: h.Address, Labels: nodemeta.KubeletLabels(h.Labels)}
+	taints := wantOf(h).Taints
+	if len(taints) > 0 && h.Role == inventory.RoleMaster {
+		taints = append([]corev1.Taint{{Key: controlPlaneLabel, Effect: corev1.TaintEffectNoSchedule}}, taints...)
+	}
+	n.Taints = taints
+	return n
+}
+
+// wantOf is what the inventory gives a host's Node.
+func wantOf(h *inventory.Host) nodemeta.Want {
+	w := nodemeta.Want{Labels: h.Labels}
+	for _, t := range h.Taints {
+		w.Taints = append(w.Taints, corev1.Taint{Key: t.Key, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+	}
+	return w
+}
+
+// nodeMetaPhase puts the inventory's labels and taints on each node's
+// Node through the API, and takes off those fleet set that the inventory
+// no longer has; labels and taints anyone else set stay.
+type nodeMetaPhase struct {
+	inv    *inventory.Inventory
+	access *steps.Output[*clusterAccess]
+}
+
+// nodeRegistration bounds the wait for a just-joined kubelet's Node.
+const nodeRegistration = 2 * time.Minute
+
+func (p *nodeMetaPhase) check(ctx context.Context, _ probe, host string) (bool, string, error) {
+	access, err := p.access.Get(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	node, err := access.client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, "the Node is not registered yet", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("read Node %s: %w", host, err)
+	}
+	if _, change := nodemeta.Reconcile(node, wantOf(p.inv.Host(host))); !change.Empty() {
+		return false, change.String(), nil
+	}
+	return true, "labels and taints as the inventory says", nil
+}
+
+func (p *nodeMetaPhase) run(ctx context.Context, r remote, host string) error {
+	access, err := p.access.Get(ctx)
+	if err != nil {
+		return err
+	}
+	nodes := access.client.CoreV1().Nodes()
+	want := wantOf(p.inv.Host(host))
+	var change nodemeta.Change
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var node *corev1.Node
+		err := pollUntil(ctx, time.Second, nodeRegistration, func(ctx context.Context) (bool, error) {
+			var err error
+			node, err = nodes.Get(ctx, host, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return err == nil, err
+		})
+		if err != nil {
+			return fmt.Errorf("wait for Node %s: %w", host, err)
+		}
+		var updated *corev1.Node
+		if updated, change = nodemeta.Reconcile(node, want); change.Empty() {
+			return nil
+		}
+		_, err = nodes.Update(ctx, updated, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("labels and taints of Node %s: %w", host, err)
+	}
+	if !change.Empty() {
+		r.note("node-meta", host, change.String())
+	}
+	return nil
+}
