@@ -80,18 +80,18 @@ type SSH struct {
 
 // Host is one machine of the inventory.
 type Host struct {
-	Name    string            `yaml:"name"`
-	Address string            `yaml:"address"`
-	SSH     *SSH              `yaml:"ssh"`
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	SSH     *SSH   `yaml:"ssh"`
 	// Labels and Taints go on the node's Node: at join where the kubelet
 	// may set them, then through the API on every apply. Labels and taints
 	// fleet set and the inventory no longer has are removed; others are
 	// left alone. Masters and workers only.
 	Labels map[string]string `yaml:"labels"`
 	Taints []Taint           `yaml:"taints"`
-	OS      string            `yaml:"os"`    // CA host only: linux (default) or illumos
-	Nginx   *Nginx            `yaml:"nginx"` // load balancer only
-	CFSSL   *CFSSL            `yaml:"cfssl"` // CA host only
+	OS     string            `yaml:"os"`    // CA host only: linux (default) or illumos
+	Nginx  *Nginx            `yaml:"nginx"` // load balancer only
+	CFSSL  *CFSSL            `yaml:"cfssl"` // CA host only
 	// JoinMode overrides the cluster's join mode for this worker.
 	JoinMode string `yaml:"joinMode"`
 
