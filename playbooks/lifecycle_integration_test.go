@@ -2,6 +2,7 @@ package playbooks_test
 
 import (
 	"context"
+	"fmt"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -541,13 +542,19 @@ func (lc *lifecycle) testNoSecretOnCommandLines(t *testing.T) {
 	if logged < 100 {
 		t.Fatalf("sudo logged only %d commands on the hosts: the run did not go through sudo", logged)
 	}
+	found := 0
 	for _, l := range lines {
 		for _, redact := range lc.redactors {
 			if redact(l) != l {
+				found++
 				t.Errorf("a secret of the run is on a command line or in sudo's log: %.60s…", redact(l))
 				break
 			}
 		}
+	}
+	if found == 0 {
+		reliability.Record(t, reliability.Row{N: 16, Did: fmt.Sprintf("no token or certificate key of %d sessions in %d distinct command lines (%d samples of /proc every %s) nor in %d sudo log lines on 7 hosts; tokens are made through the API, the certificate key is read by kubeadm from a 0600 file removed in the same command",
+			len(lc.redactors), len(lines)-logged, samples, cmdlineInterval, logged), Rerun: "not needed: nothing to fix"})
 	}
 }
 

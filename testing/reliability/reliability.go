@@ -74,6 +74,8 @@ var Faults = map[int]string{
 	13: "Ctrl-C during the run",
 	14: "A full disk on a worker",
 	15: "A control-plane process crash-looping on one master",
+	16: "A local user reading /proc/*/cmdline, and sudo's own log, during apply, join and rotate-tokens",
+	17: "fleet plan and fleet status on a live cluster (they must write nothing)",
 }
 
 // Read loads the rows a run recorded in dir.
