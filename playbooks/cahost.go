@@ -47,13 +47,32 @@ func (s *Session) caPlatformLocked(ctx context.Context) (cfssl.Platform, error) 
 	return p, nil
 }
 
-// caServe is where the API listens: the CA host's inventory address.
+// caServe is where the API listens: the CA host's loopback only. Nothing
+// on the network reaches it; fleet does through its SSH connection to the
+// CA host (a forwarded connection, as ssh -L), so the answers come over
+// the host-key-verified channel and the auth key alone signs nothing.
 func caServe(inv *inventory.Inventory) cfssl.Serve {
-	return cfssl.Serve{Address: inv.CA.Address, Port: inv.CFSSLPort()}
+	return cfssl.Serve{Address: caListen, Port: inv.CFSSLPort()}
 }
 
+const caListen = "127.0.0.1"
+
 func caURL(inv *inventory.Inventory) string {
-	return "http://" + net.JoinHostPort(inv.CA.Address, strconv.Itoa(inv.CFSSLPort()))
+	return "http://" + net.JoinHostPort(caListen, strconv.Itoa(inv.CFSSLPort()))
+}
+
+// caHTTP is an HTTP client whose connections go through the SSH
+// connection to the CA host (the session's current one: a client kept for
+// the run survives a reconnect).
+func caHTTP(_ context.Context, pr probe, inv *inventory.Inventory, timeout time.Duration) (*http.Client, error) {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		forward, err := pr.dialer(ctx, inv.CA.Name)
+		if err != nil {
+			return nil, err
+		}
+		return forward(ctx, network, addr)
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: dial, Proxy: nil, DisableKeepAlives: true}}, nil
 }
 
 // caFiles are the files fleet writes to the CA host (beside the material
@@ -65,6 +84,11 @@ func caFiles(inv *inventory.Inventory, p cfssl.Platform) (map[string][]byte, err
 		return nil, err
 	}
 	files[p.Path("config.json")] = cfg
+	material, err := cfssl.MaterialConfig(cfssl.Signing{})
+	if err != nil {
+		return nil, err
+	}
+	files[p.Path(cfssl.MaterialConfigFile)] = material
 	db, err := cfssl.DBConfig(p.Path("certdb.db"))
 	if err != nil {
 		return nil, err
@@ -149,15 +173,19 @@ func (c *caHostPhase) check(ctx context.Context, pr probe, host string) (bool, s
 	if ok, err := pr.allExist(ctx, host, p.Path(cfssl.AuthFile)); err != nil || !ok {
 		return false, "", err
 	}
-	if err := caAnswers(ctx, c.inv, p, caPEM); err != nil {
+	if err := caAnswers(ctx, pr, c.inv, caPEM); err != nil {
 		return false, "", nil
 	}
 	return true, "the CFSSL API on " + p.OS + " serves the cluster CA", nil
 }
 
 // caAnswers: /api/v1/cfssl/info returns the CA host's ca.pem (want).
-func caAnswers(ctx context.Context, inv *inventory.Inventory, p cfssl.Platform, want []byte) error {
-	c, err := cfssl.NewClient(caURL(inv), &http.Client{Timeout: 5 * time.Second}, "")
+func caAnswers(ctx context.Context, pr probe, inv *inventory.Inventory, want []byte) error {
+	hc, err := caHTTP(ctx, pr, inv, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	c, err := cfssl.NewClient(caURL(inv), hc, "")
 	if err != nil {
 		return err
 	}
@@ -165,10 +193,7 @@ func caAnswers(ctx context.Context, inv *inventory.Inventory, p cfssl.Platform, 
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
-		return fmt.Errorf("the CFSSL API at %s serves another CA than %s", caURL(inv), p.Path(cfssl.CACert))
-	}
-	return nil
+	return cfssl.SameCA(got, want)
 }
 
 // run writes the configuration, makes the auth key and the material that
@@ -243,7 +268,7 @@ func (c *caHostPhase) run(ctx context.Context, r remote, host string) error {
 	}
 	var last error
 	err = pollUntil(ctx, 200*time.Millisecond, 30*time.Second, func(ctx context.Context) (bool, error) {
-		last = caAnswers(ctx, c.inv, p, caPEM)
+		last = caAnswers(ctx, r.probe, c.inv, caPEM)
 		return last == nil, nil
 	})
 	if err == errPollTimeout {

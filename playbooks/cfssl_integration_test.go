@@ -9,9 +9,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
-	"net/http"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +25,7 @@ import (
 	"github.com/fleetops/fleet/internal/cfssl"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/reliability"
 	"github.com/fleetops/fleet/testing/sim"
 )
 
@@ -83,26 +85,14 @@ func TestCFSSLJoin(t *testing.T) {
 	if !bytes.Equal(caPEM, clusterCA) {
 		t.Error("master0's ca.crt is not the CA host's cluster CA")
 	}
-	client, err := cfssl.NewClient("http://"+c.Host("ca").Address+":8888", &http.Client{Timeout: 5 * time.Second}, "")
-	if err != nil {
-		t.Fatal(err)
+	// The API is on the CA host's loopback only: nothing on the network
+	// reaches it (fleet does, through SSH), and there it serves the CA.
+	if conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.Host("ca").Address, "8888"), 2*time.Second); err == nil {
+		conn.Close()
+		t.Error("the CFSSL API answers on the network")
 	}
-	info, err := client.Info(context.Background(), "")
-	if err != nil || !bytes.Equal(bytes.TrimSpace(info), bytes.TrimSpace(caPEM)) {
-		t.Errorf("info: %v, CA served matches: %v", err, bytes.Equal(bytes.TrimSpace(info), bytes.TrimSpace(caPEM)))
-	}
-	// Nothing signs without the auth key: not sign, not newcert (which
-	// cfssl serves unauthenticated unless disabled).
-	for _, endpoint := range []string{"sign", "newcert"} {
-		resp, err := http.Post("http://"+c.Host("ca").Address+":8888/api/v1/cfssl/"+endpoint, "application/json",
-			strings.NewReader(`{"certificate_request":"x","request":{"CN":"intruder","names":[{"O":"system:masters"}],"key":{"algo":"ecdsa","size":256}}}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Errorf("the CA host's %s signs without authentication", endpoint)
-		}
+	if served := caServed(t, c); !bytes.Equal(bytes.TrimSpace(served), bytes.TrimSpace(caPEM)) {
+		t.Errorf("the API on the CA host's loopback serves another CA:\n%s", served)
 	}
 
 	// The worker's certificate: subject, SANs, chain, certdb.
@@ -178,6 +168,53 @@ func TestCFSSLJoin(t *testing.T) {
 		}
 	})
 
+	t.Run("an API that answers with another CA is refused, and apply restores the real one", func(t *testing.T) {
+		// Someone on the CA host serves the API's port with a CA of their
+		// own and the real signing config: the certificates it signs would
+		// make a worker trust them.
+		rogue := `set -e; cd /tmp
+/usr/local/bin/cfssl gencert -initca /etc/cfssl/root-csr.json 2>/dev/null | /usr/local/bin/cfssljson -bare rogue
+kill $(cat ` + cfssl.NoInitPidFile + `); sleep 0.5
+setsid /usr/local/bin/cfssl serve -address 127.0.0.1 -port 8888 -ca rogue.pem -ca-key rogue-key.pem -config /etc/cfssl/config.json </dev/null >/tmp/rogue.log 2>&1 &
+echo $! > /tmp/rogue.pid`
+		if out, err := c.Exec("ca", "sh", "-c", rogue); err != nil {
+			t.Fatalf("start the rogue API: %v\n%s", err, out)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for served := caServed(t, c); bytes.Equal(bytes.TrimSpace(served), bytes.TrimSpace(caPEM)) || len(served) == 0; served = caServed(t, c) {
+			if time.Now().After(deadline) {
+				t.Fatal("the rogue API did not come up")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		var out output
+		s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: out.event})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		_, err = playbooks.CloudInit(context.Background(), s, "worker1", playbooks.CloudInitOptions{TokenTTL: 10 * time.Minute})
+		if err == nil || !strings.Contains(err.Error(), "not the CA host's ca.pem") {
+			t.Fatalf("a certificate from the rogue API: %v", err)
+		}
+		reliability.Record(t, reliability.Row{N: 18, Did: s.Redactor.String(err.Error()),
+			Rerun: "with the rogue API stopped, apply found the CA host's API not serving its ca.pem, started the real one again, and info matched ca.pem"})
+
+		if _, err := c.Exec("ca", "sh", "-c", "kill $(cat /tmp/rogue.pid)"); err != nil {
+			t.Fatal(err)
+		}
+		report, err := apply(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ran(report, "ca-host") {
+			t.Errorf("apply did not restore the CA host's API: %+v", report.Changes())
+		}
+		if served := caServed(t, c); !bytes.Equal(bytes.TrimSpace(served), bytes.TrimSpace(caPEM)) {
+			t.Error("after apply the API still serves another CA")
+		}
+	})
+
 	t.Run("a dead API is started again", func(t *testing.T) {
 		if _, err := c.Exec("ca", "sh", "-c", "kill $(cat "+cfssl.NoInitPidFile+")"); err != nil {
 			t.Fatal(err)
@@ -189,13 +226,30 @@ func TestCFSSLJoin(t *testing.T) {
 		if !ran(report, "ca-host") || ran(report, "init") {
 			t.Errorf("want only the CA host's service started again: %+v", report.Changes())
 		}
-		if _, err := client.Info(context.Background(), ""); err != nil {
-			t.Errorf("the API does not answer after the apply: %v", err)
+		if served := caServed(t, c); !bytes.Equal(bytes.TrimSpace(served), bytes.TrimSpace(caPEM)) {
+			t.Errorf("the API does not serve the cluster CA after the apply: %q", served)
 		}
 		if again, _ := os.ReadFile(filepath.Join(caDir, cfssl.CACert)); !bytes.Equal(again, caPEM) {
 			t.Error("the cluster CA was replaced")
 		}
 	})
+}
+
+// caServed is the CA the CFSSL API on the CA host's loopback answers
+// with, asked there with cfssl info; empty when it does not answer.
+func caServed(t *testing.T, c *sim.Cluster) []byte {
+	t.Helper()
+	out, err := c.Exec("ca", "/usr/local/bin/cfssl", "info", "-remote", "127.0.0.1:8888")
+	if err != nil {
+		return nil
+	}
+	var info struct {
+		Certificate string `json:"certificate"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatalf("cfssl info: %v\n%s", err, out)
+	}
+	return []byte(info.Certificate)
 }
 
 // ran: the step changed something on some host in this run.

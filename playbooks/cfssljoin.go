@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -51,7 +50,11 @@ func (s *Session) cfsslClient(ctx context.Context) (*cfssl.Client, error) {
 	}
 	hexKey := strings.TrimSpace(string(key))
 	s.Redactor.Add(hexKey)
-	c, err := cfssl.NewClient(caURL(s.Inv), &http.Client{Timeout: 30 * time.Second}, hexKey)
+	hc, err := caHTTP(ctx, s.probe(), s.Inv, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cfssl.NewClient(caURL(s.Inv), hc, hexKey)
 	if err != nil {
 		return nil, err
 	}
@@ -95,9 +98,22 @@ func cfsslKubeletFiles(ctx context.Context, r remote, inv *inventory.Inventory, 
 	if err != nil {
 		return nil, err
 	}
-	caPEM, err := client.Info(ctx, "")
+	// The API's answers are checked against the CA host's files, read
+	// over SSH, before anything reaches the worker.
+	plat, err := r.caPlatform(ctx)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := r.readFile(ctx, inv.CA.Name, plat.Path(cfssl.CACert))
+	if err != nil {
+		return nil, err
+	}
+	answered, err := client.Info(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("CFSSL info: %w", err)
+	}
+	if err := cfssl.SameCA(answered, caPEM); err != nil {
+		return nil, fmt.Errorf("%s's certificate: %w", w.Name, err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -115,6 +131,9 @@ func cfsslKubeletFiles(ctx context.Context, r remote, inv *inventory.Inventory, 
 	}
 	certPEM, err := client.AuthSign(ctx, csr, cfssl.ProfileKubelet, hosts)
 	if err != nil {
+		return nil, fmt.Errorf("CFSSL authsign of system:node:%s: %w", w.Name, err)
+	}
+	if err := cfssl.VerifyNodeCert(certPEM, caPEM, w.Name, &key.PublicKey, time.Now()); err != nil {
 		return nil, fmt.Errorf("CFSSL authsign of system:node:%s: %w", w.Name, err)
 	}
 	kubeconfig, err := kubeadm.NodeKubeconfig("https://"+inv.Cluster.ControlPlaneEndpoint, w.Name, caPEM, certPEM, keyPEM)

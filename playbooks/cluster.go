@@ -3,14 +3,19 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
+	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/fleetops/fleet/internal/etcd"
+	"github.com/fleetops/fleet/internal/lb"
 	"github.com/fleetops/fleet/inventory"
 )
 
@@ -66,11 +71,40 @@ func accessVia(ctx context.Context, p probe, inv *inventory.Inventory, master st
 		return nil, err
 	}
 	rest.Timeout = 15 * time.Second
+	if err := idleBelow(rest, lbProxyTimeout(inv)/2); err != nil {
+		return nil, err
+	}
 	client, err := kubernetes.NewForConfig(rest)
 	if err != nil {
 		return nil, err
 	}
 	return &clusterAccess{master: master, kubeconfig: kubeconfig, client: client}, nil
+}
+
+// idleBelow gives the client a transport of its own that closes a
+// connection idle for longer than idle. The load balancer drops one idle
+// past its proxy_timeout; a client that reuses it finds it closed and, for
+// a POST, does not send again: the call fails with EOF.
+func idleBelow(cfg *restclient.Config, idle time.Duration) error {
+	tlsConfig, err := restclient.TLSConfigFor(cfg)
+	if err != nil {
+		return err
+	}
+	cfg.Transport = utilnet.SetTransportDefaults(&http.Transport{
+		Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsConfig, TLSHandshakeTimeout: 10 * time.Second,
+		DialContext:     (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		IdleConnTimeout: idle,
+	})
+	cfg.TLSClientConfig = restclient.TLSClientConfig{} // in the transport now
+	return nil
+}
+
+// lbProxyTimeout is how long the load balancer keeps an idle connection.
+func lbProxyTimeout(inv *inventory.Inventory) time.Duration {
+	if o := inv.LoadBalancer.Nginx; o != nil && o.ProxyTimeout > 0 {
+		return time.Duration(o.ProxyTimeout)
+	}
+	return lb.DefaultProxyTimeout
 }
 
 // initialisedReason is what a check says of a master accessVia found.

@@ -84,9 +84,8 @@ func (p *credentialsPhase) run(ctx context.Context, r remote, _ string) error {
 		if err != nil {
 			return err
 		}
-		sec := kubeadm.BootstrapSecret(made.token, p.tokenTTL, time.Now(), kubeadm.TokenDescription)
-		if _, err := access.client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create bootstrap token %s: %w", made.token.ID, err)
+		if err := createToken(ctx, access.client, made.token, p.tokenTTL); err != nil {
+			return err
 		}
 		if p.mastersPending(state) {
 			if err := uploadCerts(ctx, r, p.inv, p.master, made.certKey); err != nil {
@@ -186,6 +185,24 @@ func (c joinedCheck) check(ctx context.Context, p probe, host string) (bool, str
 	return true, "joined (kubelet.conf present)", nil
 }
 
+// createToken makes a bootstrap token of this run through the API, as
+// kubeadm token create would, without the token on any command line. Its
+// Secret's name is the token's: a repeat that finds it made is done.
+func createToken(ctx context.Context, client kubernetes.Interface, tok kubeadm.Token, ttl time.Duration) error {
+	sec := kubeadm.BootstrapSecret(tok, ttl, time.Now(), kubeadm.TokenDescription)
+	err := apiRetry(ctx, func(ctx context.Context) error {
+		_, err := client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, sec, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create bootstrap token %s: %w", tok.ID, err)
+	}
+	return nil
+}
+
 // tokenMargin: a join does not start with a token that expires sooner (it
 // discovers the cluster and the kubelet bootstraps with it).
 const tokenMargin = time.Minute
@@ -219,8 +236,7 @@ func (t *tokenSource) valid(ctx context.Context, p probe, client kubernetes.Inte
 	if err != nil {
 		return kubeadm.Token{}, err
 	}
-	ttl := max(t.ttl, 2*tokenMargin)
-	if _, err := secrets.Create(ctx, kubeadm.BootstrapSecret(tok, ttl, time.Now(), kubeadm.TokenDescription), metav1.CreateOptions{}); err != nil {
+	if err := createToken(ctx, client, tok, max(t.ttl, 2*tokenMargin)); err != nil {
 		return kubeadm.Token{}, fmt.Errorf("replace the expired bootstrap token %s: %w", t.token.ID, err)
 	}
 	t.token = tok

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 )
 
 // errPollTimeout is what pollUntil returns when its own limit passed (the
@@ -27,4 +30,24 @@ func pollUntil(ctx context.Context, interval, timeout time.Duration, done func(c
 		return errPollTimeout
 	}
 	return err
+}
+
+// apiBackoff paces apiRetry: about six seconds in all.
+var apiBackoff = wait.Backoff{Steps: 6, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1}
+
+// apiRetry repeats an API call that failed on the way rather than being
+// refused: the load balancer closes a connection idle past its
+// proxy_timeout, and Go's client does not resend a POST on a connection
+// found closed; an apiserver just restarting answers 503 or resets.
+// Callers make their calls safe to repeat (a create that finds its own
+// object done counts as done).
+func apiRetry(ctx context.Context, call func(context.Context) error) error {
+	return retry.OnError(apiBackoff, func(err error) bool { return ctx.Err() == nil && transientAPIError(err) },
+		func() error { return call(ctx) })
+}
+
+func transientAPIError(err error) bool {
+	return utilnet.IsProbableEOF(err) || utilnet.IsConnectionReset(err) || utilnet.IsConnectionRefused(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsTimeout(err)
 }

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"flag"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -208,30 +210,24 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "config.json", raw)
-	var doc struct {
+	type config struct {
 		Signing struct {
 			Default  profile            `json:"default"`
 			Profiles map[string]profile `json:"profiles"`
 		} `json:"signing"`
 		AuthKeys map[string]authKey `json:"auth_keys"`
 	}
+	var doc config
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{ProfileKubelet, ProfileClient, ProfileWWW, ProfileIntermediate, ProfileOCSP} {
-		p, ok := doc.Signing.Profiles[name]
-		if !ok || p.AuthKey != AuthKeyName || p.Expiry == "" || len(p.Usages) == 0 {
-			t.Errorf("profile %s: %+v, want usages, expiry and the auth key", name, p)
+	if len(doc.Signing.Profiles) != 1 {
+		t.Errorf("the API offers profiles %v: want the kubelet's only", slices.Collect(maps.Keys(doc.Signing.Profiles)))
+	}
+	for name, p := range map[string]profile{"kubelet": doc.Signing.Profiles[ProfileKubelet], "default": doc.Signing.Default} {
+		if p.AuthKey != AuthKeyName || p.NameWhitelist != NodeNames || !slices.Contains(p.Usages, "client auth") || p.CAConstraint != nil {
+			t.Errorf("profile %s: %+v, want the auth key, node names only, client auth, no CA", name, p)
 		}
-	}
-	if doc.Signing.Default.AuthKey != AuthKeyName {
-		t.Error("the default profile signs without authentication")
-	}
-	if !slices.Contains(doc.Signing.Profiles[ProfileKubelet].Usages, "client auth") {
-		t.Error("kubelet certificates could not authenticate to the API server")
-	}
-	if c := doc.Signing.Profiles[ProfileIntermediate].CAConstraint; c == nil || !c.IsCA || !c.MaxPathLenZero {
-		t.Errorf("intermediate constraint %+v: want a CA that signs leaves only", c)
 	}
 	if k := doc.AuthKeys[AuthKeyName]; k.Type != "standard" || k.Key != "file:/etc/cfssl/auth.key" {
 		t.Errorf("auth key %+v: want a file reference, never the key itself", k)
@@ -241,6 +237,35 @@ func TestConfig(t *testing.T) {
 	}
 	if _, err := Config(Signing{}, ""); err == nil {
 		t.Error("a config without an auth key file was rendered")
+	}
+
+	raw, err = MaterialConfig(Signing{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, MaterialConfigFile, raw)
+	var material config
+	if err := json.Unmarshal(raw, &material); err != nil {
+		t.Fatal(err)
+	}
+	if c := material.Signing.Profiles[ProfileIntermediate].CAConstraint; c == nil || !c.IsCA || !c.MaxPathLenZero {
+		t.Errorf("intermediate constraint %+v: want a CA that signs leaves only", c)
+	}
+	if _, ok := material.Signing.Profiles[ProfileOCSP]; !ok {
+		t.Error("no OCSP profile for the material script")
+	}
+}
+
+func TestNodeNames(t *testing.T) {
+	re := regexp.MustCompile(NodeNames)
+	for name, want := range map[string]bool{
+		"system:node:worker0": true, "worker0": true, "w-1.example.com": true,
+		"system:masters": false, "admin": true /* a bare name is a DNS name; the CN check is fleet's own */, "system:node:": false,
+		"kubernetes-admin@x": false, "system:kube-controller-manager": false, "": false,
+	} {
+		if re.MatchString(name) != want {
+			t.Errorf("%q matches %v, want %v", name, !want, want)
+		}
 	}
 }
 

@@ -193,7 +193,7 @@ func TestClientAgainstRealCfssl(t *testing.T) {
 
 // masterRequest asks newcert for a key and a certificate that would make
 // its holder cluster-admin: O=system:masters, from the cluster CA.
-const masterRequest = `{"request":{"CN":"intruder","names":[{"O":"system:masters"}],"key":{"algo":"ecdsa","size":256}},"profile":"client"}`
+const masterRequest = `{"request":{"CN":"intruder","names":[{"O":"system:masters"}],"key":{"algo":"ecdsa","size":256}},"profile":"kubelet"}`
 
 // TestServeExposesOnlyWhatFleetUses: cfssl serve's newcert signs without
 // the auth key; with fleet's DisableFlag it, and every other endpoint fleet
@@ -251,5 +251,51 @@ func TestClientWithoutKeyOnlyAsks(t *testing.T) {
 	}
 	if _, err := NewClient("http://x", nil, "   "); err != nil {
 		t.Errorf("a blank key: %v", err)
+	}
+}
+
+// TestAuthKeySignsNodeNamesOnly: with the auth key, the API signs a
+// kubelet's certificate and nothing else: no CN outside node names (a
+// system: user of the control plane), no wildcard, and another profile's
+// name gets the kubelet's profile (cfssl falls back to the default), never
+// a CA. CFSSL cannot restrict the subject's O: the API listens on the CA
+// host's loopback, so the auth key is useless without an SSH login there.
+func TestAuthKeySignsNodeNamesOnly(t *testing.T) {
+	url, authKey, _, _ := serveCfssl(t, DisableFlag)
+	c, err := NewClient(url, &http.Client{Timeout: 10 * time.Second}, authKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	node, hosts, err := NodeCSR("worker3", []string{"198.18.0.15"}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.AuthSign(ctx, node, ProfileKubelet, hosts); err != nil {
+		t.Fatalf("a kubelet's certificate: %v", err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:kube-controller-manager"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AuthSign(ctx, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), ProfileKubelet, nil); err == nil {
+		t.Error("signed a control-plane user's certificate")
+	}
+	if _, err := c.AuthSign(ctx, node, ProfileKubelet, []string{"worker3", "*.example.com"}); err == nil {
+		t.Error("signed a wildcard DNS name")
+	}
+	for _, profile := range []string{"client", ProfileIntermediate} {
+		certPEM, err := c.AuthSign(ctx, node, profile, hosts)
+		if err != nil {
+			continue // refused: as good
+		}
+		cert, err := parseCert(certPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign != 0 {
+			t.Errorf("profile %q signed a CA", profile)
+		}
 	}
 }

@@ -23,11 +23,12 @@ func NewAuthKey() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// Profile names the signing config offers (seed 000).
+// Profile names: the API offers the kubelet's only; the material script
+// signs the cluster CA and the OCSP signer with the others, locally. (The
+// seed's client and www profiles are gone: with the cluster CA, a client
+// certificate in O=system:masters is cluster-admin.)
 const (
 	ProfileKubelet      = "kubelet"
-	ProfileClient       = "client"
-	ProfileWWW          = "www"
 	ProfileIntermediate = "intermediate"
 	ProfileOCSP         = "ocsp"
 )
@@ -40,11 +41,12 @@ type Signing struct {
 }
 
 type profile struct {
-	Usages       []string      `json:"usages"`
-	Expiry       string        `json:"expiry"`
-	AuthKey      string        `json:"auth_key"`
-	OCSPURL      string        `json:"ocsp_url,omitempty"`
-	CAConstraint *caConstraint `json:"ca_constraint,omitempty"`
+	Usages        []string      `json:"usages"`
+	Expiry        string        `json:"expiry"`
+	AuthKey       string        `json:"auth_key,omitempty"`
+	OCSPURL       string        `json:"ocsp_url,omitempty"`
+	NameWhitelist string        `json:"name_whitelist,omitempty"`
+	CAConstraint  *caConstraint `json:"ca_constraint,omitempty"`
 }
 
 type caConstraint struct {
@@ -58,14 +60,13 @@ type authKey struct {
 	Key  string `json:"key"`
 }
 
-// Config renders config.json for `cfssl serve`. The auth key is not in it:
-// the config points at keyFile ("file:" reference), which the caller writes
-// 0600, so the config can be shown and diffed without leaking the key.
-func Config(s Signing, keyFile string) ([]byte, error) {
-	if keyFile == "" {
-		return nil, fmt.Errorf("cfssl: no auth key file")
-	}
-	leaf, ca := s.Expiry, s.CAExpiry
+// NodeNames is the kubelet profile's name whitelist: the certificate's CN
+// must be system:node:<name> and every DNS name a node name. The auth key
+// signs nothing else: no other CN, no client or CA certificate.
+const NodeNames = `^(system:node:)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+
+func (s Signing) expiries() (leaf, ca time.Duration, err error) {
+	leaf, ca = s.Expiry, s.CAExpiry
 	if leaf == 0 {
 		leaf = 8760 * time.Hour
 	}
@@ -73,30 +74,54 @@ func Config(s Signing, keyFile string) ([]byte, error) {
 		ca = 43800 * time.Hour
 	}
 	if leaf < time.Hour || ca < time.Hour {
-		return nil, fmt.Errorf("cfssl: expiries %s and %s: want at least 1h", leaf, ca)
+		return 0, 0, fmt.Errorf("cfssl: expiries %s and %s: want at least 1h", leaf, ca)
 	}
-	mk := func(expiry time.Duration, usages ...string) profile {
-		return profile{Usages: usages, Expiry: hours(expiry), AuthKey: AuthKeyName, OCSPURL: s.OCSPURL}
-	}
-	profiles := map[string]profile{
-		// A kubelet's certificate serves its API and authenticates it to
-		// the API server as system:node:<name>.
-		ProfileKubelet: mk(leaf, "signing", "digital signature", "key encipherment", "client auth", "server auth"),
-		ProfileClient:  mk(leaf, "signing", "digital signature", "key encipherment", "client auth"),
-		ProfileWWW:     mk(leaf, "signing", "digital signature", "key encipherment", "server auth"),
-		ProfileOCSP:    mk(leaf, "digital signature", "ocsp signing"),
-	}
-	inter := mk(ca, "cert sign", "crl sign")
-	inter.CAConstraint = &caConstraint{IsCA: true, MaxPathLen: 0, MaxPathLenZero: true}
-	profiles[ProfileIntermediate] = inter
+	return leaf, ca, nil
+}
 
-	doc := map[string]any{
-		"signing": map[string]any{
-			"default":  mk(leaf, "signing", "digital signature", "key encipherment", "client auth"),
-			"profiles": profiles,
-		},
-		"auth_keys": map[string]authKey{AuthKeyName: {Type: "standard", Key: "file:" + keyFile}},
+// Config renders config.json for `cfssl serve`: one profile, the
+// kubelet's, which is also the default, signs with the cluster CA and only
+// with the auth key (an unauthenticated /sign is refused, so only
+// /authsign issues certificates), and only node names. The auth key is not
+// in the file: it points at keyFile ("file:" reference), which the caller
+// writes 0600, so the config can be shown and diffed without leaking it.
+func Config(s Signing, keyFile string) ([]byte, error) {
+	if keyFile == "" {
+		return nil, fmt.Errorf("cfssl: no auth key file")
 	}
+	leaf, _, err := s.expiries()
+	if err != nil {
+		return nil, err
+	}
+	// A kubelet's certificate serves its API and authenticates it to the
+	// API server as system:node:<name>.
+	kubelet := profile{Usages: []string{"signing", "digital signature", "key encipherment", "client auth", "server auth"},
+		Expiry: hours(leaf), AuthKey: AuthKeyName, OCSPURL: s.OCSPURL, NameWhitelist: NodeNames}
+	return render(map[string]any{
+		"signing":   map[string]any{"default": kubelet, "profiles": map[string]profile{ProfileKubelet: kubelet}},
+		"auth_keys": map[string]authKey{AuthKeyName: {Type: "standard", Key: "file:" + keyFile}},
+	})
+}
+
+// MaterialConfig renders material-config.json, which only the material
+// script reads, signing on the CA host with the files themselves: the
+// cluster CA from the root (profile intermediate: a CA that signs leaves
+// only) and the OCSP signer. The API never serves these profiles.
+func MaterialConfig(s Signing) ([]byte, error) {
+	leaf, ca, err := s.expiries()
+	if err != nil {
+		return nil, err
+	}
+	inter := profile{Usages: []string{"cert sign", "crl sign"}, Expiry: hours(ca),
+		CAConstraint: &caConstraint{IsCA: true, MaxPathLen: 0, MaxPathLenZero: true}}
+	ocsp := profile{Usages: []string{"digital signature", "ocsp signing"}, Expiry: hours(leaf)}
+	return render(map[string]any{"signing": map[string]any{
+		"default":  ocsp,
+		"profiles": map[string]profile{ProfileIntermediate: inter, ProfileOCSP: ocsp},
+	}})
+}
+
+func render(doc map[string]any) ([]byte, error) {
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return nil, err

@@ -19,6 +19,9 @@ const (
 	CAKey    = "ca-key.pem"
 	OCSPCert = "ocsp.pem"
 	AuthFile = "auth-key" // the hex HMAC key, 0600
+	// MaterialConfigFile holds the profiles the material script signs
+	// with; the API's config.json does not have them.
+	MaterialConfigFile = "material-config.json"
 )
 
 // CSRs returns the certificate requests the material script signs, by file
@@ -85,11 +88,11 @@ if [ ! -s ` + RootCert + ` ]; then
 fi
 if [ ! -s ` + CACert + ` ]; then
 	"$cfssl" genkey ca-csr.json | "$cfssljson" -bare ca.tmp
-	"$cfssl" sign -ca ` + RootCert + ` -ca-key ` + RootKey + ` -config config.json -profile ` + ProfileIntermediate + ` ca.tmp.csr | "$cfssljson" -bare ca.tmp
+	"$cfssl" sign -ca ` + RootCert + ` -ca-key ` + RootKey + ` -config ` + MaterialConfigFile + ` -profile ` + ProfileIntermediate + ` ca.tmp.csr | "$cfssljson" -bare ca.tmp
 	pair ca
 fi
 if [ ! -s ` + OCSPCert + ` ]; then
-	"$cfssl" gencert -ca ` + CACert + ` -ca-key ` + CAKey + ` -config config.json -profile ` + ProfileOCSP + ` ocsp-csr.json | "$cfssljson" -bare ocsp.tmp
+	"$cfssl" gencert -ca ` + CACert + ` -ca-key ` + CAKey + ` -config ` + MaterialConfigFile + ` -profile ` + ProfileOCSP + ` ocsp-csr.json | "$cfssljson" -bare ocsp.tmp
 	pair ocsp
 fi
 `)

@@ -29,6 +29,11 @@ func TestMaterialScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(p.Path("config.json"), cfg, 0o600)
+	material, err := MaterialConfig(Signing{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p.Path(MaterialConfigFile), material, 0o600)
 	csrs, err := CSRs("prod")
 	if err != nil {
 		t.Fatal(err)

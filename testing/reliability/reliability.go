@@ -76,6 +76,7 @@ var Faults = map[int]string{
 	15: "A control-plane process crash-looping on one master",
 	16: "A local user reading /proc/*/cmdline, and sudo's own log, during apply, join and rotate-tokens",
 	17: "fleet plan and fleet status on a live cluster (they must write nothing)",
+	18: "The CA host's CFSSL API answering with another CA (a rogue API on its port)",
 }
 
 // Read loads the rows a run recorded in dir.
