@@ -19,9 +19,14 @@ type ApplyOptions struct {
 	// Exclude leaves these workers out of the run (unreachable or broken
 	// ones): the rest is built, and a later apply without it adds them.
 	Exclude []string
-	// GenerateCA lets fleet make a root CA on the CA host when it has none
-	// and the inventory names none.
+	// GenerateCA lets fleet make a root CA when the CA host has none and
+	// the inventory names none: on this machine, beside the inventory
+	// (<cluster>-root-ca.pem, key 0600, never overwritten), its key never
+	// uploaded.
 	GenerateCA bool
+	// RootOnCAHost makes that root on the CA host instead, its key kept
+	// there: the seed's homelab layout.
+	RootOnCAHost bool
 	// KubeadmTimeout bounds one kubeadm init or join; a kubeadm still
 	// running then is killed on its host with every process it started.
 	KubeadmTimeout time.Duration
@@ -127,7 +132,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	initAfter := []string{"loadbalancer"}
 	if inv.CA != nil {
 		g.MustAdd(s.step(steps.Step{Name: "ca-host", Description: "the CFSSL API on the CA host: signing config, auth key, root, cluster CA, OCSP signer, certdb, service",
-			Hosts: []string{inv.CA.Name}, After: []string{"gate"}}, &caHostPhase{inv: inv, generateRoot: opts.GenerateCA}))
+			Hosts: []string{inv.CA.Name}, After: []string{"gate"}}, &caHostPhase{inv: inv, generateRoot: opts.GenerateCA, rootOnHost: opts.RootOnCAHost}))
 		g.MustAdd(s.step(steps.Step{Name: "cluster-ca", Description: "the CA host's cluster CA as ca.crt/ca.key, for kubeadm init",
 			Hosts: []string{first}, After: []string{"ca-host"}}, &clusterCAPhase{inv: inv}))
 		initAfter = append(initAfter, "cluster-ca")

@@ -61,7 +61,7 @@ func applySession(t *testing.T, out *output) *playbooks.Session {
 func applyOptions() playbooks.ApplyOptions {
 	o := playbooks.DefaultApplyOptions()
 	o.Kubeconfig = filepath.Join(applyCluster.Dir, "admin.kubeconfig")
-	o.GenerateCA = true // the HA test bed has a CA host: its root is made there
+	o.GenerateCA = true // the HA test bed has a CA host: its root is made beside the inventory
 	return o
 }
 

@@ -20,8 +20,12 @@ import (
 
 // The CA host (seed 000): the CFSSL API that signs kubelet certificates
 // with the cluster CA. The cluster CA is an intermediate under a root the
-// user supplies or fleet generates there; kubeadm init on the first master
-// uses it, so every certificate of the cluster chains to the CA host's.
+// user supplies or fleet generates, both on the operator's machine: the CA
+// host makes the cluster CA's key and request, fleet signs it here and
+// uploads the certificate, so the root's key never leaves this machine
+// (unless --root-on-ca-host asks for the seed's homelab layout). kubeadm
+// init on the first master uses the cluster CA, so every certificate of
+// the cluster chains to the CA host's.
 
 // caPlatform asks the CA host what it is (uname -s) and returns the paths
 // and service manager of that platform; the answer is kept for the run.
@@ -126,8 +130,11 @@ func caFiles(inv *inventory.Inventory, p cfssl.Platform) (map[string][]byte, err
 // key, root, cluster CA, OCSP signer, certdb and its service.
 type caHostPhase struct {
 	inv *inventory.Inventory
-	// generateRoot lets fleet make a root CA on the CA host when it has
-	// none and the inventory names none.
+	// rootOnHost makes a generated root on the CA host instead (the seed's
+	// homelab layout), its key kept there.
+	rootOnHost bool
+	// generateRoot lets fleet make a root CA when the CA host has none and
+	// the inventory names none: on this machine, beside the inventory.
 	generateRoot bool
 }
 
@@ -142,12 +149,12 @@ func (c *caHostPhase) check(ctx context.Context, pr probe, host string) (bool, s
 	if err != nil {
 		return false, "", err
 	}
-	// The user's root, when the inventory names one, must be the host's:
-	// the setup refuses another, and must get to say so.
-	if rootCert, _, supplied := suppliedRoot(c.inv); supplied {
-		cert, err := os.ReadFile(rootCert)
+	// A root on this machine, when there is one, must be the host's: the
+	// setup refuses another, and must get to say so.
+	if root := rootOf(c.inv); root.supplied || root.exists() {
+		cert, err := os.ReadFile(root.cert)
 		if err != nil {
-			return false, "", fmt.Errorf("ca.cfssl.rootCert: %w", err)
+			return false, "", fmt.Errorf("the root certificate: %w", err)
 		}
 		want[p.Path(cfssl.RootCert)] = cert
 	}
@@ -206,9 +213,10 @@ func (c *caHostPhase) run(ctx context.Context, r remote, host string) error {
 	if err := r.ensureDir(ctx, host, p.ConfigDir, 0o700); err != nil {
 		return err
 	}
-	// The user's root first: a key file fleet refuses stops the step
-	// before anything else is written.
-	if err := supplyRoot(ctx, r, c.inv, host, p); err != nil {
+	// The root first: a key file fleet refuses stops the step before
+	// anything else is written.
+	mode, root, err := c.rootMode(ctx, r, host, p)
+	if err != nil {
 		return err
 	}
 	// The auth key is made once, on the first run, and kept: workers and
@@ -244,14 +252,17 @@ func (c *caHostPhase) run(ctx context.Context, r remote, host string) error {
 			return err
 		}
 	}
-	generate := "no"
-	if c.generateRoot {
-		generate = "yes"
+	material := exec.Command("sh", "-c", p.MaterialScript(), "fleet-ca", mode, p.Path("certdb-schema.sql"))
+	res, err := r.run(ctx, host, material)
+	if err != nil && res.ExitCode == cfssl.MaterialExitSignCSR && root != nil {
+		if err := signOffHost(ctx, r, host, p, root); err != nil {
+			return err
+		}
+		res, err = r.run(ctx, host, material)
 	}
-	res, err := r.run(ctx, host, exec.Command("sh", "-c", p.MaterialScript(), "fleet-ca", generate, p.Path("certdb-schema.sql")))
 	switch {
 	case err != nil && res.ExitCode == cfssl.MaterialExitNoRoot:
-		return fmt.Errorf("the CA host has no root CA: name ca.cfssl.rootCert and rootKey in the inventory, or run fleet apply --generate-ca to make one on the CA host")
+		return fmt.Errorf("the CA host has no root CA to sign the cluster CA with: name ca.cfssl.rootCert and rootKey in the inventory, or run fleet apply --generate-ca to make one on this machine")
 	case err != nil:
 		return fmt.Errorf("make the CA material: %w", err)
 	}
@@ -277,60 +288,139 @@ func (c *caHostPhase) run(ctx context.Context, r remote, host string) error {
 	return err
 }
 
-// suppliedRoot is where the inventory names the user's root, if it does;
-// relative paths are the inventory's, like the rest of it.
-func suppliedRoot(inv *inventory.Inventory) (cert, key string, ok bool) {
-	c := inv.CA.CFSSL
-	if c == nil || c.RootCert == "" {
-		return "", "", false
-	}
+// offHostRoot is a root whose key is on the operator's machine: the
+// inventory's (ca.cfssl.rootCert and rootKey), or the one --generate-ca
+// made beside the inventory. The CA host gets its certificate only.
+type offHostRoot struct {
+	cert, key string // paths on this machine
+	supplied  bool   // named in the inventory (else made by fleet)
+}
+
+// rootOf is the inventory's root, or else the one fleet makes (or made)
+// beside the inventory; relative paths are the inventory's.
+func rootOf(inv *inventory.Inventory) offHostRoot {
 	abs := func(p string) string {
 		if filepath.IsAbs(p) {
 			return p
 		}
 		return filepath.Join(filepath.Dir(inv.Path), p)
 	}
-	return abs(c.RootCert), abs(c.RootKey), true
+	if c := inv.CA.CFSSL; c != nil && c.RootCert != "" {
+		return offHostRoot{cert: abs(c.RootCert), key: abs(c.RootKey), supplied: true}
+	}
+	base := abs(inv.Cluster.Name + "-root-ca")
+	return offHostRoot{cert: base + ".pem", key: base + "-key.pem"}
 }
 
-// supplyRoot uploads the user's root (from the inventory) when the CA host
-// has none; a CA host with another root is an error: fleet does not
-// replace a CA under a running cluster.
-func supplyRoot(ctx context.Context, r remote, inv *inventory.Inventory, host string, p cfssl.Platform) error {
-	rootCert, rootKey, supplied := suppliedRoot(inv)
-	if !supplied {
-		return nil
+// exists: both files are there (a made root is kept and reused).
+func (r offHostRoot) exists() bool {
+	_, errCert := os.Stat(r.cert)
+	_, errKey := os.Stat(r.key)
+	return errCert == nil && errKey == nil
+}
+
+// read returns the root's certificate and key; a key others may read is
+// refused.
+func (r offHostRoot) read() (cert, key []byte, err error) {
+	what := func(f string) string {
+		if r.supplied {
+			return "ca.cfssl." + f
+		}
+		return "the root made by --generate-ca"
 	}
-	cert, err := os.ReadFile(rootCert)
-	if err != nil {
-		return fmt.Errorf("ca.cfssl.rootCert: %w", err)
+	if cert, err = os.ReadFile(r.cert); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what("rootCert"), err)
 	}
-	fi, err := os.Stat(rootKey)
+	fi, err := os.Stat(r.key)
 	if err != nil {
-		return fmt.Errorf("ca.cfssl.rootKey: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", what("rootKey"), err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("ca.cfssl.rootKey %s is readable by others (mode %v): chmod 600 it", rootKey, fi.Mode().Perm())
+		return nil, nil, fmt.Errorf("%s %s is readable by others (mode %v): chmod 600 it", what("rootKey"), r.key, fi.Mode().Perm())
 	}
-	have, err := r.query(ctx, host, exec.Command("cat", p.Path(cfssl.RootCert))+" 2>/dev/null || true")
+	if key, err = os.ReadFile(r.key); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what("rootKey"), err)
+	}
+	return cert, key, nil
+}
+
+// make creates the root on this machine, key 0600 first, then the
+// certificate; a file already there is never overwritten.
+func (r offHostRoot) make(cluster string) error {
+	for _, f := range []string{r.cert, r.key} {
+		if _, err := os.Stat(f); err == nil {
+			return fmt.Errorf("%s exists without its pair: fleet does not overwrite a root; move it away or complete the pair", f)
+		}
+	}
+	cert, key, err := cfssl.NewRoot(cluster, time.Now())
 	if err != nil {
 		return err
+	}
+	if err := writeFileAtomic(r.key, key, 0o600); err != nil {
+		return err
+	}
+	return writeFileAtomic(r.cert, cert, 0o644)
+}
+
+// rootMode decides where the cluster CA's root is and readies it: on this
+// machine (the inventory's, or made or reused by --generate-ca, its
+// certificate uploaded), or on the CA host (what it has, or made there with
+// --root-on-ca-host). It returns the material script's mode and, off the
+// host, the root.
+func (c *caHostPhase) rootMode(ctx context.Context, r remote, host string, p cfssl.Platform) (string, *offHostRoot, error) {
+	have, err := r.query(ctx, host, exec.Command("cat", p.Path(cfssl.RootCert))+" 2>/dev/null || true")
+	if err != nil {
+		return "", nil, err
+	}
+	root := rootOf(c.inv)
+	switch {
+	case root.supplied || root.exists():
+	case have.Stdout != "":
+		return cfssl.RootOnHost, nil, nil // the host's own root, as it was
+	case c.generateRoot && c.rootOnHost:
+		r.note("ca-host", host, "making the root CA on the CA host, its key kept there (--root-on-ca-host: the homelab layout; losing the CA host loses the root)")
+		return cfssl.RootMakeOnHost, nil, nil
+	case c.generateRoot:
+		if err := root.make(c.inv.Cluster.Name); err != nil {
+			return "", nil, err
+		}
+		r.note("ca-host", host, "made the root CA on this machine: "+root.cert+" and its key "+root.key+" (0600): keep the key offline; the CA host gets the certificate only")
+	default:
+		return cfssl.RootOnHost, nil, nil // the script says there is no root
+	}
+	cert, _, err := root.read()
+	if err != nil {
+		return "", nil, err
 	}
 	switch {
 	case have.Stdout == string(cert):
-		return nil
 	case have.Stdout != "":
-		return fmt.Errorf("the CA host already has another root in %s; fleet does not replace a CA (remove it there by hand if you mean to)", p.Path(cfssl.RootCert))
+		return "", nil, fmt.Errorf("the CA host already has another root in %s than %s; fleet does not replace a CA (remove it there by hand if you mean to)", p.Path(cfssl.RootCert), root.cert)
+	default:
+		if err := r.upload(ctx, host, p.Path(cfssl.RootCert), cert, 0o644); err != nil {
+			return "", nil, err
+		}
 	}
-	key, err := os.ReadFile(rootKey)
+	return cfssl.RootOffHost, &root, nil
+}
+
+// signOffHost signs the cluster CA's request the CA host made with the
+// root on this machine, and uploads the certificate only.
+func signOffHost(ctx context.Context, r remote, host string, p cfssl.Platform, root *offHostRoot) error {
+	csr, err := r.readFile(ctx, host, p.Path(cfssl.CARequest))
 	if err != nil {
-		return fmt.Errorf("ca.cfssl.rootKey: %w", err)
-	}
-	r.redactPEM(key)
-	if err := r.upload(ctx, host, p.Path(cfssl.RootKey), key, 0o600); err != nil {
 		return err
 	}
-	return r.upload(ctx, host, p.Path(cfssl.RootCert), cert, 0o644)
+	cert, key, err := root.read()
+	if err != nil {
+		return err
+	}
+	r.redactPEM(key)
+	signed, err := cfssl.SignCA(csr, cert, key, time.Now())
+	if err != nil {
+		return fmt.Errorf("sign the cluster CA with the root %s: %w", root.cert, err)
+	}
+	return r.upload(ctx, host, p.Path(cfssl.CASigned), signed, 0o644)
 }
 
 // addSecretPEM keeps a private key out of every output: as it is, and

@@ -136,7 +136,15 @@ func TestCFSSLJoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{cfssl.AuthFile, cfssl.RootKey, cfssl.CAKey, "ocsp-key.pem"} {
+	// The root --generate-ca made is on this machine, beside the
+	// inventory; its key is on no host.
+	localRoot := filepath.Join(c.Dir, inv.Cluster.Name+"-root-ca-key.pem")
+	if fi, err := os.Stat(localRoot); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the generated root's key %s: %v %v, want 0600", localRoot, err, fi)
+	}
+	localRootKey, _ := os.ReadFile(localRoot)
+	noHostHolds(t, c, "the root's key", keyBody(localRootKey))
+	for _, f := range []string{cfssl.AuthFile, cfssl.CAKey, "ocsp-key.pem"} {
 		if fi, err := os.Stat(filepath.Join(caDir, f)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v, want 0600", f, err, fi)
 		}
@@ -235,6 +243,38 @@ echo $! > /tmp/rogue.pid`
 	})
 }
 
+// noHostHolds: no file on any host of c contains secret (the start of a
+// key's body, as keyBody gives it).
+func noHostHolds(t *testing.T, c *sim.Cluster, what, secret string) {
+	t.Helper()
+	if len(secret) < 40 {
+		t.Fatalf("%s: %q is too short to search for", what, secret)
+	}
+	searched := 0
+	for _, h := range c.Hosts {
+		filepath.WalkDir(c.Host(h.Name).Dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !d.Type().IsRegular() {
+				return nil
+			}
+			if info, err := d.Info(); err != nil || info.Size() > 1<<20 {
+				return nil
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return nil
+			}
+			searched++
+			if bytes.Contains(data, []byte(secret)) {
+				t.Errorf("%s is on %s: %s", what, h.Name, path)
+			}
+			return nil
+		})
+	}
+	if searched < 20 {
+		t.Errorf("only %d files searched for %s: the search proves nothing", searched, what)
+	}
+}
+
 // caServed is the CA the CFSSL API on the CA host's loopback answers
 // with, asked there with cfssl info; empty when it does not answer.
 func caServed(t *testing.T, c *sim.Cluster) []byte {
@@ -303,9 +343,11 @@ func TestCFSSLSuppliedRoot(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(caDir, cfssl.RootCert)); !bytes.Equal(got, rootPEM) {
 		t.Error("the CA host's root is not the supplied one")
 	}
-	if fi, err := os.Stat(filepath.Join(caDir, cfssl.RootKey)); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("root key on the CA host: %v %v, want 0600", err, fi)
+	if _, err := os.Stat(filepath.Join(caDir, cfssl.RootKey)); err == nil {
+		t.Error("the supplied root's key is on the CA host")
 	}
+	keyPEM, _ := os.ReadFile(rootKey)
+	noHostHolds(t, c, "the root's key", keyBody(keyPEM))
 	clusterCA, _ := os.ReadFile(filepath.Join(c.Host("master0").Dir, "etc/kubernetes/pki/ca.crt"))
 	block, _ := pem.Decode(clusterCA)
 	if block == nil {

@@ -15,11 +15,12 @@ import (
 )
 
 type applyCmd struct {
-	Inventory  string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
-	Kubeconfig string        `help:"Where to write the admin kubeconfig (0600). Default: <cluster>.kubeconfig beside the inventory." type:"path"`
-	TokenTTL   time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
-	Exclude    []string      `help:"Workers to leave out of this run (unreachable or broken); a later apply without it adds them." placeholder:"WORKER"`
-	GenerateCA bool          `name:"generate-ca" help:"Make a root CA on the CA host if it has none and the inventory names none (ca.cfssl.rootCert)."`
+	Inventory    string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Kubeconfig   string        `help:"Where to write the admin kubeconfig (0600). Default: <cluster>.kubeconfig beside the inventory." type:"path"`
+	TokenTTL     time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
+	Exclude      []string      `help:"Workers to leave out of this run (unreachable or broken); a later apply without it adds them." placeholder:"WORKER"`
+	GenerateCA   bool          `name:"generate-ca" help:"Make a root CA if the CA host has none and the inventory names none (ca.cfssl.rootCert): on this machine, beside the inventory (<cluster>-root-ca.pem, key 0600, never overwritten); the CA host gets its certificate only."`
+	RootOnCAHost bool          `name:"root-on-ca-host" help:"With --generate-ca: make the root on the CA host instead and keep its key there (the seed's homelab layout: losing the CA host loses the root)."`
 	// KubeadmTimeout: a kubeadm init or join that hangs is killed then.
 	KubeadmTimeout time.Duration `help:"How long one kubeadm init or join may run before it is killed on its host." default:"10m"`
 }
@@ -35,6 +36,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	opts.Kubeconfig = c.Kubeconfig
 	opts.Exclude = c.Exclude
 	opts.GenerateCA = c.GenerateCA
+	opts.RootOnCAHost = c.RootOnCAHost
 	opts.KubeadmTimeout = c.KubeadmTimeout
 	if opts.Kubeconfig == "" {
 		opts.Kubeconfig = filepath.Join(filepath.Dir(c.Inventory), s.Inv.Cluster.Name+".kubeconfig")

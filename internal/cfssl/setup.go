@@ -60,17 +60,39 @@ func CSRs(cluster string) (map[string][]byte, error) {
 	return out, nil
 }
 
-// MaterialExitNoRoot is the material script's exit code when the CA host
-// has no root and fleet may not generate one.
-const MaterialExitNoRoot = 4
+// The material script's exit codes beyond failure.
+const (
+	// MaterialExitNoRoot: the CA host has no root, and fleet may not make
+	// one there.
+	MaterialExitNoRoot = 4
+	// MaterialExitSignCSR: the cluster CA's key and request (CARequest)
+	// are made and wait for the root's signature, off the host; fleet
+	// uploads the certificate as CASigned and runs the script again.
+	MaterialExitSignCSR = 5
+)
+
+// The cluster CA between the material script's two runs when the root
+// stays off the host.
+const (
+	CARequest = "ca.tmp.csr"
+	CASigned  = "ca.tmp.pem"
+)
+
+// Where the root is, for the material script ($1).
+const (
+	RootOffHost    = "offhost"      // the operator's machine signs the cluster CA's request
+	RootMakeOnHost = "make-on-host" // the seed's homelab layout: made here, key kept here
+	RootOnHost     = "on-host"      // the host has its root (and key) already, or needs none
+)
 
 // MaterialScript makes what is missing of the material, in ConfigDir, with
-// the host's cfssl: the root when generate is true ($1 = yes), the cluster
-// CA signed by the root (profile intermediate), the OCSP signer signed by
-// the cluster CA (profile ocsp), and the sqlite database with its schema
-// ($2, the schema file). Each pair is written under a temporary name and
-// renamed key first, certificate last: a certificate present means its
-// key is too, so an interrupted run is finished by the next.
+// the host's cfssl: the cluster CA (key and request made here, signed by
+// the root: off the host with RootOffHost, here when the root's key is
+// here), the root itself only with RootMakeOnHost, the OCSP signer signed
+// by the cluster CA (profile ocsp), and the sqlite database with its
+// schema ($2, the schema file). Each pair is written under a temporary
+// name and renamed key first, certificate last: a certificate present
+// means its key is too, so an interrupted run is finished by the next.
 func (p Platform) MaterialScript() string {
 	var b strings.Builder
 	b.WriteString("set -e\numask 077\n")
@@ -82,14 +104,25 @@ func (p Platform) MaterialScript() string {
 	// pair NAME: move NAME.tmp's output into place, key first.
 	b.WriteString(`pair() { mv -f "$1.tmp-key.pem" "$1-key.pem"; mv -f "$1.tmp.pem" "$1.pem"; rm -f "$1.tmp.csr"; }
 if [ ! -s ` + RootCert + ` ]; then
-	if [ "$1" != yes ]; then echo "no root CA in ` + p.ConfigDir + `" >&2; exit ` + fmt.Sprint(MaterialExitNoRoot) + `; fi
+	if [ "$1" != ` + RootMakeOnHost + ` ]; then echo "no root CA in ` + p.ConfigDir + `" >&2; exit ` + fmt.Sprint(MaterialExitNoRoot) + `; fi
 	"$cfssl" gencert -initca root-csr.json | "$cfssljson" -bare root.tmp
 	pair root
 fi
 if [ ! -s ` + CACert + ` ]; then
-	"$cfssl" genkey ca-csr.json | "$cfssljson" -bare ca.tmp
-	"$cfssl" sign -ca ` + RootCert + ` -ca-key ` + RootKey + ` -config ` + MaterialConfigFile + ` -profile ` + ProfileIntermediate + ` ca.tmp.csr | "$cfssljson" -bare ca.tmp
-	pair ca
+	if [ -s ` + CASigned + ` ] && [ -s ca.tmp-key.pem ]; then
+		pair ca
+	elif [ -s ` + RootKey + ` ]; then
+		"$cfssl" genkey ca-csr.json | "$cfssljson" -bare ca.tmp
+		"$cfssl" sign -ca ` + RootCert + ` -ca-key ` + RootKey + ` -config ` + MaterialConfigFile + ` -profile ` + ProfileIntermediate + ` ` + CARequest + ` | "$cfssljson" -bare ca.tmp
+		pair ca
+	elif [ "$1" = ` + RootOffHost + ` ]; then
+		if [ ! -s ca.tmp-key.pem ] || [ ! -s ` + CARequest + ` ]; then
+			"$cfssl" genkey ca-csr.json | "$cfssljson" -bare ca.tmp
+		fi
+		exit ` + fmt.Sprint(MaterialExitSignCSR) + `
+	else
+		echo "no root CA key to sign the cluster CA with in ` + p.ConfigDir + `" >&2; exit ` + fmt.Sprint(MaterialExitNoRoot) + `
+	fi
 fi
 if [ ! -s ` + OCSPCert + ` ]; then
 	"$cfssl" gencert -ca ` + CACert + ` -ca-key ` + CAKey + ` -config ` + MaterialConfigFile + ` -profile ` + ProfileOCSP + ` ocsp-csr.json | "$cfssljson" -bare ocsp.tmp

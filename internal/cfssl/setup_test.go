@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMaterialScript runs the material script with the real cfssl in a
@@ -48,11 +49,11 @@ func TestMaterialScript(t *testing.T) {
 		return string(out), err
 	}
 
-	out, err := run("no")
+	out, err := run(RootOnHost)
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != MaterialExitNoRoot || !strings.Contains(out, "no root CA") {
 		t.Fatalf("without a root and without --generate-ca: %v %s", err, out)
 	}
-	if out, err := run("yes"); err != nil {
+	if out, err := run(RootMakeOnHost); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	read := func(name string) *x509.Certificate {
@@ -90,7 +91,7 @@ func TestMaterialScript(t *testing.T) {
 	}
 
 	// Again: nothing is remade.
-	if out, err := run("yes"); err != nil {
+	if out, err := run(RootMakeOnHost); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if again := read(CACert); !again.Equal(ca) || !read(RootCert).Equal(root) {
@@ -99,7 +100,7 @@ func TestMaterialScript(t *testing.T) {
 
 	// Interrupted after the new key, before its certificate: finished.
 	os.Remove(p.Path(CACert))
-	if out, err := run("no"); err != nil {
+	if out, err := run(RootOnHost); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	fresh := read(CACert)
@@ -173,5 +174,81 @@ func TestIllumosStartCaptured(t *testing.T) {
 			calls, _ := os.ReadFile(log)
 			golden(t, "smf-calls-"+state+".txt", calls)
 		})
+	}
+}
+
+// TestMaterialScriptRootOffHost: with the root's key on the operator's
+// machine, the script makes the cluster CA's key and request and stops;
+// the request signed off the host (SignCA) and uploaded, the next run puts
+// the cluster CA in place and signs the OCSP signer with it. No root key
+// is ever on the host.
+func TestMaterialScriptRootOffHost(t *testing.T) {
+	bin := realCfssl(t)
+	dir := t.TempDir()
+	p := Platform{OS: "Linux", Cfssl: bin, Cfssljson: filepath.Join(filepath.Dir(bin), "cfssljson"),
+		ConfigDir: filepath.Join(dir, "etc"), DataDir: filepath.Join(dir, "lib")}
+	os.Mkdir(p.ConfigDir, 0o700)
+	material, _ := MaterialConfig(Signing{})
+	os.WriteFile(p.Path(MaterialConfigFile), material, 0o600)
+	csrs, _ := CSRs("prod")
+	for name, body := range csrs {
+		os.WriteFile(p.Path(name), body, 0o600)
+	}
+	schema := filepath.Join(dir, "schema.sql")
+	os.WriteFile(schema, []byte(Schema), 0o600)
+	rootPEM, rootKey, err := NewRoot("prod", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p.Path(RootCert), rootPEM, 0o644)
+	run := func() (int, string) {
+		out, err := exec.Command("sh", "-c", p.MaterialScript(), "material", RootOffHost, schema).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	if code, out := run(); code != MaterialExitSignCSR {
+		t.Fatalf("first run: exit %d, want %d (a request to sign)\n%s", code, MaterialExitSignCSR, out)
+	}
+	csr, err := os.ReadFile(p.Path(CARequest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := run(); code != MaterialExitSignCSR {
+		t.Fatal("a second run before the signature did not wait again")
+	}
+	if again, _ := os.ReadFile(p.Path(CARequest)); string(again) != string(csr) {
+		t.Error("a second run before the signature made a new request")
+	}
+	signed, err := SignCA(csr, rootPEM, rootKey, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p.Path(CASigned), signed, 0o644)
+	if code, out := run(); code != 0 {
+		t.Fatalf("after the signature: exit %d\n%s", code, out)
+	}
+	root, _ := parseCert(rootPEM)
+	caPEM, _ := os.ReadFile(p.Path(CACert))
+	ca, err := parseCert(caPEM)
+	if err != nil || ca.CheckSignatureFrom(root) != nil || !ca.IsCA || !ca.MaxPathLenZero || ca.Subject.CommonName != "kubernetes" {
+		t.Fatalf("cluster CA %v: want kubernetes, a CA that signs leaves only, under the root", err)
+	}
+	ocspPEM, _ := os.ReadFile(p.Path(OCSPCert))
+	if ocsp, err := parseCert(ocspPEM); err != nil || ocsp.CheckSignatureFrom(ca) != nil {
+		t.Errorf("OCSP signer: %v", err)
+	}
+	if _, err := os.Stat(p.Path(RootKey)); err == nil {
+		t.Error("a root key is on the host")
+	}
+	if leftovers, _ := filepath.Glob(p.Path("*.tmp*")); len(leftovers) > 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+	if code, _ := run(); code != 0 {
+		t.Error("a run with everything in place did not succeed")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"strings"
 	"testing"
@@ -80,5 +81,33 @@ func TestSameCA(t *testing.T) {
 	}
 	if err := SameCA(rogue.pem, ca.pem); err == nil || !strings.Contains(err.Error(), "not the CA host's ca.pem") {
 		t.Errorf("a swapped CA: %v", err)
+	}
+}
+
+func TestSignCA(t *testing.T) {
+	now := time.Now()
+	rootPEM, rootKey, err := NewRoot("prod", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, _ := NewRoot("other", now)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "kubernetes"}}, key)
+	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+
+	caPEM, err := SignCA(csr, rootPEM, rootKey, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := parseCert(rootPEM)
+	ca, _ := parseCert(caPEM)
+	if ca.CheckSignatureFrom(root) != nil || !ca.IsCA || !ca.MaxPathLenZero || ca.Subject.CommonName != "kubernetes" || ca.NotAfter.After(root.NotAfter) {
+		t.Errorf("cluster CA: CA %v, path zero %v, CN %q, until %v (root until %v)", ca.IsCA, ca.MaxPathLenZero, ca.Subject.CommonName, ca.NotAfter, root.NotAfter)
+	}
+	if _, err := SignCA(csr, rootPEM, otherKey, now); err == nil || !strings.Contains(err.Error(), "not the root certificate's") {
+		t.Errorf("another root's key: %v", err)
+	}
+	if _, err := SignCA([]byte("not a request"), rootPEM, rootKey, now); err == nil {
+		t.Error("signed garbage")
 	}
 }
