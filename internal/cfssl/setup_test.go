@@ -18,32 +18,7 @@ import (
 // certificate was in place is finished; without a root and without leave
 // to generate one it stops with its own exit code.
 func TestMaterialScript(t *testing.T) {
-	bin := realCfssl(t)
-	dir := t.TempDir()
-	p := Platform{OS: "Linux", Cfssl: bin, Cfssljson: filepath.Join(filepath.Dir(bin), "cfssljson"),
-		ConfigDir: filepath.Join(dir, "etc"), DataDir: filepath.Join(dir, "lib")}
-	os.Mkdir(p.ConfigDir, 0o700)
-	key, _ := NewAuthKey()
-	os.WriteFile(p.Path(AuthFile), []byte(key), 0o600)
-	cfg, err := Config(Signing{}, p.Path(AuthFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(p.Path("config.json"), cfg, 0o600)
-	material, err := MaterialConfig(Signing{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(p.Path(MaterialConfigFile), material, 0o600)
-	csrs, err := CSRs("prod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, body := range csrs {
-		os.WriteFile(p.Path(name), body, 0o600)
-	}
-	schema := filepath.Join(dir, "schema.sql")
-	os.WriteFile(schema, []byte(Schema), 0o600)
+	p, schema := materialFolder(t)
 	run := func(generate string) (string, error) {
 		out, err := exec.Command("sh", "-c", p.MaterialScript(), "material", generate, schema).CombinedOutput()
 		return string(out), err
@@ -177,25 +152,51 @@ func TestIllumosStartCaptured(t *testing.T) {
 	}
 }
 
+// materialFolder lays out a scratch CA host folder as fleet writes it
+// (configs, auth key, CSRs) for the real cfssl, and the schema file.
+func materialFolder(t *testing.T) (Platform, string) {
+	t.Helper()
+	bin := realCfssl(t)
+	dir := t.TempDir()
+	p := Platform{OS: "Linux", Cfssl: bin, Cfssljson: filepath.Join(filepath.Dir(bin), "cfssljson"),
+		ConfigDir: filepath.Join(dir, "etc"), DataDir: filepath.Join(dir, "lib")}
+	os.Mkdir(p.ConfigDir, 0o700)
+	key, _ := NewAuthKey()
+	cfg, err := Config(Signing{}, p.Path(AuthFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	material, err := MaterialConfig(Signing{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{AuthFile: []byte(key), "config.json": cfg, MaterialConfigFile: material}
+	csrs, err := CSRs("prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range csrs {
+		files[name] = body
+	}
+	for name, body := range files {
+		if err := os.WriteFile(p.Path(name), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schema := filepath.Join(dir, "schema.sql")
+	if err := os.WriteFile(schema, []byte(Schema), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, schema
+}
+
 // TestMaterialScriptRootOffHost: with the root's key on the operator's
 // machine, the script makes the cluster CA's key and request and stops;
 // the request signed off the host (SignCA) and uploaded, the next run puts
 // the cluster CA in place and signs the OCSP signer with it. No root key
 // is ever on the host.
 func TestMaterialScriptRootOffHost(t *testing.T) {
-	bin := realCfssl(t)
-	dir := t.TempDir()
-	p := Platform{OS: "Linux", Cfssl: bin, Cfssljson: filepath.Join(filepath.Dir(bin), "cfssljson"),
-		ConfigDir: filepath.Join(dir, "etc"), DataDir: filepath.Join(dir, "lib")}
-	os.Mkdir(p.ConfigDir, 0o700)
-	material, _ := MaterialConfig(Signing{})
-	os.WriteFile(p.Path(MaterialConfigFile), material, 0o600)
-	csrs, _ := CSRs("prod")
-	for name, body := range csrs {
-		os.WriteFile(p.Path(name), body, 0o600)
-	}
-	schema := filepath.Join(dir, "schema.sql")
-	os.WriteFile(schema, []byte(Schema), 0o600)
+	p, schema := materialFolder(t)
 	rootPEM, rootKey, err := NewRoot("prod", time.Now())
 	if err != nil {
 		t.Fatal(err)
