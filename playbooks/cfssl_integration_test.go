@@ -279,7 +279,7 @@ func noHostHolds(t *testing.T, c *sim.Cluster, what, secret string) {
 // with, asked there with cfssl info; empty when it does not answer.
 func caServed(t *testing.T, c *sim.Cluster) []byte {
 	t.Helper()
-	out, err := c.Exec("ca", "/usr/local/bin/cfssl", "info", "-remote", "127.0.0.1:8888")
+	out, err := c.Exec("ca", "/usr/local/bin/cfssl", "info", "-remote", "http://127.0.0.1:8888")
 	if err != nil {
 		return nil
 	}

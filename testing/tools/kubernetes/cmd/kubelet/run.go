@@ -59,10 +59,10 @@ func run(ctx context.Context, f flags) error {
 	// starts them again rather than adopting strangers.
 	defer runner.StopAll()
 
-	api := make(chan error, 1)
-	go func() { api <- apiLoop(ctx, f, name, ip, runner, logf) }()
-
 	envStamp, cfgStamp := fileStamp(flagsEnv), string(cfgData)
+	api := make(chan error, 1)
+	go func() { api <- apiLoop(ctx, f, envStamp, name, ip, runner, logf) }()
+
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -90,7 +90,7 @@ func run(ctx context.Context, f flags) error {
 
 // apiLoop gets credentials (TLS bootstrap if needed), registers the node,
 // then heartbeats and keeps mirror pods in line until ctx ends.
-func apiLoop(ctx context.Context, f flags, name, ip string, runner *staticpod.Runner, logf func(string, ...any)) error {
+func apiLoop(ctx context.Context, f flags, envStamp, name, ip string, runner *staticpod.Runner, logf func(string, ...any)) error {
 	kubeconfig := f.get("kubeconfig", "/etc/kubernetes/kubelet.conf")
 	bootstrap := f.get("bootstrap-kubeconfig", "")
 	for {
@@ -113,6 +113,12 @@ func apiLoop(ctx context.Context, f flags, name, ip string, runner *staticpod.Ru
 			return nil
 		case <-time.After(time.Second):
 		}
+	}
+	// kubeadm join writes the flags, then restarts the kubelet: the Node
+	// registers with the flags of that start (labels, taints), never with
+	// those of the standalone kubelet before it.
+	if fileStamp(flagsEnv) != envStamp {
+		return errRestart
 	}
 	rest, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
