@@ -324,6 +324,7 @@ func TestApply(t *testing.T) {
 	t.Run("labels and taints follow the inventory; others' stay", testLabelsAndTaintsFollowTheInventory)
 	t.Run("cluster lock refuses a second run; a stale one is broken explicitly", testClusterLock)
 	t.Run("status reports the whole cluster", testStatus)
+	t.Run("certs check lists every certificate with its expiry", testCertsCheck)
 	t.Run("a crash-looping control-plane process shows in status; apply leaves it be", testCrashLoopShowsInStatus)
 	t.Run("API survives losing master0", testAPISurvivesLosingMaster0)
 	t.Run("bad nginx config never goes live", testBadNginxConfigNeverGoesLive)
@@ -633,6 +634,42 @@ func lineDiff(a, b string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// testCertsCheck: kubeadm's certificates and CAs on each master, each
+// node's kubelet client certificate, the CA host's chain; leaf
+// certificates have about a year left, CAs longer.
+func testCertsCheck(t *testing.T) {
+	var out output
+	found, err := playbooks.CertsCheck(context.Background(), applySession(t, &out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	days := map[string]int{}
+	for _, c := range found {
+		if c.Missing {
+			continue
+		}
+		days[c.Host+"/"+c.Name] = c.DaysLeft(now)
+	}
+	want := map[string][2]int{ // days left, from..to
+		"master0/apiserver": {360, 366}, "master2/apiserver-etcd-client": {360, 366}, "master1/admin.conf": {360, 366},
+		"master0/ca": {1000, 3660}, "master1/etcd-ca": {3600, 3660},
+		"worker0/kubelet-client": {360, 366}, "worker1/kubelet-client": {360, 366}, "master0/kubelet-client": {360, 366},
+		"ca/root": {3600, 3660}, "ca/cluster-ca": {1000, 1830}, "ca/ocsp-signer": {360, 366},
+	}
+	for name, r := range want {
+		if d, ok := days[name]; !ok || d < r[0] || d > r[1] {
+			t.Errorf("%s: %d days left (listed %v), want %d..%d", name, d, ok, r[0], r[1])
+		}
+	}
+	if len(days) < 3*10+3 {
+		t.Errorf("only %d certificates found: %v", len(days), days)
+	}
+	if under := playbooks.CertsUnder(found, now, 300); len(under) != 0 {
+		t.Errorf("certificates under 300 days on a new cluster: %+v", under)
+	}
 }
 
 func testStatus(t *testing.T) {

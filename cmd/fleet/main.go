@@ -56,6 +56,7 @@ type cli struct {
 	Reset        resetCmd        `cmd:"" help:"Tear the whole cluster down: workers, then masters, then the load balancer config."`
 	Unlock       unlockCmd       `cmd:"" help:"Break the cluster lock a crashed or killed run left behind (shows its holder first)."`
 	Kubeconfig   kubeconfigCmd   `cmd:"" help:"Fetch the admin kubeconfig (server = the load balancer) from the first master that answers; changes nothing on the hosts."`
+	Certs        certsCmd        `cmd:"" help:"Certificates of the cluster: certs check lists every one with its expiry."`
 	CloudInit    cloudInitCmd    `cmd:"" name:"cloud-init" help:"Print cloud-init user-data that makes a new worker join by itself, in its join mode (holds a short-lived secret)."`
 }
 

@@ -57,6 +57,17 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 	if joined := joinedInStatus(out); joined != 5 {
 		t.Errorf("status shows %d nodes joined, want 5:\n%s", joined, out)
 	}
+	// certs check: kubeadm's certificates on each master (a year left),
+	// the kubelets'; --fail-under past a year fails, naming them.
+	out, _ = runOK("certs", "check", "-i", cluster.Inventory)
+	if !strings.Contains(out, "apiserver") || !strings.Contains(out, "kubelet-client") || !strings.Contains(out, "ca (CA)") {
+		t.Errorf("certs check:\n%s", out)
+	}
+	code, certsOut, certsErr := fleet("certs", "check", "-i", cluster.Inventory, "--fail-under", "400", "-o", "json")
+	all.WriteString(certsOut + certsErr)
+	if code != 1 || !strings.Contains(certsErr, "fewer than 400 days left") || !strings.Contains(certsOut, `"expires"`) {
+		t.Errorf("certs check --fail-under 400: exit %d\n%s%s", code, certsOut, certsErr)
+	}
 	recordCtrlC(t, interrupted, converged)
 	testKubeconfigCommand(t, &all)
 	runOK("-v", "--log-file", logFile, "join", "-i", cluster.Inventory, "worker1")

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fleetops/fleet/playbooks"
+)
+
+type certsCmd struct {
+	Check certsCheckCmd `cmd:"" help:"List every certificate the cluster depends on, with its expiry and days left; changes nothing."`
+}
+
+type certsCheckCmd struct {
+	Inventory string `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	WarnUnder int    `help:"Mark certificates with fewer days left." default:"30"`
+	FailUnder int    `help:"Exit non-zero when a certificate has fewer days left (0: never)." default:"0"`
+	Output    string `short:"o" help:"table or json." enum:"table,json" default:"table"`
+}
+
+func (c *certsCheckCmd) Run(ctx context.Context, g *globals) error {
+	s, err := openSession(g, c.Inventory)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	found, err := playbooks.CertsCheck(ctx, s)
+	out := s.Output(g.stdout)
+	defer out.Flush()
+	now := time.Now()
+	if c.Output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(found); jerr != nil {
+			return jerr
+		}
+	} else {
+		printCerts(out, found, now, c.WarnUnder)
+	}
+	if err != nil {
+		return fmt.Errorf("certs check is incomplete: %s", err)
+	}
+	return failUnder(found, now, c.FailUnder)
+}
+
+func printCerts(w interface{ Write([]byte) (int, error) }, found []playbooks.Cert, now time.Time, warn int) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tCERTIFICATE\tSOURCE\tEXPIRES\tDAYS LEFT\t")
+	for _, c := range found {
+		expires, days := c.Expires.UTC().Format("2006-01-02"), fmt.Sprint(c.DaysLeft(now))
+		if c.Missing {
+			expires, days = "-", "-"
+		}
+		name := c.Name
+		if c.CA {
+			name += " (CA)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Host, name, c.Source, expires, days, playbooks.CertVerdict(c, now, warn))
+	}
+	tw.Flush()
+}
+
+// failUnder is --fail-under: an error naming each certificate with fewer
+// days left.
+func failUnder(found []playbooks.Cert, now time.Time, days int) error {
+	if days <= 0 {
+		return nil
+	}
+	under := playbooks.CertsUnder(found, now, days)
+	if len(under) == 0 {
+		return nil
+	}
+	var names []string
+	for _, c := range under {
+		names = append(names, fmt.Sprintf("%s %s (%d days)", c.Host, c.Name, c.DaysLeft(now)))
+	}
+	return fmt.Errorf("%d certificate(s) with fewer than %d days left (--fail-under): %s", len(under), days, strings.Join(names, ", "))
+}
