@@ -17,6 +17,8 @@ type (
 	EventKind = steps.Kind
 	// Graph is a playbook's step graph, as fleet plan prints it.
 	Graph = steps.Graph
+	// PlannedStep is a step about to run, with its hosts (progress views).
+	PlannedStep = steps.Planned
 	// LockHeldError says who holds the cluster lock the run wanted.
 	LockHeldError = lock.HeldError
 	// LockAnswer is what the lock host said of the cluster lock.

@@ -29,6 +29,10 @@ type Options struct {
 	OnEvent func(steps.Event)
 	// OnCommand sees every remote command's timing when it ends.
 	OnCommand func(exec.CommandTrace)
+	// OnCommandStart sees every remote command (redacted) as it starts.
+	OnCommandStart func(host, command string)
+	// OnPlan sees each graph's steps and their hosts before it runs.
+	OnPlan func([]PlannedStep)
 }
 
 // Session is one run against one inventory: its connections, its secrets
@@ -104,6 +108,7 @@ func (s *Session) connConfig(name, addr string, ssh inventory.SSH, keys *exec.Ho
 		HostKeys:          keys,
 		Redactor:          s.Redactor,
 		OnCommand:         s.opts.OnCommand,
+		OnCommandStart:    s.opts.OnCommandStart,
 	}
 	if ssh.IdentityFile != "" {
 		cfg.IdentityFiles = []string{ssh.IdentityFile}
@@ -149,14 +154,14 @@ func (s *Session) Conn(ctx context.Context, host string) (*exec.Conn, error) {
 
 // Run executes g with the session's engine settings.
 func (s *Session) Run(ctx context.Context, g *steps.Graph) (*steps.Report, error) {
-	eng := &steps.Engine{Concurrency: s.opts.Concurrency, OnEvent: s.opts.OnEvent}
+	eng := &steps.Engine{Concurrency: s.opts.Concurrency, OnEvent: s.opts.OnEvent, OnPlan: s.opts.OnPlan}
 	return eng.Run(ctx, g)
 }
 
 // DryRun runs only g's read-only steps and the state checks of the others:
 // the report says what a real run would do.
 func (s *Session) DryRun(ctx context.Context, g *steps.Graph) (*steps.Report, error) {
-	eng := &steps.Engine{Concurrency: s.opts.Concurrency, OnEvent: s.opts.OnEvent, DryRun: true}
+	eng := &steps.Engine{Concurrency: s.opts.Concurrency, OnEvent: s.opts.OnEvent, OnPlan: s.opts.OnPlan, DryRun: true}
 	return eng.Run(ctx, g)
 }
 

@@ -26,7 +26,7 @@ type applyCmd struct {
 }
 
 func (c *applyCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, showProgress)
 	if err != nil {
 		return err
 	}
@@ -43,6 +43,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	}
 	start := time.Now()
 	report, err := playbooks.Apply(ctx, s, opts)
+	g.stopProgress()
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	var held *playbooks.LockHeldError

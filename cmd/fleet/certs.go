@@ -23,7 +23,7 @@ type certsCheckCmd struct {
 }
 
 func (c *certsCheckCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, quiet)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ type checkCmd struct {
 }
 
 func (c *checkCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, quiet)
 	if err != nil {
 		return err
 	}
@@ -64,9 +64,17 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+// How a command's session shows the steps it runs.
+type view int
+
+const (
+	quiet        view = iota // failures, notes and skips on stderr; every event with -v
+	showProgress             // the --progress view (commands that change hosts)
+)
+
 // openSession loads the inventory, prints its warnings and prepares the
 // connections.
-func openSession(g *globals, path string) (*playbooks.Session, error) {
+func openSession(g *globals, path string, v view) (*playbooks.Session, error) {
 	inv, err := inventory.Load(path)
 	if err != nil {
 		return nil, err
@@ -82,18 +90,27 @@ func openSession(g *globals, path string) (*playbooks.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err = playbooks.NewSession(inv, playbooks.Options{
+	opts := playbooks.Options{
 		AcceptNewHostKeys: g.AcceptNewHostKeys,
 		KnownHosts:        g.KnownHosts,
 		Concurrency:       g.Concurrency,
-		OnEvent: func(e playbooks.Event) {
-			if e.Err != nil {
-				e.Err = errors.New(s.Redactor.String(e.Err.Error()))
-			}
-			printEvent(e)
-			logEvent(e, s.Redactor.String)
-		},
-	})
+	}
+	if v == showProgress && !g.Verbose {
+		if g.progress == nil {
+			g.progress = newProgress(g.Progress, g.stderr)
+		}
+		printEvent = g.progress.event
+		opts.OnPlan = g.progress.plan
+		opts.OnCommandStart = g.progress.command
+	}
+	opts.OnEvent = func(e playbooks.Event) {
+		if e.Err != nil {
+			e.Err = errors.New(s.Redactor.String(e.Err.Error()))
+		}
+		printEvent(e)
+		logEvent(e, s.Redactor.String)
+	}
+	s, err = playbooks.NewSession(inv, opts)
 	if err == nil {
 		g.redactors = append(g.redactors, s.Redactor.String)
 	}

@@ -19,7 +19,7 @@ func (c *cloudInitCmd) Run(ctx context.Context, g *globals) error {
 	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
 		return fmt.Errorf("--token-ttl %s: want between 1m and 24h (the user-data is a secret while it works)", c.TokenTTL)
 	}
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, quiet)
 	if err != nil {
 		return err
 	}

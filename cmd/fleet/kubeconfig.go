@@ -17,7 +17,7 @@ type kubeconfigCmd struct {
 // Run fetches the admin kubeconfig without an apply: for a second
 // operator, a lost file, or when master0 is down.
 func (c *kubeconfigCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, quiet)
 	if err != nil {
 		return err
 	}

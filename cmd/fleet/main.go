@@ -22,15 +22,25 @@ type globals struct {
 	AcceptNewHostKeys bool   `help:"Trust hosts missing from known_hosts and record their keys (never a changed key)."`
 	KnownHosts        string `help:"known_hosts file to use for every host, instead of the inventory's." type:"path"`
 	Concurrency       int    `help:"Most tasks running at once." default:"64"`
-	Verbose           bool   `short:"v" help:"Print every step event."`
+	Verbose           bool   `short:"v" help:"Print every step event (instead of the progress view)."`
+	Progress          string `help:"How commands that change hosts show their steps on stderr: live (a line per running step, redrawn), plain (a line per step start and end), auto (live on a terminal)." enum:"auto,live,plain" default:"auto"`
 	LogFile           string `help:"Append every step event to this file as JSON lines (mode 0600, secrets redacted)." type:"path" placeholder:"FILE"`
 
 	stdout, stderr io.Writer
 	stdin          io.Reader
 	log            *os.File // the opened LogFile, closed when the command ends
+	progress       *progress // the running command's view, if it shows one
 	// redactors are the open sessions' (each knows the secrets it made):
 	// the one place a command's error passes before it is printed.
 	redactors []func(string) string
+}
+
+// stopProgress ends the progress view, if any, before a command prints its
+// result: the live rows stop redrawing.
+func (g *globals) stopProgress() {
+	if g.progress != nil {
+		g.progress.stop()
+	}
 }
 
 // redacted removes every secret any session of the command knows.
@@ -104,7 +114,9 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 			c.log.Close()
 		}
 	}()
-	if err := kctx.Run(); err != nil {
+	err = kctx.Run()
+	c.stopProgress() // before anything else reaches the terminal
+	if err != nil {
 		fmt.Fprintln(stderr, "fleet:", c.redacted(err.Error()))
 		return 1
 	}

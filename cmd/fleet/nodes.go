@@ -17,13 +17,14 @@ type joinCmd struct {
 }
 
 func (c *joinCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, showProgress)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	start := time.Now()
 	report, err := playbooks.Join(ctx, s, c.Nodes, playbooks.JoinOptions{TokenTTL: c.TokenTTL, ReadyTimeout: c.ReadyTimeout, KubeadmTimeout: c.KubeadmTimeout})
+	g.stopProgress()
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if err != nil {
@@ -45,7 +46,7 @@ type removeCmd struct {
 }
 
 func (c *removeCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, showProgress)
 	if err != nil {
 		return err
 	}
@@ -53,6 +54,7 @@ func (c *removeCmd) Run(ctx context.Context, g *globals) error {
 	start := time.Now()
 	report, err := playbooks.Remove(ctx, s, c.Nodes, playbooks.RemoveOptions{Force: c.Force, DrainTimeout: c.DrainTimeout,
 		ForceDrain: c.ForceDrain, DeleteEmptyDirData: c.DeleteEmptyDirData, Gone: c.Gone})
+	g.stopProgress()
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if err != nil {

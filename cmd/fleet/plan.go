@@ -18,7 +18,7 @@ type planCmd struct {
 // Run prints the apply graph, then what apply would do host by host, from
 // the same graph with preflight run and every other step's state check.
 func (c *planCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, quiet)
 	if err != nil {
 		return err
 	}

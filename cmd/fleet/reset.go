@@ -14,7 +14,7 @@ type resetCmd struct {
 }
 
 func (c *resetCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, showProgress)
 	if err != nil {
 		return err
 	}
@@ -25,6 +25,7 @@ func (c *resetCmd) Run(ctx context.Context, g *globals) error {
 	}
 	start := time.Now()
 	report, err := playbooks.Reset(ctx, s)
+	g.stopProgress()
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if err != nil {

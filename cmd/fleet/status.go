@@ -14,7 +14,7 @@ type statusCmd struct {
 }
 
 func (c *statusCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, quiet)
 	if err != nil {
 		return err
 	}

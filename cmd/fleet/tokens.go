@@ -26,7 +26,7 @@ func (c *rotateTokensCmd) Run(ctx context.Context, g *globals) error {
 	if c.ControlPlane && !c.PrintJoinCommand {
 		return fmt.Errorf("--control-plane goes with --print-join-command")
 	}
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, quiet)
 	if err != nil {
 		return err
 	}

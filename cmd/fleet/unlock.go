@@ -16,7 +16,7 @@ type unlockCmd struct {
 // holder first: breaking the lock of a run that is still going lets two
 // runs change the cluster at once.
 func (c *unlockCmd) Run(ctx context.Context, g *globals) error {
-	s, err := openSession(g, c.Inventory)
+	s, err := openSession(g, c.Inventory, quiet)
 	if err != nil {
 		return err
 	}

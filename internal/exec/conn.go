@@ -41,6 +41,9 @@ type Config struct {
 
 	// OnCommand, if set, sees every command's timing when it ends.
 	OnCommand func(CommandTrace)
+	// OnCommandStart, if set, sees each command (redacted) as it starts:
+	// what a progress view shows a host doing.
+	OnCommandStart func(host, command string)
 }
 
 // DefaultMaxSessions stays under OpenSSH's MaxSessions default of 10 per

@@ -144,6 +144,9 @@ func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (_ Result, err
 			c.cfg.OnCommand(CommandTrace{Host: c.cfg.Host, Command: shown, Start: start, Duration: time.Since(start), Err: err})
 		}()
 	}
+	if c.cfg.OnCommandStart != nil {
+		c.cfg.OnCommandStart(c.cfg.Host, shown)
+	}
 	if err := sess.Start(c.wrap(line)); err != nil {
 		return Result{}, fmt.Errorf("%s: start %s: %w", c.cfg.Host, shown, c.connErr(err))
 	}

@@ -87,12 +87,24 @@ func (r *Report) Count(k Kind) int {
 	return n
 }
 
+// Planned is one step of a graph about to run: what a progress view needs
+// to show it before its first event.
+type Planned struct {
+	Step     string
+	Hosts    []string // nil for a step that runs once
+	ReadOnly bool
+}
+
 // Engine runs graphs.
 type Engine struct {
 	// Concurrency bounds the tasks (step × host) running at once; 0 means 64.
 	Concurrency int
 	// OnEvent, if set, sees every event as it happens.
 	OnEvent func(Event)
+	// OnPlan, if set, sees the graph's steps, in order, with the hosts each
+	// will run on, before the first task starts: a progress view knows the
+	// totals from the start.
+	OnPlan func([]Planned)
 	// DryRun runs read-only steps and the Checks of the others, never their
 	// Run: the report says what a real run would do (WouldRun) and what is
 	// done already. A Check that fails after a step that would run counts
@@ -134,7 +146,11 @@ func (e *Engine) Run(ctx context.Context, g *Graph) (*Report, error) {
 	r := &run{eng: e, ctx: ctx, global: make(chan struct{}, limit), perStep: map[*Step]chan struct{}{}}
 	// Pick the roots before starting any: once tasks run, waiting counts change.
 	var roots []*task
-	for _, t := range r.plan(g) {
+	tasks := r.plan(g)
+	if e.OnPlan != nil {
+		e.OnPlan(g.planned())
+	}
+	for _, t := range tasks {
 		if t.waiting == 0 {
 			roots = append(roots, t)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,6 +267,30 @@ func TestEventsCarryDurations(t *testing.T) {
 	}
 	if d := rep.Events[1].Duration; d < 30*time.Millisecond || d > 200*time.Millisecond {
 		t.Errorf("duration %s", d)
+	}
+}
+
+func TestPlanIsSeenBeforeTheFirstEvent(t *testing.T) {
+	noop := func(context.Context, string) error { return nil }
+	g := New()
+	g.MustAdd(Step{Name: "look", ReadOnly: true, Run: noop})
+	g.MustAdd(Step{Name: "join", Hosts: []string{"w1", "w2"}, After: []string{"look"}, Run: noop})
+	var plan []Planned
+	eventsBeforePlan := 0
+	eng := &Engine{
+		OnPlan: func(p []Planned) { plan = p },
+		OnEvent: func(Event) {
+			if plan == nil {
+				eventsBeforePlan++
+			}
+		},
+	}
+	if _, err := eng.Run(context.Background(), g); err != nil {
+		t.Fatal(err)
+	}
+	want := []Planned{{Step: "look", ReadOnly: true}, {Step: "join", Hosts: []string{"w1", "w2"}}}
+	if !reflect.DeepEqual(plan, want) || eventsBeforePlan != 0 {
+		t.Errorf("plan %+v (%d events before it), want %+v first", plan, eventsBeforePlan, want)
 	}
 }
 

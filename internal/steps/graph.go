@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -129,4 +130,13 @@ func (g *Graph) Print(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// planned lists the steps in insertion order (a valid execution order).
+func (g *Graph) planned() []Planned {
+	out := make([]Planned, 0, len(g.steps))
+	for _, s := range g.steps {
+		out = append(out, Planned{Step: s.Name, Hosts: slices.Clone(s.Hosts), ReadOnly: s.ReadOnly})
+	}
+	return out
 }
