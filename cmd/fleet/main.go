@@ -28,7 +28,7 @@ type globals struct {
 
 	stdout, stderr io.Writer
 	stdin          io.Reader
-	log            *os.File // the opened LogFile, closed when the command ends
+	log            *os.File  // the opened LogFile, closed when the command ends
 	progress       *progress // the running command's view, if it shows one
 	// redactors are the open sessions' (each knows the secrets it made):
 	// the one place a command's error passes before it is printed.
