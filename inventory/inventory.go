@@ -76,6 +76,10 @@ type SSH struct {
 	JumpHost       string   `yaml:"jumpHost"` // [user@]host[:port], as ssh -J
 	Sudo           *bool    `yaml:"sudo"`
 	ConnectTimeout Duration `yaml:"connectTimeout"`
+	// Config is the OpenSSH client config whose Host blocks fill what the
+	// inventory leaves out (top-level block only): default ~/.ssh/config,
+	// "none" for no config.
+	Config string `yaml:"config"`
 }
 
 // Host is one machine of the inventory.
@@ -215,6 +219,26 @@ func (inv *Inventory) Host(name string) *Host {
 // SSHFor returns the effective SSH settings of h: the host's own block over
 // the inventory's defaults over fleet's defaults.
 func (inv *Inventory) SSHFor(h *Host) SSH {
+	eff := inv.SSHGiven(h)
+	if eff.User == "" {
+		eff.User = DefaultSSHUser
+	}
+	if eff.Port == 0 {
+		eff.Port = DefaultSSHPort
+	}
+	if eff.KnownHosts == "" {
+		eff.KnownHosts = expandHome(DefaultKnownHosts)
+	}
+	if eff.ConnectTimeout == 0 {
+		eff.ConnectTimeout = Duration(DefaultTimeout)
+	}
+	return eff
+}
+
+// SSHGiven is what the inventory itself says of h's login (the host's
+// block over the top-level one), without fleet's defaults: where it is
+// silent, the user's ssh config may speak.
+func (inv *Inventory) SSHGiven(h *Host) SSH {
 	eff := inv.SSH
 	if o := h.SSH; o != nil {
 		if o.User != "" {
@@ -241,18 +265,6 @@ func (inv *Inventory) SSHFor(h *Host) SSH {
 		if o.ConnectTimeout != 0 {
 			eff.ConnectTimeout = o.ConnectTimeout
 		}
-	}
-	if eff.User == "" {
-		eff.User = DefaultSSHUser
-	}
-	if eff.Port == 0 {
-		eff.Port = DefaultSSHPort
-	}
-	if eff.KnownHosts == "" {
-		eff.KnownHosts = DefaultKnownHosts
-	}
-	if eff.ConnectTimeout == 0 {
-		eff.ConnectTimeout = Duration(DefaultTimeout)
 	}
 	return eff
 }

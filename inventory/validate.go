@@ -200,6 +200,9 @@ func (d *decoder) validateHost(h *Host, path string) {
 	}
 	if h.SSH != nil {
 		d.validateSSH(h.SSH, path+".ssh")
+		if h.SSH.Config != "" {
+			d.errorf(path+".ssh.config", "the ssh config is chosen once, in the top-level ssh block")
+		}
 	}
 	if (len(h.Labels) > 0 || len(h.Taints) > 0) && h.Role != RoleMaster && h.Role != RoleWorker {
 		field := "labels"
@@ -382,15 +385,23 @@ func ParseJumpHost(s string) (JumpHost, error) {
 	return j, nil
 }
 
-// resolvePaths makes identity and known_hosts paths absolute.
+// expandHome turns ~ and ~/x into the user's home folder.
+func expandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		home, _ := os.UserHomeDir()
+		return filepath.Join(home, strings.TrimPrefix(p, "~"))
+	}
+	return p
+}
+
+// resolvePaths makes identity, known_hosts and ssh config paths absolute.
 func resolvePaths(inv *Inventory) error {
-	home, _ := os.UserHomeDir()
 	base := filepath.Dir(inv.Path)
 	fix := func(p *string) {
 		switch {
 		case *p == "":
 		case *p == "~" || strings.HasPrefix(*p, "~/"):
-			*p = filepath.Join(home, strings.TrimPrefix(*p, "~"))
+			*p = expandHome(*p)
 		case !filepath.IsAbs(*p):
 			*p = filepath.Join(base, *p)
 		}
@@ -398,10 +409,10 @@ func resolvePaths(inv *Inventory) error {
 	if c := &inv.Cluster.CNI; *c != "" && !strings.HasPrefix(*c, "http://") && !strings.HasPrefix(*c, "https://") {
 		fix(c)
 	}
-	if inv.SSH.KnownHosts == "" {
-		inv.SSH.KnownHosts = DefaultKnownHosts
-	}
 	fix(&inv.SSH.IdentityFile)
+	if inv.SSH.Config != "none" {
+		fix(&inv.SSH.Config)
+	}
 	fix(&inv.SSH.KnownHosts)
 	for _, h := range inv.Hosts() {
 		if h.SSH != nil {

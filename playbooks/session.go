@@ -5,13 +5,13 @@ package playbooks
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"sync"
 	"time"
 
 	"github.com/fleetops/fleet/internal/cfssl"
 	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/sshconfig"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
@@ -33,7 +33,14 @@ type Options struct {
 	OnCommandStart func(host, command string)
 	// OnPlan sees each graph's steps and their hosts before it runs.
 	OnPlan func([]PlannedStep)
+	// SSHConfig names the OpenSSH client config to read ("none": none);
+	// empty means the inventory's ssh.config, else ~/.ssh/config.
+	SSHConfig string
 }
+
+// Login is how fleet logs in to a host after the ssh config: where it
+// dials, as whom, with which keys, and where each setting came from.
+type Login = sshconfig.Resolved
 
 // Session is one run against one inventory: its connections, its secrets
 // to redact and its step engine.
@@ -42,6 +49,10 @@ type Session struct {
 	Pool     *exec.Pool
 	Redactor *exec.Redactor
 	opts     Options
+	// Logins are the hosts' resolved SSH settings, by inventory name;
+	// Warnings what the user should hear of them (settings not followed).
+	Logins   map[string]Login
+	Warnings []string
 
 	caMu     sync.Mutex     // guards caPlat and caClient
 	caPlat   cfssl.Platform // the CA host's platform, once asked
@@ -70,25 +81,32 @@ func NewSession(inv *inventory.Inventory, opts Options) (*Session, error) {
 		verifiers[path] = k
 		return k, nil
 	}
+	sshConfig, err := loadSSHConfig(inv, opts.SSHConfig)
+	if err != nil {
+		return nil, err
+	}
+	s.Logins = map[string]Login{}
 	for _, h := range inv.Hosts() {
 		ssh := inv.SSHFor(h)
-		keys, err := hostKeys(ssh.KnownHosts)
+		given := inv.SSHGiven(h)
+		login, err := sshConfig.Resolve(h.Name, sshconfig.Given{Address: h.Address, User: given.User, Port: given.Port,
+			IdentityFile: given.IdentityFile, KnownHosts: given.KnownHosts, JumpHost: given.JumpHost},
+			sshconfig.Defaults{User: ssh.User, Port: ssh.Port, KnownHosts: ssh.KnownHosts})
 		if err != nil {
 			return nil, err
 		}
-		cfg := s.connConfig(h.Name, h.Address, ssh, keys)
+		s.Logins[h.Name] = login
+		s.Warnings = append(s.Warnings, login.Warnings...)
+		keys, err := hostKeys(login.KnownHosts)
+		if err != nil {
+			return nil, err
+		}
+		cfg := s.connConfig(h.Name, login.Hop, login, ssh, keys)
 		var jump *exec.Config
-		if ssh.JumpHost != "" {
-			j, err := inventory.ParseJumpHost(ssh.JumpHost)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", h.Name, err)
-			}
+		if login.Jump != nil { // no sudo there: it only forwards
 			jssh := ssh
-			jssh.Port, jssh.Sudo = j.Port, nil
-			if j.User != "" {
-				jssh.User = j.User
-			}
-			jc := s.connConfig("jump host "+j.Address, j.Address, jssh, keys)
+			jssh.Sudo = nil
+			jc := s.connConfig("jump host "+login.Jump.Address, *login.Jump, login, jssh, keys)
 			jump = &jc
 		}
 		s.Pool.Add(cfg, jump)
@@ -96,12 +114,34 @@ func NewSession(inv *inventory.Inventory, opts Options) (*Session, error) {
 	return s, nil
 }
 
-func (s *Session) connConfig(name, addr string, ssh inventory.SSH, keys *exec.HostKeys) exec.Config {
-	cfg := exec.Config{
-		Host: name, Address: addr, Port: ssh.Port, User: ssh.User,
+// loadSSHConfig reads the ssh config that --ssh-config, else the
+// inventory's ssh.config, else ~/.ssh/config names; "none" is no config.
+func loadSSHConfig(inv *inventory.Inventory, flag string) (*sshconfig.File, error) {
+	path, named := flag, flag != ""
+	if !named {
+		path, named = inv.SSH.Config, inv.SSH.Config != ""
+	}
+	switch {
+	case path == "none":
+		return nil, nil
+	case !named:
+		path = sshconfig.DefaultPath()
+	}
+	if path == "" {
+		return nil, nil
+	}
+	return sshconfig.Load(path, named)
+}
+
+// connConfig is the connection to hop as login's keys, with the
+// inventory's agent, sudo and timeout settings.
+func (s *Session) connConfig(name string, hop sshconfig.Hop, login Login, ssh inventory.SSH, keys *exec.HostKeys) exec.Config {
+	return exec.Config{
+		Host: name, Address: hop.Address, Port: hop.Port, User: hop.User,
+		IdentityFiles: login.IdentityFiles,
 		// Without an identity file the agent is the only way in, unless the
 		// user turned it off explicitly.
-		UseAgent:          inventory.On(ssh.Agent) || (ssh.IdentityFile == "" && ssh.Agent == nil),
+		UseAgent:          inventory.On(ssh.Agent) || (len(login.IdentityFiles) == 0 && ssh.Agent == nil),
 		Sudo:              inventory.On(ssh.Sudo),
 		ConnectTimeout:    time.Duration(ssh.ConnectTimeout),
 		KeepAliveInterval: keepAlive,
@@ -110,10 +150,6 @@ func (s *Session) connConfig(name, addr string, ssh inventory.SSH, keys *exec.Ho
 		OnCommand:         s.opts.OnCommand,
 		OnCommandStart:    s.opts.OnCommandStart,
 	}
-	if ssh.IdentityFile != "" {
-		cfg.IdentityFiles = []string{ssh.IdentityFile}
-	}
-	return cfg
 }
 
 // Connect opens the connections to hosts in parallel, so that the first

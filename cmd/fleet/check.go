@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -50,11 +52,34 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 		fmt.Fprintf(tw, "\t%s\n", r.Took.Round(time.Millisecond))
 	}
 	tw.Flush()
+	if g.Verbose {
+		printLogins(out, s)
+	}
 	fmt.Fprintf(out, "%d of %d hosts reachable in %s\n", len(results)-unreachable, len(results), time.Since(start).Round(time.Millisecond))
 	if runErr != nil {
 		return fmt.Errorf("%d host(s) unreachable:\n%s", unreachable, runErr)
 	}
 	return nil
+}
+
+// printLogins says per host how fleet logs in and where each setting came
+// from (the inventory, the ssh config's file:line, or fleet's default).
+func printLogins(out io.Writer, s *playbooks.Session) {
+	fmt.Fprintln(out, "\nSSH logins:")
+	for _, h := range s.Inv.Hosts() {
+		l := s.Logins[h.Name]
+		fmt.Fprintf(out, "%s: %s@%s:%d\n", h.Name, l.User, l.Address, l.Port)
+		fmt.Fprintf(out, "  address %s (%s), user (%s), port (%s)\n", l.Address, l.Sources["address"], l.Sources["user"], l.Sources["port"])
+		if len(l.IdentityFiles) > 0 {
+			fmt.Fprintf(out, "  identity %s (%s)\n", strings.Join(l.IdentityFiles, ", "), l.Sources["identityFile"])
+		} else {
+			fmt.Fprintln(out, "  identity: the SSH agent's keys")
+		}
+		fmt.Fprintf(out, "  known_hosts %s (%s)\n", l.KnownHosts, l.Sources["knownHosts"])
+		if l.Jump != nil {
+			fmt.Fprintf(out, "  via %s@%s:%d (%s)\n", l.Jump.User, l.Jump.Address, l.Jump.Port, l.Sources["jumpHost"])
+		}
+	}
 }
 
 func yesNo(b bool) string {
@@ -94,6 +119,7 @@ func openSession(g *globals, path string, v view) (*playbooks.Session, error) {
 		AcceptNewHostKeys: g.AcceptNewHostKeys,
 		KnownHosts:        g.KnownHosts,
 		Concurrency:       g.Concurrency,
+		SSHConfig:         g.SSHConfig,
 	}
 	if v == showProgress && !g.Verbose {
 		if g.progress == nil {
@@ -111,8 +137,12 @@ func openSession(g *globals, path string, v view) (*playbooks.Session, error) {
 		logEvent(e, s.Redactor.String)
 	}
 	s, err = playbooks.NewSession(inv, opts)
-	if err == nil {
-		g.redactors = append(g.redactors, s.Redactor.String)
+	if err != nil {
+		return nil, err
 	}
-	return s, err
+	g.redactors = append(g.redactors, s.Redactor.String)
+	for _, w := range s.Warnings {
+		fmt.Fprintln(g.stderr, "warning:", w)
+	}
+	return s, nil
 }

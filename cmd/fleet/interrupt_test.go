@@ -106,24 +106,27 @@ func lastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// convergedAfterCut checks, in the -v output of the apply after the
+// convergedAfterCut checks, in the event log of the apply after the
 // interrupted one, what became of the worker whose join was cut: either its
-// kubelet finished the TLS bootstrap on its own (kubelet.conf: joined), or
-// fleet said it cleared the half-done join and joined the worker anew. It
-// says which; kubeadm init must not run again.
-func convergedAfterCut(t *testing.T, events, worker string) string {
+// kubelet finished the TLS bootstrap on its own (joined), or fleet said it
+// cleared the half-done join and joined the worker anew. It says which;
+// kubeadm init must not run again.
+func convergedAfterCut(t *testing.T, run terminalRun, worker string) string {
 	t.Helper()
-	if strings.Contains(events, "OK    init ") {
-		t.Errorf("the apply after Ctrl-C ran kubeadm init again:\n%s", events)
+	if eventWas(run.events, "succeeded", "init", "master0", "") {
+		t.Errorf("the apply after Ctrl-C ran kubeadm init again:\n%s", run)
 	}
 	switch {
-	case strings.Contains(events, "NOTE  join-workers "+worker+": an earlier join was cut short here") &&
-		strings.Contains(events, "OK    join-workers "+worker+" "):
+	case eventWas(run.events, "note", "join-workers", worker, "an earlier join was cut short here") &&
+		eventWas(run.events, "succeeded", "join-workers", worker, ""):
+		if !strings.Contains(run.final, "NOTE  join-workers "+worker+": an earlier join was cut short here") {
+			t.Errorf("the terminal did not show the note on %s's cut join:\n%s", worker, run)
+		}
 		return "said it cleared " + worker + "'s cut join (kubeadm reset, Node deleted) and joined it anew"
-	case strings.Contains(events, "DONE  join-workers "+worker+": already joined"):
+	case eventWas(run.events, "already-done", "join-workers", worker, "joined"):
 		return "found " + worker + " joined (its kubelet had finished the TLS bootstrap on its own)"
 	}
-	t.Errorf("the apply after Ctrl-C neither cleared and joined %s nor found it joined:\n%s", worker, events)
+	t.Errorf("the apply after Ctrl-C neither cleared and joined %s nor found it joined:\n%s", worker, run)
 	return ""
 }
 

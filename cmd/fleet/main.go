@@ -21,6 +21,7 @@ var version = "dev"
 type globals struct {
 	AcceptNewHostKeys bool   `help:"Trust hosts missing from known_hosts and record their keys (never a changed key)."`
 	KnownHosts        string `help:"known_hosts file to use for every host, instead of the inventory's." type:"path"`
+	SSHConfig         string `name:"ssh-config" help:"OpenSSH client config whose Host blocks fill what the inventory leaves out (HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile); none for no config. Default: the inventory's ssh.config, else ~/.ssh/config." placeholder:"FILE"`
 	Concurrency       int    `help:"Most tasks running at once." default:"64"`
 	Verbose           bool   `short:"v" help:"Print every step event (instead of the progress view)."`
 	Progress          string `help:"How commands that change hosts show their steps on stderr: live (a line per running step, redrawn), plain (a line per step start and end), auto (live on a terminal)." enum:"auto,live,plain" default:"auto"`

@@ -43,11 +43,25 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 	}
 	logFile := filepath.Join(t.TempDir(), "fleet.log") // every command's JSON events
 	cutWorker, interrupted := testCtrlCDuringWorkerJoins(t, &all, logFile, kubeconfig)
-	_, errs := runOK("-v", "--log-file", logFile, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
-	converged := convergedAfterCut(t, errs, cutWorker)
-	out, _ := runOK("-v", "--log-file", logFile, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	// The apply that converges runs in a real terminal (tmux): its live
+	// view is what a user watches.
+	term := runInTerminal(t, 5*time.Minute, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	all.WriteString(term.final)
+	for _, e := range term.events {
+		all.WriteString(e.Reason + "\n" + e.Error + "\n")
+	}
+	if term.exit != 0 {
+		t.Fatalf("apply in a terminal: %s", term)
+	}
+	checkLiveView(t, term)
+	converged := convergedAfterCut(t, term, cutWorker)
+	// Through a pipe the view is plain lines, without escape codes.
+	out, errs := runOK("--log-file", logFile, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
 	if !strings.HasPrefix(out, "no changes") {
 		t.Errorf("second apply: %q", out)
+	}
+	if strings.ContainsRune(errs, '\x1b') || !strings.Contains(errs, "▶ join-workers (2 hosts)") || !strings.Contains(errs, "✓ join-workers 2/2 ") {
+		t.Errorf("the plain view of a piped apply:\n%q", errs)
 	}
 	out, _ = runOK("plan", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
 	if !strings.Contains(out, "no changes: apply would do nothing") {
