@@ -19,7 +19,7 @@ import (
 type terminalRun struct {
 	exit   int
 	frames []string // the screen every 50 ms while it ran
-	final  string   // the screen and its scrollback once it ended
+	final  string   // the screen once it ended
 	events []loggedEvent
 }
 
@@ -73,7 +73,9 @@ func runInTerminal(t *testing.T, limit time.Duration, args ...string) terminalRu
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	final, err := tmux("capture-pane", "-p", "-t", "fleet", "-S", "-")
+	// The visible screen: tmux's scrollback also keeps what a redraw
+	// cleared (scroll-on-clear), which is not what the user sees.
+	final, err := tmux("capture-pane", "-p", "-t", "fleet")
 	if err != nil {
 		t.Fatalf("tmux capture-pane: %v", err)
 	}
