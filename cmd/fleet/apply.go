@@ -15,7 +15,7 @@ import (
 )
 
 type applyCmd struct {
-	Inventory    string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Inventory    string        `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
 	Kubeconfig   string        `help:"Where to write the admin kubeconfig (0600). Default: <cluster>.kubeconfig beside the inventory." type:"path"`
 	TokenTTL     time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
 	Exclude      []string      `help:"Workers to leave out of this run (unreachable or broken); a later apply without it adds them." placeholder:"WORKER"`

@@ -16,7 +16,7 @@ type certsCmd struct {
 }
 
 type certsCheckCmd struct {
-	Inventory string `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Inventory string `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
 	WarnUnder int    `help:"Mark certificates with fewer days left." default:"30"`
 	FailUnder int    `help:"Exit non-zero when a certificate has fewer days left (0: never)." default:"0"`
 	Output    string `short:"o" help:"table or json." enum:"table,json" default:"table"`

@@ -9,8 +9,8 @@ import (
 )
 
 type cloudInitCmd struct {
-	Inventory string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
-	Node      string        `arg:"" help:"The worker the user-data is for (its join mode decides what it does)."`
+	Inventory string        `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
+	Node      string        `arg:"" help:"The worker the user-data is for (its join mode decides what it does)." predictor:"node"`
 	TokenTTL  time.Duration `help:"Lifetime of the bootstrap token in the user-data (kubeadm and tls-bootstrap modes)." default:"1h"`
 	Output    string        `short:"o" help:"Write the user-data to this file (0600) instead of stdout." placeholder:"FILE"`
 }

@@ -10,7 +10,7 @@ import (
 )
 
 type kubeconfigCmd struct {
-	Inventory string `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Inventory string `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
 	Output    string `short:"o" help:"Where to write it (mode 0600); - prints it on stdout. Default: <cluster>.kubeconfig beside the inventory, where apply writes it." placeholder:"FILE"`
 }
 

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/willabides/kongplete"
 )
 
 // version is set at build time: -ldflags "-X main.version=v0.1.0".
@@ -52,23 +53,24 @@ func (g *globals) redacted(s string) string {
 	return s
 }
 
+// cli lists the commands in the order a user meets them.
 type cli struct {
 	globals
 
-	Version versionCmd `cmd:"" help:"Print fleet's version."`
-	Check   checkCmd   `cmd:"" help:"Connect to every host in parallel and report what it is; changes nothing."`
-	Plan    planCmd    `cmd:"" help:"Print the step graph of apply; changes nothing."`
-	Apply   applyCmd   `cmd:"" help:"Build the cluster the inventory describes, or converge it; a second run changes nothing."`
-	Status  statusCmd  `cmd:"" help:"One table: per node joined, Ready, versions, etcd member, in the load balancer's upstream."`
-	Join    joinCmd    `cmd:"" help:"Join inventory nodes to the running cluster with fresh credentials."`
-	Remove  removeCmd  `cmd:"" help:"Drain nodes, kubeadm reset them, delete them (a master leaves etcd and the load balancer first)."`
-
-	RotateTokens rotateTokensCmd `cmd:"" name:"rotate-tokens" help:"Delete fleet's and expired bootstrap tokens, make a new one; optionally print the join command."`
-	Reset        resetCmd        `cmd:"" help:"Tear the whole cluster down: workers, then masters, then the load balancer config."`
-	Unlock       unlockCmd       `cmd:"" help:"Break the cluster lock a crashed or killed run left behind (shows its holder first)."`
+	Check        checkCmd        `cmd:"" help:"Connect to every host in parallel and report what it is; changes nothing."`
+	Plan         planCmd         `cmd:"" help:"Print the step graph of apply; changes nothing."`
+	Apply        applyCmd        `cmd:"" help:"Build the cluster the inventory describes, or converge it; a second run changes nothing."`
+	Status       statusCmd       `cmd:"" help:"One table: per node joined, Ready, versions, etcd member, in the load balancer's upstream."`
 	Kubeconfig   kubeconfigCmd   `cmd:"" help:"Fetch the admin kubeconfig (server = the load balancer) from the first master that answers; changes nothing on the hosts."`
+	Join         joinCmd         `cmd:"" help:"Join inventory nodes to the running cluster with fresh credentials."`
+	Remove       removeCmd       `cmd:"" help:"Drain nodes, kubeadm reset them, delete them (a master leaves etcd and the load balancer first)."`
+	RotateTokens rotateTokensCmd `cmd:"" name:"rotate-tokens" help:"Delete fleet's and expired bootstrap tokens, make a new one; optionally print the join command."`
 	Certs        certsCmd        `cmd:"" help:"Certificates of the cluster: certs check lists every one with its expiry."`
 	CloudInit    cloudInitCmd    `cmd:"" name:"cloud-init" help:"Print cloud-init user-data that makes a new worker join by itself, in its join mode (holds a short-lived secret)."`
+	Reset        resetCmd        `cmd:"" help:"Tear the whole cluster down: workers, then masters, then the load balancer config."`
+	Unlock       unlockCmd       `cmd:"" help:"Break the cluster lock a crashed or killed run left behind (shows its holder first)."`
+	Completion   completionCmd   `cmd:"" help:"Print the shell completion script for bash, zsh or fish (eval it in your shell's rc file)."`
+	Version      versionCmd      `cmd:"" help:"Print fleet's version."`
 }
 
 func main() {
@@ -92,10 +94,17 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exited, exitCode = true, code }),
 		kong.UsageOnError(),
+		kong.Vars{"inventory": defaultInventory()},
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "fleet:", err)
 		return 2
+	}
+	// A shell asking for completions (COMP_LINE set) is answered here.
+	kongplete.Complete(parser, kongplete.WithPredictor("node", nodePredictor()),
+		kongplete.WithExitFunc(func(code int) { exited, exitCode = true, code }))
+	if exited {
+		return exitCode
 	}
 	kctx, err := parser.Parse(args)
 	if exited {
@@ -122,6 +131,15 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return 1
 	}
 	return 0
+}
+
+// defaultInventory is what -i is when not given: $FLEET_INVENTORY, else
+// inventory.yaml in the current folder.
+func defaultInventory() string {
+	if p := os.Getenv("FLEET_INVENTORY"); p != "" {
+		return p
+	}
+	return "inventory.yaml"
 }
 
 type versionCmd struct{}

@@ -10,7 +10,7 @@ import (
 )
 
 type planCmd struct {
-	Inventory  string   `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Inventory  string   `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
 	Kubeconfig string   `help:"The kubeconfig apply would write (compared with what it would write)." type:"path"`
 	Exclude    []string `help:"Workers apply would leave out." placeholder:"WORKER"`
 }

@@ -10,7 +10,7 @@ import (
 )
 
 type statusCmd struct {
-	Inventory string `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Inventory string `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
 }
 
 func (c *statusCmd) Run(ctx context.Context, g *globals) error {

@@ -13,7 +13,7 @@ import (
 )
 
 type rotateTokensCmd struct {
-	Inventory        string        `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Inventory        string        `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
 	TTL              time.Duration `help:"Lifetime of the new token." default:"15m"`
 	All              bool          `help:"Delete every bootstrap token, not only fleet's and expired ones (asks first)."`
 	Yes              bool          `help:"Do not ask before --all."`

@@ -8,7 +8,7 @@ import (
 )
 
 type unlockCmd struct {
-	Inventory string `short:"i" required:"" help:"Inventory file." type:"existingfile"`
+	Inventory string `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
 	Yes       bool   `help:"Do not ask first."`
 }
 
