@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -23,9 +24,13 @@ type applyCmd struct {
 	RootOnCAHost bool          `name:"root-on-ca-host" help:"With --generate-ca: make the root on the CA host instead and keep its key there (the seed's homelab layout: losing the CA host loses the root)."`
 	// KubeadmTimeout: a kubeadm init or join that hangs is killed then.
 	KubeadmTimeout time.Duration `help:"How long one kubeadm init or join may run before it is killed on its host." default:"10m"`
+	Output         string        `short:"o" help:"text, or json: every step event as a JSON line on stdout, then a fleet/v1 ApplyResult." enum:"text,json" default:"text"`
 }
 
 func (c *applyCmd) Run(ctx context.Context, g *globals) error {
+	if c.Output == "json" {
+		g.eventsOut = g.stdout
+	}
 	s, err := openSession(g, c.Inventory, showProgress)
 	if err != nil {
 		return err
@@ -46,6 +51,21 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	g.stopProgress()
 	out := s.Output(g.stdout)
 	defer out.Flush()
+	if c.Output == "json" {
+		result := ApplyResult{Header: header("ApplyResult"), Seconds: time.Since(start).Seconds(), Kubeconfig: opts.Kubeconfig}
+		if report != nil {
+			result.Changed, result.Changes, result.AlreadyDone = report.Changed(), len(report.Changes()), report.Count(playbooks.AlreadyDone)
+		}
+		if err != nil {
+			result.Error = err.Error()
+		}
+		line, jerr := json.Marshal(result)
+		if jerr != nil {
+			return jerr
+		}
+		fmt.Fprintf(out, "%s\n", line)
+		return err
+	}
 	var held *playbooks.LockHeldError
 	if errors.As(err, &held) {
 		return err // nothing ran: no hint about resuming

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -19,7 +18,7 @@ type certsCheckCmd struct {
 	Inventory string `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
 	WarnUnder int    `help:"Mark certificates with fewer days left." default:"30"`
 	FailUnder int    `help:"Exit non-zero when a certificate has fewer days left (0: never)." default:"0"`
-	Output    string `short:"o" help:"table or json." enum:"table,json" default:"table"`
+	Output    string `short:"o" help:"table, json or yaml (a fleet/v1 document)." enum:"table,json,yaml" default:"table"`
 }
 
 func (c *certsCheckCmd) Run(ctx context.Context, g *globals) error {
@@ -32,11 +31,9 @@ func (c *certsCheckCmd) Run(ctx context.Context, g *globals) error {
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	now := time.Now()
-	if c.Output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if jerr := enc.Encode(found); jerr != nil {
-			return jerr
+	if c.Output != "table" {
+		if werr := writeDoc(out, c.Output, CertsDoc{Header: header("Certificates"), Certificates: found}); werr != nil {
+			return werr
 		}
 	} else {
 		printCerts(out, found, now, c.WarnUnder)

@@ -15,6 +15,7 @@ import (
 
 type checkCmd struct {
 	Inventory string `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
+	Output    string `short:"o" help:"table, json or yaml (a fleet/v1 document)." enum:"table,json,yaml" default:"table"`
 }
 
 func (c *checkCmd) Run(ctx context.Context, g *globals) error {
@@ -28,6 +29,15 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 
 	start := time.Now()
 	results, _, runErr := playbooks.Check(ctx, s)
+	if c.Output != "table" {
+		if err := writeDoc(out, c.Output, checkDoc(results)); err != nil {
+			return err
+		}
+		if runErr != nil {
+			return fmt.Errorf("host(s) unreachable:\n%s", runErr)
+		}
+		return nil
+	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "HOST\tROLE\tADDRESS\tREACHABLE\tOS\tARCH\tDISTRO")
 	for _, t := range playbooks.CheckedTools() {
@@ -135,6 +145,9 @@ func openSession(g *globals, path string, v view) (*playbooks.Session, error) {
 		}
 		printEvent(e)
 		logEvent(e, s.Redactor.String)
+		if g.eventsOut != nil {
+			fmt.Fprintf(g.eventsOut, "%s\n", eventJSON(e, s.Redactor.String))
+		}
 	}
 	s, err = playbooks.NewSession(inv, opts)
 	if err != nil {

@@ -54,23 +54,31 @@ func eventLog(g *globals) (func(playbooks.Event, func(string) string), error) {
 		g.log = f
 	}
 	return func(e playbooks.Event, redact func(string) string) {
-		rec := map[string]any{"time": e.Time.UTC().Format(time.RFC3339Nano), "kind": e.Kind, "step": e.Step}
-		if e.Host != "" {
-			rec["host"] = e.Host
+		if line := eventJSON(e, redact); line != nil {
+			fmt.Fprintf(g.log, "%s\n", line)
 		}
-		if e.Reason != "" {
-			rec["reason"] = redact(e.Reason)
-		}
-		if e.Err != nil {
-			rec["error"] = redact(e.Err.Error())
-		}
-		if e.Duration > 0 {
-			rec["duration_ms"] = e.Duration.Milliseconds()
-		}
-		line, err := json.Marshal(rec)
-		if err != nil {
-			return
-		}
-		fmt.Fprintln(g.log, redact(string(line)))
 	}, nil
+}
+
+// eventJSON is one event as a JSON line (--log-file, apply -o json), its
+// texts through redact.
+func eventJSON(e playbooks.Event, redact func(string) string) []byte {
+	rec := map[string]any{"time": e.Time.UTC().Format(time.RFC3339Nano), "kind": e.Kind, "step": e.Step}
+	if e.Host != "" {
+		rec["host"] = e.Host
+	}
+	if e.Reason != "" {
+		rec["reason"] = redact(e.Reason)
+	}
+	if e.Err != nil {
+		rec["error"] = redact(e.Err.Error())
+	}
+	if e.Duration > 0 {
+		rec["duration_ms"] = e.Duration.Milliseconds()
+	}
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return nil
+	}
+	return []byte(redact(string(line)))
 }

@@ -32,6 +32,7 @@ type globals struct {
 	stdin          io.Reader
 	log            *os.File  // the opened LogFile, closed when the command ends
 	progress       *progress // the running command's view, if it shows one
+	eventsOut      io.Writer // where apply -o json streams the events
 	// redactors are the open sessions' (each knows the secrets it made):
 	// the one place a command's error passes before it is printed.
 	redactors []func(string) string
@@ -57,6 +58,7 @@ func (g *globals) redacted(s string) string {
 type cli struct {
 	globals
 
+	Init         initCmd         `cmd:"" help:"Write a commented starter inventory for a load balancer, masters and workers."`
 	Check        checkCmd        `cmd:"" help:"Connect to every host in parallel and report what it is; changes nothing."`
 	Plan         planCmd         `cmd:"" help:"Print the step graph of apply; changes nothing."`
 	Apply        applyCmd        `cmd:"" help:"Build the cluster the inventory describes, or converge it; a second run changes nothing."`
@@ -142,9 +144,14 @@ func defaultInventory() string {
 	return "inventory.yaml"
 }
 
-type versionCmd struct{}
+type versionCmd struct {
+	Output string `short:"o" help:"text, json or yaml (a fleet/v1 document)." enum:"text,json,yaml" default:"text"`
+}
 
-func (versionCmd) Run(g *globals) error {
+func (c versionCmd) Run(g *globals) error {
+	if c.Output != "text" {
+		return writeDoc(g.stdout, c.Output, VersionDoc{Header: header("Version"), Version: version})
+	}
 	_, err := fmt.Fprintf(g.stdout, "fleet %s\n", version)
 	return err
 }

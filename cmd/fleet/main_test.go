@@ -100,3 +100,43 @@ func TestPlanPrintsTheApplyGraph(t *testing.T) {
 		t.Errorf("plan does not say init would run on master0:\n%s", out)
 	}
 }
+
+// TestInitThenCheck: fleet init writes an inventory of the test bed's
+// addresses; fleet check with --accept-new-host-keys reaches every host and
+// records its key, after which a plain check trusts them; a second init
+// does not overwrite the file.
+func TestInitThenCheck(t *testing.T) {
+	sim.Need(t, cluster)
+	dir := t.TempDir()
+	inv, known := filepath.Join(dir, "inventory.yaml"), filepath.Join(dir, "known_hosts")
+	var masters, workers []string
+	for _, h := range cluster.Hosts {
+		switch h.Role {
+		case "master":
+			masters = append(masters, h.Address)
+		case "worker":
+			workers = append(workers, h.Address)
+		}
+	}
+	args := []string{"init", "-o", inv, "--name", "started", "--lb", cluster.Host("lb").Address, "--masters", strings.Join(masters, ","),
+		"--workers", strings.Join(workers, ","), "--identity-file", cluster.KeyFile}
+	if code, out, errs := fleet(args...); code != 0 || !strings.Contains(out, "next: fleet check --accept-new-host-keys") {
+		t.Fatalf("init: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := fleet("check", "-i", inv, "--known-hosts", known); code != 1 || !strings.Contains(out, "0 of 6 hosts reachable") {
+		t.Errorf("check with no known host keys: exit %d, want 1 and none reached\n%s%s", code, out, errs)
+	}
+	if code, out, errs := fleet("check", "-i", inv, "--known-hosts", known, "--accept-new-host-keys"); code != 0 || !strings.Contains(out, "6 of 6 hosts reachable") {
+		t.Errorf("check --accept-new-host-keys: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := fleet("check", "-i", inv, "--known-hosts", known); code != 0 || !strings.Contains(out, "6 of 6 hosts reachable") {
+		t.Errorf("check with the recorded keys: exit %d\n%s%s", code, out, errs)
+	}
+	before, _ := os.ReadFile(inv)
+	if code, _, errs := fleet(args...); code != 1 || !strings.Contains(errs, "exists: nothing written") {
+		t.Errorf("second init: exit %d, %s", code, errs)
+	}
+	if after, _ := os.ReadFile(inv); !bytes.Equal(before, after) {
+		t.Error("a second init changed the inventory")
+	}
+}

@@ -13,6 +13,7 @@ type planCmd struct {
 	Inventory  string   `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
 	Kubeconfig string   `help:"The kubeconfig apply would write (compared with what it would write)." type:"path"`
 	Exclude    []string `help:"Workers apply would leave out." placeholder:"WORKER"`
+	Output     string   `short:"o" help:"table, json or yaml (a fleet/v1 document)." enum:"table,json,yaml" default:"table"`
 }
 
 // Run prints the apply graph, then what apply would do host by host, from
@@ -32,6 +33,24 @@ func (c *planCmd) Run(ctx context.Context, g *globals) error {
 	}
 	out := s.Output(g.stdout)
 	defer out.Flush()
+	if c.Output != "table" {
+		report, err := playbooks.Plan(ctx, s, opts)
+		if report == nil {
+			return err
+		}
+		doc := PlanDoc{Header: header("Plan"), Cluster: inv.Cluster.Name}
+		doc.Steps, doc.Changes = planSteps(report)
+		if err != nil {
+			doc.Error = err.Error()
+		}
+		if werr := writeDoc(out, c.Output, doc); werr != nil {
+			return werr
+		}
+		if err != nil {
+			return fmt.Errorf("apply would not get through: %s", err)
+		}
+		return nil
+	}
 	fmt.Fprintf(out, "fleet apply -i %s runs, for cluster %q (Kubernetes %s):\n\n", c.Inventory, inv.Cluster.Name, inv.Cluster.KubernetesVersion)
 	if err := playbooks.ApplyGraph(s, opts).Print(out); err != nil {
 		return err
@@ -42,32 +61,23 @@ func (c *planCmd) Run(ctx context.Context, g *globals) error {
 	}
 	fmt.Fprintf(out, "\non these hosts now:\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	would := 0
-	for _, e := range report.Events {
-		var what string
-		switch e.Kind {
-		case playbooks.WouldRun:
-			would++
+	tasks, would := planSteps(report)
+	for _, t := range tasks {
+		what := t.Would
+		switch {
+		case t.Would == "run":
 			what = "would run"
-			if e.Reason != "" {
-				what += " (" + e.Reason + ")"
+			if t.Reason != "" {
+				what += " (" + t.Reason + ")"
 			}
-		case playbooks.AlreadyDone:
-			what = "done: " + e.Reason
-		case playbooks.Succeeded:
-			what = "ok"
-		case playbooks.Failed:
-			what = fmt.Sprintf("FAILS: %v", e.Err)
-		case playbooks.Blocked, playbooks.Cancelled:
-			what = "not reached: " + e.Reason
-		default:
-			continue
+		case t.Would == "done":
+			what = "done: " + t.Reason
+		case t.Would == "fails":
+			what = "FAILS: " + t.Reason
+		case t.Would == "not-reached":
+			what = "not reached: " + t.Reason
 		}
-		host := e.Host
-		if host == "" {
-			host = "-"
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.Step, host, what)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.Step, orDash(t.Host), what)
 	}
 	tw.Flush()
 	if err != nil {
@@ -79,4 +89,30 @@ func (c *planCmd) Run(ctx context.Context, g *globals) error {
 		fmt.Fprintf(out, "%d changes to make\n", would)
 	}
 	return nil
+}
+
+// planSteps says per task of a dry run what apply would do, and how many
+// tasks would run.
+func planSteps(report *playbooks.Report) (tasks []PlanStep, would int) {
+	tasks = []PlanStep{}
+	for _, e := range report.Events {
+		t := PlanStep{Step: e.Step, Host: e.Host, Reason: e.Reason}
+		switch e.Kind {
+		case playbooks.WouldRun:
+			would++
+			t.Would = "run"
+		case playbooks.AlreadyDone:
+			t.Would = "done"
+		case playbooks.Succeeded:
+			t.Would = "ok"
+		case playbooks.Failed:
+			t.Would, t.Reason = "fails", fmt.Sprint(e.Err)
+		case playbooks.Blocked, playbooks.Cancelled:
+			t.Would = "not-reached"
+		default:
+			continue
+		}
+		tasks = append(tasks, t)
+	}
+	return tasks, would
 }

@@ -82,6 +82,7 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 	if code != 1 || !strings.Contains(certsErr, "fewer than 400 days left") || !strings.Contains(certsOut, `"expires"`) {
 		t.Errorf("certs check --fail-under 400: exit %d\n%s%s", code, certsOut, certsErr)
 	}
+	testJSONDocuments(t, &all, kubeconfig)
 	recordCtrlC(t, interrupted, converged)
 	testKubeconfigCommand(t, &all)
 	runOK("-v", "--log-file", logFile, "join", "-i", cluster.Inventory, "worker1")

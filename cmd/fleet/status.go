@@ -11,6 +11,7 @@ import (
 
 type statusCmd struct {
 	Inventory string `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
+	Output    string `short:"o" help:"table, json or yaml (a fleet/v1 document)." enum:"table,json,yaml" default:"table"`
 }
 
 func (c *statusCmd) Run(ctx context.Context, g *globals) error {
@@ -22,6 +23,15 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 	rows, err := playbooks.Status(ctx, s)
 	out := s.Output(g.stdout)
 	defer out.Flush()
+	if c.Output != "table" {
+		if werr := writeDoc(out, c.Output, statusDoc(rows)); werr != nil {
+			return werr
+		}
+		if err != nil {
+			return fmt.Errorf("status is incomplete: %s", err)
+		}
+		return nil
+	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tROLE\tREACHABLE\tJOINED\tREADY\tKUBELET\tKUBEADM\tETCD\tLB UPSTREAM\tCONTROL PLANE")
 	for _, r := range rows {

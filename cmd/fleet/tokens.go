@@ -20,6 +20,7 @@ type rotateTokensCmd struct {
 	CertificateKey   bool          `help:"Upload the control-plane certificates again under a new certificate key."`
 	PrintJoinCommand bool          `help:"Print the kubeadm join command for a worker on stdout (it holds a secret)."`
 	ControlPlane     bool          `help:"With --print-join-command: the control-plane join command (implies --certificate-key)."`
+	Output           string        `short:"o" help:"table, json or yaml (a fleet/v1 document: token IDs and expiry, never secrets)." enum:"table,json,yaml" default:"table"`
 }
 
 func (c *rotateTokensCmd) Run(ctx context.Context, g *globals) error {
@@ -47,6 +48,23 @@ func (c *rotateTokensCmd) Run(ctx context.Context, g *globals) error {
 		table = s.Output(g.stderr)
 	}
 	defer table.Flush()
+	if c.Output != "table" {
+		if err := writeDoc(table, c.Output, tokensDoc(rot)); err != nil {
+			return err
+		}
+	} else {
+		printTokens(table, rot, c.PrintJoinCommand)
+	}
+	if c.PrintJoinCommand {
+		fmt.Fprintf(g.stderr, "warning: the join command below contains a secret valid for %s; do not paste it into logs or tickets\n", c.TTL)
+		// Deliberately not redacted: printing it is what the user asked for.
+		fmt.Fprintln(g.stdout, rot.JoinCommand(c.ControlPlane))
+	}
+	return nil
+}
+
+// printTokens is rotate-tokens' table.
+func printTokens(table io.Writer, rot *playbooks.Rotation, printingJoinCommand bool) {
 	tw := tabwriter.NewWriter(table, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOKEN ID\tEXPIRES\tUSAGES\tDESCRIPTION\tACTION")
 	for _, r := range rot.Rows {
@@ -57,15 +75,9 @@ func (c *rotateTokensCmd) Run(ctx context.Context, g *globals) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s (%s)\n", r.ID, expires, r.UsageList(), r.Description, r.Action, r.Why)
 	}
 	tw.Flush()
-	if rot.CertificateKey != "" && !c.PrintJoinCommand {
+	if rot.CertificateKey != "" && !printingJoinCommand {
 		fmt.Fprintln(table, "control-plane certificates uploaded under a new certificate key (not shown; use --print-join-command --control-plane)")
 	}
-	if c.PrintJoinCommand {
-		fmt.Fprintf(g.stderr, "warning: the join command below contains a secret valid for %s; do not paste it into logs or tickets\n", c.TTL)
-		// Deliberately not redacted: printing it is what the user asked for.
-		fmt.Fprintln(g.stdout, rot.JoinCommand(c.ControlPlane))
-	}
-	return nil
 }
 
 // confirm asks a question on w and reads one line; only want confirms.
