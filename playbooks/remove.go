@@ -60,7 +60,7 @@ func remove(ctx context.Context, s *Session, nodes, masters []string, opts Remov
 	access, err := connectCluster(ctx, s, masters...)
 	if err != nil {
 		if len(masters) > 0 {
-			return nil, fmt.Errorf("refusing to remove %v: no other initialised master would be left (fleet reset tears a whole cluster down): %w", masters, err)
+			return nil, refused("refusing to remove %v: no other initialised master would be left (fleet reset tears a whole cluster down): %v", masters, err)
 		}
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func remove(ctx context.Context, s *Session, nodes, masters []string, opts Remov
 // connect timeout, however many nodes.
 func checkGone(ctx context.Context, s *Session, nodes []string) error {
 	if slices.Contains(nodes, s.lockHost()) {
-		return fmt.Errorf("remove %s --gone: %s is the inventory's first master, which holds the cluster lock; list another master first in %s, then remove it", s.lockHost(), s.lockHost(), s.Inv.Path)
+		return refused("remove %s --gone: %s is the inventory's first master, which holds the cluster lock; list another master first in %s, then remove it", s.lockHost(), s.lockHost(), s.Inv.Path)
 	}
 	_, answers := onEach(nodes, 0, func(n string) (exec.Result, error) { return s.run(ctx, n, "true") })
 	if err := ctx.Err(); err != nil {
@@ -90,7 +90,7 @@ func checkGone(ctx context.Context, s *Session, nodes []string) error {
 		}
 	}
 	if len(alive) > 0 {
-		return fmt.Errorf("remove --gone: %s answer(s) over SSH: remove without --gone (drain and reset them), or stop them first; a live kubelet would register its Node again", strings.Join(alive, ", "))
+		return refused("remove --gone: %s answer(s) over SSH: remove without --gone (drain and reset them), or stop them first; a live kubelet would register its Node again", strings.Join(alive, ", "))
 	}
 	return nil
 }
@@ -110,7 +110,7 @@ func checkQuorum(ctx context.Context, s *Session, access *clusterAccess, masters
 	}
 	n := len(members)
 	if left := n - leaving; left < etcd.Quorum(n) && !force {
-		return fmt.Errorf("refusing to remove %v: etcd would keep %d of its %d members, below the quorum of %d (remove masters one at a time, or --force)",
+		return refused("refusing to remove %v: etcd would keep %d of its %d members, below the quorum of %d (remove masters one at a time, or --force)",
 			masters, left, n, etcd.Quorum(n))
 	}
 	return nil

@@ -1,6 +1,8 @@
 package playbooks
 
 import (
+	"fmt"
+
 	"github.com/fleetops/fleet/internal/facts"
 	"github.com/fleetops/fleet/internal/lock"
 	"github.com/fleetops/fleet/internal/steps"
@@ -41,3 +43,14 @@ const (
 
 // CheckedTools are the tools fleet check looks for, in its table's order.
 func CheckedTools() []string { return facts.Tools }
+
+// RefusedError is a command fleet would not carry out because a check
+// said no (quorum, a node that still answers, the last master): nothing
+// was changed. The CLI exits 3 on it.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return e.Reason }
+
+func refused(format string, args ...any) error {
+	return &RefusedError{Reason: fmt.Sprintf(format, args...)}
+}

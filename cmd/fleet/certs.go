@@ -75,5 +75,5 @@ func failUnder(found []playbooks.Cert, now time.Time, days int) error {
 	for _, c := range under {
 		names = append(names, fmt.Sprintf("%s %s (%d days)", c.Host, c.Name, c.DaysLeft(now)))
 	}
-	return fmt.Errorf("%d certificate(s) with fewer than %d days left (--fail-under): %s", len(under), days, strings.Join(names, ", "))
+	return refusedByCheck{fmt.Errorf("%d certificate(s) with fewer than %d days left (--fail-under): %s", len(under), days, strings.Join(names, ", "))}
 }

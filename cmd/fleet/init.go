@@ -25,13 +25,13 @@ type initCmd struct {
 // --force.
 func (c *initCmd) Run(g *globals) error {
 	if _, err := os.Stat(c.Output); err == nil && !c.Force {
-		return fmt.Errorf("%s exists: nothing written (--force overwrites it)", c.Output)
+		return refusedByCheck{fmt.Errorf("%s exists: nothing written (--force overwrites it)", c.Output)}
 	}
 	starter := inventory.Starter{Name: c.Name, KubernetesVersion: c.Version, LoadBalancer: c.LB, Masters: c.Masters,
 		Workers: c.Workers, User: c.User, IdentityFile: c.IdentityFile}
 	doc, err := starter.Render(c.Output)
 	if err != nil {
-		return err
+		return badInput{err}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(c.Output), ".fleet-init-*.yaml")
 	if err != nil {
@@ -47,7 +47,7 @@ func (c *initCmd) Run(g *globals) error {
 	}
 	// Relative paths in it (none yet) would resolve beside the output.
 	if _, err := inventory.Load(tmp.Name()); err != nil {
-		return fmt.Errorf("the starter inventory does not load (nothing written): %w", err)
+		return badInput{fmt.Errorf("the starter inventory does not load (nothing written): %w", err)}
 	}
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return err

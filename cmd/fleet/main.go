@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/willabides/kongplete"
+
+	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/playbooks"
 )
 
 // version is set at build time: -ldflags "-X main.version=v0.1.0".
@@ -130,9 +134,46 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	c.stopProgress() // before anything else reaches the terminal
 	if err != nil {
 		fmt.Fprintln(stderr, "fleet:", c.redacted(err.Error()))
-		return 1
 	}
-	return 0
+	return exitCodeOf(err)
+}
+
+// Exit codes: what a script needs to tell apart.
+const (
+	exitOK       = 0
+	exitFailed   = 1 // a step or a host failed; fix the cause and run again
+	exitBadInput = 2 // the command line or the inventory is wrong: nothing ran
+	exitRefused  = 3 // a check said no (preflight, quorum, the lock, --fail-under): nothing changed
+)
+
+// badInput marks an error in what the user gave (flags, the inventory).
+type badInput struct{ error }
+
+func (b badInput) Unwrap() error { return b.error }
+
+// refusedByCheck marks a refusal the command itself decided (--fail-under).
+type refusedByCheck struct{ error }
+
+func (r refusedByCheck) Unwrap() error { return r.error }
+
+func exitCodeOf(err error) int {
+	var (
+		bad      badInput
+		inv      inventory.Errors
+		held     *playbooks.LockHeldError
+		pre      *playbooks.PreflightError
+		refusal  *playbooks.RefusedError
+		ownCheck refusedByCheck
+	)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &bad), errors.As(err, &inv):
+		return exitBadInput
+	case errors.As(err, &held), errors.As(err, &pre), errors.As(err, &refusal), errors.As(err, &ownCheck):
+		return exitRefused
+	}
+	return exitFailed
 }
 
 // defaultInventory is what -i is when not given: $FLEET_INVENTORY, else

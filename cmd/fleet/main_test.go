@@ -2,12 +2,18 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/playbooks"
 	"github.com/fleetops/fleet/testing/sim"
 )
 
@@ -48,7 +54,7 @@ func TestBadInventoryIsLocated(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "inv.yaml")
 	os.WriteFile(path, []byte("cluster:\n  name: x\n  kubernetesVersion: v1.34.4\n  colour: blue\n"), 0o600)
 	code, _, errs := fleet("plan", "-i", path)
-	if code != 1 || !strings.Contains(errs, path+":4:3: cluster.colour: unknown field") {
+	if code != exitBadInput || !strings.Contains(errs, path+":4:3: cluster.colour: unknown field") {
 		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }
@@ -133,10 +139,32 @@ func TestInitThenCheck(t *testing.T) {
 		t.Errorf("check with the recorded keys: exit %d\n%s%s", code, out, errs)
 	}
 	before, _ := os.ReadFile(inv)
-	if code, _, errs := fleet(args...); code != 1 || !strings.Contains(errs, "exists: nothing written") {
+	if code, _, errs := fleet(args...); code != exitRefused || !strings.Contains(errs, "exists: nothing written") {
 		t.Errorf("second init: exit %d, %s", code, errs)
 	}
 	if after, _ := os.ReadFile(inv); !bytes.Equal(before, after) {
 		t.Error("a second init changed the inventory")
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"done", nil, exitOK},
+		{"a failure", errors.New("step init on master0: kubeadm init: exit 1"), exitFailed},
+		{"an inventory that does not load", fmt.Errorf("load: %w", inventory.Errors{{File: "inv.yaml", Line: 3, Msg: "x"}}), exitBadInput},
+		{"a bad flag combination", badInput{errors.New("--control-plane goes with --print-join-command")}, exitBadInput},
+		{"preflight said no", multierror.Append(nil, &playbooks.PreflightError{Host: "worker1"}), exitRefused},
+		{"the lock is held", fmt.Errorf("apply: %w", &playbooks.LockHeldError{}), exitRefused},
+		{"quorum", &playbooks.RefusedError{Reason: "refusing to remove"}, exitRefused},
+		{"--fail-under", refusedByCheck{errors.New("2 certificates")}, exitRefused},
+	}
+	for _, tt := range tests {
+		if got := exitCodeOf(tt.err); got != tt.want {
+			t.Errorf("%s: exit %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }

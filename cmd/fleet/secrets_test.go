@@ -79,7 +79,7 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 	}
 	code, certsOut, certsErr := fleet("certs", "check", "-i", cluster.Inventory, "--fail-under", "400", "-o", "json")
 	all.WriteString(certsOut + certsErr)
-	if code != 1 || !strings.Contains(certsErr, "fewer than 400 days left") || !strings.Contains(certsOut, `"expires"`) {
+	if code != exitRefused || !strings.Contains(certsErr, "fewer than 400 days left") || !strings.Contains(certsOut, `"expires"`) {
 		t.Errorf("certs check --fail-under 400: exit %d\n%s%s", code, certsOut, certsErr)
 	}
 	testJSONDocuments(t, &all, kubeconfig)
@@ -172,7 +172,7 @@ func testUnlock(t *testing.T, all *bytes.Buffer) {
 	}
 	code, out, errs := fleet("apply", "-i", cluster.Inventory)
 	all.WriteString(out + errs)
-	if code != 1 || !strings.Contains(errs, "locked by ops@crashed-laptop (pid 31337), running join") || !strings.Contains(errs, "fleet unlock") {
+	if code != exitRefused || !strings.Contains(errs, "locked by ops@crashed-laptop (pid 31337), running join") || !strings.Contains(errs, "fleet unlock") {
 		t.Errorf("apply over a stale lock: exit %d\n%s%s", code, out, errs)
 	}
 	var o, e bytes.Buffer

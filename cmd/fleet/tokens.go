@@ -25,7 +25,7 @@ type rotateTokensCmd struct {
 
 func (c *rotateTokensCmd) Run(ctx context.Context, g *globals) error {
 	if c.ControlPlane && !c.PrintJoinCommand {
-		return fmt.Errorf("--control-plane goes with --print-join-command")
+		return badInput{fmt.Errorf("--control-plane goes with --print-join-command")}
 	}
 	s, err := openSession(g, c.Inventory, quiet)
 	if err != nil {
