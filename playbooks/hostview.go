@@ -31,9 +31,13 @@ type checker interface {
 // step binds a phase to the step that runs it: meta names it and says
 // where it runs, after what, and which outputs it produces and consumes.
 func (s *Session) step(meta steps.Step, p phase) steps.Step {
-	meta.Run = func(ctx context.Context, host string) error { return p.run(ctx, s.remote(), host) }
+	meta.Run = func(ctx context.Context, host string) error {
+		return p.run(exec.WithTask(ctx, meta.Name, host), s.remote(), host)
+	}
 	if c, ok := p.(checker); ok {
-		meta.Check = func(ctx context.Context, host string) (bool, string, error) { return c.check(ctx, s.probe(), host) }
+		meta.Check = func(ctx context.Context, host string) (bool, string, error) {
+			return c.check(exec.WithTask(ctx, meta.Name, host), s.probe(), host)
+		}
 	}
 	return meta
 }

@@ -2,8 +2,8 @@
 # Prepares a Debian 12 machine to build fleet and run its tests and demo:
 # OpenSSH server and nginx binaries for the simulated hosts (their services
 # are not used; every simulated host runs its own), iproute2 and util-linux
-# for the namespaces, a docker CLI, tmux for the terminal view's test, and
-# the Go modules. Idempotent; needs root.
+# for the namespaces, a docker CLI, tmux and chromium for the tests of the
+# terminal view and the HTML run report, and the Go modules. Idempotent; needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-packages=(openssh-server openssh-client nginx libnginx-mod-stream iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3 tmux)
+packages=(openssh-server openssh-client nginx libnginx-mod-stream iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3 tmux chromium)
 # The docker CLI drives the load balancer's nginx container (runAs:
 # container) against the simulated hosts' emulated engine; Debian's
 # docker.io brings it (its daemon is kept from starting, below).

@@ -131,13 +131,26 @@ func openSession(g *globals, path string, v view) (*playbooks.Session, error) {
 		Concurrency:       g.Concurrency,
 		SSHConfig:         g.SSHConfig,
 	}
+	var onPlan []func([]playbooks.PlannedStep)
 	if v == showProgress && !g.Verbose {
 		if g.progress == nil {
 			g.progress = newProgress(g.Progress, g.stderr)
 		}
 		printEvent = g.progress.event
-		opts.OnPlan = g.progress.plan
+		onPlan = append(onPlan, g.progress.plan)
 		opts.OnCommandStart = g.progress.command
+	}
+	if v == showProgress && g.Report != "" {
+		if g.recorder == nil {
+			g.recorder = playbooks.NewRunRecorder()
+		}
+		onPlan = append(onPlan, g.recorder.Plan)
+		opts.OnCommand = g.recorder.Command
+	}
+	opts.OnPlan = func(p []playbooks.PlannedStep) {
+		for _, f := range onPlan {
+			f(p)
+		}
 	}
 	opts.OnEvent = func(e playbooks.Event) {
 		if e.Err != nil {
@@ -147,6 +160,9 @@ func openSession(g *globals, path string, v view) (*playbooks.Session, error) {
 		logEvent(e, s.Redactor.String)
 		if g.eventsOut != nil {
 			fmt.Fprintf(g.eventsOut, "%s\n", eventJSON(e, s.Redactor.String))
+		}
+		if g.recorder != nil {
+			g.recorder.Event(e)
 		}
 	}
 	s, err = playbooks.NewSession(inv, opts)

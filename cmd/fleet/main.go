@@ -31,12 +31,14 @@ type globals struct {
 	Verbose           bool   `short:"v" help:"Print every step event (instead of the progress view)."`
 	Progress          string `help:"How commands that change hosts show their steps on stderr: live (a line per running step, redrawn), plain (a line per step start and end), auto (live on a terminal)." enum:"auto,live,plain" default:"auto"`
 	LogFile           string `help:"Append every step event to this file as JSON lines (mode 0600, secrets redacted)." type:"path" placeholder:"FILE"`
+	Report            string `help:"Commands that change hosts: write an HTML report of the run here (timeline per host, critical path, failures first, every command with its exit code and stderr tail; self-contained, no secrets)." type:"path" placeholder:"FILE.html"`
 
 	stdout, stderr io.Writer
 	stdin          io.Reader
-	log            *os.File  // the opened LogFile, closed when the command ends
-	progress       *progress // the running command's view, if it shows one
-	eventsOut      io.Writer // where apply -o json streams the events
+	log            *os.File               // the opened LogFile, closed when the command ends
+	progress       *progress              // the running command's view, if it shows one
+	eventsOut      io.Writer              // where apply -o json streams the events
+	recorder       *playbooks.RunRecorder // what --report shows, if asked
 	// redactors are the open sessions' (each knows the secrets it made):
 	// the one place a command's error passes before it is printed.
 	redactors []func(string) string
@@ -132,6 +134,14 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	}()
 	err = kctx.Run()
 	c.stopProgress() // before anything else reaches the terminal
+	if c.recorder != nil {
+		title := "fleet " + kctx.Command()
+		if rerr := c.recorder.WriteHTML(c.Report, title, err, c.redacted); rerr != nil {
+			fmt.Fprintln(stderr, "fleet: --report:", rerr)
+		} else {
+			fmt.Fprintln(stderr, "report:", c.Report)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "fleet:", c.redacted(err.Error()))
 	}

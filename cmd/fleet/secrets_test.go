@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,8 +46,20 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 	cutWorker, interrupted := testCtrlCDuringWorkerJoins(t, &all, logFile, kubeconfig)
 	// The apply that converges runs in a real terminal (tmux): its live
 	// view is what a user watches.
-	term := runInTerminal(t, 5*time.Minute, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
+	report := filepath.Join(t.TempDir(), "apply.html")
+	term := runInTerminal(t, 5*time.Minute, "--report", report, "apply", "-i", cluster.Inventory, "--kubeconfig", kubeconfig)
 	all.WriteString(term.final)
+	page, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("no report of the apply: %v", err)
+	}
+	all.Write(page)
+	bars := checkReportInBrowser(t, report, "report-apply")
+	for _, e := range term.events {
+		if host := cmp.Or(e.Host, "(cluster)"); e.Kind != "note" && !hasBar(bars, e.Step, host) {
+			t.Errorf("the report's timeline has no bar for %s on %s", e.Step, host)
+		}
+	}
 	for _, e := range term.events {
 		all.WriteString(e.Reason + "\n" + e.Error + "\n")
 	}

@@ -70,13 +70,29 @@ wait $p; rc=$?
 kill $w 2>/dev/null
 exit $rc`
 
+// taskKey carries the step and host a command runs for (WithTask).
+type taskKey struct{}
+
+type task struct{ step, host string }
+
+// WithTask marks ctx as the work of step on host: the commands run with it
+// carry both in their traces (run reports attribute commands to steps).
+func WithTask(ctx context.Context, step, host string) context.Context {
+	return context.WithValue(ctx, taskKey{}, task{step, host})
+}
+
 // CommandTrace is one command's timing, for traces and the apply-overhead
 // benchmark. Command is redacted.
 type CommandTrace struct {
 	Host, Command string
-	Start         time.Time
-	Duration      time.Duration
-	Err           error
+	// Step and StepHost are the task the command ran for (WithTask); ""
+	// for commands outside a step (the lock, the cluster lookups).
+	Step, StepHost string
+	Start          time.Time
+	Duration       time.Duration
+	ExitCode       int    // -1 when it did not end by itself
+	StderrTail     string // its last lines of stderr, redacted
+	Err            error
 }
 
 // killGrace bounds how long a cancelled command may take to end: the
@@ -100,7 +116,7 @@ func (c *Conn) RunInput(ctx context.Context, cmd string, in io.Reader) (Result, 
 	return c.run(ctx, cmd, in)
 }
 
-func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (_ Result, err error) {
+func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (res Result, err error) {
 	shown := c.cfg.Redactor.String(cmd)
 	if strings.IndexByte(cmd, 0) >= 0 {
 		return Result{}, fmt.Errorf("%s: command contains a NUL byte: %s", c.cfg.Host, shown)
@@ -141,7 +157,9 @@ func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (_ Result, err
 	start := time.Now()
 	if c.cfg.OnCommand != nil {
 		defer func() {
-			c.cfg.OnCommand(CommandTrace{Host: c.cfg.Host, Command: shown, Start: start, Duration: time.Since(start), Err: err})
+			t, _ := ctx.Value(taskKey{}).(task)
+			c.cfg.OnCommand(CommandTrace{Host: c.cfg.Host, Command: shown, Step: t.step, StepHost: t.host, Start: start,
+				Duration: time.Since(start), ExitCode: res.ExitCode, StderrTail: lastLines(c.cfg.Redactor.String(res.Stderr), 5), Err: err})
 		}()
 	}
 	if c.cfg.OnCommandStart != nil {
@@ -170,7 +188,7 @@ func (c *Conn) run(ctx context.Context, cmd string, in io.Reader) (_ Result, err
 			fmt.Errorf("%s: %s: stopped after %s: %w", c.cfg.Host, shown, time.Since(start).Round(time.Millisecond), ctx.Err())
 	}
 
-	res := Result{Stdout: stdout.String(), Stderr: stderr.String(), Duration: time.Since(start)}
+	res = Result{Stdout: stdout.String(), Stderr: stderr.String(), Duration: time.Since(start)}
 	return res, c.classify(&res, shown, waitErr, stdout.wasCut() || stderr.wasCut(), limit)
 }
 

@@ -92,6 +92,8 @@ func (r *Report) Count(k Kind) int {
 type Planned struct {
 	Step     string
 	Hosts    []string // nil for a step that runs once
+	After    []string // the steps it runs after
+	Serial   bool     // its hosts one at a time, in order
 	ReadOnly bool
 }
 

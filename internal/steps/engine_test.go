@@ -288,7 +288,7 @@ func TestPlanIsSeenBeforeTheFirstEvent(t *testing.T) {
 	if _, err := eng.Run(context.Background(), g); err != nil {
 		t.Fatal(err)
 	}
-	want := []Planned{{Step: "look", ReadOnly: true}, {Step: "join", Hosts: []string{"w1", "w2"}}}
+	want := []Planned{{Step: "look", ReadOnly: true}, {Step: "join", Hosts: []string{"w1", "w2"}, After: []string{"look"}}}
 	if !reflect.DeepEqual(plan, want) || eventsBeforePlan != 0 {
 		t.Errorf("plan %+v (%d events before it), want %+v first", plan, eventsBeforePlan, want)
 	}

@@ -136,7 +136,7 @@ func (g *Graph) Print(w io.Writer) error {
 func (g *Graph) planned() []Planned {
 	out := make([]Planned, 0, len(g.steps))
 	for _, s := range g.steps {
-		out = append(out, Planned{Step: s.Name, Hosts: slices.Clone(s.Hosts), ReadOnly: s.ReadOnly})
+		out = append(out, Planned{Step: s.Name, Hosts: slices.Clone(s.Hosts), After: slices.Clone(s.After), Serial: s.Serial, ReadOnly: s.ReadOnly})
 	}
 	return out
 }
