@@ -113,8 +113,8 @@ func Render(w io.Writer, r Run) error {
 
 type bar struct {
 	Step, Host, Outcome, Title string
-	Left, Width              float64 // percent of the run
-	Critical                 bool
+	Left, Width                float64 // percent of the run
+	Critical                   bool
 }
 
 type row struct {
