@@ -240,3 +240,26 @@ func namesOf(rows []NodeStatus) []string {
 	}
 	return out
 }
+
+// NodesByJoined asks every master and worker over SSH, in parallel,
+// whether it has joined (its kubelet.conf): what shell completion offers
+// to join and to remove. A host that does not answer is in neither list.
+func NodesByJoined(ctx context.Context, s *Session) (joined, unjoined []string) {
+	var nodes []string
+	for _, h := range s.Inv.Hosts() {
+		if h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker {
+			nodes = append(nodes, h.Name)
+		}
+	}
+	answers, errs := onEach(nodes, 0, func(h string) (bool, error) { return s.allExist(ctx, h, kubeletConf) })
+	for i, n := range nodes {
+		switch {
+		case errs[i] != nil:
+		case answers[i]:
+			joined = append(joined, n)
+		default:
+			unjoined = append(unjoined, n)
+		}
+	}
+	return joined, unjoined
+}

@@ -26,10 +26,11 @@ func completeLine(t *testing.T, line string) []string {
 func TestShellCompletion(t *testing.T) {
 	inv := filepath.Join(t.TempDir(), "inv.yaml")
 	os.WriteFile(inv, []byte(`cluster: {name: c, kubernetesVersion: v1.34.4}
-loadbalancer: {name: lb, address: 192.0.2.1}
-masters: [{name: m0, address: 192.0.2.10}]
-workers: [{name: w0, address: 192.0.2.20}, {name: w1, address: 192.0.2.21}]
-`), 0o600)
+ssh: {connectTimeout: 1s}
+loadbalancer: {name: lb, address: 127.0.0.91}
+masters: [{name: m0, address: 127.0.0.92}]
+workers: [{name: w0, address: 127.0.0.93}, {name: w1, address: 127.0.0.94}]
+`), 0o600) // loopback addresses where no sshd listens: nobody answers, every node is offered
 	tests := []struct {
 		line string
 		want []string
@@ -37,6 +38,7 @@ workers: [{name: w0, address: 192.0.2.20}, {name: w1, address: 192.0.2.21}]
 		{"fleet jo", []string{"join"}},
 		{"fleet rot", []string{"rotate-tokens"}},
 		{"fleet join -i " + inv + " ", []string{"m0", "w0", "w1"}},
+		{"fleet cloud-init -i " + inv + " w", []string{"w0", "w1"}},
 		{"fleet remove --inventory=" + inv + " w", []string{"w0", "w1"}},
 		{"fleet apply --prog", []string{"--progress"}},
 	}

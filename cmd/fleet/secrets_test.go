@@ -96,6 +96,14 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 		t.Errorf("certs check --fail-under 400: exit %d\n%s%s", code, certsOut, certsErr)
 	}
 	testJSONDocuments(t, &all, kubeconfig)
+	// Completion asks the hosts: on the built cluster join has nothing to
+	// offer, remove every node.
+	if got := completeLine(t, "fleet join -i "+cluster.Inventory+" "); len(got) != 0 {
+		t.Errorf("fleet join <TAB> on a full cluster offers %q", got)
+	}
+	if got := completeLine(t, "fleet remove -i "+cluster.Inventory+" "); strings.Join(got, " ") != "master0 master1 master2 worker0 worker1" {
+		t.Errorf("fleet remove <TAB> offers %q, want every node", got)
+	}
 	recordCtrlC(t, interrupted, converged)
 	testKubeconfigCommand(t, &all)
 	runOK("-v", "--log-file", logFile, "join", "-i", cluster.Inventory, "worker1")
