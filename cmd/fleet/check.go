@@ -30,13 +30,7 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	start := time.Now()
 	results, _, runErr := playbooks.Check(ctx, s)
 	if c.Output != "table" {
-		if err := writeDoc(out, c.Output, checkDoc(results)); err != nil {
-			return err
-		}
-		if runErr != nil {
-			return fmt.Errorf("host(s) unreachable:\n%s", runErr)
-		}
-		return nil
+		return writeDocThen(out, c.Output, checkDoc(results), unreachable(runErr))
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "HOST\tROLE\tADDRESS\tREACHABLE\tOS\tARCH\tDISTRO")
@@ -44,10 +38,10 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 		fmt.Fprintf(tw, "\t%s", t)
 	}
 	fmt.Fprint(tw, "\tTIME\n")
-	unreachable := 0
+	down := 0
 	for _, r := range results {
 		if !r.Reachable() {
-			unreachable++
+			down++
 			fmt.Fprintf(tw, "%s\t%s\t%s\tno\t-\t-\t-", r.Host, r.Role, r.Address)
 			for range playbooks.CheckedTools() {
 				fmt.Fprint(tw, "\t-")
@@ -65,11 +59,15 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	if g.Verbose {
 		printLogins(out, s)
 	}
-	fmt.Fprintf(out, "%d of %d hosts reachable in %s\n", len(results)-unreachable, len(results), time.Since(start).Round(time.Millisecond))
-	if runErr != nil {
-		return fmt.Errorf("%d host(s) unreachable:\n%s", unreachable, runErr)
+	fmt.Fprintf(out, "%d of %d hosts reachable in %s\n", len(results)-down, len(results), time.Since(start).Round(time.Millisecond))
+	return unreachable(runErr)
+}
+
+func unreachable(runErr error) error {
+	if runErr == nil {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("host(s) unreachable:\n%s", runErr)
 }
 
 // printLogins says per host how fleet logs in and where each setting came

@@ -148,6 +148,15 @@ func writeDoc(w io.Writer, format string, doc any) error {
 	return err
 }
 
+// writeDocThen prints doc (a partial one too), then returns runErr: the
+// run's own error decides the exit code.
+func writeDocThen(w io.Writer, format string, doc any, runErr error) error {
+	if err := writeDoc(w, format, doc); err != nil {
+		return err
+	}
+	return runErr
+}
+
 // checkDoc turns check's results into its document.
 func checkDoc(results []playbooks.HostCheck) CheckDoc {
 	doc := CheckDoc{Header: header("Check"), Total: len(results)}

@@ -24,13 +24,7 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if c.Output != "table" {
-		if werr := writeDoc(out, c.Output, statusDoc(rows)); werr != nil {
-			return werr
-		}
-		if err != nil {
-			return fmt.Errorf("status is incomplete: %s", err)
-		}
-		return nil
+		return writeDocThen(out, c.Output, statusDoc(rows), incomplete(err))
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tROLE\tREACHABLE\tJOINED\tREADY\tKUBELET\tKUBEADM\tETCD\tLB UPSTREAM\tCONTROL PLANE")
@@ -44,10 +38,14 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 			orDash(r.ControlPlane))
 	}
 	tw.Flush()
-	if err != nil {
-		return fmt.Errorf("status is incomplete: %s", err)
+	return incomplete(err)
+}
+
+func incomplete(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("status is incomplete: %s", err)
 }
 
 func orDash(s string) string {
