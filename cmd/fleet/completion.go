@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -43,28 +44,23 @@ func completionScript(shell, bin string) string {
 	return "complete -o default -C " + q + " fleet\n"
 }
 
-// nodePredictor offers the nodes of the inventory the line names (-i,
-// --inventory; else the default one) that the command can act on: for
-// join those that have not joined, for remove those that have, asked over
-// SSH with the line's --known-hosts and --ssh-config (2 s at most; past
-// that, or for other commands, every master and worker).
-func nodePredictor() complete.Predictor {
+// Which nodes a completion offers.
+type nodeSet int
+
+const (
+	anyNode      nodeSet = iota // every master and worker (cloud-init)
+	joinedNode                  // those that have joined (remove)
+	unjoinedNode                // those that have not (join)
+)
+
+// nodePredictor offers the nodes of set from the inventory the line names
+// (-i, --inventory; else the default one). Joined or not is asked over
+// SSH with the line's --known-hosts and --ssh-config, 3 s at most; when no
+// host answers, every master and worker is offered.
+func nodePredictor(set nodeSet) complete.Predictor {
 	return complete.PredictFunc(func(a complete.Args) []string {
-		path, flags := defaultInventory(), map[string]string{}
-		for i, arg := range a.All {
-			for _, name := range []string{"inventory", "known-hosts", "ssh-config"} {
-				switch {
-				case (arg == "--"+name || (name == "inventory" && arg == "-i")) && i+1 < len(a.All):
-					flags[name] = a.All[i+1]
-				case strings.HasPrefix(arg, "--"+name+"="):
-					flags[name] = strings.TrimPrefix(arg, "--"+name+"=")
-				}
-			}
-		}
-		if p := flags["inventory"]; p != "" {
-			path = p
-		}
-		inv, err := inventory.Load(path)
+		flags := lineFlags(a.All, "inventory", "known-hosts", "ssh-config")
+		inv, err := inventory.Load(cmp.Or(flags["inventory"], defaultInventory()))
 		if err != nil {
 			return nil
 		}
@@ -74,14 +70,7 @@ func nodePredictor() complete.Predictor {
 				all = append(all, h.Name)
 			}
 		}
-		command := ""
-		for _, arg := range a.All {
-			if arg == "join" || arg == "remove" {
-				command = arg
-				break
-			}
-		}
-		if command != "join" && command != "remove" {
+		if set == anyNode {
 			return all
 		}
 		s, err := playbooks.NewSession(inv, playbooks.Options{KnownHosts: flags["known-hosts"], SSHConfig: flags["ssh-config"]})
@@ -89,15 +78,32 @@ func nodePredictor() complete.Predictor {
 			return all
 		}
 		defer s.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		joined, unjoined := playbooks.NodesByJoined(ctx, s)
-		if len(joined)+len(unjoined) == 0 { // nobody answered: offer what the inventory has
+		switch {
+		case len(joined)+len(unjoined) == 0:
 			return all
+		case set == joinedNode:
+			return joined
 		}
-		if command == "join" {
-			return unjoined
-		}
-		return joined
+		return unjoined
 	})
+}
+
+// lineFlags picks the named flags' values from a command line being
+// typed (--name VALUE or --name=VALUE; -i for inventory).
+func lineFlags(args []string, names ...string) map[string]string {
+	flags := map[string]string{}
+	for i, arg := range args {
+		for _, name := range names {
+			switch {
+			case (arg == "--"+name || (name == "inventory" && arg == "-i")) && i+1 < len(args):
+				flags[name] = args[i+1]
+			case strings.HasPrefix(arg, "--"+name+"="):
+				flags[name] = strings.TrimPrefix(arg, "--"+name+"=")
+			}
+		}
+	}
+	return flags
 }

@@ -109,7 +109,8 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return 2
 	}
 	// A shell asking for completions (COMP_LINE set) is answered here.
-	kongplete.Complete(parser, kongplete.WithPredictor("node", nodePredictor()),
+	kongplete.Complete(parser, kongplete.WithPredictor("node", nodePredictor(anyNode)),
+		kongplete.WithPredictor("joined", nodePredictor(joinedNode)), kongplete.WithPredictor("unjoined", nodePredictor(unjoinedNode)),
 		kongplete.WithExitFunc(func(code int) { exited, exitCode = true, code }))
 	if exited {
 		return exitCode

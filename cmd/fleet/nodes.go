@@ -13,7 +13,7 @@ type joinCmd struct {
 	TokenTTL       time.Duration `help:"Lifetime of the bootstrap token this run creates." default:"15m"`
 	ReadyTimeout   time.Duration `help:"How long to wait for the joined nodes to be Ready." default:"3m"`
 	KubeadmTimeout time.Duration `help:"How long one kubeadm join may run before it is killed on its host." default:"10m"`
-	Nodes          []string      `arg:"" help:"Inventory nodes to join (those joined already are skipped)." name:"node" predictor:"node"`
+	Nodes          []string      `arg:"" help:"Inventory nodes to join (those joined already are skipped)." name:"node" predictor:"unjoined"`
 }
 
 func (c *joinCmd) Run(ctx context.Context, g *globals) error {
@@ -42,7 +42,7 @@ type removeCmd struct {
 	ForceDrain         bool          `name:"force-drain" help:"Delete pods that no controller manages (nothing recreates them), as kubectl drain --force does."`
 	DeleteEmptyDirData bool          `help:"Evict pods that use emptyDir volumes; their data is lost, as with kubectl drain --delete-emptydir-data."`
 	Gone               bool          `help:"The nodes are dead for good: do not drain or reset them, only take them out of the load balancer, etcd and the API (refused if one answers over SSH)."`
-	Nodes              []string      `arg:"" help:"Inventory nodes to drain, reset and delete." name:"node" predictor:"node"`
+	Nodes              []string      `arg:"" help:"Inventory nodes to drain, reset and delete." name:"node" predictor:"joined"`
 }
 
 func (c *removeCmd) Run(ctx context.Context, g *globals) error {
