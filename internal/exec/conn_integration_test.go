@@ -50,6 +50,18 @@ func dial(t *testing.T, cfg exec.Config) *exec.Conn {
 	return c
 }
 
+// asEachUser runs test as a subtest per login: root, and the sudo user
+// (sudo on), each with its own connection to host.
+func asEachUser(t *testing.T, prefix, host string, test func(t *testing.T, c *exec.Conn, user string)) {
+	for _, user := range []string{"root", sim.SudoUser} {
+		t.Run(prefix+user, func(t *testing.T) {
+			cfg := config(t, host)
+			cfg.User, cfg.Sudo = user, true
+			test(t, dial(t, cfg), user)
+		})
+	}
+}
+
 func TestRunOnEveryHostInParallel(t *testing.T) {
 	sim.Need(t, cluster)
 	var wg sync.WaitGroup
@@ -291,27 +303,22 @@ func TestJumpHost(t *testing.T) {
 
 func TestTimedOutCommandIsKilledOnTheHost(t *testing.T) {
 	sim.Need(t, cluster)
-	for _, user := range []string{"root", sim.SudoUser} {
-		t.Run(user, func(t *testing.T) {
-			cfg := config(t, "worker0")
-			cfg.User, cfg.Sudo = user, true
-			c := dial(t, cfg)
-			marker := fmt.Sprintf("%d", 7000+len(user)) // a sleep nobody else runs
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			defer cancel()
-			start := time.Now()
-			_, err := c.Run(ctx, "sleep "+marker+"; echo never")
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("got %v, want deadline exceeded", err)
-			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("Run returned after %s", d)
-			}
-			waitNoProcess(t, "worker0", "sleep\x00"+marker+"\x00")
-			reliability.Record(t, reliability.Row{N: 9, Did: fmt.Sprintf("%v after %s; the remote command was killed on the host (no process left)", err, time.Since(start).Round(time.Millisecond)),
-				Rerun: "the host is as before the command: the next run starts clean"})
-		})
-	}
+	asEachUser(t, "", "worker0", func(t *testing.T, c *exec.Conn, user string) {
+		marker := fmt.Sprintf("%d", 7000+len(user)) // a sleep nobody else runs
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := c.Run(ctx, "sleep "+marker+"; echo never")
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want deadline exceeded", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Run returned after %s", d)
+		}
+		waitNoProcess(t, "worker0", "sleep\x00"+marker+"\x00")
+		reliability.Record(t, reliability.Row{N: 9, Did: fmt.Sprintf("%v after %s; the remote command was killed on the host (no process left)", err, time.Since(start).Round(time.Millisecond)),
+			Rerun: "the host is as before the command: the next run starts clean"})
+	})
 }
 
 // waitNoProcess fails unless no process in the host's namespace has exactly

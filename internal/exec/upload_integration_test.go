@@ -42,53 +42,43 @@ func processesWithCmdline(t *testing.T, host, cmdline string) []string {
 
 func TestUploadIsAtomicWithMode(t *testing.T) {
 	sim.Need(t, cluster)
-	for _, user := range []string{"root", sim.SudoUser} {
-		t.Run(user, func(t *testing.T) {
-			cfg := config(t, "master0")
-			cfg.User, cfg.Sudo = user, true
-			c := dial(t, cfg)
-			dst := "/etc/kubernetes/upload-" + user + ".conf"
-			data := bytes.Repeat([]byte("0123456789abcdef"), 256) // 4 KiB
-			for _, mode := range []os.FileMode{0o644, 0o600} {
-				if err := c.Upload(context.Background(), dst, data, mode); err != nil {
-					t.Fatal(err)
-				}
-				local := filepath.Join(cluster.Host("master0").Dir, dst)
-				got, err := os.ReadFile(local)
-				if err != nil || !bytes.Equal(got, data) {
-					t.Fatalf("content differs (%d bytes, %v)", len(got), err)
-				}
-				st, _ := os.Stat(local)
-				if st.Mode().Perm() != mode {
-					t.Errorf("mode %v, want %v", st.Mode().Perm(), mode)
-				}
+	asEachUser(t, "", "master0", func(t *testing.T, c *exec.Conn, user string) {
+		dst := "/etc/kubernetes/upload-" + user + ".conf"
+		data := bytes.Repeat([]byte("0123456789abcdef"), 256) // 4 KiB
+		for _, mode := range []os.FileMode{0o644, 0o600} {
+			if err := c.Upload(context.Background(), dst, data, mode); err != nil {
+				t.Fatal(err)
 			}
-			assertNoTempFiles(t, "master0", "/etc/kubernetes")
-		})
-	}
+			local := filepath.Join(cluster.Host("master0").Dir, dst)
+			got, err := os.ReadFile(local)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("content differs (%d bytes, %v)", len(got), err)
+			}
+			st, _ := os.Stat(local)
+			if st.Mode().Perm() != mode {
+				t.Errorf("mode %v, want %v", st.Mode().Perm(), mode)
+			}
+		}
+		assertNoTempFiles(t, "master0", "/etc/kubernetes")
+	})
 }
 
 func TestInterruptedUploadKeepsOldFile(t *testing.T) {
 	sim.Need(t, cluster)
 	big := bytes.Repeat([]byte{'x'}, 512<<20)
-	for _, user := range []string{"root", sim.SudoUser} {
-		t.Run("cancel/"+user, func(t *testing.T) {
-			cfg := config(t, "worker0")
-			cfg.User, cfg.Sudo = user, true
-			c := dial(t, cfg)
-			dst := "/etc/kubernetes/interrupted-" + user
-			if err := c.Upload(context.Background(), dst, []byte("old\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-			defer cancel()
-			if err := c.Upload(ctx, dst, big, 0o600); err == nil {
-				t.Fatal("512 MiB upload finished inside 150ms; the test proves nothing")
-			}
-			assertContent(t, "worker0", dst, "old\n")
-			waitNoTempFiles(t, "worker0", "/etc/kubernetes")
-		})
-	}
+	asEachUser(t, "cancel/", "worker0", func(t *testing.T, c *exec.Conn, user string) {
+		dst := "/etc/kubernetes/interrupted-" + user
+		if err := c.Upload(context.Background(), dst, []byte("old\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		defer cancel()
+		if err := c.Upload(ctx, dst, big, 0o600); err == nil {
+			t.Fatal("512 MiB upload finished inside 150ms; the test proves nothing")
+		}
+		assertContent(t, "worker0", dst, "old\n")
+		waitNoTempFiles(t, "worker0", "/etc/kubernetes")
+	})
 	t.Run("connection-killed", func(t *testing.T) {
 		c := dial(t, config(t, "worker1"))
 		dst := "/etc/kubernetes/killed"
@@ -155,28 +145,23 @@ var _ = exec.Quote
 
 func TestEnsureDirCreatesWithModeAndKeepsExisting(t *testing.T) {
 	sim.Need(t, cluster)
-	for _, user := range []string{"root", sim.SudoUser} {
-		t.Run(user, func(t *testing.T) {
-			cfg := config(t, "master0")
-			cfg.User, cfg.Sudo = user, true
-			c := dial(t, cfg)
-			dir := "/etc/kubernetes/ensure-" + user + "/a/b"
-			local := filepath.Join(cluster.Host("master0").Dir, dir)
-			os.RemoveAll(filepath.Join(cluster.Host("master0").Dir, "/etc/kubernetes/ensure-"+user))
-			for range 2 { // the second call finds it there
-				if err := c.EnsureDir(context.Background(), dir, 0o700); err != nil {
-					t.Fatal(err)
-				}
-				st, err := os.Stat(local)
-				if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
-					t.Fatalf("%v %v, want a 0700 directory", st, err)
-				}
+	asEachUser(t, "", "master0", func(t *testing.T, c *exec.Conn, user string) {
+		dir := "/etc/kubernetes/ensure-" + user + "/a/b"
+		local := filepath.Join(cluster.Host("master0").Dir, dir)
+		os.RemoveAll(filepath.Join(cluster.Host("master0").Dir, "/etc/kubernetes/ensure-"+user))
+		for range 2 { // the second call finds it there
+			if err := c.EnsureDir(context.Background(), dir, 0o700); err != nil {
+				t.Fatal(err)
 			}
-			if err := c.EnsureDir(context.Background(), "relative/dir", 0o700); err == nil {
-				t.Error("a relative path was accepted")
+			st, err := os.Stat(local)
+			if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+				t.Fatalf("%v %v, want a 0700 directory", st, err)
 			}
-		})
-	}
+		}
+		if err := c.EnsureDir(context.Background(), "relative/dir", 0o700); err == nil {
+			t.Error("a relative path was accepted")
+		}
+	})
 }
 
 // TestFullDiskKeepsOldFile: an upload into a full file system (a small
