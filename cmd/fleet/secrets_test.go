@@ -96,6 +96,7 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 		t.Errorf("certs check --fail-under 400: exit %d\n%s%s", code, certsOut, certsErr)
 	}
 	testJSONDocuments(t, &all, kubeconfig)
+	testBackup(t, &all)
 	// Completion asks the hosts: on the built cluster join has nothing to
 	// offer, remove every node.
 	if got := completeLine(t, "fleet join -i "+cluster.Inventory+" "); len(got) != 0 {
