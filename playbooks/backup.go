@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,9 +27,9 @@ type BackupOptions struct {
 type BackupManifest struct {
 	Cluster     string    `json:"cluster"`
 	Created     time.Time `json:"created"`
-	From        string    `json:"from"`        // the master whose etcd (the leader) made the snapshot
-	EtcdVersion string    `json:"etcdVersion"` //
-	SnapshotSHA string    `json:"snapshotSHA256"`
+	From        string    `json:"from"`           // the master whose etcd (the leader) made the snapshot
+	EtcdVersion string    `json:"etcdVersion"`    //
+	SnapshotSHA string    `json:"snapshotSHA256"` // of the file etcd.db, as sha256sum prints it
 	Size        int64     `json:"snapshotBytes"`
 	CAHash      string    `json:"caHash"` // sha256:<SPKI hash> of the cluster CA, as kubeadm join takes it
 }
@@ -148,14 +149,15 @@ func snapshotTo(ctx context.Context, s *Session, master, path string, m *BackupM
 	if err != nil {
 		return err
 	}
-	info, err := c.Snapshot(ctx, f)
+	file := sha256.New()
+	info, err := c.Snapshot(ctx, io.MultiWriter(f, file))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("backup from %s: %w", master, err)
 	}
-	m.EtcdVersion, m.Size, m.SnapshotSHA = info.Version, info.Size, hex.EncodeToString(info.SHA256[:])
+	m.EtcdVersion, m.Size, m.SnapshotSHA = info.Version, info.Size, hex.EncodeToString(file.Sum(nil))
 	return nil
 }
 

@@ -35,8 +35,8 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 
 // SnapshotInfo describes a snapshot written by Snapshot.
 type SnapshotInfo struct {
-	Size    int64    // bytes of the database written
-	SHA256  [32]byte // of those bytes, as etcd sent it and as checked
+	Size    int64    // bytes written: the database and etcd's hash of it
+	SHA256  [32]byte // of the database, as etcd sent it and as checked
 	Version string   // of the etcd that made it
 }
 
@@ -44,12 +44,13 @@ type SnapshotInfo struct {
 // stream, so that a client can tell a whole snapshot from a cut one.
 const hashSize = sha256.Size
 
-// Snapshot streams the member's backend database to w, as `etcdctl
-// snapshot save` does, through the gateway's server-streaming
-// /v3/maintenance/snapshot: the chunks are written as they come, the hash
-// etcd appends is held back and compared with the one of what was
-// written; a cut or corrupted stream is an error. The database is a bbolt
-// file: its first page must carry bbolt's magic number.
+// Snapshot streams the member's backend database to w through the
+// gateway's server-streaming /v3/maintenance/snapshot, and writes it as
+// `etcdctl snapshot save` does: the database followed by the SHA-256 etcd
+// appends, which `etcdutl snapshot restore` checks. The hash is also
+// compared here with the one of the database received; a cut or corrupted
+// stream is an error. The database is a bbolt file: its first page must
+// carry bbolt's magic number.
 func (c *Client) Snapshot(ctx context.Context, w io.Writer) (SnapshotInfo, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+"/v3/maintenance/snapshot", bytes.NewReader([]byte("{}")))
 	if err != nil {
@@ -105,7 +106,10 @@ func (c *Client) Snapshot(ctx context.Context, w io.Writer) (SnapshotInfo, error
 	if !bytes.Equal(info.SHA256[:], tw.tail) {
 		return info, fmt.Errorf("etcd snapshot: the database's SHA-256 %x differs from the %x etcd sent: cut or corrupted", info.SHA256, tw.tail)
 	}
-	info.Size = tw.written
+	if _, err := w.Write(tw.tail); err != nil {
+		return info, fmt.Errorf("etcd snapshot: writing: %w", err)
+	}
+	info.Size = tw.written + hashSize
 	if err := checkBolt(tw.head); err != nil {
 		return info, err
 	}
