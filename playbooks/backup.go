@@ -68,7 +68,8 @@ func Backup(ctx context.Context, s *Session, opts BackupOptions) (*BackupResult,
 		return nil, err
 	}
 	created := time.Now().UTC()
-	final := filepath.Join(opts.Dir, s.Inv.Cluster.Name+"-"+created.Format("20060102T150405Z"))
+	// Milliseconds: two backups in one second are two folders.
+	final := filepath.Join(opts.Dir, s.Inv.Cluster.Name+"-"+created.Format("20060102T150405.000Z"))
 	partial, err := os.MkdirTemp(opts.Dir, ".partial-")
 	if err != nil {
 		return nil, err

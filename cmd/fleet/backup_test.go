@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,6 +51,15 @@ func testBackup(t *testing.T, all *bytes.Buffer) {
 		if st, err := os.Stat(filepath.Join(path, name)); err != nil || st.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v, want a 0600 file", name, err)
 		}
+	}
+	// etcdutl, as an operator would use it on the file.
+	status, err := osexec.Command(filepath.Join(simLayer(), "local/bin/etcdutl"), "snapshot", "status", filepath.Join(path, "etcd.db"), "-w", "json").CombinedOutput()
+	var st struct {
+		TotalKey  int `json:"totalKey"`
+		TotalSize int `json:"totalSize"`
+	}
+	if err != nil || json.Unmarshal(status, &st) != nil || st.TotalKey < 100 {
+		t.Errorf("etcdutl snapshot status: %v: %s", err, status)
 	}
 	db, _ := os.ReadFile(filepath.Join(path, "etcd.db"))
 	if !bytes.Contains(db, []byte("fleet-backup-probe")) || int64(len(db)) != m.Size {

@@ -19,16 +19,21 @@ import (
 
 var cluster *sim.Cluster
 
+// simLayer is the folder of the node binaries the test hosts run.
+func simLayer() string {
+	if l := os.Getenv("FLEET_SIM_LAYER"); l != "" {
+		return l
+	}
+	return "/var/cache/fleet-sim/layer"
+}
+
 func TestMain(m *testing.M) {
 	if os.Getenv(cliChildEnv) != "" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	// With the node binaries: the CLI tests build a real cluster.
 	topo := sim.Sized("cl", 30, 6, 3)
-	topo.Tools = os.Getenv("FLEET_SIM_LAYER")
-	if topo.Tools == "" {
-		topo.Tools = "/var/cache/fleet-sim/layer"
-	}
+	topo.Tools = simLayer()
 	os.Exit(sim.RunTests(m, topo, &cluster))
 }
 

@@ -56,19 +56,23 @@ func CriticalPath(r Run) []int {
 		return nil
 	}
 	const slack = 50 * time.Millisecond // the engine's own latency between a finish and the next start
-	last := 0
+	last := 0 // the task that ended last; of a tie, the one that started last
 	for i, t := range r.Tasks {
-		if t.End.After(r.Tasks[last].End) {
+		l := r.Tasks[last]
+		if t.End.After(l.End) || (t.End.Equal(l.End) && !t.Start.Before(l.Start)) {
 			last = i
 		}
 	}
 	path := []int{last}
+	// Tasks skipped at the same instant all "end before" each other within
+	// the slack: a task on the path is never taken again, so the walk ends.
+	onPath := map[int]bool{last: true}
 	for cur := last; ; {
 		c := r.Tasks[cur]
 		best := -1
 		consider := func(i int) {
 			t := r.Tasks[i]
-			if i == cur || t.End.After(c.Start.Add(slack)) {
+			if onPath[i] || t.Start.After(c.Start) || t.End.After(c.Start.Add(slack)) {
 				return
 			}
 			if best < 0 || t.End.After(r.Tasks[best].End) {
@@ -102,6 +106,7 @@ func CriticalPath(r Run) []int {
 			return path
 		}
 		path = append(path, best)
+		onPath[best] = true
 		cur = best
 	}
 }

@@ -44,6 +44,15 @@ func TestCriticalPath(t *testing.T) {
 			want: []string{"preflight w1"}, // init w0 ended before preflight w1: the run's end is w1
 		},
 		{
+			name: "tasks skipped at one instant do not send the walk round in circles",
+			tasks: []Task{
+				task("init", "m0", 0, 5),
+				task("join-masters", "m1", 5, 5), task("join-masters", "m2", 5, 5),
+				task("join-workers", "w0", 5, 5), task("kubeconfig", "", 5, 5),
+			},
+			want: []string{"kubeconfig ", "join-masters m1", "init m0"},
+		},
+		{
 			name:  "one task",
 			tasks: []Task{task("preflight", "m0", 0, 1)},
 			want:  []string{"preflight m0"},

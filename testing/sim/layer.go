@@ -11,7 +11,7 @@ import (
 var nodeBinaries = map[string]string{
 	"kubeadm": "bin", "kubelet": "bin", "kubectl": "bin",
 	"kube-apiserver": "local/bin", "kube-controller-manager": "local/bin", "kube-scheduler": "local/bin",
-	"etcd": "local/bin", "sim-containerd": "local/bin", "sim-dockerd": "local/bin",
+	"etcd": "local/bin", "etcdutl": "local/bin", "sim-containerd": "local/bin", "sim-dockerd": "local/bin",
 	"cfssl": "local/bin", "cfssljson": "local/bin",
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries the simulated hosts run, from the published Go modules:
 # kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-# (k8s.io/kubernetes), etcd (go.etcd.io/etcd/server/v3), cfssl and cfssljson
+# (k8s.io/kubernetes), etcd and etcdutl (go.etcd.io/etcd), cfssl and cfssljson
 # (github.com/cloudflare/cfssl), and the emulated kubelet and engines.
 #
 #   testing/tools/build.sh OUTDIR
@@ -67,7 +67,7 @@ build "$here/kubernetes" "$k8s_ldflags" \
 	sim-containerd=./cmd/sim-containerd \
 	sim-dockerd=./cmd/sim-dockerd
 
-build "$here/etcd" "-s -w" etcd=go.etcd.io/etcd/server/v3
+build "$here/etcd" "-s -w" etcd=go.etcd.io/etcd/server/v3 etcdutl=go.etcd.io/etcd/etcdutl/v3
 
 # cfssl keeps its certificate database in sqlite, which needs cgo.
 CGO_ENABLED=1 build "$here/cfssl" "-s -w" \
