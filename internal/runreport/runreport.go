@@ -56,7 +56,7 @@ func CriticalPath(r Run) []int {
 		return nil
 	}
 	const slack = 50 * time.Millisecond // the engine's own latency between a finish and the next start
-	last := 0 // the task that ended last; of a tie, the one that started last
+	last := 0                           // the task that ended last; of a tie, the one that started last
 	for i, t := range r.Tasks {
 		l := r.Tasks[last]
 		if t.End.After(l.End) || (t.End.Equal(l.End) && !t.Start.Before(l.Start)) {
