@@ -133,12 +133,3 @@ func nodeIP(f flags) (string, error) {
 	}
 	return "", errors.New("no IPv4 address for the node")
 }
-
-// fileStamp says whether a file changed: its size and modification time.
-func fileStamp(path string) string {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "absent"
-	}
-	return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
-}

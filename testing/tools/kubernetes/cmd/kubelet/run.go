@@ -24,7 +24,11 @@ import (
 // flags kubeadm has since written (kubeadm-flags.env).
 var errRestart = errors.New("configuration changed, restarting")
 
-const flagsEnv = "/var/lib/kubelet/kubeadm-flags.env"
+// The files the service wrapper reads the kubelet's flags from.
+const (
+	flagsEnv     = "/var/lib/kubelet/kubeadm-flags.env"
+	extraArgsEnv = "/etc/default/kubelet"
+)
 
 func run(ctx context.Context, f flags) error {
 	configPath := f.get("config", "/var/lib/kubelet/config.yaml")
@@ -59,9 +63,9 @@ func run(ctx context.Context, f flags) error {
 	// starts them again rather than adopting strangers.
 	defer runner.StopAll()
 
-	envStamp, cfgStamp := fileStamp(flagsEnv), string(cfgData)
+	cfgStamp := string(cfgData)
 	api := make(chan error, 1)
-	go func() { api <- apiLoop(ctx, f, envStamp, name, ip, runner, logf) }()
+	go func() { api <- apiLoop(ctx, f, name, ip, runner, logf) }()
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -82,7 +86,7 @@ func run(ctx context.Context, f flags) error {
 		if err != nil {
 			return fmt.Errorf("kubelet config %s is gone: stopping", configPath)
 		}
-		if string(data) != cfgStamp || fileStamp(flagsEnv) != envStamp {
+		if string(data) != cfgStamp || staleFlags(f, flagsEnv, extraArgsEnv) {
 			return errRestart
 		}
 	}
@@ -90,7 +94,7 @@ func run(ctx context.Context, f flags) error {
 
 // apiLoop gets credentials (TLS bootstrap if needed), registers the node,
 // then heartbeats and keeps mirror pods in line until ctx ends.
-func apiLoop(ctx context.Context, f flags, envStamp, name, ip string, runner *staticpod.Runner, logf func(string, ...any)) error {
+func apiLoop(ctx context.Context, f flags, name, ip string, runner *staticpod.Runner, logf func(string, ...any)) error {
 	kubeconfig := f.get("kubeconfig", "/etc/kubernetes/kubelet.conf")
 	bootstrap := f.get("bootstrap-kubeconfig", "")
 	for {
@@ -117,7 +121,7 @@ func apiLoop(ctx context.Context, f flags, envStamp, name, ip string, runner *st
 	// kubeadm join writes the flags, then restarts the kubelet: the Node
 	// registers with the flags of that start (labels, taints), never with
 	// those of the standalone kubelet before it.
-	if fileStamp(flagsEnv) != envStamp {
+	if staleFlags(f, flagsEnv, extraArgsEnv) {
 		return errRestart
 	}
 	rest, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
@@ -202,4 +206,35 @@ func registration(f flags) (map[string]string, []corev1.Taint, error) {
 		}
 	}
 	return labels, taints, nil
+}
+
+// staleFlags reports whether the flags files, as the service wrapper
+// sources them (KUBELET_KUBEADM_ARGS="..." from kubeadm-flags.env, then
+// KUBELET_EXTRA_ARGS from /etc/default/kubelet, which wins), hold a flag
+// whose value differs from the one this kubelet started with. Values, not
+// the files' times: kubeadm may write its file between the wrapper
+// reading it and the kubelet starting.
+func staleFlags(started flags, paths ...string) bool {
+	var kubeadmArgs, extraArgs string
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			line = strings.TrimSpace(line)
+			if v, ok := strings.CutPrefix(line, "KUBELET_KUBEADM_ARGS="); ok {
+				kubeadmArgs = strings.Trim(v, `"'`)
+			}
+			if v, ok := strings.CutPrefix(line, "KUBELET_EXTRA_ARGS="); ok {
+				extraArgs = strings.Trim(v, `"'`)
+			}
+		}
+	}
+	for k, v := range parseFlags(strings.Fields(kubeadmArgs + " " + extraArgs)) {
+		if started[k] != v {
+			return true
+		}
+	}
+	return false
 }
