@@ -30,7 +30,8 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 	start := time.Now()
 	results, _, runErr := playbooks.Check(ctx, s)
 	if c.Output != "table" {
-		return writeDocThen(out, c.Output, checkDoc(results), unreachable(runErr))
+		doc := checkDoc(results)
+		return writeDocThen(out, c.Output, doc, unreachable(doc.Total-doc.Reachable, runErr))
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "HOST\tROLE\tADDRESS\tREACHABLE\tOS\tARCH\tDISTRO")
@@ -60,14 +61,14 @@ func (c *checkCmd) Run(ctx context.Context, g *globals) error {
 		printLogins(out, s)
 	}
 	fmt.Fprintf(out, "%d of %d hosts reachable in %s\n", len(results)-down, len(results), time.Since(start).Round(time.Millisecond))
-	return unreachable(runErr)
+	return unreachable(down, runErr)
 }
 
-func unreachable(runErr error) error {
+func unreachable(down int, runErr error) error {
 	if runErr == nil {
 		return nil
 	}
-	return fmt.Errorf("host(s) unreachable:\n%s", runErr)
+	return fmt.Errorf("%d host(s) unreachable:\n%s", down, runErr)
 }
 
 // printLogins says per host how fleet logs in and where each setting came
