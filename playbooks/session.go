@@ -6,6 +6,7 @@ package playbooks
 import (
 	"context"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,6 +87,8 @@ func NewSession(inv *inventory.Inventory, opts Options) (*Session, error) {
 		return nil, err
 	}
 	s.Logins = map[string]Login{}
+	var warnings []string // each once, with the hosts it is about
+	warnedHosts := map[string][]string{}
 	for _, h := range inv.Hosts() {
 		ssh := inv.SSHFor(h)
 		given := inv.SSHGiven(h)
@@ -96,7 +99,12 @@ func NewSession(inv *inventory.Inventory, opts Options) (*Session, error) {
 			return nil, err
 		}
 		s.Logins[h.Name] = login
-		s.Warnings = append(s.Warnings, login.Warnings...)
+		for _, w := range login.Warnings {
+			if warnedHosts[w] == nil {
+				warnings = append(warnings, w)
+			}
+			warnedHosts[w] = append(warnedHosts[w], h.Name)
+		}
 		keys, err := hostKeys(login.KnownHosts)
 		if err != nil {
 			return nil, err
@@ -110,6 +118,9 @@ func NewSession(inv *inventory.Inventory, opts Options) (*Session, error) {
 			jump = &jc
 		}
 		s.Pool.Add(cfg, jump)
+	}
+	for _, w := range warnings {
+		s.Warnings = append(s.Warnings, strings.Join(warnedHosts[w], ", ")+": "+w)
 	}
 	return s, nil
 }

@@ -24,7 +24,7 @@ func TestSSHConfigReachesHostsTheInventoryCannot(t *testing.T) {
 	sim.Need(t, cluster)
 	dir := t.TempDir()
 	var cfg, inv strings.Builder
-	fmt.Fprintf(&cfg, "Host worker0\n  Port 2222\n  StrictHostKeyChecking no\n\n")
+	fmt.Fprintf(&cfg, "Host worker0\n  Port 2222\n\nHost worker*\n  StrictHostKeyChecking no\n\n")
 	fmt.Fprintf(&cfg, "Host master*\n  ProxyJump balancer\n\n")
 	fmt.Fprintf(&cfg, "Host balancer\n  HostName %s\n\n", cluster.Host("lb").Address)
 	for _, h := range cluster.Hosts {
@@ -85,7 +85,7 @@ func TestSSHConfigReachesHostsTheInventoryCannot(t *testing.T) {
 	if m := s.Logins["master1"]; m.Jump == nil || m.Jump.Address != lb || !strings.HasPrefix(m.Sources["jumpHost"], configPath+":") {
 		t.Errorf("master1's jump host: %+v from %s", m.Jump, m.Sources["jumpHost"])
 	}
-	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "worker0: StrictHostKeyChecking no") {
-		t.Errorf("warnings %q, want the one on worker0's StrictHostKeyChecking", s.Warnings)
+	if len(s.Warnings) != 1 || !strings.HasPrefix(s.Warnings[0], "worker0, worker1: StrictHostKeyChecking no ("+configPath+":") {
+		t.Errorf("warnings %q, want one on the workers' StrictHostKeyChecking", s.Warnings)
 	}
 }

@@ -81,7 +81,7 @@ type Resolved struct {
 	// Sources says per setting where its value came from: "inventory",
 	// "default" or the config's file:line.
 	Sources  map[string]string
-	Warnings []string
+	Warnings []string // settings not followed (the same text for every host a config line covers)
 }
 
 // Defaults fill what neither the inventory nor the config sets.
@@ -135,7 +135,7 @@ func (f *File) Resolve(name string, in Given, def Defaults) (Resolved, error) {
 	}
 	r.KnownHosts = known
 	if v, where := f.get(name, "StrictHostKeyChecking"); v == "no" || v == "off" || v == "accept-new" {
-		r.Warnings = append(r.Warnings, fmt.Sprintf("%s: StrictHostKeyChecking %s (%s) is not followed: fleet verifies host keys against known_hosts (--accept-new-host-keys trusts new ones)", name, v, where))
+		r.Warnings = append(r.Warnings, fmt.Sprintf("StrictHostKeyChecking %s (%s) is not followed: fleet verifies host keys against known_hosts (--accept-new-host-keys trusts new ones)", v, where))
 	}
 	jump := pick("jumpHost", in.JumpHost, "ProxyJump", "")
 	if jump != "" && jump != "none" {

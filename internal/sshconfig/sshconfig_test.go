@@ -121,7 +121,7 @@ func TestResolve(t *testing.T) {
 				Hop:        Hop{Address: "192.0.2.21", Port: 22, User: "fallback"},
 				KnownHosts: "/root/.ssh/known_hosts",
 				Sources:    map[string]string{"address": "inventory", "user": line("User fallback"), "port": "default", "knownHosts": "default", "jumpHost": "default"},
-				Warnings:   []string{"w1: StrictHostKeyChecking accept-new (" + line("StrictHostKeyChecking") + ") is not followed: fleet verifies host keys against known_hosts (--accept-new-host-keys trusts new ones)"},
+				Warnings:   []string{"StrictHostKeyChecking accept-new (" + line("StrictHostKeyChecking") + ") is not followed: fleet verifies host keys against known_hosts (--accept-new-host-keys trusts new ones)"},
 			},
 		},
 		{name: "two jump hosts refused", file: f, host: "two-hops", given: Given{Address: "192.0.2.1"}, wantErr: `ProxyJump "a,b"`},
