@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -124,8 +125,11 @@ func (c *container) start(self string) error {
 // reap records the end of a run and applies the restart policy.
 func (c *container) reap(cmd *exec.Cmd, exited chan struct{}, self string) {
 	err := cmd.Wait()
-	// The main process is gone: so is the rest of the container.
+	// The main process is gone: so is the rest of the container, and it is
+	// over only once no process of it is left (the end of a PID namespace
+	// waits for them all): a port its workers held is closed by then.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	waitGroupGone(cmd.Process.Pid, 5*time.Second)
 	code := 0
 	if err != nil {
 		code = 1
@@ -321,4 +325,39 @@ func ParseBind(b string) (src, dst string, ro bool, err error) {
 		}
 	}
 	return src, dst, ro, nil
+}
+
+// waitGroupGone waits until no live process is in process group pgid
+// (zombies have closed their files already), at most limit.
+func waitGroupGone(pgid int, limit time.Duration) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if !groupAlive(pgid) {
+			return
+		}
+	}
+}
+
+// groupAlive reports whether a process of group pgid runs, from /proc:
+// field 5 of /proc/PID/stat is the group, field 3 the state.
+func groupAlive(pgid int) bool {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command (field 2) is in parentheses and may hold spaces.
+		rest := stat[bytes.LastIndexByte(stat, ')')+1:]
+		f := strings.Fields(string(rest))
+		if len(f) > 2 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
 }
