@@ -2,8 +2,6 @@ package playbooks
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -59,23 +57,7 @@ func (r *RunRecorder) WriteHTML(path, title string, runErr error, redact func(st
 	if err := runreport.Render(&b, run); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".fleet-report-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(redact(b.String())); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return writeFileAtomic(path, []byte(redact(b.String())), 0o644)
 }
 
 // run turns the recording into the report's terms: a task per step and

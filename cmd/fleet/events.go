@@ -13,26 +13,39 @@ import (
 // event with -v.
 func eventPrinter(g *globals) func(playbooks.Event) {
 	return func(e playbooks.Event) {
-		where := e.Step
-		if e.Host != "" {
-			where += " " + e.Host
-		}
+		task := where(e)
 		switch {
 		case e.Kind == playbooks.Failed:
-			fmt.Fprintf(g.stderr, "FAIL  %s (%s): %v\n", where, e.Duration.Round(time.Millisecond), e.Err)
+			fmt.Fprintln(g.stderr, failLine(e))
 		case e.Kind == playbooks.Note:
-			fmt.Fprintf(g.stderr, "NOTE  %s: %s\n", where, e.Reason)
+			fmt.Fprintln(g.stderr, noteLine(e))
 		case e.Kind == playbooks.Blocked || e.Kind == playbooks.Cancelled:
-			fmt.Fprintf(g.stderr, "SKIP  %s: %s\n", where, e.Reason)
+			fmt.Fprintf(g.stderr, "SKIP  %s: %s\n", task, e.Reason)
 		case !g.Verbose:
 		case e.Kind == playbooks.Started:
-			fmt.Fprintf(g.stderr, "...   %s\n", where)
+			fmt.Fprintf(g.stderr, "...   %s\n", task)
 		case e.Kind == playbooks.AlreadyDone:
-			fmt.Fprintf(g.stderr, "DONE  %s: already %s\n", where, e.Reason)
+			fmt.Fprintf(g.stderr, "DONE  %s: already %s\n", task, e.Reason)
 		default:
-			fmt.Fprintf(g.stderr, "OK    %s (%s)\n", where, e.Duration.Round(time.Millisecond))
+			fmt.Fprintf(g.stderr, "OK    %s (%s)\n", task, e.Duration.Round(time.Millisecond))
 		}
 	}
+}
+
+// failLine and noteLine are what the user must see at once, in every
+// view: a step that failed on a host, something a playbook did beside it.
+func failLine(e playbooks.Event) string {
+	return fmt.Sprintf("FAIL  %s (%s): %v", where(e), e.Duration.Round(time.Millisecond), e.Err)
+}
+
+func noteLine(e playbooks.Event) string { return fmt.Sprintf("NOTE  %s: %s", where(e), e.Reason) }
+
+// where names a task: its step, and its host if it has one.
+func where(e playbooks.Event) string {
+	if e.Host == "" {
+		return e.Step
+	}
+	return e.Step + " " + e.Host
 }
 
 // eventLog opens --log-file (0600, appended to) and returns what writes one

@@ -123,7 +123,7 @@ func (p *progress) update(e playbooks.Event) (msg string, started, ended *stepPr
 		return "", nil, nil
 	}
 	if e.Kind == playbooks.Note {
-		return fmt.Sprintf("NOTE  %s: %s", where(e), e.Reason), nil, nil
+		return noteLine(e), nil, nil
 	}
 	st := p.steps[e.Step]
 	if st == nil { // a graph run without a plan: count as it comes
@@ -139,7 +139,7 @@ func (p *progress) update(e playbooks.Event) (msg string, started, ended *stepPr
 		return "", started, nil
 	case playbooks.Failed:
 		st.failed++
-		msg = fmt.Sprintf("FAIL  %s (%s): %v", where(e), e.Duration.Round(time.Millisecond), e.Err)
+		msg = failLine(e)
 	case playbooks.Blocked, playbooks.Cancelled:
 		st.skipped++
 		if st.skipWhy == "" {
@@ -211,13 +211,6 @@ func (p *progress) stop() {
 		b.Abort(false)
 	}
 	p.live.Wait()
-}
-
-func where(e playbooks.Event) string {
-	if e.Host == "" {
-		return e.Step
-	}
-	return e.Step + " " + e.Host
 }
 
 // startLine is the plain view's line for a step's start.

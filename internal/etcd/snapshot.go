@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 )
@@ -120,11 +121,8 @@ func (c *Client) Snapshot(ctx context.Context, w io.Writer) (SnapshotInfo, error
 // (and to hash): the stream's trailer is kept in tail. head keeps the
 // start of the database for checkBolt.
 type trailerWriter struct {
-	w    io.Writer
-	hash interface {
-		io.Writer
-		Sum([]byte) []byte
-	}
+	w       io.Writer
+	hash    hash.Hash
 	tail    []byte
 	head    []byte
 	written int64
