@@ -19,14 +19,22 @@ import (
 // Secrets should be uploaded with mode 0600: the temporary file has that mode
 // before the first byte is written.
 func (c *Conn) Upload(ctx context.Context, dst string, data []byte, mode os.FileMode) error {
+	return c.UploadFrom(ctx, dst, bytes.NewReader(data), int64(len(data)), mode, nil)
+}
+
+// UploadFrom is Upload for size bytes read from r, so a large file (a
+// kubelet binary) is streamed rather than held in memory. sent, when not
+// nil, is told every chunk's length as it goes out.
+func (c *Conn) UploadFrom(ctx context.Context, dst string, r io.Reader, size int64, mode os.FileMode, sent func(n int)) error {
 	if !path.IsAbs(dst) {
 		return fmt.Errorf("%s: upload %s: destination must be an absolute path", c.cfg.Host, dst)
 	}
+	src := &ctxReader{ctx: ctx, r: r, sent: sent}
 	var err error
 	if c.cfg.Sudo && c.cfg.User != "root" {
-		err = c.uploadSudo(ctx, dst, data, mode)
+		err = c.uploadSudo(ctx, dst, src, size, mode)
 	} else {
-		err = c.uploadSFTP(ctx, dst, data, mode)
+		err = c.uploadSFTP(ctx, dst, src, mode)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: upload %s: %w", c.cfg.Host, dst, err)
@@ -34,7 +42,7 @@ func (c *Conn) Upload(ctx context.Context, dst string, data []byte, mode os.File
 	return nil
 }
 
-func (c *Conn) uploadSFTP(ctx context.Context, dst string, data []byte, mode os.FileMode) error {
+func (c *Conn) uploadSFTP(ctx context.Context, dst string, src io.Reader, mode os.FileMode) error {
 	client, err := c.sftpClient()
 	if err != nil {
 		return err
@@ -54,7 +62,9 @@ func (c *Conn) uploadSFTP(ctx context.Context, dst string, data []byte, mode os.
 	if err := f.Chmod(mode); err != nil {
 		return err
 	}
-	if _, err := f.ReadFrom(&ctxReader{ctx: ctx, r: bytes.NewReader(data)}); err != nil {
+	// Several writes in flight: the reader hides its size, which ReadFrom
+	// would need to go concurrent by itself.
+	if _, err := f.ReadFromWithConcurrency(src, 0); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -88,10 +98,10 @@ trap - EXIT`
 
 // uploadSudo streams data through a root shell, since the login user's SFTP
 // session cannot write where Kubernetes keeps its files.
-func (c *Conn) uploadSudo(ctx context.Context, dst string, data []byte, mode os.FileMode) error {
+func (c *Conn) uploadSudo(ctx context.Context, dst string, src io.Reader, size int64, mode os.FileMode) error {
 	cmd := Command("sh", "-c", uploadScript, "fleet-upload", dst,
-		strconv.FormatUint(uint64(mode.Perm()), 8), strconv.Itoa(len(data)))
-	_, err := c.RunInput(ctx, cmd, bytes.NewReader(data))
+		strconv.FormatUint(uint64(mode.Perm()), 8), strconv.FormatInt(size, 10))
+	_, err := c.RunInput(ctx, cmd, src)
 	return err
 }
 
@@ -101,17 +111,22 @@ func tempName(dst string) string {
 	return path.Join(path.Dir(dst), "."+path.Base(dst)+".fleet-"+hex.EncodeToString(b[:]))
 }
 
-// ctxReader stops a copy when its context ends.
+// ctxReader stops a copy when its context ends, and counts what it gives.
 type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+	ctx  context.Context
+	r    io.Reader
+	sent func(n int) // may be nil
 }
 
 func (r *ctxReader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return r.r.Read(p)
+	n, err := r.r.Read(p)
+	if n > 0 && r.sent != nil {
+		r.sent(n)
+	}
+	return n, err
 }
 
 // EnsureDir makes dir (and its parents) exist, giving dir the mode when it
