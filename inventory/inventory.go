@@ -38,7 +38,34 @@ type Cluster struct {
 	// JoinMode is how workers join unless a worker says otherwise:
 	// JoinKubeadm (default) or JoinTLSBootstrap.
 	JoinMode string `yaml:"joinMode"`
+	// Install is where the masters' and workers' software comes from:
+	// InstallPrepared (the default: something else installed it, fleet
+	// only checks) or InstallBinaries.
+	Install string `yaml:"install"`
+	// Binaries is the folder (relative to the inventory) of InstallBinaries:
+	// kubeadm, kubelet, kubectl, optionally containerd and its tools, and a
+	// SHA256SUMS that lists each of them.
+	Binaries string `yaml:"binaries"`
+	// AllowSwap lets the kubelet run on hosts with swap on; by default
+	// preparing a host turns swap off and comments it out of /etc/fstab.
+	AllowSwap bool `yaml:"allowSwap"`
+	// RegistryMirrors are containerd's mirrors per registry host
+	// ("registry.k8s.io": ["https://mirror.site:5000"]).
+	RegistryMirrors map[string][]string `yaml:"registryMirrors"`
 }
+
+// Where the node software comes from.
+const (
+	// InstallPrepared: the hosts come with containerd, kubeadm, kubelet
+	// and kubectl installed and the kernel set up; fleet checks them.
+	InstallPrepared = "prepared"
+	// InstallBinaries: fleet sets the kernel up and uploads the binaries
+	// of Cluster.Binaries (air-gapped: nothing is downloaded by a host).
+	InstallBinaries = "binaries"
+)
+
+// Installs reports whether fleet prepares the nodes itself.
+func (inv *Inventory) Installs() bool { return inv.Cluster.Install == InstallBinaries }
 
 // How a worker joins the cluster.
 const (

@@ -221,6 +221,18 @@ func TestBadInventories(t *testing.T) {
 		{"a root certificate without its key", func(t *testing.T) string {
 			return base + "ca:\n  name: ca\n  address: 198.18.0.16\n  cfssl:\n    rootCert: root.pem\n"
 		}, `inv.yaml:19:5: ca.cfssl: rootCert and rootKey go together`},
+		{"binaries without a folder", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  install: binaries\n")
+		}, `inv.yaml:3:12: cluster.install: binaries needs cluster.binaries`},
+		{"install from packages, not built yet", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  install: packages\n")
+		}, `inv.yaml:3:12: cluster.install: packages is not built yet`},
+		{"a binaries folder with hosts that come prepared", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  binaries: ./airgap\n")
+		}, `inv.yaml:3:13: cluster.binaries: is used by install: binaries only`},
+		{"a mirror that is not a URL", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  registryMirrors: {registry.k8s.io: [mirror.site]}\n")
+		}, `inv.yaml:3:20: cluster.registryMirrors: registry.k8s.io: "mirror.site" is not an http(s) URL`},
 		{"bad endpoint", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  controlPlaneEndpoint: lb.example\n")
 		},

@@ -89,6 +89,7 @@ func (d *decoder) checkJoinMode(mode, path string) {
 func (d *decoder) validateCluster(inv *Inventory) {
 	c := &inv.Cluster
 	d.checkJoinMode(c.JoinMode, "cluster.joinMode")
+	d.checkInstall(c)
 	switch {
 	case c.Name == "":
 		d.errorf("cluster.name", "is required")
@@ -129,6 +130,36 @@ func (d *decoder) validateCluster(inv *Inventory) {
 		d.errorf("cluster.cniSHA256", "pins a manifest, but cluster.cni names none")
 	case strings.HasPrefix(c.CNI, "http://") && c.CNISHA256 == "":
 		d.errorf("cluster.cni", "%q is plain http: use https, or pin the manifest with cluster.cniSHA256", c.CNI)
+	}
+}
+
+// checkInstall accepts the install sources fleet carries out.
+func (d *decoder) checkInstall(c *Cluster) {
+	switch c.Install {
+	case "":
+		c.Install = InstallPrepared
+	case InstallPrepared:
+	case InstallBinaries:
+		if c.Binaries == "" {
+			d.errorf("cluster.install", "binaries needs cluster.binaries: the folder with kubeadm, kubelet, kubectl and their SHA256SUMS")
+		}
+	case "packages":
+		d.errorf("cluster.install", "packages is not built yet: use binaries (a folder of kubeadm, kubelet, kubectl) or prepared")
+	default:
+		d.errorf("cluster.install", "%q: want prepared or binaries", c.Install)
+	}
+	if c.Binaries != "" && c.Install != InstallBinaries {
+		d.errorf("cluster.binaries", "is used by install: binaries only")
+	}
+	for host, urls := range c.RegistryMirrors {
+		if len(urls) == 0 {
+			d.errorf("cluster.registryMirrors", "%s has no mirror", host)
+		}
+		for _, u := range urls {
+			if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+				d.errorf("cluster.registryMirrors", "%s: %q is not an http(s) URL", host, u)
+			}
+		}
 	}
 }
 
@@ -409,6 +440,7 @@ func resolvePaths(inv *Inventory) error {
 	if c := &inv.Cluster.CNI; *c != "" && !strings.HasPrefix(*c, "http://") && !strings.HasPrefix(*c, "https://") {
 		fix(c)
 	}
+	fix(&inv.Cluster.Binaries)
 	fix(&inv.SSH.IdentityFile)
 	if inv.SSH.Config != "none" {
 		fix(&inv.SSH.Config)
