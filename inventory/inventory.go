@@ -46,9 +46,6 @@ type Cluster struct {
 	// kubeadm, kubelet, kubectl, optionally containerd and its tools, and a
 	// SHA256SUMS that lists each of them.
 	Binaries string `yaml:"binaries"`
-	// AllowSwap lets the kubelet run on hosts with swap on; by default
-	// preparing a host turns swap off and comments it out of /etc/fstab.
-	AllowSwap bool `yaml:"allowSwap"`
 	// RegistryMirrors are containerd's mirrors per registry host
 	// ("registry.k8s.io": ["https://mirror.site:5000"]).
 	RegistryMirrors map[string][]string `yaml:"registryMirrors"`

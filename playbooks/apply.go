@@ -42,6 +42,10 @@ func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) 
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
+	// The binaries folder is checked before any host is dialled.
+	if _, err := s.Bundle(); err != nil {
+		return nil, err
+	}
 	s.Connect(ctx, hostNames(s.Inv.Hosts()))
 	return locked(ctx, s, "apply", func() (*Report, error) {
 		return s.Run(ctx, applyGraph(s, opts, initMaster(ctx, s)))
@@ -52,6 +56,9 @@ func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) 
 // the state it would change. Nothing on any host changes.
 func Plan(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) {
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
+		return nil, err
+	}
+	if _, err := s.Bundle(); err != nil {
 		return nil, err
 	}
 	return s.DryRun(ctx, applyGraph(s, opts, initMaster(ctx, s)))
@@ -129,7 +136,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
 	g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)",
 		Hosts: []string{inv.LoadBalancer.Name}, After: []string{"gate"}}, &lbPhase{inv: inv}))
-	initAfter := []string{"loadbalancer"}
+	initAfter := append([]string{"loadbalancer"}, addPrepare(s, g, nodes)...)
 	if inv.CA != nil {
 		g.MustAdd(s.step(steps.Step{Name: "ca-host", Description: "the CFSSL API on the CA host: signing config, auth key, root, cluster CA, OCSP signer, certdb, service",
 			Hosts: []string{inv.CA.Name}, After: []string{"gate"}}, &caHostPhase{inv: inv, generateRoot: opts.GenerateCA, rootOnHost: opts.RootOnCAHost}))
@@ -155,6 +162,46 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g.MustAdd(s.step(steps.Step{Name: "cleanup-tokens", Description: "delete this run's bootstrap tokens, and the uploaded control-plane certificates (kubeadm-certs) once no master is left to join",
 		After: []string{"kubeconfig"}, Consumes: []steps.Slot{access}}, &cleanupTokensPhase{access: access}))
 	return g
+}
+
+// addPrepare adds, when fleet installs the node software itself
+// (cluster.install: binaries), the steps that make bare hosts nodes, after
+// the gate; it returns the steps kubeadm must wait for.
+func addPrepare(s *Session, g *steps.Graph, nodes []string) []string {
+	if !s.Inv.Installs() {
+		return nil
+	}
+	version := s.Inv.Cluster.KubernetesVersion
+	g.MustAdd(s.step(steps.Step{Name: "prepare-kernel", Description: "load overlay and br_netfilter, set forwarding and bridge sysctls, swap off; persisted",
+		Hosts: nodes, After: []string{"gate"}}, &kernelPhase{}))
+	g.MustAdd(s.step(steps.Step{Name: "prepare-binaries", Description: "upload the binaries folder (each checked by its SHA-256 on the host, skipped when it is there), kubelet and containerd units",
+		Hosts: nodes, After: []string{"gate"}}, &binariesPhase{version: version}))
+	g.MustAdd(s.step(steps.Step{Name: "prepare-runtime", Description: "containerd's config: SystemdCgroup, kubeadm's pause image, registry mirrors",
+		Hosts: nodes, After: []string{"prepare-binaries"}}, &runtimePhase{version: version, mirrors: s.Inv.Cluster.RegistryMirrors}))
+	return []string{"prepare-kernel", "prepare-runtime"}
+}
+
+// Prepare runs preflight and the prepare steps only: bare hosts become
+// hosts kubeadm can run on, and nothing joins a cluster.
+func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) {
+	if !s.Inv.Installs() {
+		return nil, fmt.Errorf("%s: cluster.install is %s: fleet prepares hosts with install: binaries", s.Inv.Path, s.Inv.Cluster.Install)
+	}
+	if _, err := s.Bundle(); err != nil {
+		return nil, err
+	}
+	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
+		return nil, err
+	}
+	nodes := without(append(namesWithRole(s.Inv, inventory.RoleMaster), namesWithRole(s.Inv, inventory.RoleWorker)...), opts.Exclude)
+	s.Connect(ctx, nodes)
+	g := steps.New()
+	g.MustAdd(s.step(steps.Step{Name: "preflight", Description: "reach every node; check OS, architecture, installed versions, clock skew",
+		Hosts: nodes, ReadOnly: true}, &preflightPhase{inv: s.Inv, maxSkew: opts.MaxClockSkew}))
+	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
+		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
+	addPrepare(s, g, nodes)
+	return locked(ctx, s, "prepare", func() (*Report, error) { return s.Run(ctx, g) })
 }
 
 // addJoins adds the joins after the credentials step: masters one at a

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetops/fleet/internal/facts"
+	"github.com/fleetops/fleet/internal/nodeprep"
 	"github.com/fleetops/fleet/inventory"
 )
 
@@ -141,13 +142,34 @@ func (p *preflightPhase) run(ctx context.Context, r remote, host string) error {
 }
 
 func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error {
-	res, err := pr.query(ctx, host, facts.Command()+"\necho "+stateMarker+"\n"+stateCommand)
+	h := p.inv.Host(host)
+	prepared := p.inv.Installs() && (h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker)
+	cmd := facts.Command() + "\necho " + stateMarker + "\n" + stateCommand
+	if prepared {
+		cmd = facts.Command() + "\n" + versionsScript + "echo " + stateMarker + "\n" + stateCommand
+	}
+	res, err := pr.query(ctx, host, cmd)
 	if err != nil {
 		return err
 	}
 	factsOut, stateOut, ok := strings.Cut(res.Stdout, stateMarker+"\n")
 	if !ok {
 		return fmt.Errorf("unexpected preflight answer %q", res.Stdout)
+	}
+	var install []string
+	if prepared {
+		b, err := pr.s.Bundle()
+		if err != nil {
+			return err
+		}
+		versions := parseVersions(factsOut)
+		factsOut = dropPrefixed(factsOut, "version.")
+		f, err := facts.Parse(factsOut)
+		if err != nil {
+			return err
+		}
+		install = installProblems(h, hostFacts{distro: f.Distro, id: f.ID, arch: f.Arch, family: nodeprep.Family(f.ID, f.IDLike),
+			containerd: f.Has("containerd"), versions: versions}, b, p.inv.Cluster.KubernetesVersion)
 	}
 	f, err := facts.Parse(factsOut)
 	if err != nil {
@@ -157,7 +179,25 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	if err != nil {
 		return err
 	}
-	return problemsOf(p.inv.Host(host), f, st, p.inv, p.maxSkew, time.Now())
+	err = problemsOf(h, f, st, p.inv, p.maxSkew, time.Now())
+	if len(install) > 0 {
+		if err != nil {
+			install = append(install, err.Error())
+		}
+		return fmt.Errorf("%s", strings.Join(install, "; "))
+	}
+	return err
+}
+
+// dropPrefixed removes the lines that start with prefix.
+func dropPrefixed(out, prefix string) string {
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n")
 }
 
 // stateMarker separates the facts from the state in preflight's answer.
@@ -177,6 +217,9 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	if h.Role == inventory.RoleWorker && inv.JoinModeOf(h) == inventory.JoinCFSSL {
 		need = []string{"kubelet"} // the CA host signs its certificate
 	}
+	if inv.Installs() && (h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker) {
+		need = nil // the prepare steps install them; installProblems judges
+	}
 	if h.Role == inventory.RoleLoadBalancer && inv.NginxRunAs() == inventory.NginxContainer {
 		need = []string{"docker"} // nginx comes with the image
 	}
@@ -195,7 +238,8 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	if skew := now.Sub(st.clock).Abs(); skew > maxSkew {
 		problems = append(problems, fmt.Sprintf("clock is %s off this machine's (limit %s)", skew.Round(time.Second), maxSkew))
 	}
-	if h.Role != inventory.RoleLoadBalancer && st.swaps != 0 {
+	// A node fleet prepares gets swap turned off by the kernel step.
+	if h.Role != inventory.RoleLoadBalancer && st.swaps != 0 && !(inv.Installs() && h.Role != inventory.RoleCA) {
 		problems = append(problems, "swap is on (the kubelet refuses it): swapoff -a")
 	}
 	var busy []string

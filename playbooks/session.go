@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetops/fleet/internal/cfssl"
@@ -54,6 +55,9 @@ type Session struct {
 	// Warnings what the user should hear of them (settings not followed).
 	Logins   map[string]Login
 	Warnings []string
+
+	bundle   bundleOnce   // install: binaries: the folder, checked once
+	uploaded atomic.Int64 // bytes of binaries sent to hosts
 
 	caMu     sync.Mutex     // guards caPlat and caClient
 	caPlat   cfssl.Platform // the CA host's platform, once asked

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"time"
@@ -52,7 +53,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if c.Output == "json" {
-		result := ApplyResult{Header: header("ApplyResult"), Seconds: time.Since(start).Seconds(), Kubeconfig: opts.Kubeconfig}
+		result := ApplyResult{Header: header("ApplyResult"), Seconds: time.Since(start).Seconds(), Kubeconfig: opts.Kubeconfig, UploadedBytes: s.Uploaded()}
 		if report != nil {
 			result.Changed, result.Changes, result.AlreadyDone = report.Changed(), len(report.Changes()), report.Count(playbooks.AlreadyDone)
 		}
@@ -83,6 +84,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	}
 	fmt.Fprintf(out, "applied in %s: %d changes, %d steps already done\n", time.Since(start).Round(time.Millisecond),
 		len(report.Changes()), report.Count(playbooks.AlreadyDone))
+	printUploaded(out, s)
 	fmt.Fprintf(out, "kubeconfig: %s\n", opts.Kubeconfig)
 	if len(opts.Exclude) > 0 {
 		fmt.Fprintf(out, "left out: %s (run fleet apply without --exclude to add them)\n", strings.Join(opts.Exclude, ", "))
@@ -106,4 +108,11 @@ func failedWorkerPreflights(err error) []string {
 		workers = append(workers, pe.Host)
 	}
 	return workers
+}
+
+// printUploaded says how much install: binaries sent, when it sent any.
+func printUploaded(w io.Writer, s *playbooks.Session) {
+	if n := s.Uploaded(); n > 0 {
+		fmt.Fprintf(w, "uploaded %.1f MB of binaries\n", float64(n)/1e6)
+	}
 }

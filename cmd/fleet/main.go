@@ -67,6 +67,7 @@ type cli struct {
 	Init         initCmd         `cmd:"" help:"Write a commented starter inventory for a load balancer, masters and workers."`
 	Check        checkCmd        `cmd:"" help:"Connect to every host in parallel and report what it is; changes nothing."`
 	Plan         planCmd         `cmd:"" help:"Print the step graph of apply; changes nothing."`
+	Prepare      prepareCmd      `cmd:"" help:"Make bare hosts nodes (install: binaries): kernel modules and sysctls, swap off, the binaries folder, units, containerd's config. apply does it too."`
 	Apply        applyCmd        `cmd:"" help:"Build the cluster the inventory describes, or converge it; a second run changes nothing."`
 	Status       statusCmd       `cmd:"" help:"One table: per node joined, Ready, versions, etcd member, in the load balancer's upstream."`
 	Kubeconfig   kubeconfigCmd   `cmd:"" help:"Fetch the admin kubeconfig (server = the load balancer) from the first master that answers; changes nothing on the hosts."`
@@ -176,11 +177,12 @@ func exitCodeOf(err error) int {
 		pre      *playbooks.PreflightError
 		refusal  *playbooks.RefusedError
 		ownCheck refusedByCheck
+		folder   *playbooks.BinariesError
 	)
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &bad), errors.As(err, &inv):
+	case errors.As(err, &bad), errors.As(err, &inv), errors.As(err, &folder):
 		return exitBadInput
 	case errors.As(err, &held), errors.As(err, &pre), errors.As(err, &refusal), errors.As(err, &ownCheck):
 		return exitRefused

@@ -127,8 +127,10 @@ type ApplyResult struct {
 	Changes     int     `json:"changes"`
 	AlreadyDone int     `json:"alreadyDone"`
 	Seconds     float64 `json:"seconds"`
-	Kubeconfig  string  `json:"kubeconfig,omitempty"`
-	Error       string  `json:"error,omitempty"`
+	// UploadedBytes is what install: binaries sent to hosts this run.
+	UploadedBytes int64  `json:"uploadedBytes"`
+	Kubeconfig    string `json:"kubeconfig,omitempty"`
+	Error         string `json:"error,omitempty"`
 }
 
 // writeDoc prints doc as format (json: indented; yaml: the same fields).

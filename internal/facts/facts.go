@@ -9,13 +9,17 @@ import (
 )
 
 // Tools fleet looks for on every host.
-var Tools = []string{"kubeadm", "kubelet", "kubectl", "nginx", "docker"}
+var Tools = []string{"kubeadm", "kubelet", "kubectl", "nginx", "docker", "containerd"}
 
 // Facts describe one host.
 type Facts struct {
 	OS     string            // uname -s: Linux, SunOS
 	Arch   string            // uname -m: x86_64, aarch64, i86pc
 	Distro string            // PRETTY_NAME of os-release, or "unknown"
+	ID     string            // os-release's ID: debian, rocky, alpine
+	IDLike string            // os-release's ID_LIKE: "rhel centos fedora"
+	// Systemd is whether systemd runs the host (it has /run/systemd/system).
+	Systemd bool
 	Paths  map[string]string // tool -> path, "" when absent
 }
 
@@ -27,7 +31,8 @@ func Command() string {
 	var b strings.Builder
 	// One uname for both: every process costs on a busy host.
 	b.WriteString(`set -- $(uname -sm); echo "os=$1"; echo "arch=$2"; `)
-	b.WriteString(`if [ -r /etc/os-release ]; then . /etc/os-release; echo "distro=$PRETTY_NAME"; else echo "distro=unknown"; fi; `)
+	b.WriteString(`if [ -r /etc/os-release ]; then . /etc/os-release; echo "distro=$PRETTY_NAME"; echo "id=$ID"; echo "idlike=$ID_LIKE"; else echo "distro=unknown"; fi; `)
+	b.WriteString(`if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi; `)
 	b.WriteString(`for t in ` + strings.Join(Tools, " ") + `; do echo "tool.$t=$(command -v "$t" 2>/dev/null)"; done`)
 	return b.String()
 }
@@ -51,6 +56,12 @@ func Parse(out string) (Facts, error) {
 			f.Arch = v
 		case k == "distro":
 			f.Distro = v
+		case k == "id":
+			f.ID = v
+		case k == "idlike":
+			f.IDLike = v
+		case k == "init":
+			f.Systemd = v == "systemd"
 		case strings.HasPrefix(k, "tool."):
 			f.Paths[strings.TrimPrefix(k, "tool.")] = v
 		}

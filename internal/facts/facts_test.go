@@ -15,15 +15,15 @@ func TestParse(t *testing.T) {
 	}{
 		{
 			name: "debian master",
-			out:  "os=Linux\narch=x86_64\ndistro=Debian GNU/Linux 12 (bookworm)\ntool.kubeadm=/usr/bin/kubeadm\ntool.kubelet=/usr/bin/kubelet\ntool.kubectl=\ntool.nginx=\ntool.docker=\n",
-			want: Facts{OS: "Linux", Arch: "x86_64", Distro: "Debian GNU/Linux 12 (bookworm)",
-				Paths: map[string]string{"kubeadm": "/usr/bin/kubeadm", "kubelet": "/usr/bin/kubelet", "kubectl": "", "nginx": "", "docker": ""}},
+			out:  "os=Linux\narch=x86_64\ndistro=Debian GNU/Linux 12 (bookworm)\ntool.kubeadm=/usr/bin/kubeadm\ntool.kubelet=/usr/bin/kubelet\ntool.kubectl=\ntool.nginx=\ntool.docker=\ntool.containerd=/usr/bin/containerd\nid=debian\nidlike=\ninit=systemd\n",
+			want: Facts{OS: "Linux", Arch: "x86_64", Distro: "Debian GNU/Linux 12 (bookworm)", ID: "debian", Systemd: true,
+				Paths: map[string]string{"kubeadm": "/usr/bin/kubeadm", "kubelet": "/usr/bin/kubelet", "kubectl": "", "nginx": "", "docker": "", "containerd": "/usr/bin/containerd"}},
 		},
 		{
 			name: "illumos without os-release",
-			out:  "os=SunOS\narch=i86pc\ndistro=unknown\ntool.kubeadm=\ntool.kubelet=\ntool.kubectl=\ntool.nginx=/opt/ooce/bin/nginx\ntool.docker=\n",
+			out:  "os=SunOS\narch=i86pc\ndistro=unknown\ntool.kubeadm=\ntool.kubelet=\ntool.kubectl=\ntool.nginx=/opt/ooce/bin/nginx\ntool.docker=\ntool.containerd=\ninit=other\n",
 			want: Facts{OS: "SunOS", Arch: "i86pc", Distro: "unknown",
-				Paths: map[string]string{"kubeadm": "", "kubelet": "", "kubectl": "", "nginx": "/opt/ooce/bin/nginx", "docker": ""}},
+				Paths: map[string]string{"kubeadm": "", "kubelet": "", "kubectl": "", "nginx": "/opt/ooce/bin/nginx", "docker": "", "containerd": ""}},
 		},
 		{name: "garbage", out: "Welcome to the machine!\n", wantErr: "unexpected line"},
 		{name: "truncated", out: "os=Linux\narch=x86_64\n", wantErr: "lacks tool"},
@@ -41,7 +41,8 @@ func TestParse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.OS != tt.want.OS || got.Arch != tt.want.Arch || got.Distro != tt.want.Distro || len(got.Paths) != len(tt.want.Paths) {
+			if got.OS != tt.want.OS || got.Arch != tt.want.Arch || got.Distro != tt.want.Distro || got.ID != tt.want.ID || got.IDLike != tt.want.IDLike ||
+				got.Systemd != tt.want.Systemd || len(got.Paths) != len(tt.want.Paths) {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 			for k, v := range tt.want.Paths {
@@ -66,5 +67,8 @@ func TestCommandRunsUnderDash(t *testing.T) {
 	}
 	if f.OS != "Linux" {
 		t.Errorf("os %q", f.OS)
+	}
+	if f.ID == "" {
+		t.Errorf("no os-release ID read from this machine")
 	}
 }

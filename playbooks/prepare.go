@@ -1,0 +1,588 @@
+package playbooks
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetops/fleet/internal/binaries"
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/nodeprep"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// The prepare phases make a bare host a node kubeadm can run on
+// (cluster.install: binaries): the kernel set up, the binaries of the
+// operator's folder uploaded where packages would put them, the units
+// written, containerd configured. Each checks first, so a prepared host
+// costs two round trips and uploads nothing.
+
+// bundleOnce loads the inventory's binaries folder once per session: its
+// sums are checked before the first upload, and every host shares it.
+type bundleOnce struct {
+	once   sync.Once
+	bundle *binaries.Bundle
+	err    error
+}
+
+// Bundle is the inventory's checked binaries folder (install: binaries),
+// nil when the hosts come prepared. A file whose sum differs from its
+// SHA256SUMS line is an error here, before any host is touched.
+func (s *Session) Bundle() (*binaries.Bundle, error) {
+	if !s.Inv.Installs() {
+		return nil, nil
+	}
+	s.bundle.once.Do(func() {
+		s.bundle.bundle, s.bundle.err = binaries.Load(s.Inv.Cluster.Binaries)
+		if s.bundle.err != nil {
+			s.bundle.err = &BinariesError{Err: s.bundle.err}
+		}
+	})
+	return s.bundle.bundle, s.bundle.err
+}
+
+// BinariesError is a binaries folder fleet refuses to install from (a sum
+// that differs, a file missing): bad input, found before any upload.
+type BinariesError struct{ Err error }
+
+func (e *BinariesError) Error() string { return "cluster.binaries: " + e.Err.Error() }
+func (e *BinariesError) Unwrap() error { return e.Err }
+
+// Uploaded is how many bytes of binaries this session sent to hosts.
+func (s *Session) Uploaded() int64 { return s.uploaded.Load() }
+
+// kernelPhase loads overlay and br_netfilter, sets the networking sysctls
+// and turns swap off, now and after a reboot (the kubelet refuses swap).
+type kernelPhase struct{}
+
+// kernelStateScript prints module.NAME=0|1, sysctl.KEY=VALUE and swaps=N.
+// br_netfilter counts as loaded when its sysctls exist (built in).
+var kernelStateScript = func() string {
+	var b strings.Builder
+	for _, m := range nodeprep.Modules {
+		test := exec.Command("test", "-d", "/sys/module/"+m)
+		if m == "br_netfilter" {
+			test += " || " + exec.Command("test", "-d", "/proc/sys/net/bridge")
+		}
+		fmt.Fprintf(&b, "if %s; then echo module.%s=1; else echo module.%s=0; fi\n", test, m, m)
+	}
+	for _, s := range nodeprep.Sysctls {
+		fmt.Fprintf(&b, "echo sysctl.%s=$(cat %s 2>/dev/null)\n", s.Key, exec.Quote(nodeprep.SysctlPath(s.Key)))
+	}
+	b.WriteString("echo swaps=$(tail -n +2 /proc/swaps | wc -l)\n")
+	return b.String()
+}()
+
+// kernelState is what kernelStateScript saw, and the files it persists in.
+type kernelState struct {
+	modules map[string]bool
+	sysctls map[string]string
+	swaps   int
+	files   map[string][]byte // ModulesFile, SysctlFile, /etc/fstab; absent if missing
+}
+
+const fstab = "/etc/fstab"
+
+func readKernelState(ctx context.Context, p probe, host string) (kernelState, error) {
+	res, err := p.query(ctx, host, kernelStateScript)
+	if err != nil {
+		return kernelState{}, err
+	}
+	st := kernelState{modules: map[string]bool{}, sysctls: map[string]string{}}
+	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch {
+		case strings.HasPrefix(k, "module."):
+			st.modules[strings.TrimPrefix(k, "module.")] = v == "1"
+		case strings.HasPrefix(k, "sysctl."):
+			st.sysctls[strings.TrimPrefix(k, "sysctl.")] = strings.TrimSpace(v)
+		case k == "swaps":
+			st.swaps, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	st.files, err = p.readFiles(ctx, host, nodeprep.ModulesFile, nodeprep.SysctlFile, fstab)
+	return st, err
+}
+
+// kernelTodo lists what is left to do, in the order run does it.
+func kernelTodo(st kernelState) []string {
+	var todo []string
+	for _, m := range nodeprep.Modules {
+		if !st.modules[m] {
+			todo = append(todo, "load "+m)
+		}
+	}
+	if string(st.files[nodeprep.ModulesFile]) != nodeprep.ModulesConf() {
+		todo = append(todo, "write "+nodeprep.ModulesFile)
+	}
+	for _, s := range nodeprep.Sysctls {
+		if st.sysctls[s.Key] != s.Value {
+			todo = append(todo, "set "+s.Key+"="+s.Value)
+		}
+	}
+	if string(st.files[nodeprep.SysctlFile]) != nodeprep.SysctlConf() {
+		todo = append(todo, "write "+nodeprep.SysctlFile)
+	}
+	if st.swaps > 0 {
+		todo = append(todo, fmt.Sprintf("turn swap off (%d devices)", st.swaps))
+	}
+	if _, changed := nodeprep.CommentSwap(string(st.files[fstab])); changed {
+		todo = append(todo, "comment swap out of "+fstab)
+	}
+	return todo
+}
+
+func (k *kernelPhase) check(ctx context.Context, p probe, host string) (bool, string, error) {
+	st, err := readKernelState(ctx, p, host)
+	if err != nil {
+		return false, "", err
+	}
+	if todo := kernelTodo(st); len(todo) > 0 {
+		return false, strings.Join(todo, "; "), nil
+	}
+	return true, "overlay and br_netfilter loaded, forwarding and bridge sysctls set and persisted, swap off", nil
+}
+
+func (k *kernelPhase) run(ctx context.Context, r remote, host string) error {
+	st, err := readKernelState(ctx, r.probe, host)
+	if err != nil {
+		return err
+	}
+	var script []string
+	for _, m := range nodeprep.Modules {
+		if !st.modules[m] {
+			script = append(script, exec.Command("modprobe", m))
+		}
+	}
+	for _, s := range nodeprep.Sysctls {
+		if st.sysctls[s.Key] != s.Value {
+			script = append(script, "echo "+s.Value+" > "+exec.Quote(nodeprep.SysctlPath(s.Key)))
+		}
+	}
+	if st.swaps > 0 {
+		script = append(script, "swapoff -a")
+	}
+	files := []remoteFile{
+		{nodeprep.ModulesFile, []byte(nodeprep.ModulesConf()), 0o644},
+		{nodeprep.SysctlFile, []byte(nodeprep.SysctlConf()), 0o644},
+	}
+	if newTab, changed := nodeprep.CommentSwap(string(st.files[fstab])); changed {
+		// The original stays beside it, as the user had it.
+		script = append(script, exec.Command("cp", "-p", fstab, fstab+".fleet-bak"))
+		files = append(files, remoteFile{fstab, []byte(newTab), 0o644})
+	}
+	if len(script) > 0 {
+		if _, err := r.run(ctx, host, "set -e\n"+strings.Join(script, "\n")); err != nil {
+			return fmt.Errorf("kernel: %w", err)
+		}
+	}
+	var changed []remoteFile
+	for _, f := range files {
+		if string(st.files[f.path]) != string(f.data) {
+			changed = append(changed, f)
+		}
+	}
+	return r.uploadAll(ctx, host, changed)
+}
+
+// binariesPhase puts the folder's binaries where packages would, each
+// checked by its sum on the host, and writes the units that start them.
+type binariesPhase struct {
+	version string // cluster.kubernetesVersion: what kubeadm, kubelet and kubectl must say
+}
+
+// stampFile records, per installed binary, its sum and what stat said of
+// it just after: a later run that sees the same size and mtime trusts the
+// sum without reading the file again (hashing 200 MB per host per apply
+// would make a no-change apply slow).
+const stampFile = "/var/lib/fleet/binaries.sha256"
+
+// stamp is one stampFile line: "<sha256> <size> <mtime> <path>".
+type stamp struct {
+	sum         string
+	size, mtime int64
+}
+
+func parseStamps(data string) map[string]stamp {
+	st := map[string]stamp{}
+	for _, line := range strings.Split(data, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			continue
+		}
+		size, err1 := strconv.ParseInt(f[1], 10, 64)
+		mtime, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 == nil && err2 == nil {
+			st[f[3]] = stamp{f[0], size, mtime}
+		}
+	}
+	return st
+}
+
+// statScript prints "<size> <mtime> <path>" for each of its arguments that
+// exists.
+const statScript = `for f; do [ -e "$f" ] && stat -c '%s %Y %n' "$f"; done; :`
+
+// binariesState is what a host has of the folder.
+type binariesState struct {
+	stat   map[string]stamp // path -> size and mtime now (sum empty)
+	stamps map[string]stamp // path -> what fleet recorded
+	units  map[string][]byte
+}
+
+func readBinariesState(ctx context.Context, p probe, host string, b *binaries.Bundle) (binariesState, error) {
+	args := []string{"sh", "-c", statScript, "fleet-stat"}
+	for _, f := range b.Files {
+		args = append(args, f.Dest)
+	}
+	res, err := p.query(ctx, host, exec.Command(args...))
+	if err != nil {
+		return binariesState{}, err
+	}
+	st := binariesState{stat: map[string]stamp{}}
+	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+		if f := strings.Fields(line); len(f) == 3 {
+			size, _ := strconv.ParseInt(f[0], 10, 64)
+			mtime, _ := strconv.ParseInt(f[1], 10, 64)
+			st.stat[f[2]] = stamp{size: size, mtime: mtime}
+		}
+	}
+	files, err := p.readFiles(ctx, host, append([]string{stampFile}, unitPaths(b)...)...)
+	if err != nil {
+		return binariesState{}, err
+	}
+	st.stamps = parseStamps(string(files[stampFile]))
+	delete(files, stampFile)
+	st.units = files
+	return st, nil
+}
+
+// installed reports whether the host has f as fleet put it there.
+func (st binariesState) installed(f binaries.File) bool {
+	now, ok := st.stat[f.Dest]
+	rec := st.stamps[f.Dest]
+	return ok && rec.sum == f.SHA256 && rec.size == now.size && rec.mtime == now.mtime
+}
+
+// units are the systemd files that go with the folder's binaries.
+func units(b *binaries.Bundle) []remoteFile {
+	files := []remoteFile{
+		{nodeprep.KubeletUnitFile, []byte(nodeprep.KubeletUnit), 0o644},
+		{nodeprep.KubeadmDropIn, []byte(nodeprep.KubeadmDropInConf), 0o644},
+	}
+	if _, ok := b.File("containerd"); ok {
+		files = append(files, remoteFile{nodeprep.ContainerdUnitFile, []byte(nodeprep.ContainerdUnit), 0o644})
+	}
+	return files
+}
+
+func unitPaths(b *binaries.Bundle) []string {
+	var paths []string
+	for _, u := range units(b) {
+		paths = append(paths, u.path)
+	}
+	return paths
+}
+
+// binariesTodo lists the files the host lacks, and their size.
+func binariesTodo(st binariesState, b *binaries.Bundle) (missing []binaries.File, staleUnits []remoteFile) {
+	for _, f := range b.Files {
+		if !st.installed(f) {
+			missing = append(missing, f)
+		}
+	}
+	for _, u := range units(b) {
+		if string(st.units[u.path]) != string(u.data) {
+			staleUnits = append(staleUnits, u)
+		}
+	}
+	return missing, staleUnits
+}
+
+func (p *binariesPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
+	b, err := pr.s.Bundle()
+	if err != nil {
+		return false, "", err
+	}
+	st, err := readBinariesState(ctx, pr, host, b)
+	if err != nil {
+		return false, "", err
+	}
+	missing, stale := binariesTodo(st, b)
+	if len(missing)+len(stale) == 0 {
+		return true, fmt.Sprintf("%d binaries of %s installed with their sums, units written", len(b.Files), p.version), nil
+	}
+	var todo []string
+	var size int64
+	for _, f := range missing {
+		todo = append(todo, f.Name)
+		size += f.Size
+	}
+	for _, u := range stale {
+		todo = append(todo, u.path)
+	}
+	return false, fmt.Sprintf("install %s (up to %s to send)", strings.Join(todo, ", "), megabytes(size)), nil
+}
+
+func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
+	b, err := r.s.Bundle()
+	if err != nil {
+		return err
+	}
+	st, err := readBinariesState(ctx, r.probe, host, b)
+	if err != nil {
+		return err
+	}
+	missing, stale := binariesTodo(st, b)
+	conn, err := r.s.Conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	var sent int64
+	began := time.Now()
+	for _, f := range missing {
+		n, err := p.install(ctx, r, conn, host, f)
+		if err != nil {
+			return fmt.Errorf("install %s: %w", f.Name, err)
+		}
+		sent += n
+	}
+	if sent > 0 {
+		took := time.Since(began)
+		r.note("prepare-binaries", host, fmt.Sprintf("sent %s in %s (%s/s)", megabytes(sent), took.Round(time.Millisecond),
+			megabytes(int64(float64(sent)/max(took.Seconds(), 0.001)))))
+	}
+	if len(missing) > 0 {
+		if err := p.writeStamps(ctx, r, host, b); err != nil {
+			return err
+		}
+	}
+	if len(stale) > 0 {
+		if err := r.uploadAll(ctx, host, stale); err != nil {
+			return err
+		}
+	}
+	// Under systemd the units go live; a host run by another init starts
+	// its services its own way, from the same binaries.
+	enable := exec.Command("systemctl", "enable", "kubelet")
+	if _, ok := b.File("containerd"); ok {
+		enable += " && " + exec.Command("systemctl", "enable", "--now", "containerd")
+	}
+	_, err = r.run(ctx, host, "if [ -d /run/systemd/system ]; then systemctl daemon-reload && "+enable+"; fi")
+	return err
+}
+
+// install sends f unless the host has it already (same sum: a host
+// prepared by hand), checks the sum and the version there, and only then
+// moves it into place. It returns the bytes sent.
+func (p *binariesPhase) install(ctx context.Context, r remote, conn *exec.Conn, host string, f binaries.File) (int64, error) {
+	same := exec.Command("sh", "-c", `[ -f "$1" ] && sha256sum "$1" | cut -d' ' -f1`, "fleet-sum", f.Dest)
+	if res, err := r.run(ctx, host, same); err == nil && strings.TrimSpace(res.Stdout) == f.SHA256 {
+		return 0, nil
+	}
+	if err := r.ensureDir(ctx, host, dirOf(f.Dest), 0o755); err != nil {
+		return 0, err
+	}
+	src, err := os.Open(f.Path)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	staged := f.Dest + ".fleet-new"
+	var counted atomic.Int64
+	err = conn.UploadFrom(ctx, staged, src, f.Size, 0o755, func(n int) { counted.Add(int64(n)); r.s.uploaded.Add(int64(n)) })
+	sent := counted.Load()
+	if err != nil {
+		return sent, err
+	}
+	check := exec.Command("sh", "-c", `sha256sum "$1" | cut -d' ' -f1`, "fleet-sum", staged)
+	res, err := r.run(ctx, host, check)
+	if err != nil {
+		return sent, err
+	}
+	if got := strings.TrimSpace(res.Stdout); got != f.SHA256 {
+		r.run(ctx, host, exec.Command("rm", "-f", staged))
+		return sent, fmt.Errorf("%s arrived with SHA-256 %s, %s says %s", staged, got, binaries.SumsFile, f.SHA256)
+	}
+	if ask := versionCommand(f.Name, staged); ask != "" {
+		res, err := r.run(ctx, host, ask)
+		if err != nil {
+			r.run(ctx, host, exec.Command("rm", "-f", staged))
+			return sent, err
+		}
+		if got := parseVersion(f.Name, res.Stdout); got != p.version {
+			r.run(ctx, host, exec.Command("rm", "-f", staged))
+			return sent, fmt.Errorf("%s of %s is %s, the inventory's kubernetesVersion is %s", f.Name, f.Path, orUnknown(got), p.version)
+		}
+	}
+	_, err = r.run(ctx, host, exec.Command("mv", "-f", staged, f.Dest))
+	return sent, err
+}
+
+// writeStamps records what is installed now, with stat's view of it.
+func (p *binariesPhase) writeStamps(ctx context.Context, r remote, host string, b *binaries.Bundle) error {
+	st, err := readBinariesState(ctx, r.probe, host, b)
+	if err != nil {
+		return err
+	}
+	var out strings.Builder
+	for _, f := range b.Files {
+		if now, ok := st.stat[f.Dest]; ok {
+			fmt.Fprintf(&out, "%s %d %d %s\n", f.SHA256, now.size, now.mtime, f.Dest)
+		}
+	}
+	return r.uploadAll(ctx, host, []remoteFile{{stampFile, []byte(out.String()), 0o644}})
+}
+
+// versionCommand asks a Kubernetes binary its version; "" for the others.
+func versionCommand(name, path string) string {
+	switch name {
+	case "kubeadm":
+		return exec.Command(path, "version", "-o", "short")
+	case "kubelet":
+		return exec.Command(path, "--version")
+	case "kubectl":
+		return exec.Command(path, "version", "--client")
+	}
+	return ""
+}
+
+// parseVersion reads versionCommand's answer: "v1.34.4", "Kubernetes
+// v1.34.4", "Client Version: v1.34.4\nKustomize Version: ...".
+func parseVersion(name, out string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[len(f)-1]
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func dirOf(p string) string { return p[:strings.LastIndexByte(p, '/')] }
+
+func megabytes(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+// runtimePhase writes containerd's configuration for the kubelet and
+// restarts containerd when it changed.
+type runtimePhase struct {
+	version string
+	mirrors map[string][]string
+}
+
+// wantConfig is containerd's config for this host, from the pause image
+// its kubeadm names; ok is false while kubeadm is not installed (a plan
+// on a bare host).
+func (p *runtimePhase) wantConfig(ctx context.Context, pr probe, host string) (config string, ok bool, err error) {
+	res, err := pr.query(ctx, host, "command -v kubeadm >/dev/null && "+exec.Command("kubeadm", "config", "images", "list", "--kubernetes-version", p.version)+" || :")
+	if err != nil {
+		return "", false, err
+	}
+	if strings.TrimSpace(res.Stdout) == "" {
+		return "", false, nil
+	}
+	pause, err := nodeprep.PauseImage(res.Stdout)
+	if err != nil {
+		return "", false, err
+	}
+	return nodeprep.ContainerdConfig(pause, p.mirrors), true, nil
+}
+
+func (p *runtimePhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
+	want, ok, err := p.wantConfig(ctx, pr, host)
+	if err != nil || !ok {
+		return false, "write " + nodeprep.ContainerdConfigFile + " (the pause image of kubeadm " + p.version + ", SystemdCgroup)", err
+	}
+	files, err := pr.readFiles(ctx, host, nodeprep.ContainerdConfigFile)
+	if err != nil {
+		return false, "", err
+	}
+	if string(files[nodeprep.ContainerdConfigFile]) != want {
+		return false, "write " + nodeprep.ContainerdConfigFile + " (SystemdCgroup, pause image), restart containerd", nil
+	}
+	return true, "containerd configured (SystemdCgroup, the pause image of " + p.version + ")", nil
+}
+
+func (p *runtimePhase) run(ctx context.Context, r remote, host string) error {
+	want, ok, err := p.wantConfig(ctx, r.probe, host)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("kubeadm is not installed: cannot tell containerd's pause image")
+	}
+	if err := r.uploadAll(ctx, host, []remoteFile{{nodeprep.ContainerdConfigFile, []byte(want), 0o644}}); err != nil {
+		return err
+	}
+	_, err = r.run(ctx, host, "if [ -d /run/systemd/system ]; then systemctl restart containerd; fi")
+	return err
+}
+
+// installProblems is what preflight finds wrong with a node that fleet is
+// to prepare: a distribution or architecture it does not install for, a
+// Kubernetes binary of another version already there, no container
+// runtime and none in the folder.
+func installProblems(h *inventory.Host, f hostFacts, b *binaries.Bundle, version string) []string {
+	if h.Role != inventory.RoleMaster && h.Role != inventory.RoleWorker {
+		return nil
+	}
+	var problems []string
+	if f.family == "" {
+		problems = append(problems, fmt.Sprintf("%s (ID=%s) is not a distribution fleet prepares: Debian, Ubuntu, RHEL, Rocky, Alma or Fedora", f.distro, orUnknown(f.id)))
+	}
+	if arch := binaries.UnameArch(f.arch); arch != b.Arch {
+		problems = append(problems, fmt.Sprintf("the host is %s, the binaries of %s are for %s", f.arch, b.Dir, b.Arch))
+	}
+	for _, name := range []string{"kubeadm", "kubelet"} {
+		if got := f.versions[name]; got != "" && got != version {
+			problems = append(problems, fmt.Sprintf("%s %s is installed, the inventory wants %s: fleet installs only where the version matches or none is; change versions with an upgrade, not by replacing binaries", name, got, version))
+		}
+	}
+	if _, ok := b.File("containerd"); !ok && !f.containerd {
+		problems = append(problems, "containerd is not installed and "+b.Dir+" has none: add it to the folder (and SHA256SUMS) or install it")
+	}
+	slices.Sort(problems)
+	return problems
+}
+
+// hostFacts is what installProblems needs of preflight's facts.
+type hostFacts struct {
+	distro, id, arch string
+	family           string
+	containerd       bool
+	versions         map[string]string // kubeadm, kubelet -> installed version
+}
+
+// versionsScript prints version.NAME=... for the Kubernetes binaries a
+// host has.
+var versionsScript = func() string {
+	var b strings.Builder
+	for _, name := range []string{"kubeadm", "kubelet"} {
+		fmt.Fprintf(&b, "if command -v %s >/dev/null; then echo version.%s=$(%s 2>/dev/null | head -n 1); fi\n", name, name, versionCommand(name, name))
+	}
+	return b.String()
+}()
+
+func parseVersions(out string) map[string]string {
+	v := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		k, val, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && strings.HasPrefix(k, "version.") {
+			name := strings.TrimPrefix(k, "version.")
+			v[name] = parseVersion(name, val)
+		}
+	}
+	return v
+}
