@@ -1,9 +1,14 @@
 package sim
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 )
 
 // nodeBinaries says where a package would put each binary the tools build
@@ -14,6 +19,24 @@ var nodeBinaries = map[string]string{
 	"etcd": "local/bin", "etcdutl": "local/bin", "sim-containerd": "local/bin", "sim-dockerd": "local/bin",
 	"cfssl": "local/bin", "cfssljson": "local/bin",
 }
+
+// imageBinaries are what a container registry would hand a bare host's
+// runtime: the control plane's images, run by the emulated kubelet as
+// processes. A bare host has these and nothing else of Kubernetes.
+var imageBinaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "etcdutl"}
+
+// airgapBinaries are the files of the air-gapped folder fleet installs
+// from (install: binaries), by their name there: the node's Kubernetes
+// binaries and the emulated container runtime as containerd.
+var airgapBinaries = map[string]string{"kubeadm": "kubeadm", "kubelet": "kubelet", "kubectl": "kubectl", "containerd": "sim-containerd"}
+
+// ImagesLayer is the /usr layer of bare hosts (Topology.Bare) beside the
+// full layer: the control-plane images only.
+func ImagesLayer(layer string) string { return layer + "-images" }
+
+// AirgapFolder is the folder of node binaries with their SHA256SUMS beside
+// the full layer, as an operator would bring it to an air-gapped site.
+func AirgapFolder(layer string) string { return layer + "-airgap" }
 
 // InstallLayer lays the binaries of binDir (testing/tools/build.sh output)
 // out as a /usr layer in layerDir, with hard links, so that hosts booted with
@@ -35,5 +58,60 @@ func InstallLayer(binDir, layerDir string) error {
 			return fmt.Errorf("sim: link %s: %w", name, err)
 		}
 	}
-	return nil
+	images := ImagesLayer(layerDir)
+	if err := os.RemoveAll(images); err != nil {
+		return err
+	}
+	for _, name := range imageBinaries {
+		dst := filepath.Join(images, nodeBinaries[name], name)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.Link(filepath.Join(binDir, name), dst); err != nil {
+			return fmt.Errorf("sim: link %s: %w", name, err)
+		}
+	}
+	return writeAirgap(binDir, AirgapFolder(layerDir))
+}
+
+// writeAirgap links the node binaries into dir and writes their
+// SHA256SUMS, as sha256sum would.
+func writeAirgap(binDir, dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var names []string
+	for name := range airgapBinaries {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var sums strings.Builder
+	for _, name := range names {
+		dst := filepath.Join(dir, name)
+		if err := os.Link(filepath.Join(binDir, airgapBinaries[name]), dst); err != nil {
+			return fmt.Errorf("sim: link %s: %w", name, err)
+		}
+		sum, err := fileSHA256(dst)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&sums, "%s  %s\n", sum, name)
+	}
+	return os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(sums.String()), 0o644)
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

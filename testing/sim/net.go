@@ -39,7 +39,7 @@ func createBridge(id string, subnet int) error {
 
 // createHostNet makes the host's network namespace with its own loopback and
 // an eth0 on the topology's bridge.
-func createHostNet(id string, subnet, idx int, host string) error {
+func createHostNet(id string, subnet, idx int, host string, forwarding bool) error {
 	ns, veth := netnsName(id, host), vethName(id, idx)
 	steps := [][]string{
 		{"netns", "add", ns},
@@ -51,8 +51,11 @@ func createHostNet(id string, subnet, idx int, host string) error {
 		{"-n", ns, "route", "add", "default", "via", gatewayIP(subnet)},
 	}
 	defer func() {
-		// kubeadm's preflight wants forwarding on, as any node has it.
-		_ = exec.Command("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1").Run()
+		// kubeadm's preflight wants forwarding on, as any prepared node
+		// has it; a bare host waits for fleet to turn it on.
+		if forwarding {
+			_ = exec.Command("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1").Run()
+		}
 	}()
 	for _, s := range steps {
 		if err := ip(s...); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // privateDirs are the directories each host sees as its own. They are bind
@@ -41,6 +42,30 @@ type rootfs struct {
 	dir  string // the host's folder on the machine
 	name string
 	role string
+	bare bool // see Topology.Bare
+}
+
+// bareHidden are the node programs a bare host must not find even when the
+// machine running the tests has them (a kubectl of the machine's cloud
+// SDK): whiteouts in the host's /usr upper layer hide them, as overlayfs
+// hides a deleted file.
+var bareHidden = []string{"bin/kubeadm", "bin/kubelet", "bin/kubectl", "bin/containerd", "bin/crictl", "local/bin/containerd"}
+
+// hideFromBare writes the whiteouts of bareHidden (character devices 0:0).
+func (r rootfs) hideFromBare() error {
+	for _, p := range bareHidden {
+		if _, err := os.Lstat(filepath.Join("/usr", p)); err != nil {
+			continue
+		}
+		w := filepath.Join(r.path("/usr-upper"), p)
+		if err := os.MkdirAll(filepath.Dir(w), 0o755); err != nil {
+			return err
+		}
+		if err := syscall.Mknod(w, syscall.S_IFCHR, 0); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("whiteout %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 func (r rootfs) path(p string) string { return filepath.Join(r.dir, p) }
@@ -53,7 +78,7 @@ func (r rootfs) build(hostsFile string, clientPub []byte) error {
 			return err
 		}
 	}
-	for _, d := range []string{"/run/sshd", "/var/log/nginx", "/var/lib/nginx", "/root/.ssh", "/usr-upper", "/usr-work"} {
+	for _, d := range []string{"/run/sshd", "/var/log/nginx", "/var/lib/nginx", "/root/.ssh", "/usr-upper", "/usr-work", "/etc-upper", "/etc-work"} {
 		if err := os.MkdirAll(r.path(d), 0o755); err != nil {
 			return err
 		}
@@ -83,6 +108,11 @@ func (r rootfs) build(hostsFile string, clientPub []byte) error {
 	}
 	if err := os.WriteFile(r.path("/etc/ssh/sshd_config"), []byte(sshdConfig), 0o644); err != nil {
 		return err
+	}
+	if r.bare {
+		if err := r.hideFromBare(); err != nil {
+			return err
+		}
 	}
 	_, err := writeKeyPair(r.path("/etc/ssh/ssh_host_ed25519_key"), "root@"+r.name)
 	return err
@@ -170,6 +200,10 @@ Subsystem sftp internal-sftp
 func (r rootfs) bootScript(tools string) string {
 	var b strings.Builder
 	b.WriteString("set -e\nmount --make-rprivate /\n")
+	// The host's own /etc first (copy-on-write over the machine's), so
+	// what fleet writes there (modules-load.d, sysctl.d, fstab,
+	// containerd) stays on this host; the binds below go on top of it.
+	fmt.Fprintf(&b, "mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s /etc\n", r.path("/etc-upper"), r.path("/etc-work"))
 	for _, f := range privateFiles {
 		fmt.Fprintf(&b, "mount --bind %s %s\n", r.path(f), f)
 	}
@@ -203,7 +237,14 @@ func (r rootfs) bootScript(tools string) string {
 // services are the host's daemons, run the way their systemd units would:
 // restarted when they exit. The kubelet gets its flags from
 // kubeadm-flags.env at every start, as the kubeadm drop-in arranges.
-const services = `(while :; do /usr/local/bin/sim-containerd >>/var/log/containerd.log 2>&1; sleep 1; done) &
+// containerd is the emulated runtime, under its own name where the layer
+// put it, or as containerd where fleet installed it on a bare host.
+const services = `(while :; do
+	for c in /usr/local/bin/sim-containerd /usr/local/bin/containerd; do
+		[ -x $c ] && { $c >>/var/log/containerd.log 2>&1; break; }
+	done
+	sleep 1
+done) &
 (while :; do
 	KUBELET_KUBEADM_ARGS=""; KUBELET_EXTRA_ARGS=""
 	[ -f /var/lib/kubelet/kubeadm-flags.env ] && . /var/lib/kubelet/kubeadm-flags.env

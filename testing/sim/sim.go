@@ -37,6 +37,7 @@ type Cluster struct {
 	Bridge     string   `json:"bridge"`
 	Hosts      []Host   `json:"hosts"`
 	Tools      string   `json:"tools"`       // /usr layer of node binaries each host sees, or ""
+	Bare       bool     `json:"bare"`        // hosts see only ImagesLayer(Tools): see Topology.Bare
 	KeyFile    string   `json:"key_file"`    // client private key, authorized for root and the test users
 	KnownHosts string   `json:"known_hosts"` // every host's key, as ssh-keyscan would give it
 	Inventory  string   `json:"inventory"`   // fleet inventory for the topology
@@ -65,7 +66,7 @@ func Up(ctx context.Context, dir string, topo Topology) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{
-		Dir: dir, ID: topo.ID, Subnet: topo.Subnet, Bridge: bridgeName(topo.ID), Tools: topo.Tools,
+		Dir: dir, ID: topo.ID, Subnet: topo.Subnet, Bridge: bridgeName(topo.ID), Tools: topo.Tools, Bare: topo.Bare,
 		KeyFile:    filepath.Join(dir, "id_ed25519"),
 		KnownHosts: filepath.Join(dir, "known_hosts"),
 		Inventory:  filepath.Join(dir, "inventory.yaml"),
@@ -100,10 +101,10 @@ func (c *Cluster) up(ctx context.Context) error {
 	hostsFile := c.etcHosts()
 	authorized := ssh.MarshalAuthorizedKey(clientPub)
 	err = c.forEachHost(func(i int, h Host) error {
-		if err := (rootfs{dir: h.Dir, name: h.Name, role: h.Role}).build(hostsFile, authorized); err != nil {
+		if err := (rootfs{dir: h.Dir, name: h.Name, role: h.Role, bare: c.Bare}).build(hostsFile, authorized); err != nil {
 			return fmt.Errorf("sim: %s: rootfs: %w", h.Name, err)
 		}
-		if err := createHostNet(c.ID, c.Subnet, i, h.Name); err != nil {
+		if err := createHostNet(c.ID, c.Subnet, i, h.Name, !c.Bare); err != nil {
 			return fmt.Errorf("sim: %s: network: %w", h.Name, err)
 		}
 		if err := c.boot(h); err != nil {
@@ -156,7 +157,11 @@ func (c *Cluster) boot(h Host) error {
 		return err
 	}
 	defer logf.Close()
-	script := rootfs{dir: h.Dir, name: h.Name, role: h.Role}.bootScript(c.Tools)
+	tools := c.Tools
+	if c.Bare && tools != "" {
+		tools = ImagesLayer(tools)
+	}
+	script := rootfs{dir: h.Dir, name: h.Name, role: h.Role}.bootScript(tools)
 	cmd := exec.Command("ip", "netns", "exec", h.NetNS,
 		"unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -29,6 +29,12 @@ type Topology struct {
 	// local/bin/etcd, ...) that every host sees under its own /usr, as if
 	// the packages were installed. See InstallLayer.
 	Tools string
+	// Bare hosts are a fresh OS install: of Tools they get only what a
+	// registry would serve their container runtime (ImagesLayer), no
+	// kubeadm, kubelet, kubectl or containerd, and the kernel as a new
+	// machine has it (forwarding off). fleet's install: binaries prepares
+	// them from AirgapFolder(Tools).
+	Bare bool
 }
 
 var idPattern = regexp.MustCompile(`^[a-z0-9]{1,4}$`)

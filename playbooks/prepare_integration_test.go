@@ -1,0 +1,279 @@
+package playbooks_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fleetops/fleet/internal/binaries"
+	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/sim"
+)
+
+// bareNodes are the bare test bed's masters and workers.
+var bareNodes = []string{"master0", "master1", "worker0"}
+
+// prepareTraces are what the prepare steps leave on a node: the test
+// reads them to tell a touched host from an untouched one.
+const prepareTraces = `for f in /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/local/bin/containerd \
+	/etc/modules-load.d/fleet-kubernetes.conf /etc/sysctl.d/90-fleet-kubernetes.conf /etc/containerd/config.toml \
+	/etc/systemd/system/kubelet.service /etc/systemd/system/kubelet.service.d/10-kubeadm.conf /var/lib/fleet/binaries.sha256; do
+	[ -e $f ] && echo "$f"
+done; echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"; ls /usr/bin/*.fleet-new 2>/dev/null; :`
+
+// TestPrepareFromBareHosts: hosts with nothing of Kubernetes (no kubeadm,
+// kubelet, kubectl or containerd, forwarding off) become an HA cluster
+// with install: binaries and nothing else; what must be refused is refused
+// before any host changes.
+func TestPrepareFromBareHosts(t *testing.T) {
+	sim.Need(t, cluster)
+	topo := sim.Topology{ID: "bz", Subnet: 41, Bare: true, Hosts: []sim.HostSpec{
+		{Name: "lb", Role: "loadbalancer"},
+		{Name: "master0", Role: "master"}, {Name: "master1", Role: "master"},
+		{Name: "worker0", Role: "worker"},
+	}}
+	c := upWithNodeBinaries(t, topo)
+	folder := sim.AirgapFolder(c.Tools)
+	for _, h := range bareNodes {
+		if got := traces(t, c, h); got != "ip_forward=0\n" {
+			t.Fatalf("%s is not bare: %q", h, got)
+		}
+	}
+	// Log in as the sudo user: every upload streams through sudo.
+	base, err := os.ReadFile(c.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base = []byte(strings.Replace(string(base), "\n  user: root\n", "\n  user: "+sim.SudoUser+"\n  sudo: true\n", 1))
+	invPath := filepath.Join(c.Dir, "bare.yaml")
+	withFolder := func(dir, version string) *inventory.Inventory {
+		return editInventory(t, invPath, base, [2]string{"  kubernetesVersion: " + sim.KubernetesVersion + "\n",
+			"  kubernetesVersion: " + version + "\n  install: binaries\n  binaries: " + dir + "\n"})
+	}
+	opts := playbooks.DefaultApplyOptions()
+	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
+
+	t.Run("a binary whose sum differs is refused before any upload", func(t *testing.T) {
+		tampered := t.TempDir()
+		copyFolder(t, folder, tampered)
+		f, err := os.OpenFile(filepath.Join(tampered, "kubelet"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte{0})
+		f.Close()
+		_, s, shown, err := runApply(t, withFolder(tampered, sim.KubernetesVersion), opts, nil)
+		var ce *binaries.ChecksumError
+		var be *playbooks.BinariesError
+		if !errors.As(err, &be) || !errors.As(err, &ce) || ce.Path != filepath.Join(tampered, "kubelet") {
+			t.Fatalf("got %v, want the kubelet's checksum refused", err)
+		}
+		for _, want := range []string{"kubelet", ce.Got, ce.Want} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not name %s", err, want)
+			}
+		}
+		if s.Uploaded() != 0 || shown != err.Error() {
+			t.Errorf("something ran: %d bytes sent; events:\n%s", s.Uploaded(), shown)
+		}
+		untouched(t, c)
+	})
+
+	t.Run("an unsupported distribution fails preflight, nothing changes anywhere", func(t *testing.T) {
+		osRelease(t, c, "worker0", "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.0\nPRETTY_NAME=\"Alpine Linux v3.20\"\n")
+		defer osRelease(t, c, "worker0", "")
+		_, s, shown, err := runApply(t, withFolder(folder, sim.KubernetesVersion), opts, nil)
+		var pe *playbooks.PreflightError
+		if !errors.As(err, &pe) || pe.Host != "worker0" || !strings.Contains(pe.Error(), "Alpine Linux v3.20 (ID=alpine) is not a distribution fleet prepares") {
+			t.Fatalf("got %v, want worker0's preflight to name Alpine\n%s", err, shown)
+		}
+		if s.Uploaded() != 0 {
+			t.Errorf("%d bytes sent", s.Uploaded())
+		}
+		untouched(t, c)
+	})
+
+	t.Run("plan shows the work and does none", func(t *testing.T) {
+		var out output
+		s, err := playbooks.NewSession(withFolder(folder, sim.KubernetesVersion), playbooks.Options{OnEvent: out.event})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		report, err := playbooks.Plan(context.Background(), s, opts)
+		if err != nil {
+			t.Fatalf("plan: %v\n%s", err, out.buf.String())
+		}
+		wantTodo := map[string]string{
+			"prepare-binaries": "install containerd, kubeadm, kubectl, kubelet, /etc/systemd/system/kubelet.service",
+			"prepare-kernel":   "set net.ipv4.ip_forward=1",
+			"prepare-runtime":  "write /etc/containerd/config.toml",
+		}
+		for step, want := range wantTodo {
+			for _, h := range bareNodes {
+				if r := reasonOf(report, step, h); !strings.Contains(r, want) {
+					t.Errorf("plan: %s on %s says %q, want %q", step, h, r, want)
+				}
+			}
+		}
+		untouched(t, c)
+	})
+
+	t.Run("apply turns bare hosts into a Ready HA cluster", func(t *testing.T) {
+		b, err := binaries.Load(folder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		report, s, shown, err := runApply(t, withFolder(folder, sim.KubernetesVersion), opts, nil)
+		if err != nil {
+			t.Fatalf("apply: %v\n%s", err, shown)
+		}
+		ran := changedSteps(report)
+		for _, h := range bareNodes {
+			for _, step := range []string{"prepare-kernel", "prepare-binaries", "prepare-runtime"} {
+				if !ran[step+"/"+h] {
+					t.Errorf("%s did not run on %s", step, h)
+				}
+			}
+			got := traces(t, c, h)
+			if strings.Count(got, "\n") != 11 || !strings.Contains(got, "ip_forward=1") {
+				t.Errorf("%s after apply:\n%s", h, got)
+			}
+			conf, err := c.Exec(h, "cat", "/etc/containerd/config.toml")
+			if err != nil || !strings.Contains(string(conf), "SystemdCgroup = true") || !strings.Contains(string(conf), `sandbox_image = "registry.k8s.io/pause:`) {
+				t.Errorf("%s: containerd config %q, %v", h, conf, err)
+			}
+			for _, f := range b.Files {
+				sum, err := c.Exec(h, "sha256sum", f.Dest)
+				if err != nil || !strings.HasPrefix(string(sum), f.SHA256+" ") {
+					t.Errorf("%s: %s is %q, want %s", h, f.Dest, sum, f.SHA256)
+				}
+			}
+		}
+		if want := int64(len(bareNodes)) * b.TotalSize(); s.Uploaded() != want {
+			t.Errorf("sent %d bytes, want %d (each binary once per node)", s.Uploaded(), want)
+		}
+		if !strings.Contains(shown, fmt.Sprintf("sent %.1f MB", float64(b.TotalSize())/1e6)) {
+			t.Errorf("no per-host upload note in the events:\n%s", shown)
+		}
+		nodes, err := clientFor(t, opts.Kubeconfig).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ready []string
+		for _, n := range nodes.Items {
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == "Ready" && cond.Status == "True" && n.Status.NodeInfo.KubeletVersion == sim.KubernetesVersion {
+					ready = append(ready, n.Name)
+				}
+			}
+		}
+		if strings.Join(ready, ",") != strings.Join(bareNodes, ",") {
+			t.Errorf("Ready at %s: %v, want %v", sim.KubernetesVersion, ready, bareNodes)
+		}
+	})
+
+	t.Run("a second apply sends nothing and changes nothing", func(t *testing.T) {
+		report, s, shown, err := runApply(t, withFolder(folder, sim.KubernetesVersion), opts, nil)
+		if err != nil {
+			t.Fatalf("apply: %v\n%s", err, shown)
+		}
+		if report.Changed() || s.Uploaded() != 0 {
+			t.Errorf("changes %v, %d bytes sent:\n%s", changedSteps(report), s.Uploaded(), shown)
+		}
+		for _, h := range bareNodes {
+			if r := reasonOf(report, "prepare-binaries", h); !strings.Contains(r, "4 binaries of "+sim.KubernetesVersion+" installed") {
+				t.Errorf("%s: prepare-binaries says %q", h, r)
+			}
+		}
+	})
+
+	t.Run("another version than the installed one is refused, naming both", func(t *testing.T) {
+		_, s, shown, err := runApply(t, withFolder(folder, "v1.34.5"), opts, nil)
+		var pe *playbooks.PreflightError
+		if !errors.As(err, &pe) {
+			t.Fatalf("got %v, want a preflight refusal\n%s", err, shown)
+		}
+		want := "kubeadm " + sim.KubernetesVersion + " is installed, the inventory wants v1.34.5"
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+		if strings.Contains(shown, "succeeded prepare") || s.Uploaded() != 0 {
+			t.Errorf("a prepare step ran:\n%s", shown)
+		}
+	})
+}
+
+// reasonOf is the check's reason a step gave on a host ("" if none).
+func reasonOf(r *steps.Report, step, host string) string {
+	for _, e := range r.Events {
+		if e.Step == step && e.Host == host && e.Reason != "" {
+			return e.Reason
+		}
+	}
+	return ""
+}
+
+func traces(t *testing.T, c *sim.Cluster, host string) string {
+	t.Helper()
+	out, err := c.Exec(host, "sh", "-c", prepareTraces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// untouched fails the test unless every bare node is as it booted.
+func untouched(t *testing.T, c *sim.Cluster) {
+	t.Helper()
+	for _, h := range bareNodes {
+		if got := traces(t, c, h); got != "ip_forward=0\n" {
+			t.Errorf("%s was changed:\n%s", h, got)
+		}
+	}
+}
+
+// osRelease gives the host another /etc/os-release, or its own back ("").
+func osRelease(t *testing.T, c *sim.Cluster, host, content string) {
+	t.Helper()
+	script := "rm -f /etc/os-release && ln -s ../usr/lib/os-release /etc/os-release"
+	if content != "" {
+		script = "rm -f /etc/os-release && printf %s \"$1\" > /etc/os-release"
+	}
+	if out, err := c.Exec(host, "sh", "-c", script, "os-release", content); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// copyFolder copies the air-gapped folder, so one file can be changed.
+func copyFolder(t *testing.T, from, to string) {
+	t.Helper()
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		src, err := os.Open(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst, err := os.OpenFile(filepath.Join(to, e.Name()), os.O_CREATE|os.O_WRONLY, 0o755)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(dst, src); err != nil {
+			t.Fatal(err)
+		}
+		src.Close()
+		dst.Close()
+	}
+}
