@@ -191,75 +191,86 @@ func (k *kernelPhase) run(ctx context.Context, r remote, host string) error {
 	return r.uploadAll(ctx, host, changed)
 }
 
-// binariesPhase puts the folder's binaries where packages would, each
-// checked by its sum on the host, and writes the units that start them.
+// binariesPhase puts the folder's binaries where packages would, and
+// writes the units that start them.
 type binariesPhase struct {
 	version string // cluster.kubernetesVersion: what kubeadm, kubelet and kubectl must say
 }
 
-// stampFile records, per installed binary, its sum and what stat said of
-// it just after: a later run that sees the same size and mtime trusts the
-// sum without reading the file again (hashing 200 MB per host per apply
-// would make a no-change apply slow).
+// stampFile records, per installed binary, its sum, what stat said of it
+// just after, and its version: a later run that sees the same size and
+// mtime trusts them without reading the file or starting it (hashing
+// 200 MB and starting three large programs per host would make a
+// no-change apply slow).
 const stampFile = "/var/lib/fleet/binaries.sha256"
 
-// stamp is one stampFile line: "<sha256> <size> <mtime> <path>".
+// stamp is one stampFile line: "<sha256> <size> <mtime> <path> <version|->".
 type stamp struct {
 	sum         string
 	size, mtime int64
+	version     string // "" for a binary without one (containerd)
 }
 
 func parseStamps(data string) map[string]stamp {
 	st := map[string]stamp{}
 	for _, line := range strings.Split(data, "\n") {
 		f := strings.Fields(line)
-		if len(f) != 4 {
+		if len(f) != 5 {
 			continue
 		}
 		size, err1 := strconv.ParseInt(f[1], 10, 64)
 		mtime, err2 := strconv.ParseInt(f[2], 10, 64)
 		if err1 == nil && err2 == nil {
-			st[f[3]] = stamp{f[0], size, mtime}
+			st[f[3]] = stamp{f[0], size, mtime, strings.TrimPrefix(f[4], "-")}
 		}
 	}
 	return st
 }
 
-// statScript prints "<size> <mtime> <path>" for each of its arguments that
-// exists.
-const statScript = `for f; do [ -e "$f" ] && stat -c '%s %Y %n' "$f"; done; :`
+// binariesStateScript prints "<size> <mtime> <path>" for each destination
+// ($@) that exists, a marker, then the stamp and the units as
+// readFilesScript does: one round trip.
+const binariesStateScript = `for f; do [ -e "$f" ] && stat -c '%s %Y %n' "$f"; done
+echo ` + filesMarker
+
+const filesMarker = "--- fleet files ---"
 
 // binariesState is what a host has of the folder.
 type binariesState struct {
-	stat   map[string]stamp // path -> size and mtime now (sum empty)
+	stat   map[string]stamp // path -> size and mtime now
 	stamps map[string]stamp // path -> what fleet recorded
 	units  map[string][]byte
 }
 
 func readBinariesState(ctx context.Context, p probe, host string, b *binaries.Bundle) (binariesState, error) {
-	args := []string{"sh", "-c", statScript, "fleet-stat"}
+	args := []string{"sh", "-c", binariesStateScript, "fleet-stat"}
 	for _, f := range b.Files {
 		args = append(args, f.Dest)
 	}
-	res, err := p.query(ctx, host, exec.Command(args...))
+	files := append([]string{stampFile}, unitPaths(b)...)
+	res, err := p.query(ctx, host, exec.Command(args...)+"\n"+exec.Command(append([]string{"sh", "-c", readFilesScript, "fleet-read"}, files...)...))
 	if err != nil {
 		return binariesState{}, err
 	}
+	stats, contents, ok := strings.Cut(res.Stdout, filesMarker+"\n")
+	if !ok {
+		return binariesState{}, fmt.Errorf("unexpected answer %q", res.Stdout)
+	}
 	st := binariesState{stat: map[string]stamp{}}
-	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(stats), "\n") {
 		if f := strings.Fields(line); len(f) == 3 {
 			size, _ := strconv.ParseInt(f[0], 10, 64)
 			mtime, _ := strconv.ParseInt(f[1], 10, 64)
 			st.stat[f[2]] = stamp{size: size, mtime: mtime}
 		}
 	}
-	files, err := p.readFiles(ctx, host, append([]string{stampFile}, unitPaths(b)...)...)
+	read, err := parseFiles(contents, files)
 	if err != nil {
 		return binariesState{}, err
 	}
-	st.stamps = parseStamps(string(files[stampFile]))
-	delete(files, stampFile)
-	st.units = files
+	st.stamps = parseStamps(string(read[stampFile]))
+	delete(read, stampFile)
+	st.units = read
 	return st, nil
 }
 
@@ -290,7 +301,7 @@ func unitPaths(b *binaries.Bundle) []string {
 	return paths
 }
 
-// binariesTodo lists the files the host lacks, and their size.
+// binariesTodo lists the files the host lacks, and the units that differ.
 func binariesTodo(st binariesState, b *binaries.Bundle) (missing []binaries.File, staleUnits []remoteFile) {
 	for _, f := range b.Files {
 		if !st.installed(f) {
@@ -330,6 +341,8 @@ func (p *binariesPhase) check(ctx context.Context, pr probe, host string) (bool,
 	return false, fmt.Sprintf("install %s (up to %s to send)", strings.Join(todo, ", "), megabytes(size)), nil
 }
 
+// The run costs a fixed number of round trips whatever the folder holds:
+// on a busy network each one counts more than the bytes.
 func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
 	b, err := r.s.Bundle()
 	if err != nil {
@@ -340,26 +353,8 @@ func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
 		return err
 	}
 	missing, stale := binariesTodo(st, b)
-	conn, err := r.s.Conn(ctx, host)
-	if err != nil {
-		return err
-	}
-	var sent int64
-	began := time.Now()
-	for _, f := range missing {
-		n, err := p.install(ctx, r, conn, host, f)
-		if err != nil {
-			return fmt.Errorf("install %s: %w", f.Name, err)
-		}
-		sent += n
-	}
-	if sent > 0 {
-		took := time.Since(began)
-		r.note("prepare-binaries", host, fmt.Sprintf("sent %s in %s (%s/s)", megabytes(sent), took.Round(time.Millisecond),
-			megabytes(int64(float64(sent)/max(took.Seconds(), 0.001)))))
-	}
 	if len(missing) > 0 {
-		if err := p.writeStamps(ctx, r, host, b); err != nil {
+		if err := p.install(ctx, r, host, b, st, missing); err != nil {
 			return err
 		}
 	}
@@ -378,79 +373,185 @@ func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
 	return err
 }
 
-// install sends f unless the host has it already (same sum: a host
-// prepared by hand), checks the sum and the version there, and only then
-// moves it into place. It returns the bytes sent.
-func (p *binariesPhase) install(ctx context.Context, r remote, conn *exec.Conn, host string, f binaries.File) (int64, error) {
-	same := exec.Command("sh", "-c", `[ -f "$1" ] && sha256sum "$1" | cut -d' ' -f1`, "fleet-sum", f.Dest)
-	if res, err := r.run(ctx, host, same); err == nil && strings.TrimSpace(res.Stdout) == f.SHA256 {
-		return 0, nil
+// install sends the missing files the host does not have already (one
+// there with the same sum, put by hand, is kept), asks each Kubernetes
+// binary its version before it goes live, and then moves them all into
+// place and records the stamp in one command.
+func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *binaries.Bundle, st binariesState, missing []binaries.File) error {
+	there, err := sumsOnHost(ctx, r, host, st, missing)
+	if err != nil {
+		return err
 	}
-	if err := r.ensureDir(ctx, host, dirOf(f.Dest), 0o755); err != nil {
-		return 0, err
+	conn, err := r.s.Conn(ctx, host)
+	if err != nil {
+		return err
 	}
+	var sent int64
+	began := time.Now()
+	staged := map[string]string{} // dest -> the path the file waits at
+	for _, f := range missing {
+		if there[f.Dest] == f.SHA256 {
+			staged[f.Dest] = f.Dest
+			continue
+		}
+		if err := r.ensureDir(ctx, host, dirOf(f.Dest), 0o755); err != nil {
+			return err
+		}
+		n, err := upload(ctx, r.s, conn, f, f.Dest+".fleet-new")
+		sent += n
+		if err != nil {
+			return fmt.Errorf("send %s: %w", f.Name, err)
+		}
+		staged[f.Dest] = f.Dest + ".fleet-new"
+	}
+	if sent > 0 {
+		took := time.Since(began)
+		r.note("prepare-binaries", host, fmt.Sprintf("sent %s in %s (%s/s)", megabytes(sent), took.Round(time.Millisecond),
+			megabytes(int64(float64(sent)/max(took.Seconds(), 0.001)))))
+	}
+	versions := map[string]string{}
+	for _, f := range missing {
+		if versionArgs(f.Name) == nil {
+			continue
+		}
+		v, err := r.s.binaryVersion(ctx, host, f, staged[f.Dest])
+		if err != nil {
+			return err
+		}
+		if v != p.version {
+			r.run(ctx, host, exec.Command(append([]string{"rm", "-f"}, stagedOnly(staged)...)...))
+			return fmt.Errorf("%s of %s is %s, the inventory's kubernetesVersion is %s", f.Name, f.Path, orUnknown(v), p.version)
+		}
+		versions[f.Dest] = v
+	}
+	// Move, then stamp every file of the folder with its stat now.
+	args := []string{"sh", "-c", finishScript, "fleet-finish"}
+	for _, f := range b.Files {
+		from, moving := staged[f.Dest]
+		if !moving {
+			from = "-"
+		}
+		v := versions[f.Dest]
+		if !moving {
+			v = st.stamps[f.Dest].version
+		}
+		args = append(args, from, f.Dest, f.SHA256, orDash(v))
+	}
+	_, err = r.run(ctx, host, exec.Command(args...))
+	return err
+}
+
+// finishScript takes quadruples "<staged|-> <dest> <sha256> <version|->":
+// every staged file is moved over its destination, then the stamp is
+// written (atomically) for every destination that exists.
+const finishScript = `set -e
+mkdir -p /var/lib/fleet
+t=$(mktemp /var/lib/fleet/.binaries.XXXXXX)
+trap 'rm -f "$t"' EXIT
+while [ $# -ge 4 ]; do
+	if [ "$1" != - ] && [ "$1" != "$2" ]; then mv -f "$1" "$2"; fi
+	if [ -e "$2" ]; then echo "$3 $(stat -c '%s %Y' "$2") $2 $4" >> "$t"; fi
+	shift 4
+done
+chmod 644 "$t"
+mv -f "$t" ` + stampFile + `
+trap - EXIT`
+
+// sumsOnHost hashes, on the host, the missing files' destinations that
+// exist: a host prepared by hand keeps a file that is already right.
+func sumsOnHost(ctx context.Context, r remote, host string, st binariesState, missing []binaries.File) (map[string]string, error) {
+	var present []string
+	for _, f := range missing {
+		if _, ok := st.stat[f.Dest]; ok {
+			present = append(present, f.Dest)
+		}
+	}
+	sums := map[string]string{}
+	if len(present) == 0 {
+		return sums, nil
+	}
+	res, err := r.run(ctx, host, exec.Command(append([]string{"sha256sum"}, present...)...))
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			sums[f[1]] = f[0]
+		}
+	}
+	return sums, nil
+}
+
+// upload sends f to path on the host, counting the bytes as they go.
+func upload(ctx context.Context, s *Session, conn *exec.Conn, f binaries.File, path string) (int64, error) {
 	src, err := os.Open(f.Path)
 	if err != nil {
 		return 0, err
 	}
 	defer src.Close()
-	staged := f.Dest + ".fleet-new"
-	var counted atomic.Int64
-	err = conn.UploadFrom(ctx, staged, src, f.Size, 0o755, func(n int) { counted.Add(int64(n)); r.s.uploaded.Add(int64(n)) })
-	sent := counted.Load()
-	if err != nil {
-		return sent, err
-	}
-	check := exec.Command("sh", "-c", `sha256sum "$1" | cut -d' ' -f1`, "fleet-sum", staged)
-	res, err := r.run(ctx, host, check)
-	if err != nil {
-		return sent, err
-	}
-	if got := strings.TrimSpace(res.Stdout); got != f.SHA256 {
-		r.run(ctx, host, exec.Command("rm", "-f", staged))
-		return sent, fmt.Errorf("%s arrived with SHA-256 %s, %s says %s", staged, got, binaries.SumsFile, f.SHA256)
-	}
-	if ask := versionCommand(f.Name, staged); ask != "" {
-		res, err := r.run(ctx, host, ask)
+	var sent atomic.Int64
+	err = conn.UploadFrom(ctx, path, src, f.Size, 0o755, func(n int) { sent.Add(int64(n)); s.uploaded.Add(int64(n)) })
+	return sent.Load(), err
+}
+
+// versionOnce is one binary's version, asked on the first host that has
+// it: every host gets the same bytes (the same sum), so one answer holds
+// for all, and the other hosts are spared starting a large program.
+type versionOnce struct {
+	once    sync.Once
+	version string
+	err     error
+}
+
+// binaryVersion is the version of f, at path on host (asked there only if
+// no host of this run has been asked yet).
+func (s *Session) binaryVersion(ctx context.Context, host string, f binaries.File, path string) (string, error) {
+	v, _ := s.versions.LoadOrStore(f.SHA256, &versionOnce{})
+	vo := v.(*versionOnce)
+	vo.once.Do(func() {
+		res, err := s.run(ctx, host, versionCommand(f.Name, path))
+		vo.version, vo.err = parseVersion(f.Name, res.Stdout), err
 		if err != nil {
-			r.run(ctx, host, exec.Command("rm", "-f", staged))
-			return sent, err
+			vo.err = fmt.Errorf("ask %s its version: %w", f.Name, err)
 		}
-		if got := parseVersion(f.Name, res.Stdout); got != p.version {
-			r.run(ctx, host, exec.Command("rm", "-f", staged))
-			return sent, fmt.Errorf("%s of %s is %s, the inventory's kubernetesVersion is %s", f.Name, f.Path, orUnknown(got), p.version)
-		}
-	}
-	_, err = r.run(ctx, host, exec.Command("mv", "-f", staged, f.Dest))
-	return sent, err
+	})
+	return vo.version, vo.err
 }
 
-// writeStamps records what is installed now, with stat's view of it.
-func (p *binariesPhase) writeStamps(ctx context.Context, r remote, host string, b *binaries.Bundle) error {
-	st, err := readBinariesState(ctx, r.probe, host, b)
-	if err != nil {
-		return err
-	}
-	var out strings.Builder
-	for _, f := range b.Files {
-		if now, ok := st.stat[f.Dest]; ok {
-			fmt.Fprintf(&out, "%s %d %d %s\n", f.SHA256, now.size, now.mtime, f.Dest)
+func stagedOnly(staged map[string]string) []string {
+	var paths []string
+	for dest, from := range staged {
+		if from != dest {
+			paths = append(paths, from)
 		}
 	}
-	return r.uploadAll(ctx, host, []remoteFile{{stampFile, []byte(out.String()), 0o644}})
+	return paths
 }
 
-// versionCommand asks a Kubernetes binary its version; "" for the others.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// versionArgs are what a Kubernetes binary is asked its version with; nil
+// for the others.
+func versionArgs(name string) []string {
+	return map[string][]string{
+		"kubeadm": {"version", "-o", "short"},
+		"kubelet": {"--version"},
+		"kubectl": {"version", "--client"},
+	}[name]
+}
+
+// versionCommand asks the binary at path its version; "" for the others.
 func versionCommand(name, path string) string {
-	switch name {
-	case "kubeadm":
-		return exec.Command(path, "version", "-o", "short")
-	case "kubelet":
-		return exec.Command(path, "--version")
-	case "kubectl":
-		return exec.Command(path, "version", "--client")
+	args := versionArgs(name)
+	if args == nil {
+		return ""
 	}
-	return ""
+	return exec.Command(append([]string{path}, args...)...)
 }
 
 // parseVersion reads versionCommand's answer: "v1.34.4", "Kubernetes
@@ -482,49 +583,64 @@ type runtimePhase struct {
 	mirrors map[string][]string
 }
 
+// pauseFile remembers the pause image kubeadm named for a version
+// ("<version> <image>"): asking kubeadm starts a large program.
+const pauseFile = "/var/lib/fleet/pause-image"
+
 // wantConfig is containerd's config for this host, from the pause image
-// its kubeadm names; ok is false while kubeadm is not installed (a plan
-// on a bare host).
-func (p *runtimePhase) wantConfig(ctx context.Context, pr probe, host string) (config string, ok bool, err error) {
+// its kubeadm names, and the config it has; ok is false while kubeadm is
+// not installed (a plan on a bare host).
+func (p *runtimePhase) wantConfig(ctx context.Context, pr probe, host string) (want, have, pause string, ok bool, err error) {
+	files, err := pr.readFiles(ctx, host, nodeprep.ContainerdConfigFile, pauseFile)
+	if err != nil {
+		return "", "", "", false, err
+	}
+	have = string(files[nodeprep.ContainerdConfigFile])
+	if v, image, _ := strings.Cut(strings.TrimSpace(string(files[pauseFile])), " "); v == p.version && image != "" {
+		return nodeprep.ContainerdConfig(image, p.mirrors), have, image, true, nil
+	}
 	res, err := pr.query(ctx, host, "command -v kubeadm >/dev/null && "+exec.Command("kubeadm", "config", "images", "list", "--kubernetes-version", p.version)+" || :")
 	if err != nil {
-		return "", false, err
+		return "", "", "", false, err
 	}
 	if strings.TrimSpace(res.Stdout) == "" {
-		return "", false, nil
+		return "", have, "", false, nil
 	}
-	pause, err := nodeprep.PauseImage(res.Stdout)
+	pause, err = nodeprep.PauseImage(res.Stdout)
 	if err != nil {
-		return "", false, err
+		return "", "", "", false, err
 	}
-	return nodeprep.ContainerdConfig(pause, p.mirrors), true, nil
+	return nodeprep.ContainerdConfig(pause, p.mirrors), have, pause, true, nil
 }
 
 func (p *runtimePhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
-	want, ok, err := p.wantConfig(ctx, pr, host)
+	want, have, _, ok, err := p.wantConfig(ctx, pr, host)
 	if err != nil || !ok {
 		return false, "write " + nodeprep.ContainerdConfigFile + " (the pause image of kubeadm " + p.version + ", SystemdCgroup)", err
 	}
-	files, err := pr.readFiles(ctx, host, nodeprep.ContainerdConfigFile)
-	if err != nil {
-		return false, "", err
-	}
-	if string(files[nodeprep.ContainerdConfigFile]) != want {
+	if have != want {
 		return false, "write " + nodeprep.ContainerdConfigFile + " (SystemdCgroup, pause image), restart containerd", nil
 	}
 	return true, "containerd configured (SystemdCgroup, the pause image of " + p.version + ")", nil
 }
 
 func (p *runtimePhase) run(ctx context.Context, r remote, host string) error {
-	want, ok, err := p.wantConfig(ctx, r.probe, host)
+	want, have, pause, ok, err := p.wantConfig(ctx, r.probe, host)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return fmt.Errorf("kubeadm is not installed: cannot tell containerd's pause image")
 	}
-	if err := r.uploadAll(ctx, host, []remoteFile{{nodeprep.ContainerdConfigFile, []byte(want), 0o644}}); err != nil {
+	files := []remoteFile{{pauseFile, []byte(p.version + " " + pause + "\n"), 0o644}}
+	if have != want {
+		files = append(files, remoteFile{nodeprep.ContainerdConfigFile, []byte(want), 0o644})
+	}
+	if err := r.uploadAll(ctx, host, files); err != nil {
 		return err
+	}
+	if have == want {
+		return nil
 	}
 	_, err = r.run(ctx, host, "if [ -d /run/systemd/system ]; then systemctl restart containerd; fi")
 	return err
@@ -566,11 +682,17 @@ type hostFacts struct {
 }
 
 // versionsScript prints version.NAME=... for the Kubernetes binaries a
-// host has.
+// host has: from fleet's stamp when the file is the one fleet put there
+// (same size and mtime), else by asking the binary.
 var versionsScript = func() string {
 	var b strings.Builder
 	for _, name := range []string{"kubeadm", "kubelet"} {
-		fmt.Fprintf(&b, "if command -v %s >/dev/null; then echo version.%s=$(%s 2>/dev/null | head -n 1); fi\n", name, name, versionCommand(name, name))
+		fmt.Fprintf(&b, `if p=$(command -v %s); then
+	s=$(stat -c '%%s %%Y' "$p"); v=$(awk -v s="$s" -v p="$p" '$2" "$3 == s && $4 == p && $5 != "-" {print $5}' %s 2>/dev/null)
+	[ -n "$v" ] || v=$(%s 2>/dev/null | head -n 1)
+	echo "version.%s=$v"
+fi
+`, name, stampFile, `"$p" `+exec.Command(versionArgs(name)...), name)
 	}
 	return b.String()
 }()

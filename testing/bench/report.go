@@ -48,6 +48,13 @@ func Summarise(samples []Sample, hosts int, tools []string) []Summary {
 }
 
 // median of sorted durations; the mean of the middle two for an even count.
+// Median of durations in any order.
+func Median(d []time.Duration) time.Duration {
+	sorted := slices.Clone(d)
+	slices.Sort(sorted)
+	return median(sorted)
+}
+
 func median(sorted []time.Duration) time.Duration {
 	n := len(sorted)
 	if n%2 == 1 {

@@ -101,6 +101,15 @@ func compare(ctx context.Context, args []string) error {
 		if missed != "" {
 			extraMissed = append(extraMissed, missed)
 		}
+		p, err := measurePrepare(ctx, *applyLayer, filepath.Join(*work, "prepare"), 3)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		section, missed = renderPrepare(p)
+		overhead += section
+		if missed != "" {
+			extraMissed = append(extraMissed, missed)
+		}
 	}
 	report, missed := render(results, *runs, overhead, extraMissed)
 	if err := os.WriteFile(filepath.Join(*outDir, "RESULTS.md"), []byte(report), 0o644); err != nil {

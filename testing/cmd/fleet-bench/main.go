@@ -6,6 +6,7 @@
 //
 //	fleet-bench compare -sizes 10,50 -runs 5 -out testing/bench
 //	fleet-bench overhead -layer DIR   (only the apply-overhead section, printed)
+//	fleet-bench prepare -layer DIR    (only the prepare-20-bare-hosts section, printed)
 //	fleet-bench workload -i inventory.yaml -payload FILE   (one fleet run; used by compare)
 package main
 
@@ -27,6 +28,8 @@ func main() {
 	switch os.Args[1] {
 	case "compare":
 		err = compare(ctx, os.Args[2:])
+	case "prepare":
+		err = prepareOnly(ctx, os.Args[2:])
 	case "overhead":
 		err = overheadOnly(ctx, os.Args[2:])
 	case "workload":
