@@ -54,12 +54,19 @@ type BinariesError struct{ Err error }
 func (e *BinariesError) Error() string { return "cluster.binaries: " + e.Err.Error() }
 func (e *BinariesError) Unwrap() error { return e.Err }
 
+// runsSystemd reports what preflight saw of host: systemd runs it.
+func (s *Session) runsSystemd(host string) bool {
+	v, _ := s.systemd.Load(host)
+	b, _ := v.(bool)
+	return b
+}
+
 // Uploaded is how many bytes of binaries this session sent to hosts.
 func (s *Session) Uploaded() int64 { return s.uploaded.Load() }
 
 // kernelPhase loads overlay and br_netfilter, sets the networking sysctls
 // and turns swap off, now and after a reboot (the kubelet refuses swap).
-type kernelPhase struct{}
+type kernelPhase struct{ seen seen[kernelState] }
 
 // kernelStateScript prints module.NAME=0|1, sysctl.KEY=VALUE and swaps=N.
 // br_netfilter counts as loaded when its sysctls exist (built in).
@@ -72,10 +79,12 @@ var kernelStateScript = func() string {
 		}
 		fmt.Fprintf(&b, "if %s; then echo module.%s=1; else echo module.%s=0; fi\n", test, m, m)
 	}
+	// Builtins only (read, not cat; a loop, not tail | wc): every process
+	// started costs, times every host.
 	for _, s := range nodeprep.Sysctls {
-		fmt.Fprintf(&b, "echo sysctl.%s=$(cat %s 2>/dev/null)\n", s.Key, exec.Quote(nodeprep.SysctlPath(s.Key)))
+		fmt.Fprintf(&b, "v=; read -r v < %s 2>/dev/null; echo \"sysctl.%s=$v\"\n", exec.Quote(nodeprep.SysctlPath(s.Key)), s.Key)
 	}
-	b.WriteString("echo swaps=$(tail -n +2 /proc/swaps | wc -l)\n")
+	b.WriteString("n=-1; while read -r _; do n=$((n+1)); done < /proc/swaps; echo swaps=$((n < 0 ? 0 : n))\n")
 	return b.String()
 }()
 
@@ -90,12 +99,18 @@ type kernelState struct {
 const fstab = "/etc/fstab"
 
 func readKernelState(ctx context.Context, p probe, host string) (kernelState, error) {
-	res, err := p.query(ctx, host, kernelStateScript)
+	files := []string{nodeprep.ModulesFile, nodeprep.SysctlFile, fstab}
+	res, err := p.query(ctx, host, kernelStateScript+"echo "+filesMarker+"\n"+
+		exec.Command(append([]string{"sh", "-c", readFilesScript, "fleet-read"}, files...)...))
 	if err != nil {
 		return kernelState{}, err
 	}
+	values, contents, ok := strings.Cut(res.Stdout, filesMarker+"\n")
+	if !ok {
+		return kernelState{}, fmt.Errorf("unexpected answer %q", res.Stdout)
+	}
 	st := kernelState{modules: map[string]bool{}, sysctls: map[string]string{}}
-	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(values), "\n") {
 		k, v, _ := strings.Cut(line, "=")
 		switch {
 		case strings.HasPrefix(k, "module."):
@@ -106,8 +121,25 @@ func readKernelState(ctx context.Context, p probe, host string) (kernelState, er
 			st.swaps, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
-	st.files, err = p.readFiles(ctx, host, nodeprep.ModulesFile, nodeprep.SysctlFile, fstab)
+	st.files, err = parseFiles(contents, files)
 	return st, err
+}
+
+// seen hands what a check read to the run right after it on the same
+// host, so the run does not ask the host again: on a busy host every
+// remote command costs more than the bytes it moves.
+type seen[T any] struct{ m sync.Map }
+
+func (s *seen[T]) keep(host string, v T) { s.m.Store(host, v) }
+
+// take returns what the check kept for host, once.
+func (s *seen[T]) take(host string) (T, bool) {
+	v, ok := s.m.LoadAndDelete(host)
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return v.(T), true
 }
 
 // kernelTodo lists what is left to do, in the order run does it.
@@ -143,6 +175,7 @@ func (k *kernelPhase) check(ctx context.Context, p probe, host string) (bool, st
 	if err != nil {
 		return false, "", err
 	}
+	k.seen.keep(host, st)
 	if todo := kernelTodo(st); len(todo) > 0 {
 		return false, strings.Join(todo, "; "), nil
 	}
@@ -150,9 +183,12 @@ func (k *kernelPhase) check(ctx context.Context, p probe, host string) (bool, st
 }
 
 func (k *kernelPhase) run(ctx context.Context, r remote, host string) error {
-	st, err := readKernelState(ctx, r.probe, host)
-	if err != nil {
-		return err
+	st, ok := k.seen.take(host)
+	if !ok {
+		var err error
+		if st, err = readKernelState(ctx, r.probe, host); err != nil {
+			return err
+		}
 	}
 	var script []string
 	for _, m := range nodeprep.Modules {
@@ -195,6 +231,7 @@ func (k *kernelPhase) run(ctx context.Context, r remote, host string) error {
 // writes the units that start them.
 type binariesPhase struct {
 	version string // cluster.kubernetesVersion: what kubeadm, kubelet and kubectl must say
+	seen    seen[binariesState]
 }
 
 // stampFile records, per installed binary, its sum, what stat said of it
@@ -230,7 +267,7 @@ func parseStamps(data string) map[string]stamp {
 // binariesStateScript prints "<size> <mtime> <path>" for each destination
 // ($@) that exists, a marker, then the stamp and the units as
 // readFilesScript does: one round trip.
-const binariesStateScript = `for f; do [ -e "$f" ] && stat -c '%s %Y %n' "$f"; done
+const binariesStateScript = `stat -c '%s %Y %n' "$@" 2>/dev/null
 echo ` + filesMarker
 
 const filesMarker = "--- fleet files ---"
@@ -325,6 +362,7 @@ func (p *binariesPhase) check(ctx context.Context, pr probe, host string) (bool,
 	if err != nil {
 		return false, "", err
 	}
+	p.seen.keep(host, st)
 	missing, stale := binariesTodo(st, b)
 	if len(missing)+len(stale) == 0 {
 		return true, fmt.Sprintf("%d binaries of %s installed with their sums, units written", len(b.Files), p.version), nil
@@ -348,28 +386,34 @@ func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
 	if err != nil {
 		return err
 	}
-	st, err := readBinariesState(ctx, r.probe, host, b)
-	if err != nil {
-		return err
-	}
-	missing, stale := binariesTodo(st, b)
-	if len(missing) > 0 {
-		if err := p.install(ctx, r, host, b, st, missing); err != nil {
+	st, ok := p.seen.take(host)
+	if !ok {
+		if st, err = readBinariesState(ctx, r.probe, host, b); err != nil {
 			return err
 		}
 	}
+	missing, stale := binariesTodo(st, b)
+	// Units first: the finish, which makes the binaries live, enables them.
 	if len(stale) > 0 {
 		if err := r.uploadAll(ctx, host, stale); err != nil {
 			return err
 		}
 	}
-	// Under systemd the units go live; a host run by another init starts
-	// its services its own way, from the same binaries.
-	enable := exec.Command("systemctl", "enable", "kubelet")
-	if _, ok := b.File("containerd"); ok {
-		enable += " && " + exec.Command("systemctl", "enable", "--now", "containerd")
+	enable := ""
+	if r.s.runsSystemd(host) {
+		// A host run by another init starts its services its own way,
+		// from the same binaries.
+		enable = "systemctl daemon-reload && " + exec.Command("systemctl", "enable", "kubelet")
+		if _, ok := b.File("containerd"); ok {
+			enable += " && " + exec.Command("systemctl", "enable", "--now", "containerd")
+		}
 	}
-	_, err = r.run(ctx, host, "if [ -d /run/systemd/system ]; then systemctl daemon-reload && "+enable+"; fi")
+	if len(missing) > 0 {
+		return p.install(ctx, r, host, b, st, missing, enable)
+	}
+	if enable != "" {
+		_, err = r.run(ctx, host, enable)
+	}
 	return err
 }
 
@@ -377,7 +421,7 @@ func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
 // there with the same sum, put by hand, is kept), asks each Kubernetes
 // binary its version before it goes live, and then moves them all into
 // place and records the stamp in one command.
-func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *binaries.Bundle, st binariesState, missing []binaries.File) error {
+func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *binaries.Bundle, st binariesState, missing []binaries.File, enable string) error {
 	there, err := sumsOnHost(ctx, r, host, st, missing)
 	if err != nil {
 		return err
@@ -424,8 +468,12 @@ func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *b
 		}
 		versions[f.Dest] = v
 	}
-	// Move, then stamp every file of the folder with its stat now.
-	args := []string{"sh", "-c", finishScript, "fleet-finish"}
+	// Move, stamp every file of the folder with its stat now, enable.
+	script := finishScript
+	if enable != "" {
+		script += "\n" + enable
+	}
+	args := []string{"sh", "-c", script, "fleet-finish"}
 	for _, f := range b.Files {
 		from, moving := staged[f.Dest]
 		if !moving {
@@ -581,6 +629,45 @@ func megabytes(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 type runtimePhase struct {
 	version string
 	mirrors map[string][]string
+	asked   sync.Map // kubeadm's sum (or the host) -> *pauseOnce
+	seen    seen[runtimeView]
+}
+
+// runtimeView is what the runtime check saw of a host.
+type runtimeView struct {
+	want, have, pause string
+	ok                bool
+}
+
+// askPause asks the host's kubeadm which pause image its version uses,
+// once per run for every host with the same kubeadm (key: its sum in the
+// stamp; the binaries folder gives them all the same one): starting kubeadm
+// on every host would cost more than the rest of the step.
+func (p *runtimePhase) askPause(ctx context.Context, pr probe, host, key string) (string, bool, error) {
+	v, _ := p.asked.LoadOrStore(key, &pauseOnce{})
+	po := v.(*pauseOnce)
+	po.once.Do(func() {
+		res, err := pr.query(ctx, host, "command -v kubeadm >/dev/null && "+exec.Command("kubeadm", "config", "images", "list", "--kubernetes-version", p.version)+" || :")
+		if err != nil {
+			po.err = err
+			return
+		}
+		if strings.TrimSpace(res.Stdout) == "" {
+			return // no kubeadm yet (a plan on a bare host)
+		}
+		po.image, po.err = nodeprep.PauseImage(res.Stdout)
+	})
+	if po.image == "" && po.err == nil {
+		p.asked.Delete(key) // ask again once kubeadm is there
+	}
+	return po.image, po.image != "", po.err
+}
+
+// pauseOnce is one kubeadm's answer.
+type pauseOnce struct {
+	once  sync.Once
+	image string
+	err   error
 }
 
 // pauseFile remembers the pause image kubeadm named for a version
@@ -591,7 +678,7 @@ const pauseFile = "/var/lib/fleet/pause-image"
 // its kubeadm names, and the config it has; ok is false while kubeadm is
 // not installed (a plan on a bare host).
 func (p *runtimePhase) wantConfig(ctx context.Context, pr probe, host string) (want, have, pause string, ok bool, err error) {
-	files, err := pr.readFiles(ctx, host, nodeprep.ContainerdConfigFile, pauseFile)
+	files, err := pr.readFiles(ctx, host, nodeprep.ContainerdConfigFile, pauseFile, stampFile)
 	if err != nil {
 		return "", "", "", false, err
 	}
@@ -599,22 +686,22 @@ func (p *runtimePhase) wantConfig(ctx context.Context, pr probe, host string) (w
 	if v, image, _ := strings.Cut(strings.TrimSpace(string(files[pauseFile])), " "); v == p.version && image != "" {
 		return nodeprep.ContainerdConfig(image, p.mirrors), have, image, true, nil
 	}
-	res, err := pr.query(ctx, host, "command -v kubeadm >/dev/null && "+exec.Command("kubeadm", "config", "images", "list", "--kubernetes-version", p.version)+" || :")
-	if err != nil {
-		return "", "", "", false, err
+	key := host
+	if st, ok := parseStamps(string(files[stampFile]))["/usr/bin/kubeadm"]; ok {
+		key = st.sum
 	}
-	if strings.TrimSpace(res.Stdout) == "" {
-		return "", have, "", false, nil
-	}
-	pause, err = nodeprep.PauseImage(res.Stdout)
-	if err != nil {
-		return "", "", "", false, err
+	pause, ok, err = p.askPause(ctx, pr, host, key)
+	if err != nil || !ok {
+		return "", have, "", false, err
 	}
 	return nodeprep.ContainerdConfig(pause, p.mirrors), have, pause, true, nil
 }
 
 func (p *runtimePhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
-	want, have, _, ok, err := p.wantConfig(ctx, pr, host)
+	want, have, pause, ok, err := p.wantConfig(ctx, pr, host)
+	if err == nil {
+		p.seen.keep(host, runtimeView{want, have, pause, ok})
+	}
 	if err != nil || !ok {
 		return false, "write " + nodeprep.ContainerdConfigFile + " (the pause image of kubeadm " + p.version + ", SystemdCgroup)", err
 	}
@@ -625,11 +712,15 @@ func (p *runtimePhase) check(ctx context.Context, pr probe, host string) (bool, 
 }
 
 func (p *runtimePhase) run(ctx context.Context, r remote, host string) error {
-	want, have, pause, ok, err := p.wantConfig(ctx, r.probe, host)
-	if err != nil {
-		return err
+	v, seen := p.seen.take(host)
+	if !seen {
+		var err error
+		if v.want, v.have, v.pause, v.ok, err = p.wantConfig(ctx, r.probe, host); err != nil {
+			return err
+		}
 	}
-	if !ok {
+	want, have, pause := v.want, v.have, v.pause
+	if !v.ok {
 		return fmt.Errorf("kubeadm is not installed: cannot tell containerd's pause image")
 	}
 	files := []remoteFile{{pauseFile, []byte(p.version + " " + pause + "\n"), 0o644}}
@@ -639,10 +730,10 @@ func (p *runtimePhase) run(ctx context.Context, r remote, host string) error {
 	if err := r.uploadAll(ctx, host, files); err != nil {
 		return err
 	}
-	if have == want {
+	if have == want || !r.s.runsSystemd(host) {
 		return nil
 	}
-	_, err = r.run(ctx, host, "if [ -d /run/systemd/system ]; then systemctl restart containerd; fi")
+	_, err := r.run(ctx, host, "systemctl restart containerd")
 	return err
 }
 

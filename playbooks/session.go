@@ -59,6 +59,7 @@ type Session struct {
 	bundle   bundleOnce   // install: binaries: the folder, checked once
 	uploaded atomic.Int64 // bytes of binaries sent to hosts
 	versions sync.Map     // sha256 -> *versionOnce: each binary's version, asked once
+	systemd  sync.Map     // host -> bool: systemd runs it (preflight's facts)
 
 	caMu     sync.Mutex     // guards caPlat and caClient
 	caPlat   cfssl.Platform // the CA host's platform, once asked

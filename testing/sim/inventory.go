@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -46,4 +47,19 @@ ssh:
 		}
 	}
 	return b.String()
+}
+
+// InstallFromFolder makes the cluster's inventory prepare its hosts from
+// an air-gapped folder (install: binaries): for bare hosts.
+func (c *Cluster) InstallFromFolder(folder string) error {
+	raw, err := os.ReadFile(c.Inventory)
+	if err != nil {
+		return err
+	}
+	line := "  kubernetesVersion: " + KubernetesVersion + "\n"
+	if !strings.Contains(string(raw), line) {
+		return fmt.Errorf("sim: %s has no %q", c.Inventory, line)
+	}
+	edited := strings.Replace(string(raw), line, line+"  install: binaries\n  binaries: "+folder+"\n", 1)
+	return os.WriteFile(c.Inventory, []byte(edited), 0o600)
 }

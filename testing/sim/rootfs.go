@@ -236,7 +236,10 @@ func (r rootfs) bootScript(tools string) string {
 
 // services are the host's daemons, run the way their systemd units would:
 // restarted when they exit. The kubelet gets its flags from
-// kubeadm-flags.env at every start, as the kubeadm drop-in arranges.
+// kubeadm-flags.env at every start, as the kubeadm drop-in arranges. It
+// waits for its config file rather than crash-loop without one as a real
+// kubelet would: twenty kubelets started every second would eat the CPU of
+// a machine that runs all the hosts.
 // containerd is the emulated runtime, under its own name where the layer
 // put it, or as containerd where fleet installed it on a bare host.
 const services = `(while :; do
@@ -249,7 +252,7 @@ done) &
 	KUBELET_KUBEADM_ARGS=""; KUBELET_EXTRA_ARGS=""
 	[ -f /var/lib/kubelet/kubeadm-flags.env ] && . /var/lib/kubelet/kubeadm-flags.env
 	[ -f /etc/default/kubelet ] && . /etc/default/kubelet
-	[ -x /usr/bin/kubelet ] && /usr/bin/kubelet --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
+	[ -x /usr/bin/kubelet ] && [ -f /var/lib/kubelet/config.yaml ] && /usr/bin/kubelet --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
 		--kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \
 		$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS >>/var/log/kubelet.log 2>&1
 	sleep 1

@@ -29,6 +29,7 @@ func run() error {
 	subnet := fs.Int("subnet", 0, "third octet of 198.18.N.0/24")
 	dir := fs.String("dir", "/var/tmp/fleet-sim/s0", "state and per-host folders")
 	layer := fs.String("layer", "/var/cache/fleet-sim/layer", "/usr layer with the node binaries (\"\" for bare hosts)")
+	bare := fs.Bool("bare", false, "up: bare hosts (no kubeadm, kubelet, kubectl or containerd); the inventory installs them from the layer's -airgap folder")
 	bin := fs.String("bin", "/var/cache/fleet-sim/bin", "layer: where testing/tools/build.sh put the binaries")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		return err
@@ -42,10 +43,15 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		topo.Tools = *layer
+		topo.Tools, topo.Bare = *layer, *bare
 		c, err := sim.Up(ctx, *dir, topo)
 		if err != nil {
 			return err
+		}
+		if *bare {
+			if err := c.InstallFromFolder(sim.AirgapFolder(*layer)); err != nil {
+				return err
+			}
 		}
 		for _, h := range c.Hosts {
 			fmt.Printf("%-10s %-13s %s\n", h.Name, h.Role, h.Address)
