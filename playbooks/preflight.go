@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/facts"
 	"github.com/fleetops/fleet/internal/nodeprep"
 	"github.com/fleetops/fleet/inventory"
@@ -22,16 +23,39 @@ var nodePorts = map[inventory.Role][]string{
 
 // stateCommand reads, in one remote process chain, what preflight needs
 // beyond the facts: the clock, the swap devices, whether the node has
-// joined (or began to), and every listening TCP socket with its process.
-// A joined node's ports are its own, so it skips the sockets: ss -p reads
-// every process's file descriptors, the costliest part of preflight on a
-// busy host, and at every apply of a built cluster.
-const stateCommand = `date +%s; tail -n +2 /proc/swaps | wc -l
+// joined (or began to), and the listening TCP sockets with their process
+// when one of ports is among them. ss -p reads every process's file
+// descriptors, the costliest part of preflight on a busy host: a joined
+// node's ports are its own and it skips the sockets, and the others ask
+// which process holds a port only once they know one of theirs is held.
+func stateCommand(ports []string) string {
+	var filter []string
+	for _, p := range ports {
+		filter = append(filter, "sport = :"+p)
+	}
+	return `date +%s; tail -n +2 /proc/swaps | wc -l
 if [ -e ` + kubeletConf + ` ]; then s=joined
 elif ` + startedJoinTest + `; then s=partial
 else s=new; fi
 echo $s
-[ $s = joined ] || ss -Hltnp 2>/dev/null || ss -Hltn`
+if [ $s != joined ]; then
+	held=$(ss -Hltn ` + exec.Quote("( "+strings.Join(filter, " or ")+" )") + ` 2>/dev/null) || held=unknown
+	[ -z "$held" ] || ss -Hltnp 2>/dev/null || ss -Hltn
+fi`
+}
+
+// watchedPorts are the ports preflight wants free (or held by what may
+// hold them) on h.
+func watchedPorts(h *inventory.Host, inv *inventory.Inventory) []string {
+	switch h.Role {
+	case inventory.RoleLoadBalancer:
+		_, port, _ := net.SplitHostPort(inv.Cluster.ControlPlaneEndpoint)
+		return []string{port}
+	case inventory.RoleCA:
+		return []string{strconv.Itoa(inv.CFSSLPort())}
+	}
+	return nodePorts[h.Role]
+}
 
 // nodeState is how far kubeadm got on a node.
 type nodeState string
@@ -148,9 +172,10 @@ func (p *preflightPhase) run(ctx context.Context, r remote, host string) error {
 func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error {
 	h := p.inv.Host(host)
 	prepared := p.inv.Installs() && (h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker)
-	cmd := facts.Command() + "\necho " + stateMarker + "\n" + stateCommand
+	state := stateCommand(watchedPorts(h, p.inv))
+	cmd := facts.Command() + "\necho " + stateMarker + "\n" + state
 	if prepared {
-		cmd = facts.Command() + "\n" + versionsScript + "echo " + stateMarker + "\n" + stateCommand
+		cmd = facts.Command() + "\n" + versionsScript + "echo " + stateMarker + "\n" + state
 	}
 	res, err := pr.query(ctx, host, cmd)
 	if err != nil {
@@ -250,12 +275,11 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	var busy []string
 	switch h.Role {
 	case inventory.RoleLoadBalancer: // nginx may hold its own port
-		_, port, _ := net.SplitHostPort(inv.Cluster.ControlPlaneEndpoint)
 		// A published container port is docker-proxy's (with the
 		// userland proxy) or nobody's (iptables only).
-		busy = taken(st.listeners, []string{port}, "nginx", "docker-proxy")
+		busy = taken(st.listeners, watchedPorts(h, inv), "nginx", "docker-proxy")
 	case inventory.RoleCA: // a running API holds its own
-		busy = taken(st.listeners, []string{strconv.Itoa(inv.CFSSLPort())}, "cfssl")
+		busy = taken(st.listeners, watchedPorts(h, inv), "cfssl")
 	case inventory.RoleMaster, inventory.RoleWorker:
 		switch st.node {
 		case joinedNode: // it holds its own

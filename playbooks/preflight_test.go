@@ -1,6 +1,8 @@
 package playbooks
 
 import (
+	"net"
+	osexec "os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +173,39 @@ func TestClusterDNS(t *testing.T) {
 		got, err := clusterDNS(tc.subnet)
 		if got != tc.want || (tc.want == "") != (err != nil) {
 			t.Errorf("clusterDNS(%q) = %q, %v; want %q", tc.subnet, got, err, tc.want)
+		}
+	}
+}
+
+// TestStateCommandListsSocketsOnlyWhenAWatchedPortIsHeld runs the state
+// command in this machine's /bin/sh with a port of its own held: the
+// listeners (with their process where ss may tell) come only when one of
+// the watched ports is among them.
+func TestStateCommandListsSocketsOnlyWhenAWatchedPortIsHeld(t *testing.T) {
+	if _, err := osexec.LookPath("ss"); err != nil {
+		t.Skip("no ss on this machine")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, held, _ := net.SplitHostPort(l.Addr().String())
+	free := "1" // tcpmux: nobody listens there
+	for _, tt := range []struct {
+		ports []string
+		want  bool
+	}{{[]string{free}, false}, {[]string{free, held}, true}} {
+		out, err := osexec.Command("/bin/sh", "-c", stateCommand(tt.ports)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := parseHostState(string(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(taken(st.listeners, []string{held})) == 1; got != tt.want {
+			t.Errorf("watching %v: port %s listed %v, want %v\n%s", tt.ports, held, got, tt.want, out)
 		}
 	}
 }

@@ -548,19 +548,30 @@ func upload(ctx context.Context, s *Session, conn *exec.Conn, f binaries.File, p
 type versionOnce struct {
 	once    sync.Once
 	version string
+	pause   string // kubeadm only: the pause image of the cluster's version
 	err     error
 }
 
 // binaryVersion is the version of f, at path on host (asked there only if
 // no host of this run has been asked yet).
+// kubeadm is asked in the same command for the pause image of the
+// cluster's version, which containerd's config names (prepare-runtime).
 func (s *Session) binaryVersion(ctx context.Context, host string, f binaries.File, path string) (string, error) {
 	v, _ := s.versions.LoadOrStore(f.SHA256, &versionOnce{})
 	vo := v.(*versionOnce)
 	vo.once.Do(func() {
-		res, err := s.run(ctx, host, versionCommand(f.Name, path))
-		vo.version, vo.err = parseVersion(f.Name, res.Stdout), err
+		cmd := versionCommand(f.Name, path)
+		if f.Name == "kubeadm" {
+			cmd += " && " + exec.Command(path, "config", "images", "list", "--kubernetes-version", s.Inv.Cluster.KubernetesVersion)
+		}
+		res, err := s.run(ctx, host, cmd)
 		if err != nil {
 			vo.err = fmt.Errorf("ask %s its version: %w", f.Name, err)
+			return
+		}
+		vo.version = parseVersion(f.Name, res.Stdout)
+		if f.Name == "kubeadm" {
+			vo.pause, _ = nodeprep.PauseImage(res.Stdout)
 		}
 	})
 	return vo.version, vo.err
@@ -644,6 +655,11 @@ type runtimeView struct {
 // stamp; the binaries folder gives them all the same one): starting kubeadm
 // on every host would cost more than the rest of the step.
 func (p *runtimePhase) askPause(ctx context.Context, pr probe, host, key string) (string, bool, error) {
+	if v, ok := pr.s.versions.Load(key); ok { // prepare-binaries asked this kubeadm
+		if vo := v.(*versionOnce); vo.pause != "" {
+			return vo.pause, true, nil
+		}
+	}
 	v, _ := p.asked.LoadOrStore(key, &pauseOnce{})
 	po := v.(*pauseOnce)
 	po.once.Do(func() {
