@@ -167,7 +167,7 @@ func renderPrepare(r prepareResult) (string, string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Preparing %d bare hosts (install: binaries)\n\n", r.nodes)
 	fmt.Fprintf(&b, "Each run on freshly booted bare hosts (no kubeadm, kubelet, kubectl or containerd; forwarding off): the test bed's air-gapped folder, %.1f MB (kubeadm, kubelet, kubectl, containerd).\n\n", float64(r.folderBytes)/1e6)
-	b.WriteString("- **fleet**: `fleet prepare`: folder checked, preflight, kernel, each binary sent, checked by its SHA-256 on the host and its version, moved into place; units; containerd's config.\n")
+	b.WriteString("- **fleet**: `fleet prepare`, timed from loading the inventory: the folder's sums checked here, the cluster lock, preflight, kernel (modules, sysctls, swap), each binary sent to a temporary name, its version asked (once per run), moved into place and stamped; units; containerd's config.\n")
 	b.WriteString("- **scp**: the floor: one `scp` of the same four files per host, all hosts at once, nothing checked.\n\n")
 	b.WriteString("| tool | runs | median | min – max | bytes sent |\n|---|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| fleet | %d | %s | %s – %s | %.1f MB |\n", len(r.fleet), secs(fleet), secs(slicesMin(r.fleet)), secs(slicesMax(r.fleet)), float64(r.fleetBytes)/1e6)
