@@ -1,0 +1,191 @@
+package playbooks
+
+import (
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/fleetops/fleet/internal/binaries"
+	"github.com/fleetops/fleet/internal/nodeprep"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// preparedKernel is a host with everything the kernel step wants.
+func preparedKernel() kernelState {
+	st := kernelState{modules: map[string]bool{"overlay": true, "br_netfilter": true}, sysctls: map[string]string{},
+		files: map[string][]byte{
+			nodeprep.ModulesFile: []byte(nodeprep.ModulesConf()),
+			nodeprep.SysctlFile:  []byte(nodeprep.SysctlConf()),
+			fstab:                []byte("UUID=1 / ext4 defaults 0 1\n"),
+		}}
+	for _, s := range nodeprep.Sysctls {
+		st.sysctls[s.Key] = s.Value
+	}
+	return st
+}
+
+func TestKernelTodo(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(*kernelState)
+		wants string
+	}{
+		{"prepared", func(*kernelState) {}, ""},
+		{"bare Debian", func(st *kernelState) {
+			st.modules["br_netfilter"] = false
+			st.sysctls["net.ipv4.ip_forward"] = "0"
+			delete(st.files, nodeprep.ModulesFile)
+			delete(st.files, nodeprep.SysctlFile)
+			st.swaps = 1
+			st.files[fstab] = []byte("UUID=2 none swap sw 0 0\n")
+		}, "load br_netfilter; write /etc/modules-load.d/fleet-kubernetes.conf; set net.ipv4.ip_forward=1; write /etc/sysctl.d/90-fleet-kubernetes.conf; turn swap off (1 devices); comment swap out of /etc/fstab"},
+		{"a sysctl file someone edited", func(st *kernelState) { st.files[nodeprep.SysctlFile] = []byte("net.ipv4.ip_forward = 1\n") },
+			"write /etc/sysctl.d/90-fleet-kubernetes.conf"},
+		{"swap in fstab but off now", func(st *kernelState) { st.files[fstab] = []byte("/swapfile none swap sw 0 0\n") },
+			"comment swap out of /etc/fstab"},
+		{"no fstab at all", func(st *kernelState) { delete(st.files, fstab) }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := preparedKernel()
+			tt.edit(&st)
+			if got := strings.Join(kernelTodo(st), "; "); got != tt.wants {
+				t.Errorf("got  %q\nwant %q", got, tt.wants)
+			}
+		})
+	}
+}
+
+func TestBinariesTodo(t *testing.T) {
+	b := &binaries.Bundle{Arch: "amd64", Files: []binaries.File{
+		{Name: "kubeadm", Dest: "/usr/bin/kubeadm", Size: 10, SHA256: "aa"},
+		{Name: "kubelet", Dest: "/usr/bin/kubelet", Size: 20, SHA256: "bb"},
+	}}
+	allUnits := map[string][]byte{}
+	for _, u := range units(b) {
+		allUnits[u.path] = u.data
+	}
+	stamps := parseStamps("aa 10 100 /usr/bin/kubeadm v1.34.4\nbb 20 200 /usr/bin/kubelet v1.34.4\ngarbage line\n")
+	tests := []struct {
+		name              string
+		stat              map[string]stamp
+		units             map[string][]byte
+		stamps            map[string]stamp
+		missing, unitsOff int
+	}{
+		{"installed", map[string]stamp{"/usr/bin/kubeadm": {size: 10, mtime: 100}, "/usr/bin/kubelet": {size: 20, mtime: 200}}, allUnits, stamps, 0, 0},
+		{"bare", map[string]stamp{}, map[string][]byte{}, map[string]stamp{}, 2, 2},
+		{"kubelet replaced by hand (mtime moved)", map[string]stamp{"/usr/bin/kubeadm": {size: 10, mtime: 100}, "/usr/bin/kubelet": {size: 20, mtime: 201}}, allUnits, stamps, 1, 0},
+		{"a kubeadm there, not fleet's", map[string]stamp{"/usr/bin/kubeadm": {size: 10, mtime: 100}, "/usr/bin/kubelet": {size: 20, mtime: 200}}, allUnits,
+			parseStamps("bb 20 200 /usr/bin/kubelet v1.34.4\n"), 1, 0},
+		{"drop-in edited", map[string]stamp{"/usr/bin/kubeadm": {size: 10, mtime: 100}, "/usr/bin/kubelet": {size: 20, mtime: 200}},
+			map[string][]byte{nodeprep.KubeletUnitFile: []byte(nodeprep.KubeletUnit), nodeprep.KubeadmDropIn: []byte("[Service]\n")}, stamps, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			missing, stale := binariesTodo(binariesState{stat: tt.stat, stamps: tt.stamps, units: tt.units}, b)
+			if len(missing) != tt.missing || len(stale) != tt.unitsOff {
+				t.Errorf("missing %v, stale units %d; want %d, %d", missing, len(stale), tt.missing, tt.unitsOff)
+			}
+		})
+	}
+	if stamps["/usr/bin/kubeadm"].version != "v1.34.4" || len(stamps) != 2 {
+		t.Errorf("stamps %+v", stamps)
+	}
+}
+
+func TestInstallProblems(t *testing.T) {
+	b := &binaries.Bundle{Dir: "/airgap", Arch: "amd64", Files: []binaries.File{{Name: "kubeadm"}, {Name: "containerd"}}}
+	noRuntime := &binaries.Bundle{Dir: "/airgap", Arch: "amd64", Files: []binaries.File{{Name: "kubeadm"}}}
+	worker := &inventory.Host{Name: "worker0", Role: inventory.RoleWorker}
+	debian := hostFacts{distro: "Debian GNU/Linux 12 (bookworm)", id: "debian", arch: "x86_64", family: nodeprep.FamilyDebian, versions: map[string]string{}}
+	tests := []struct {
+		name   string
+		host   *inventory.Host
+		facts  func(hostFacts) hostFacts
+		bundle *binaries.Bundle
+		want   string
+	}{
+		{"bare Debian", worker, func(f hostFacts) hostFacts { return f }, b, ""},
+		{"Alpine", worker, func(f hostFacts) hostFacts {
+			f.distro, f.id, f.family = "Alpine Linux v3.20", "alpine", ""
+			return f
+		}, b, "Alpine Linux v3.20 (ID=alpine) is not a distribution fleet prepares"},
+		{"arm64 host, amd64 folder", worker, func(f hostFacts) hostFacts { f.arch = "aarch64"; return f }, b, "the host is aarch64, the binaries of /airgap are for amd64"},
+		{"another kubeadm", worker, func(f hostFacts) hostFacts {
+			f.versions = map[string]string{"kubeadm": "v1.33.2", "kubelet": "v1.34.4"}
+			return f
+		}, b, "kubeadm v1.33.2 is installed, the inventory wants v1.34.4"},
+		{"no runtime anywhere", worker, func(f hostFacts) hostFacts { return f }, noRuntime, "containerd is not installed and /airgap has none"},
+		{"the host's own runtime", worker, func(f hostFacts) hostFacts { f.containerd = true; return f }, noRuntime, ""},
+		{"load balancer is not prepared", &inventory.Host{Name: "lb", Role: inventory.RoleLoadBalancer}, func(f hostFacts) hostFacts {
+			f.family = ""
+			return f
+		}, b, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := strings.Join(installProblems(tt.host, tt.facts(debian), tt.bundle, "v1.34.4"), "; ")
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	for _, tt := range []struct{ name, out, want string }{
+		{"kubeadm", "v1.34.4\n", "v1.34.4"},
+		{"kubelet", "Kubernetes v1.34.4\n", "v1.34.4"},
+		{"kubectl", "Client Version: v1.34.4\nKustomize Version: v5.7.1\n", "v1.34.4"},
+		{"kubeadm", "v1.34.4\nregistry.k8s.io/pause:3.10.1\n", "v1.34.4"},
+		{"kubeadm", "", ""},
+	} {
+		if got := parseVersion(tt.name, tt.out); got != tt.want {
+			t.Errorf("parseVersion(%s, %q) = %q, want %q", tt.name, tt.out, got, tt.want)
+		}
+	}
+}
+
+// TestVersionsScriptReadsTheStamp runs the preflight versions script in
+// this machine's /bin/sh against fake binaries: a binary fleet stamped is
+// not started (its version comes from the stamp), one it did not is asked.
+func TestVersionsScriptReadsTheStamp(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	os.Mkdir(bin, 0o755)
+	// Each fake records that it ran.
+	for name, says := range map[string]string{"kubeadm": "v1.33.0", "kubelet": "Kubernetes v1.33.0"} {
+		script := "#!/bin/sh\necho ran >> " + filepath.Join(dir, name+".ran") + "\necho '" + says + "'\n"
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := os.Stat(filepath.Join(bin, "kubeadm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stampPath := filepath.Join(dir, "binaries.sha256")
+	stampLine := "aa " + strconv.FormatInt(st.Size(), 10) + " " + strconv.FormatInt(st.ModTime().Unix(), 10) + " " + filepath.Join(bin, "kubeadm") + " v1.34.4\n"
+	os.WriteFile(stampPath, []byte(stampLine), 0o644)
+	script := strings.ReplaceAll(versionsScript, stampFile, stampPath)
+	cmd := osexec.Command("/bin/sh", "-c", script)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":/usr/bin:/bin")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseVersions(string(out))
+	if got["kubeadm"] != "v1.34.4" || got["kubelet"] != "v1.33.0" {
+		t.Errorf("versions %v from %q", got, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kubeadm.ran")); err == nil {
+		t.Error("the stamped kubeadm was started")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kubelet.ran")); err != nil {
+		t.Error("the unstamped kubelet was not asked")
+	}
+}
