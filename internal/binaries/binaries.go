@@ -34,6 +34,24 @@ var Destinations = map[string]string{
 	"ctr": "/usr/local/bin/ctr", "runc": "/usr/local/sbin/runc",
 }
 
+// CNIDir is where the CNI plugins go: a folder's "cni/NAME" files (the
+// containernetworking/plugins release: bridge, loopback, portmap, ...),
+// which the kubelet's network plugin and most CNI manifests need.
+const CNIDir = "/opt/cni/bin"
+
+// Dest is where the file the folder calls name goes on a host; ok is false
+// for a name fleet does not install.
+func Dest(name string) (dest string, ok bool) {
+	if plugin, isCNI := strings.CutPrefix(name, "cni/"); isCNI {
+		if plugin == "" || strings.ContainsAny(plugin, "/\\") || strings.HasPrefix(plugin, ".") {
+			return "", false
+		}
+		return CNIDir + "/" + plugin, true
+	}
+	dest, ok = Destinations[name]
+	return dest, ok
+}
+
 // Required are the binaries every folder must hold.
 var Required = []string{"kubeadm", "kubelet", "kubectl"}
 
@@ -105,7 +123,8 @@ func Load(dir string) (*Bundle, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.Name, f.Dest = name, Destinations[name]
+		f.Name = name
+		f.Dest, _ = Dest(name)
 		if b.Arch == "" {
 			b.Arch = arch
 		} else if arch != b.Arch {
@@ -136,8 +155,8 @@ func ParseSums(path string, data []byte) (map[string]string, error) {
 		if raw, err := hex.DecodeString(sum); err != nil || len(raw) != sha256.Size {
 			return nil, fmt.Errorf("%s:%d: %q is not a SHA-256 sum", path, n, sum)
 		}
-		if _, known := Destinations[name]; !known {
-			return nil, fmt.Errorf("%s:%d: fleet does not install %q (it knows %s)", path, n, name, strings.Join(knownNames(), ", "))
+		if _, known := Dest(name); !known {
+			return nil, fmt.Errorf("%s:%d: fleet does not install %q (it knows %s, and cni/PLUGIN)", path, n, name, strings.Join(knownNames(), ", "))
 		}
 		if _, dup := sums[name]; dup {
 			return nil, fmt.Errorf("%s:%d: %s listed twice", path, n, name)

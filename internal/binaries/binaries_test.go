@@ -23,6 +23,8 @@ func TestParseSums(t *testing.T) {
 		{name: "text and binary mode", in: zeroSum + "  kubeadm\n" + strings.Replace(zeroSum, "0", "A", 1) + " *kubelet\n",
 			want: map[string]string{"kubeadm": zeroSum, "kubelet": strings.Replace(zeroSum, "0", "a", 1)}},
 		{name: "comments and blank lines", in: "# made by the release job\n\n" + zeroSum + "  kubectl\n", want: map[string]string{"kubectl": zeroSum}},
+		{name: "CNI plugins", in: zeroSum + "  cni/bridge\n" + zeroSum + "  cni/portmap\n", want: map[string]string{"cni/bridge": zeroSum, "cni/portmap": zeroSum}},
+		{name: "a CNI name that leaves the folder", in: zeroSum + "  cni/../../etc/passwd\n", wantErr: `SUMS:1: fleet does not install "cni/../../etc/passwd"`},
 		{name: "unknown file", in: zeroSum + "  kubeadm\n" + zeroSum + "  notes.txt\n", wantErr: `SUMS:2: fleet does not install "notes.txt"`},
 		{name: "short sum", in: "abc  kubeadm\n", wantErr: `SUMS:1: "abc" is not a SHA-256 sum`},
 		{name: "no name", in: zeroSum + "\n", wantErr: "SUMS:1: want"},
@@ -60,6 +62,7 @@ func folder(t *testing.T, names ...string) string {
 	var sums strings.Builder
 	for i, n := range names {
 		data := append(append([]byte{}, self...), byte(i)) // each file its own sum
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, n)), 0o755)
 		if err := os.WriteFile(filepath.Join(dir, n), data, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +76,7 @@ func folder(t *testing.T, names ...string) string {
 }
 
 func TestLoad(t *testing.T) {
-	dir := folder(t, "kubeadm", "kubelet", "kubectl", "containerd")
+	dir := folder(t, "kubeadm", "kubelet", "kubectl", "containerd", "cni/bridge")
 	b, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -88,13 +91,13 @@ func TestLoad(t *testing.T) {
 			t.Errorf("%s: size %d, sum %q", f.Name, f.Size, f.SHA256)
 		}
 	}
-	want := "containerd→/usr/local/bin/containerd kubeadm→/usr/bin/kubeadm kubectl→/usr/bin/kubectl kubelet→/usr/bin/kubelet"
+	want := "cni/bridge→/opt/cni/bin/bridge containerd→/usr/local/bin/containerd kubeadm→/usr/bin/kubeadm kubectl→/usr/bin/kubectl kubelet→/usr/bin/kubelet"
 	if strings.Join(names, " ") != want {
 		t.Errorf("files %s, want %s", strings.Join(names, " "), want)
 	}
 	// Each copy is the executable plus one byte: all the same size.
-	if c, ok := b.File("containerd"); !ok || b.TotalSize() != 4*c.Size {
-		t.Errorf("total %d for 4 files of %d bytes (containerd found: %v)", b.TotalSize(), c.Size, ok)
+	if c, ok := b.File("containerd"); !ok || b.TotalSize() != 5*c.Size {
+		t.Errorf("total %d for 5 files of %d bytes (containerd found: %v)", b.TotalSize(), c.Size, ok)
 	}
 }
 
