@@ -164,46 +164,6 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	return g
 }
 
-// addPrepare adds, when fleet installs the node software itself
-// (cluster.install: binaries), the steps that make bare hosts nodes, after
-// the gate; it returns the steps kubeadm must wait for.
-func addPrepare(s *Session, g *steps.Graph, nodes []string) []string {
-	if !s.Inv.Installs() {
-		return nil
-	}
-	version := s.Inv.Cluster.KubernetesVersion
-	g.MustAdd(s.step(steps.Step{Name: "prepare-kernel", Description: "load overlay and br_netfilter, set forwarding and bridge sysctls, swap off; persisted",
-		Hosts: nodes, After: []string{"gate"}}, &kernelPhase{}))
-	g.MustAdd(s.step(steps.Step{Name: "prepare-binaries", Description: "upload the binaries folder (each checked by its SHA-256 on the host, skipped when it is there), kubelet and containerd units",
-		Hosts: nodes, After: []string{"gate"}}, &binariesPhase{version: version}))
-	g.MustAdd(s.step(steps.Step{Name: "prepare-runtime", Description: "containerd's config: SystemdCgroup, kubeadm's pause image, registry mirrors",
-		Hosts: nodes, After: []string{"prepare-binaries"}}, &runtimePhase{version: version, mirrors: s.Inv.Cluster.RegistryMirrors}))
-	return []string{"prepare-kernel", "prepare-runtime"}
-}
-
-// Prepare runs preflight and the prepare steps only: bare hosts become
-// hosts kubeadm can run on, and nothing joins a cluster.
-func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) {
-	if !s.Inv.Installs() {
-		return nil, fmt.Errorf("%s: cluster.install is %s: fleet prepares hosts with install: binaries", s.Inv.Path, s.Inv.Cluster.Install)
-	}
-	if _, err := s.Bundle(); err != nil {
-		return nil, err
-	}
-	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
-		return nil, err
-	}
-	nodes := without(append(namesWithRole(s.Inv, inventory.RoleMaster), namesWithRole(s.Inv, inventory.RoleWorker)...), opts.Exclude)
-	s.Connect(ctx, nodes)
-	g := steps.New()
-	g.MustAdd(s.step(steps.Step{Name: "preflight", Description: "reach every node; check OS, architecture, installed versions, clock skew",
-		Hosts: nodes, ReadOnly: true}, &preflightPhase{inv: s.Inv, maxSkew: opts.MaxClockSkew}))
-	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
-		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
-	addPrepare(s, g, nodes)
-	return locked(ctx, s, "prepare", func() (*Report, error) { return s.Run(ctx, g) })
-}
-
 // addJoins adds the joins after the credentials step: masters one at a
 // time; ca.crt, then each worker its inventory's way, in parallel, with
 // fleet's RBAC bindings first where TLS-bootstrapped or CA-host workers

@@ -1,0 +1,424 @@
+package playbooks
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetops/fleet/internal/binaries"
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/nodeprep"
+)
+
+// binariesPhase puts the folder's binaries where packages would, and
+// writes the units that start them.
+type binariesPhase struct {
+	version string // cluster.kubernetesVersion: what kubeadm, kubelet and kubectl must say
+	seen    seen[binariesState]
+}
+
+// stampFile records, per installed binary, its sum, what stat said of it
+// just after, and its version: a later run that sees the same size and
+// mtime trusts them without reading the file or starting it (hashing
+// 200 MB and starting three large programs per host would make a
+// no-change apply slow).
+const stampFile = "/var/lib/fleet/binaries.sha256"
+
+// stamp is one stampFile line: "<sha256> <size> <mtime> <path> <version|->".
+type stamp struct {
+	sum         string
+	size, mtime int64
+	version     string // "" for a binary without one (containerd)
+}
+
+func parseStamps(data string) map[string]stamp {
+	st := map[string]stamp{}
+	for _, line := range strings.Split(data, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 5 {
+			continue
+		}
+		size, err1 := strconv.ParseInt(f[1], 10, 64)
+		mtime, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 == nil && err2 == nil {
+			st[f[3]] = stamp{f[0], size, mtime, strings.TrimPrefix(f[4], "-")}
+		}
+	}
+	return st
+}
+
+// binariesStateScript prints "<size> <mtime> <path>" for each destination
+// ($@) that exists, a marker, then the stamp and the units as
+// readFilesScript does: one round trip.
+const binariesStateScript = `stat -c '%s %Y %n' "$@" 2>/dev/null
+echo ` + filesMarker
+
+const filesMarker = "--- fleet files ---"
+
+// binariesState is what a host has of the folder.
+type binariesState struct {
+	stat   map[string]stamp // path -> size and mtime now
+	stamps map[string]stamp // path -> what fleet recorded
+	units  map[string][]byte
+}
+
+func readBinariesState(ctx context.Context, p probe, host string, b *binaries.Bundle) (binariesState, error) {
+	args := []string{"sh", "-c", binariesStateScript, "fleet-stat"}
+	for _, f := range b.Files {
+		args = append(args, f.Dest)
+	}
+	files := append([]string{stampFile}, unitPaths(b)...)
+	res, err := p.query(ctx, host, exec.Command(args...)+"\n"+exec.Command(append([]string{"sh", "-c", readFilesScript, "fleet-read"}, files...)...))
+	if err != nil {
+		return binariesState{}, err
+	}
+	stats, contents, ok := strings.Cut(res.Stdout, filesMarker+"\n")
+	if !ok {
+		return binariesState{}, fmt.Errorf("unexpected answer %q", res.Stdout)
+	}
+	st := binariesState{stat: map[string]stamp{}}
+	for _, line := range strings.Split(strings.TrimSpace(stats), "\n") {
+		if f := strings.Fields(line); len(f) == 3 {
+			size, _ := strconv.ParseInt(f[0], 10, 64)
+			mtime, _ := strconv.ParseInt(f[1], 10, 64)
+			st.stat[f[2]] = stamp{size: size, mtime: mtime}
+		}
+	}
+	read, err := parseFiles(contents, files)
+	if err != nil {
+		return binariesState{}, err
+	}
+	st.stamps = parseStamps(string(read[stampFile]))
+	delete(read, stampFile)
+	st.units = read
+	return st, nil
+}
+
+// installed reports whether the host has f as fleet put it there.
+func (st binariesState) installed(f binaries.File) bool {
+	now, ok := st.stat[f.Dest]
+	rec := st.stamps[f.Dest]
+	return ok && rec.sum == f.SHA256 && rec.size == now.size && rec.mtime == now.mtime
+}
+
+// units are the systemd files that go with the folder's binaries.
+func units(b *binaries.Bundle) []remoteFile {
+	files := []remoteFile{
+		{nodeprep.KubeletUnitFile, []byte(nodeprep.KubeletUnit), 0o644},
+		{nodeprep.KubeadmDropIn, []byte(nodeprep.KubeadmDropInConf), 0o644},
+	}
+	if _, ok := b.File("containerd"); ok {
+		files = append(files, remoteFile{nodeprep.ContainerdUnitFile, []byte(nodeprep.ContainerdUnit), 0o644})
+	}
+	return files
+}
+
+func unitPaths(b *binaries.Bundle) []string {
+	var paths []string
+	for _, u := range units(b) {
+		paths = append(paths, u.path)
+	}
+	return paths
+}
+
+// binariesTodo lists the files the host lacks, and the units that differ.
+func binariesTodo(st binariesState, b *binaries.Bundle) (missing []binaries.File, staleUnits []remoteFile) {
+	for _, f := range b.Files {
+		if !st.installed(f) {
+			missing = append(missing, f)
+		}
+	}
+	for _, u := range units(b) {
+		if string(st.units[u.path]) != string(u.data) {
+			staleUnits = append(staleUnits, u)
+		}
+	}
+	return missing, staleUnits
+}
+
+func (p *binariesPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
+	b, err := pr.s.Bundle()
+	if err != nil {
+		return false, "", err
+	}
+	st, err := readBinariesState(ctx, pr, host, b)
+	if err != nil {
+		return false, "", err
+	}
+	p.seen.keep(host, st)
+	missing, stale := binariesTodo(st, b)
+	if len(missing)+len(stale) == 0 {
+		return true, fmt.Sprintf("%d binaries of %s installed with their sums, units written", len(b.Files), p.version), nil
+	}
+	var todo []string
+	var size int64
+	for _, f := range missing {
+		todo = append(todo, f.Name)
+		size += f.Size
+	}
+	for _, u := range stale {
+		todo = append(todo, u.path)
+	}
+	return false, fmt.Sprintf("install %s (up to %s to send)", strings.Join(todo, ", "), megabytes(size)), nil
+}
+
+// The run costs a fixed number of round trips whatever the folder holds:
+// on a busy network each one counts more than the bytes.
+func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
+	b, err := r.s.Bundle()
+	if err != nil {
+		return err
+	}
+	st, ok := p.seen.take(host)
+	if !ok {
+		if st, err = readBinariesState(ctx, r.probe, host, b); err != nil {
+			return err
+		}
+	}
+	missing, stale := binariesTodo(st, b)
+	// Units first: the finish, which makes the binaries live, enables them.
+	if len(stale) > 0 {
+		if err := r.uploadAll(ctx, host, stale); err != nil {
+			return err
+		}
+	}
+	enable := ""
+	if r.s.runsSystemd(host) {
+		// A host run by another init starts its services its own way,
+		// from the same binaries.
+		enable = "systemctl daemon-reload && " + exec.Command("systemctl", "enable", "kubelet")
+		if _, ok := b.File("containerd"); ok {
+			enable += " && " + exec.Command("systemctl", "enable", "--now", "containerd")
+		}
+	}
+	if len(missing) > 0 {
+		return p.install(ctx, r, host, b, st, missing, enable)
+	}
+	if enable != "" {
+		_, err = r.run(ctx, host, enable)
+	}
+	return err
+}
+
+// install sends the missing files the host does not have already (one
+// there with the same sum, put by hand, is kept), asks each Kubernetes
+// binary its version before it goes live, and then moves them all into
+// place and records the stamp in one command.
+func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *binaries.Bundle, st binariesState, missing []binaries.File, enable string) error {
+	there, err := sumsOnHost(ctx, r, host, st, missing)
+	if err != nil {
+		return err
+	}
+	conn, err := r.s.Conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	var sent int64
+	began := time.Now()
+	staged := map[string]string{} // dest -> the path the file waits at
+	for _, f := range missing {
+		if there[f.Dest] == f.SHA256 {
+			staged[f.Dest] = f.Dest
+			continue
+		}
+		if err := r.ensureDir(ctx, host, dirOf(f.Dest), 0o755); err != nil {
+			return err
+		}
+		n, err := upload(ctx, r.s, conn, f, f.Dest+".fleet-new")
+		sent += n
+		if err != nil {
+			return fmt.Errorf("send %s: %w", f.Name, err)
+		}
+		staged[f.Dest] = f.Dest + ".fleet-new"
+	}
+	if sent > 0 {
+		took := time.Since(began)
+		r.note("prepare-binaries", host, fmt.Sprintf("sent %s in %s (%s/s)", megabytes(sent), took.Round(time.Millisecond),
+			megabytes(int64(float64(sent)/max(took.Seconds(), 0.001)))))
+	}
+	versions := map[string]string{}
+	for _, f := range missing {
+		if versionArgs(f.Name) == nil {
+			continue
+		}
+		v, err := r.s.binaryVersion(ctx, host, f, staged[f.Dest])
+		if err != nil {
+			return err
+		}
+		if v != p.version {
+			r.run(ctx, host, exec.Command(append([]string{"rm", "-f"}, stagedOnly(staged)...)...))
+			return fmt.Errorf("%s of %s is %s, the inventory's kubernetesVersion is %s", f.Name, f.Path, orUnknown(v), p.version)
+		}
+		versions[f.Dest] = v
+	}
+	// Move, stamp every file of the folder with its stat now, enable.
+	script := finishScript
+	if enable != "" {
+		script += "\n" + enable
+	}
+	args := []string{"sh", "-c", script, "fleet-finish"}
+	for _, f := range b.Files {
+		from, moving := staged[f.Dest]
+		if !moving {
+			from = "-"
+		}
+		v := versions[f.Dest]
+		if !moving {
+			v = st.stamps[f.Dest].version
+		}
+		args = append(args, from, f.Dest, f.SHA256, orDash(v))
+	}
+	_, err = r.run(ctx, host, exec.Command(args...))
+	return err
+}
+
+// finishScript takes quadruples "<staged|-> <dest> <sha256> <version|->":
+// every staged file is moved over its destination, then the stamp is
+// written (atomically) for every destination that exists.
+const finishScript = `set -e
+mkdir -p /var/lib/fleet
+t=$(mktemp /var/lib/fleet/.binaries.XXXXXX)
+trap 'rm -f "$t"' EXIT
+while [ $# -ge 4 ]; do
+	if [ "$1" != - ] && [ "$1" != "$2" ]; then mv -f "$1" "$2"; fi
+	if [ -e "$2" ]; then echo "$3 $(stat -c '%s %Y' "$2") $2 $4" >> "$t"; fi
+	shift 4
+done
+chmod 644 "$t"
+mv -f "$t" ` + stampFile + `
+trap - EXIT`
+
+// sumsOnHost hashes, on the host, the missing files' destinations that
+// exist: a host prepared by hand keeps a file that is already right.
+func sumsOnHost(ctx context.Context, r remote, host string, st binariesState, missing []binaries.File) (map[string]string, error) {
+	var present []string
+	for _, f := range missing {
+		if _, ok := st.stat[f.Dest]; ok {
+			present = append(present, f.Dest)
+		}
+	}
+	sums := map[string]string{}
+	if len(present) == 0 {
+		return sums, nil
+	}
+	res, err := r.run(ctx, host, exec.Command(append([]string{"sha256sum"}, present...)...))
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			sums[f[1]] = f[0]
+		}
+	}
+	return sums, nil
+}
+
+// upload sends f to path on the host, counting the bytes as they go.
+func upload(ctx context.Context, s *Session, conn *exec.Conn, f binaries.File, path string) (int64, error) {
+	src, err := os.Open(f.Path)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	var sent atomic.Int64
+	err = conn.UploadFrom(ctx, path, src, f.Size, 0o755, func(n int) { sent.Add(int64(n)); s.uploaded.Add(int64(n)) })
+	return sent.Load(), err
+}
+
+// versionOnce is one binary's version, asked on the first host that has
+// it: every host gets the same bytes (the same sum), so one answer holds
+// for all, and the other hosts are spared starting a large program.
+type versionOnce struct {
+	once    sync.Once
+	version string
+	pause   string // kubeadm only: the pause image of the cluster's version
+	err     error
+}
+
+// binaryVersion is the version of f, at path on host (asked there only if
+// no host of this run has been asked yet).
+// kubeadm is asked in the same command for the pause image of the
+// cluster's version, which containerd's config names (prepare-runtime).
+func (s *Session) binaryVersion(ctx context.Context, host string, f binaries.File, path string) (string, error) {
+	v, _ := s.versions.LoadOrStore(f.SHA256, &versionOnce{})
+	vo := v.(*versionOnce)
+	vo.once.Do(func() {
+		cmd := versionCommand(f.Name, path)
+		if f.Name == "kubeadm" {
+			cmd += " && " + exec.Command(path, "config", "images", "list", "--kubernetes-version", s.Inv.Cluster.KubernetesVersion)
+		}
+		res, err := s.run(ctx, host, cmd)
+		if err != nil {
+			vo.err = fmt.Errorf("ask %s its version: %w", f.Name, err)
+			return
+		}
+		vo.version = parseVersion(f.Name, res.Stdout)
+		if f.Name == "kubeadm" {
+			vo.pause, _ = nodeprep.PauseImage(res.Stdout)
+		}
+	})
+	return vo.version, vo.err
+}
+
+func stagedOnly(staged map[string]string) []string {
+	var paths []string
+	for dest, from := range staged {
+		if from != dest {
+			paths = append(paths, from)
+		}
+	}
+	return paths
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// versionArgs are what a Kubernetes binary is asked its version with; nil
+// for the others.
+func versionArgs(name string) []string {
+	return map[string][]string{
+		"kubeadm": {"version", "-o", "short"},
+		"kubelet": {"--version"},
+		"kubectl": {"version", "--client"},
+	}[name]
+}
+
+// versionCommand asks the binary at path its version; "" for the others.
+func versionCommand(name, path string) string {
+	args := versionArgs(name)
+	if args == nil {
+		return ""
+	}
+	return exec.Command(append([]string{path}, args...)...)
+}
+
+// parseVersion reads versionCommand's answer: "v1.34.4", "Kubernetes
+// v1.34.4", "Client Version: v1.34.4\nKustomize Version: ...".
+func parseVersion(name, out string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[len(f)-1]
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func dirOf(p string) string { return p[:strings.LastIndexByte(p, '/')] }
+
+func megabytes(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
