@@ -15,7 +15,7 @@ RELIABILITY_DIR ?= /var/tmp/fleet-reliability
 BENCH_SIZES ?= 10,50
 BENCH_RUNS ?= 5
 
-.PHONY: help setup build test unit integration fuzz bench sim-tools sim-up sim-down demo clean
+.PHONY: help setup build test unit integration fuzz bench bench-prepare sim-tools sim-up sim-down demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ bench: sim-tools ## micro-benchmarks; fleet vs ansible-playbook vs OpenSSH (BENC
 	command -v ansible-playbook >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q ansible-core
 	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench
 	./bin/fleet-bench compare -sizes $(BENCH_SIZES) -runs $(BENCH_RUNS) -out testing/bench -apply-layer $(SIM_LAYER)
+
+bench-prepare: sim-tools ## only the prepare row: 20 bare hosts, fleet prepare against parallel scp (testing/bench/PREPARE.md)
+	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench
+	./bin/fleet-bench prepare -runs 3 -layer $(SIM_LAYER) -out testing/bench/PREPARE.md
 
 sim-tools: ## build kubeadm, the control plane, etcd, cfssl and the emulated kubelet (cached)
 	./testing/tools/build.sh $(SIM_BIN)
