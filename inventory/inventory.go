@@ -4,6 +4,7 @@
 package inventory
 
 import (
+	"strings"
 	"time"
 )
 
@@ -46,9 +47,49 @@ type Cluster struct {
 	// kubeadm, kubelet, kubectl, optionally containerd and its tools, and a
 	// SHA256SUMS that lists each of them.
 	Binaries string `yaml:"binaries"`
+	// Packages says where install: packages gets the Kubernetes packages.
+	Packages *Packages `yaml:"packages"`
 	// RegistryMirrors are containerd's mirrors per registry host
 	// ("registry.k8s.io": ["https://mirror.site:5000"]).
 	RegistryMirrors map[string][]string `yaml:"registryMirrors"`
+}
+
+// Packages is the Kubernetes package repository of install: packages.
+type Packages struct {
+	// Repository is a flat apt repository ("deb [signed-by=KEY] URL /"):
+	// default the Kubernetes project's for the version's minor, or a site
+	// mirror of it.
+	Repository string `yaml:"repository"`
+	// Key is its signing key, a file beside the inventory (armored or
+	// not); default: the repository's Release.key, fetched by fleet.
+	Key string `yaml:"key"`
+	// KeyFingerprint pins the key: default the Kubernetes project's.
+	KeyFingerprint string `yaml:"keyFingerprint"`
+}
+
+// KubernetesKeyFingerprint is the key pkgs.k8s.io signs its repositories
+// with ("isv:kubernetes OBS Project").
+const KubernetesKeyFingerprint = "DE15B14486CD377B9E876E1A234654DA9A296436"
+
+// PackageRepository is install: packages' repository, defaults applied.
+func (inv *Inventory) PackageRepository() string {
+	if p := inv.Cluster.Packages; p != nil && p.Repository != "" {
+		return p.Repository
+	}
+	minor := inv.Cluster.KubernetesVersion
+	if parts := strings.SplitN(strings.TrimPrefix(minor, "v"), ".", 3); len(parts) >= 2 {
+		minor = "v" + parts[0] + "." + parts[1]
+	}
+	return "https://pkgs.k8s.io/core:/stable:/" + minor + "/deb/"
+}
+
+// PackageKeyFingerprint is the fingerprint the repository's key must
+// have, defaults applied: upper-case hex, no spaces.
+func (inv *Inventory) PackageKeyFingerprint() string {
+	if p := inv.Cluster.Packages; p != nil && p.KeyFingerprint != "" {
+		return strings.ToUpper(strings.ReplaceAll(p.KeyFingerprint, " ", ""))
+	}
+	return KubernetesKeyFingerprint
 }
 
 // Where the node software comes from.
@@ -59,10 +100,16 @@ const (
 	// InstallBinaries: fleet sets the kernel up and uploads the binaries
 	// of Cluster.Binaries (air-gapped: nothing is downloaded by a host).
 	InstallBinaries = "binaries"
+	// InstallPackages: fleet sets the kernel up and installs containerd
+	// from the distribution's packages and kubeadm, kubelet and kubectl
+	// from the Kubernetes repository (Cluster.Packages), pinned and held.
+	InstallPackages = "packages"
 )
 
 // Installs reports whether fleet prepares the nodes itself.
-func (inv *Inventory) Installs() bool { return inv.Cluster.Install == InstallBinaries }
+func (inv *Inventory) Installs() bool {
+	return inv.Cluster.Install == InstallBinaries || inv.Cluster.Install == InstallPackages
+}
 
 // How a worker joins the cluster.
 const (

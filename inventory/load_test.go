@@ -224,9 +224,15 @@ func TestBadInventories(t *testing.T) {
 		{"binaries without a folder", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  install: binaries\n")
 		}, `inv.yaml:3:12: cluster.install: binaries needs cluster.binaries`},
-		{"install from packages, not built yet", func(t *testing.T) string {
-			return edit(t, "  name: test\n", "  name: test\n  install: packages\n")
-		}, `inv.yaml:3:12: cluster.install: packages is not built yet`},
+		{"a package repository that is not a URL", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  install: packages\n  packages: {repository: pkgs.example/deb}\n")
+		}, `inv.yaml:4:26: cluster.packages.repository: "pkgs.example/deb" is not an http(s) URL`},
+		{"a short key fingerprint", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  install: packages\n  packages: {keyFingerprint: DE15B144}\n")
+		}, `inv.yaml:4:30: cluster.packages.keyFingerprint: "DE15B144" is not 40 hex digits`},
+		{"packages with hosts that come prepared", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  packages: {repository: https://mirror.site/k8s/}\n")
+		}, `inv.yaml:3:13: cluster.packages: is used by install: packages only`},
 		{"a binaries folder with hosts that come prepared", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  binaries: ./airgap\n")
 		}, `inv.yaml:3:13: cluster.binaries: is used by install: binaries only`},

@@ -143,13 +143,26 @@ func (d *decoder) checkInstall(c *Cluster) {
 		if c.Binaries == "" {
 			d.errorf("cluster.install", "binaries needs cluster.binaries: the folder with kubeadm, kubelet, kubectl and their SHA256SUMS")
 		}
-	case "packages":
-		d.errorf("cluster.install", "packages is not built yet: use binaries (a folder of kubeadm, kubelet, kubectl) or prepared")
+	case InstallPackages:
+		if p := c.Packages; p != nil {
+			if p.Repository != "" && !strings.HasPrefix(p.Repository, "https://") && !strings.HasPrefix(p.Repository, "http://") {
+				d.errorf("cluster.packages.repository", "%q is not an http(s) URL", p.Repository)
+			}
+			if p.Repository != "" && !strings.HasSuffix(p.Repository, "/") {
+				p.Repository += "/"
+			}
+			if fp := strings.ReplaceAll(p.KeyFingerprint, " ", ""); fp != "" && !fingerprint.MatchString(fp) {
+				d.errorf("cluster.packages.keyFingerprint", "%q is not 40 hex digits (gpg --show-keys prints it)", p.KeyFingerprint)
+			}
+		}
 	default:
-		d.errorf("cluster.install", "%q: want prepared or binaries", c.Install)
+		d.errorf("cluster.install", "%q: want prepared, binaries or packages", c.Install)
 	}
 	if c.Binaries != "" && c.Install != InstallBinaries {
 		d.errorf("cluster.binaries", "is used by install: binaries only")
+	}
+	if c.Packages != nil && c.Install != InstallPackages {
+		d.errorf("cluster.packages", "is used by install: packages only")
 	}
 	for host, urls := range c.RegistryMirrors {
 		if len(urls) == 0 {
@@ -162,6 +175,8 @@ func (d *decoder) checkInstall(c *Cluster) {
 		}
 	}
 }
+
+var fingerprint = regexp.MustCompile(`^[0-9A-Fa-f]{40}$`)
 
 var sha256Pin = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
@@ -441,6 +456,9 @@ func resolvePaths(inv *Inventory) error {
 		fix(c)
 	}
 	fix(&inv.Cluster.Binaries)
+	if p := inv.Cluster.Packages; p != nil {
+		fix(&p.Key)
+	}
 	fix(&inv.SSH.IdentityFile)
 	if inv.SSH.Config != "none" {
 		fix(&inv.SSH.Config)

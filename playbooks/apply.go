@@ -42,8 +42,9 @@ func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) 
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
-	// The binaries folder is checked before any host is dialled.
-	if _, err := s.Bundle(); err != nil {
+	// The binaries folder or the repository's key is checked before any
+	// host is dialled.
+	if err := s.checkInstallSource(ctx); err != nil {
 		return nil, err
 	}
 	s.Connect(ctx, hostNames(s.Inv.Hosts()))
@@ -58,7 +59,7 @@ func Plan(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) {
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
-	if _, err := s.Bundle(); err != nil {
+	if err := s.checkInstallSource(ctx); err != nil {
 		return nil, err
 	}
 	return s.DryRun(ctx, applyGraph(s, opts, initMaster(ctx, s)))

@@ -187,7 +187,7 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	}
 	var install []string
 	if prepared {
-		b, err := pr.s.Bundle()
+		b, err := pr.s.Bundle() // nil for install: packages
 		if err != nil {
 			return err
 		}

@@ -3,12 +3,14 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/fleetops/fleet/internal/binaries"
 	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/nodeprep"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
@@ -28,10 +30,10 @@ type bundleOnce struct {
 }
 
 // Bundle is the inventory's checked binaries folder (install: binaries),
-// nil when the hosts come prepared. A file whose sum differs from its
+// nil for the other install sources. A file whose sum differs from its
 // SHA256SUMS line is an error here, before any host is touched.
 func (s *Session) Bundle() (*binaries.Bundle, error) {
-	if !s.Inv.Installs() {
+	if s.Inv.Cluster.Install != inventory.InstallBinaries {
 		return nil, nil
 	}
 	s.bundle.once.Do(func() {
@@ -43,11 +45,68 @@ func (s *Session) Bundle() (*binaries.Bundle, error) {
 	return s.bundle.bundle, s.bundle.err
 }
 
-// BinariesError is a binaries folder fleet refuses to install from (a sum
-// that differs, a file missing): bad input, found before any upload.
-type BinariesError struct{ Err error }
+// keyOnce is install: packages' repository key, fetched and checked once.
+type keyOnce struct {
+	once sync.Once
+	key  []byte
+	err  error
+}
 
-func (e *BinariesError) Error() string { return "cluster.binaries: " + e.Err.Error() }
+// PackageKey is the Kubernetes repository's signing key for install:
+// packages, armored: the inventory's file, else the repository's
+// Release.key fetched here; either way its fingerprint must be the pinned
+// one (the Kubernetes project's unless the inventory names a mirror's).
+// Checked before any host is changed.
+func (s *Session) PackageKey(ctx context.Context) ([]byte, error) {
+	s.pkgKey.once.Do(func() {
+		var data []byte
+		var from string
+		if p := s.Inv.Cluster.Packages; p != nil && p.Key != "" {
+			from = p.Key
+			data, s.pkgKey.err = readLimited(p.Key, 1<<20)
+		} else {
+			from = s.Inv.PackageRepository() + "Release.key"
+			data, s.pkgKey.err = fetch(ctx, http.DefaultClient, from, 1<<20)
+		}
+		if s.pkgKey.err == nil {
+			s.pkgKey.key, s.pkgKey.err = nodeprep.PinnedKey(data, s.Inv.PackageKeyFingerprint())
+		}
+		if s.pkgKey.err != nil {
+			s.pkgKey.err = &BinariesError{Field: "cluster.packages", Err: fmt.Errorf("signing key %s: %w", from, s.pkgKey.err)}
+		}
+	})
+	return s.pkgKey.key, s.pkgKey.err
+}
+
+// checkInstallSource loads what install: binaries or packages installs
+// from, before any host is dialled: the folder's sums, the repository's
+// key.
+func (s *Session) checkInstallSource(ctx context.Context) error {
+	switch s.Inv.Cluster.Install {
+	case inventory.InstallBinaries:
+		_, err := s.Bundle()
+		return err
+	case inventory.InstallPackages:
+		_, err := s.PackageKey(ctx)
+		return err
+	}
+	return nil
+}
+
+// BinariesError is an install source fleet refuses (a folder file whose
+// sum differs, a repository key that is not the pinned one): bad input,
+// found before any host is changed.
+type BinariesError struct {
+	Field string // "" for cluster.binaries
+	Err   error
+}
+
+func (e *BinariesError) Error() string {
+	if e.Field == "" {
+		return "cluster.binaries: " + e.Err.Error()
+	}
+	return e.Field + ": " + e.Err.Error()
+}
 func (e *BinariesError) Unwrap() error { return e.Err }
 
 // runsSystemd reports what preflight saw of host: systemd runs it.
@@ -81,6 +140,7 @@ func (s *seen[T]) take(host string) (T, bool) {
 // to prepare: a distribution or architecture it does not install for, a
 // Kubernetes binary of another version already there, no container
 // runtime and none in the folder.
+// b is the binaries folder, nil for install: packages.
 func installProblems(h *inventory.Host, f hostFacts, b *binaries.Bundle, version string) []string {
 	if h.Role != inventory.RoleMaster && h.Role != inventory.RoleWorker {
 		return nil
@@ -89,13 +149,21 @@ func installProblems(h *inventory.Host, f hostFacts, b *binaries.Bundle, version
 	if f.family == "" {
 		problems = append(problems, fmt.Sprintf("%s (ID=%s) is not a distribution fleet prepares: Debian, Ubuntu, RHEL, Rocky, Alma or Fedora", f.distro, orUnknown(f.id)))
 	}
-	if arch := binaries.UnameArch(f.arch); arch != b.Arch {
+	if b == nil {
+		if p := packagesFamilyProblem(f.family); p != "" {
+			problems = append(problems, p)
+		}
+	} else if arch := binaries.UnameArch(f.arch); arch != b.Arch {
 		problems = append(problems, fmt.Sprintf("the host is %s, the binaries of %s are for %s", f.arch, b.Dir, b.Arch))
 	}
 	for _, name := range []string{"kubeadm", "kubelet"} {
 		if got := f.versions[name]; got != "" && got != version {
 			problems = append(problems, fmt.Sprintf("%s %s is installed, the inventory wants %s: fleet installs only where the version matches or none is; change versions with an upgrade, not by replacing binaries", name, got, version))
 		}
+	}
+	if b == nil {
+		slices.Sort(problems)
+		return problems // the distribution's containerd comes with the packages
 	}
 	if _, ok := b.File("containerd"); !ok && !f.containerd {
 		problems = append(problems, "containerd is not installed and "+b.Dir+" has none: add it to the folder (and SHA256SUMS) or install it")
@@ -150,10 +218,17 @@ func addPrepare(s *Session, g *steps.Graph, nodes []string) []string {
 	version := s.Inv.Cluster.KubernetesVersion
 	g.MustAdd(s.step(steps.Step{Name: "prepare-kernel", Description: "load overlay and br_netfilter, set forwarding and bridge sysctls, swap off; persisted",
 		Hosts: nodes, After: []string{"gate"}}, &kernelPhase{}))
-	g.MustAdd(s.step(steps.Step{Name: "prepare-binaries", Description: "upload the binaries folder (each checked by its SHA-256 on the host, skipped when it is there), kubelet and containerd units",
-		Hosts: nodes, After: []string{"gate"}}, &binariesPhase{version: version}))
+	install := "prepare-binaries"
+	if s.Inv.Cluster.Install == inventory.InstallPackages {
+		install = "prepare-packages"
+		g.MustAdd(s.step(steps.Step{Name: install, Description: "containerd from the distribution, kubeadm, kubelet and kubectl " + version + " from " + s.Inv.PackageRepository() + " (key pinned by fingerprint), held",
+			Hosts: nodes, After: []string{"gate"}}, &packagesPhase{version: version, repo: s.Inv.PackageRepository()}))
+	} else {
+		g.MustAdd(s.step(steps.Step{Name: install, Description: "upload the binaries folder (each sent once, its version checked, stamped), kubelet and containerd units",
+			Hosts: nodes, After: []string{"gate"}}, &binariesPhase{version: version}))
+	}
 	g.MustAdd(s.step(steps.Step{Name: "prepare-runtime", Description: "containerd's config: SystemdCgroup, kubeadm's pause image, registry mirrors",
-		Hosts: nodes, After: []string{"prepare-binaries"}}, &runtimePhase{version: version, mirrors: s.Inv.Cluster.RegistryMirrors}))
+		Hosts: nodes, After: []string{install}}, &runtimePhase{version: version, mirrors: s.Inv.Cluster.RegistryMirrors}))
 	return []string{"prepare-kernel", "prepare-runtime"}
 }
 
@@ -161,9 +236,9 @@ func addPrepare(s *Session, g *steps.Graph, nodes []string) []string {
 // hosts kubeadm can run on, and nothing joins a cluster.
 func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) {
 	if !s.Inv.Installs() {
-		return nil, fmt.Errorf("%s: cluster.install is %s: fleet prepares hosts with install: binaries", s.Inv.Path, s.Inv.Cluster.Install)
+		return nil, fmt.Errorf("%s: cluster.install is %s: fleet prepares hosts with install: binaries or packages", s.Inv.Path, s.Inv.Cluster.Install)
 	}
-	if _, err := s.Bundle(); err != nil {
+	if err := s.checkInstallSource(ctx); err != nil {
 		return nil, err
 	}
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {

@@ -336,7 +336,6 @@ func upload(ctx context.Context, s *Session, conn *exec.Conn, f binaries.File, p
 type versionOnce struct {
 	once    sync.Once
 	version string
-	pause   string // kubeadm only: the pause image of the cluster's version
 	err     error
 }
 
@@ -359,7 +358,9 @@ func (s *Session) binaryVersion(ctx context.Context, host string, f binaries.Fil
 		}
 		vo.version = parseVersion(f.Name, res.Stdout)
 		if f.Name == "kubeadm" {
-			vo.pause, _ = nodeprep.PauseImage(res.Stdout)
+			if pause, err := nodeprep.PauseImage(res.Stdout); err == nil {
+				s.pauses.Store(s.Inv.Cluster.KubernetesVersion, pause)
+			}
 		}
 	})
 	return vo.version, vo.err

@@ -15,7 +15,7 @@ import (
 type runtimePhase struct {
 	version string
 	mirrors map[string][]string
-	asked   sync.Map // kubeadm's sum (or the host) -> *pauseOnce
+	asked   sync.Map // version -> *pauseOnce
 	seen    seen[runtimeView]
 }
 
@@ -25,15 +25,15 @@ type runtimeView struct {
 	ok                bool
 }
 
-// askPause asks the host's kubeadm which pause image its version uses,
-// once per run for every host with the same kubeadm (key: its sum in the
-// stamp; the binaries folder gives them all the same one): starting kubeadm
-// on every host would cost more than the rest of the step.
-func (p *runtimePhase) askPause(ctx context.Context, pr probe, host, key string) (string, bool, error) {
-	if v, ok := pr.s.versions.Load(key); ok { // prepare-binaries asked this kubeadm
-		if vo := v.(*versionOnce); vo.pause != "" {
-			return vo.pause, true, nil
-		}
+// askPause asks the host's kubeadm which pause image the cluster's
+// version uses, once per run: every node's kubeadm is the one fleet
+// installed at that version, and starting kubeadm on every host would
+// cost more than the rest of the step. prepare-binaries may have asked
+// already, with the version check.
+func (p *runtimePhase) askPause(ctx context.Context, pr probe, host string) (string, bool, error) {
+	key := p.version
+	if image, ok := pr.s.pauses.Load(key); ok {
+		return image.(string), true, nil
 	}
 	v, _ := p.asked.LoadOrStore(key, &pauseOnce{})
 	po := v.(*pauseOnce)
@@ -69,7 +69,7 @@ const pauseFile = "/var/lib/fleet/pause-image"
 // its kubeadm names, and the config it has; ok is false while kubeadm is
 // not installed (a plan on a bare host).
 func (p *runtimePhase) wantConfig(ctx context.Context, pr probe, host string) (want, have, pause string, ok bool, err error) {
-	files, err := pr.readFiles(ctx, host, nodeprep.ContainerdConfigFile, pauseFile, stampFile)
+	files, err := pr.readFiles(ctx, host, nodeprep.ContainerdConfigFile, pauseFile)
 	if err != nil {
 		return "", "", "", false, err
 	}
@@ -77,11 +77,7 @@ func (p *runtimePhase) wantConfig(ctx context.Context, pr probe, host string) (w
 	if v, image, _ := strings.Cut(strings.TrimSpace(string(files[pauseFile])), " "); v == p.version && image != "" {
 		return nodeprep.ContainerdConfig(image, p.mirrors), have, image, true, nil
 	}
-	key := host
-	if st, ok := parseStamps(string(files[stampFile]))["/usr/bin/kubeadm"]; ok {
-		key = st.sum
-	}
-	pause, ok, err = p.askPause(ctx, pr, host, key)
+	pause, ok, err = p.askPause(ctx, pr, host)
 	if err != nil || !ok {
 		return "", have, "", false, err
 	}

@@ -57,9 +57,11 @@ type Session struct {
 	Warnings []string
 
 	bundle   bundleOnce   // install: binaries: the folder, checked once
+	pkgKey   keyOnce      // install: packages: the repository's key, checked once
 	uploaded atomic.Int64 // bytes of binaries sent to hosts
 	versions sync.Map     // sha256 -> *versionOnce: each binary's version, asked once
 	systemd  sync.Map     // host -> bool: systemd runs it (preflight's facts)
+	pauses   sync.Map     // kubernetesVersion -> the pause image its kubeadm names
 
 	caMu     sync.Mutex     // guards caPlat and caClient
 	caPlat   cfssl.Platform // the CA host's platform, once asked

@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-packages=(openssh-server openssh-client nginx libnginx-mod-stream iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3 tmux chromium)
+packages=(openssh-server openssh-client nginx libnginx-mod-stream iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3 tmux chromium dpkg-dev apt-utils gnupg python3)
 # The docker CLI drives the load balancer's nginx container (runAs:
 # container) against the simulated hosts' emulated engine; Debian's
 # docker.io brings it (its daemon is kept from starting, below).
@@ -30,6 +30,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	chmod +x /usr/sbin/policy-rc.d
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 	rm -f /usr/sbin/policy-rc.d
+fi
+
+# Debian's own containerd and runc, as .deb files: the test bed's package
+# repository serves them to simulated hosts that cannot reach a mirror.
+debs=/var/cache/fleet-sim/debs
+if ! ls "$debs"/containerd_*.deb "$debs"/runc_*.deb >/dev/null 2>&1; then
+	mkdir -p "$debs"
+	[ -n "$(find /var/lib/apt/lists -name '*Packages*' -print -quit)" ] || apt-get update -qq
+	(cd "$debs" && apt-get download -qq containerd runc)
 fi
 
 # Go: the version go.mod asks for, from /usr/local/go as our machines have it.

@@ -71,6 +71,15 @@ func InstallLayer(binDir, layerDir string) error {
 			return fmt.Errorf("sim: link %s: %w", name, err)
 		}
 	}
+	// The emulated runtime, off the PATH: the host's init runs it in
+	// place of a containerd a package installed (which cannot run here).
+	emulated := filepath.Join(images, "libexec/fleet-sim/containerd")
+	if err := os.MkdirAll(filepath.Dir(emulated), 0o755); err != nil {
+		return err
+	}
+	if err := os.Link(filepath.Join(binDir, "sim-containerd"), emulated); err != nil {
+		return fmt.Errorf("sim: link the emulated runtime: %w", err)
+	}
 	return writeAirgap(binDir, AirgapFolder(layerDir))
 }
 

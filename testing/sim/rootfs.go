@@ -20,6 +20,13 @@ var privateDirs = []string{
 	"/run", "/tmp",
 }
 
+// packageState are the package managers' folders each host has its own
+// copy-on-write view of (like /etc and /usr): apt-get and dpkg on a host
+// install into that host only, and the machine running the tests keeps its
+// own state untouched.
+// dpkg's first: forgetPackages writes into its upper layer (pkg0-upper).
+var packageState = []string{"/var/lib/dpkg", "/var/lib/apt", "/var/cache/apt"}
+
 // privateFiles are single files each host has its own copy of: its name,
 // its view of the other hosts, and the accounts the tests log in as.
 var privateFiles = []string{"/etc/hostname", "/etc/hosts", "/etc/passwd", "/etc/group", "/etc/shadow"}
@@ -50,6 +57,28 @@ type rootfs struct {
 // SDK): whiteouts in the host's /usr upper layer hide them, as overlayfs
 // hides a deleted file.
 var bareHidden = []string{"bin/kubeadm", "bin/kubelet", "bin/kubectl", "bin/containerd", "bin/crictl", "local/bin/containerd"}
+
+// barePackages are the packages a bare host's dpkg must not believe
+// installed, even when the machine has them (Google's kubectl package).
+var barePackages = map[string]bool{"kubeadm": true, "kubelet": true, "kubectl": true, "containerd": true, "runc": true, "cri-tools": true, "kubernetes-cni": true}
+
+// forgetPackages gives the host a dpkg status without barePackages, in the
+// upper layer of its /var/lib/dpkg.
+func (r rootfs) forgetPackages() error {
+	data, err := os.ReadFile("/var/lib/dpkg/status")
+	if err != nil {
+		return nil // not a dpkg machine: nothing to forget
+	}
+	var kept []string
+	for _, stanza := range strings.Split(string(data), "\n\n") {
+		name, _, _ := strings.Cut(strings.TrimPrefix(stanza, "Package: "), "\n")
+		if strings.HasPrefix(stanza, "Package: ") && barePackages[name] {
+			continue
+		}
+		kept = append(kept, stanza)
+	}
+	return os.WriteFile(r.path("/pkg0-upper/status"), []byte(strings.Join(kept, "\n\n")), 0o644)
+}
 
 // hideFromBare writes the whiteouts of bareHidden (character devices 0:0).
 func (r rootfs) hideFromBare() error {
@@ -83,6 +112,13 @@ func (r rootfs) build(hostsFile string, clientPub []byte) error {
 			return err
 		}
 	}
+	for i := range packageState {
+		for _, d := range []string{fmt.Sprintf("/pkg%d-upper", i), fmt.Sprintf("/pkg%d-work", i)} {
+			if err := os.MkdirAll(r.path(d), 0o755); err != nil {
+				return err
+			}
+		}
+	}
 	for _, d := range []string{"/root", "/root/.ssh"} {
 		if err := os.Chmod(r.path(d), 0o700); err != nil {
 			return err
@@ -111,6 +147,9 @@ func (r rootfs) build(hostsFile string, clientPub []byte) error {
 	}
 	if r.bare {
 		if err := r.hideFromBare(); err != nil {
+			return err
+		}
+		if err := r.forgetPackages(); err != nil {
 			return err
 		}
 	}
@@ -204,6 +243,9 @@ func (r rootfs) bootScript(tools string) string {
 	// what fleet writes there (modules-load.d, sysctl.d, fstab,
 	// containerd) stays on this host; the binds below go on top of it.
 	fmt.Fprintf(&b, "mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s /etc\n", r.path("/etc-upper"), r.path("/etc-work"))
+	for i, d := range packageState {
+		fmt.Fprintf(&b, "mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s\n", d, r.path(fmt.Sprintf("/pkg%d-upper", i)), r.path(fmt.Sprintf("/pkg%d-work", i)), d)
+	}
 	for _, f := range privateFiles {
 		fmt.Fprintf(&b, "mount --bind %s %s\n", r.path(f), f)
 	}
@@ -241,11 +283,13 @@ func (r rootfs) bootScript(tools string) string {
 // kubelet would: twenty kubelets started every second would eat the CPU of
 // a machine that runs all the hosts.
 // containerd is the emulated runtime, under its own name where the layer
-// put it, or as containerd where fleet installed it on a bare host.
+// put it, as containerd where fleet uploaded it to a bare host, and in
+// place of the distribution's containerd once its package is installed.
 const services = `(while :; do
-	for c in /usr/local/bin/sim-containerd /usr/local/bin/containerd; do
-		[ -x $c ] && { $c >>/var/log/containerd.log 2>&1; break; }
-	done
+	if [ -x /usr/local/bin/sim-containerd ]; then /usr/local/bin/sim-containerd >>/var/log/containerd.log 2>&1
+	elif [ -x /usr/local/bin/containerd ]; then /usr/local/bin/containerd >>/var/log/containerd.log 2>&1
+	elif [ -x /usr/bin/containerd ]; then /usr/libexec/fleet-sim/containerd >>/var/log/containerd.log 2>&1
+	fi
 	sleep 1
 done) &
 (while :; do

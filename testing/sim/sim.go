@@ -333,6 +333,29 @@ func (c *Cluster) Exec(name string, argv ...string) ([]byte, error) {
 	return out, nil
 }
 
+// Start runs argv inside the host in the background (a service the test
+// needs there, such as a package repository's web server), its output
+// appended to logName in the host's folder. It ends with the host.
+func (c *Cluster) Start(name, logName string, argv ...string) error {
+	args, err := c.enter(name, argv...)
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(filepath.Join(c.Host(name).Dir, logName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command("nsenter", args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("sim: %s: start %s: %w", name, strings.Join(argv, " "), err)
+	}
+	go cmd.Wait()
+	return nil
+}
+
 // EtcdMembers asks the etcd on a control-plane host for its member list,
 // through etcd's HTTP gateway with the healthcheck client certificate
 // kubeadm makes, and returns the members' names.
