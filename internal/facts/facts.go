@@ -13,14 +13,14 @@ var Tools = []string{"kubeadm", "kubelet", "kubectl", "nginx", "docker", "contai
 
 // Facts describe one host.
 type Facts struct {
-	OS     string            // uname -s: Linux, SunOS
-	Arch   string            // uname -m: x86_64, aarch64, i86pc
-	Distro string            // PRETTY_NAME of os-release, or "unknown"
-	ID     string            // os-release's ID: debian, rocky, alpine
-	IDLike string            // os-release's ID_LIKE: "rhel centos fedora"
+	OS     string // uname -s: Linux, SunOS
+	Arch   string // uname -m: x86_64, aarch64, i86pc
+	Distro string // PRETTY_NAME of os-release, or "unknown"
+	ID     string // os-release's ID: debian, rocky, alpine
+	IDLike string // os-release's ID_LIKE: "rhel centos fedora"
 	// Systemd is whether systemd runs the host (it has /run/systemd/system).
 	Systemd bool
-	Paths  map[string]string // tool -> path, "" when absent
+	Paths   map[string]string // tool -> path, "" when absent
 }
 
 // Has reports whether tool is installed.
