@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/aptrepo"
 	"github.com/fleetops/fleet/testing/sim"
 )
 
@@ -276,4 +279,132 @@ func copyFolder(t *testing.T, from, to string) {
 		src.Close()
 		dst.Close()
 	}
+}
+
+// TestPrepareFromPackages: bare hosts of a site that reaches only its own
+// mirror become a Ready cluster with install: packages, through the real
+// apt-get and dpkg: the Kubernetes packages at the cluster's version and
+// held, containerd from Debian's own package; the mirror's key is fetched
+// and pinned by fingerprint, and a key that is not the pinned one stops
+// the run before any host changes.
+func TestPrepareFromPackages(t *testing.T) {
+	sim.Need(t, cluster)
+	debs, _ := filepath.Glob(filepath.Join(aptrepo.DebsDir, "*.deb"))
+	if len(debs) < 2 {
+		t.Fatalf("no containerd and runc .deb files in %s: run scripts/setup.sh", aptrepo.DebsDir)
+	}
+	topo := sim.Topology{ID: "bq", Subnet: 43, Bare: true, Hosts: []sim.HostSpec{
+		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "worker0", Role: "worker"},
+	}}
+	c := upWithNodeBinaries(t, topo)
+	nodes := []string{"master0", "worker0"}
+	folder := sim.AirgapFolder(c.Tools)
+	const version = "1.34.4-1.1"
+	var pkgs []aptrepo.Package
+	for _, name := range []string{"kubeadm", "kubelet", "kubectl"} {
+		pkgs = append(pkgs, aptrepo.Package{Name: name, Version: version, Arch: "amd64", Files: map[string]string{"usr/bin/" + name: filepath.Join(folder, name)}})
+	}
+	repo, err := aptrepo.Build(filepath.Join(c.Dir, "apt"), pkgs, debs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := c.Host("lb").Address
+	if err := c.Start("lb", "repo.log", "python3", "-m", "http.server", "--bind", lb, "--directory", repo.Dir, "8080"); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + lb + ":8080/"
+	for _, h := range nodes {
+		// The site's hosts reach only its mirror: no Debian sources.
+		if out, err := c.Exec(h, "sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := c.Exec("master0", "curl", "-fsS", "-o", "/dev/null", url+"InRelease"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("repository not served: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	invPath := filepath.Join(c.Dir, "packages.yaml")
+	withKey := func(fingerprint string) *inventory.Inventory {
+		return editInventory(t, invPath, mustRead(t, c.Inventory), [2]string{"  kubernetesVersion: " + sim.KubernetesVersion + "\n",
+			"  kubernetesVersion: " + sim.KubernetesVersion + "\n  install: packages\n  packages:\n    repository: " + url + "\n    keyFingerprint: " + fingerprint + "\n"})
+	}
+	opts := playbooks.DefaultApplyOptions()
+	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
+	installed := func(h string) string {
+		out, _ := c.Exec(h, "sh", "-c", "dpkg-query -W kubeadm kubelet kubectl containerd 2>/dev/null; echo held: $(apt-mark showhold); ls /etc/apt/keyrings 2>/dev/null; :")
+		return string(out)
+	}
+
+	t.Run("a key that is not the pinned one is refused before any host changes", func(t *testing.T) {
+		before := map[string]string{}
+		for _, h := range nodes {
+			before[h] = installed(h)
+			if strings.Contains(before[h], "kubeadm") || strings.Contains(before[h], "fleet-kubernetes.asc") {
+				t.Fatalf("%s is not bare: %q", h, before[h])
+			}
+		}
+		other := strings.Repeat("0", 40)
+		_, _, shown, err := runApply(t, withKey(other), opts, nil)
+		var be *playbooks.BinariesError
+		if !errors.As(err, &be) || !strings.Contains(err.Error(), "the key's fingerprint is "+repo.Fingerprint+", the pinned one "+other) {
+			t.Fatalf("got %v, want the key refused naming both fingerprints\n%s", err, shown)
+		}
+		for _, h := range nodes {
+			if got := installed(h); got != before[h] {
+				t.Errorf("%s changed: %q, was %q", h, got, before[h])
+			}
+		}
+	})
+
+	t.Run("apply installs, holds and builds the cluster", func(t *testing.T) {
+		report, _, shown, err := runApply(t, withKey(repo.Fingerprint), opts, nil)
+		if err != nil {
+			t.Fatalf("apply: %v\n%s", err, shown)
+		}
+		ran := changedSteps(report)
+		for _, h := range nodes {
+			if !ran["prepare-packages/"+h] || !ran["prepare-kernel/"+h] || !ran["prepare-runtime/"+h] {
+				t.Errorf("%s: prepare steps that ran: %v", h, ran)
+			}
+			got := installed(h)
+			for _, want := range []string{"kubeadm\t" + version, "kubelet\t" + version, "kubectl\t" + version, "containerd\t1.", "held: kubeadm kubectl kubelet", "fleet-kubernetes.asc"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("%s lacks %q:\n%s", h, want, got)
+				}
+			}
+		}
+		nodeList, err := clientFor(t, opts.Kubeconfig).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+		if err != nil || len(nodeList.Items) != len(nodes) {
+			t.Fatalf("nodes %v, %v", nodeList, err)
+		}
+		if out, err := exec.Command("dpkg-query", "-W", "kubeadm").CombinedOutput(); err == nil {
+			t.Errorf("the machine running the test has kubeadm installed now: %s", out)
+		}
+	})
+
+	t.Run("a second apply installs nothing", func(t *testing.T) {
+		report, _, shown, err := runApply(t, withKey(repo.Fingerprint), opts, nil)
+		if err != nil || report.Changed() {
+			t.Fatalf("%v; changes %v\n%s", err, changedSteps(report), shown)
+		}
+		for _, h := range nodes {
+			if r := reasonOf(report, "prepare-packages", h); !strings.Contains(r, "kubeadm, kubelet, kubectl "+version+" installed from "+url+" and held") {
+				t.Errorf("%s: prepare-packages says %q", h, r)
+			}
+		}
+	})
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -189,3 +189,54 @@ func TestVersionsScriptReadsTheStamp(t *testing.T) {
 		t.Error("the unstamped kubelet was not asked")
 	}
 }
+
+func TestReadPackagesStatus(t *testing.T) {
+	key := []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n...\n")
+	repo := "https://pkgs.k8s.io/core:/stable:/v1.34/deb/"
+	files := map[string][]byte{aptKeyFile: key, aptListFile: []byte(aptList(repo))}
+	tests := []struct {
+		name      string
+		installed map[string]string
+		held      []string
+		files     map[string][]byte
+		want      string
+	}{
+		{"installed and held", map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1", "containerd": "1.6.20~ds1-1+deb12u3"},
+			[]string{"kubeadm", "kubectl", "kubelet"}, files, ""},
+		{"bare", map[string]string{}, nil, map[string][]byte{},
+			"write /etc/apt/keyrings/fleet-kubernetes.asc; write /etc/apt/sources.list.d/fleet-kubernetes.list; install kubeadm 1.34.4; install kubelet 1.34.4; install kubectl 1.34.4; install containerd; hold kubeadm; hold kubelet; hold kubectl"},
+		{"1.34.40 is not 1.34.4", map[string]string{"kubeadm": "1.34.40-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1", "containerd": "1.7"},
+			[]string{"kubeadm", "kubectl", "kubelet"}, files, "install kubeadm 1.34.4"},
+		{"someone released the hold", map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1", "containerd": "1.7"},
+			[]string{"kubeadm", "kubectl"}, files, "hold kubelet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := packagesState{installed: tt.installed, held: map[string]bool{}, files: tt.files}
+			for _, h := range tt.held {
+				st.held[h] = true
+			}
+			if got := strings.Join(packagesTodo(st, key, repo, "v1.34.4"), "; "); got != tt.want {
+				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParsePackagesState(t *testing.T) {
+	out := "kubeadm 1.34.4-1.1 hi \nkubelet 1.34.4-1.1 ii \nkubectl  un \ncontainerd 1.6.20~ds1-1+deb12u3 rc \n" +
+		filesMarker + "\nkubeadm\n" + filesMarker + "\n3\nkey-1\n"
+	st, err := parsePackagesState(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.installed) != 2 || st.installed["kubeadm"] != "1.34.4-1.1" || st.installed["kubelet"] != "1.34.4-1.1" {
+		t.Errorf("installed %v: want kubeadm (held) and kubelet; kubectl unknown, containerd removed", st.installed)
+	}
+	if !st.held["kubeadm"] || len(st.held) != 1 || string(st.files[aptKeyFile]) != "key" || st.files[aptListFile] != nil {
+		t.Errorf("held %v, files %q", st.held, st.files)
+	}
+	if _, err := parsePackagesState("dpkg-query: error\n"); err == nil {
+		t.Error("a cut answer parsed")
+	}
+}

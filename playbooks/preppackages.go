@@ -55,20 +55,28 @@ func readPackagesState(ctx context.Context, p probe, host string) (packagesState
 	if err != nil {
 		return packagesState{}, err
 	}
-	parts := strings.SplitN(res.Stdout, filesMarker+"\n", 3)
+	return parsePackagesState(res.Stdout)
+}
+
+// parsePackagesState reads packagesStateScript's answer.
+func parsePackagesState(out string) (packagesState, error) {
+	parts := strings.SplitN(out, filesMarker+"\n", 3)
 	if len(parts) != 3 {
-		return packagesState{}, fmt.Errorf("unexpected answer %q", res.Stdout)
+		return packagesState{}, fmt.Errorf("unexpected answer %q", out)
 	}
 	st := packagesState{installed: map[string]string{}, held: map[string]bool{}}
 	for _, line := range strings.Split(parts[0], "\n") {
-		// "kubeadm 1.34.4-1.1 ii " for an installed package.
-		if f := strings.Fields(line); len(f) >= 3 && strings.HasPrefix(f[2], "ii") {
+		// "kubeadm 1.34.4-1.1 hi ": the second letter of the status is
+		// the package's state, i for installed (the first is what is
+		// wanted: i install, h hold).
+		if f := strings.Fields(line); len(f) >= 3 && len(f[2]) >= 2 && f[2][1] == 'i' {
 			st.installed[f[0]] = f[1]
 		}
 	}
 	for _, name := range strings.Fields(parts[1]) {
 		st.held[name] = true
 	}
+	var err error
 	st.files, err = parseFiles(parts[2], []string{aptKeyFile, aptListFile})
 	return st, err
 }
