@@ -20,7 +20,7 @@ func (c *prepareCmd) Run(ctx context.Context, g *globals) error {
 	}
 	defer s.Close()
 	if !s.Inv.Installs() {
-		return badInput{fmt.Errorf("%s: cluster.install is %s: fleet prepares hosts with install: binaries", c.Inventory, s.Inv.Cluster.Install)}
+		return badInput{fmt.Errorf("%s: cluster.install is %s: fleet prepares hosts with install: binaries or packages", c.Inventory, s.Inv.Cluster.Install)}
 	}
 	opts := playbooks.DefaultApplyOptions()
 	opts.Exclude = c.Exclude
