@@ -49,7 +49,7 @@ bench: sim-tools ## micro-benchmarks; fleet vs ansible-playbook vs OpenSSH (BENC
 
 bench-prepare: sim-tools ## only the prepare row: 20 bare hosts, fleet prepare against parallel scp (testing/bench/PREPARE.md)
 	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench
-	./bin/fleet-bench prepare -runs 3 -layer $(SIM_LAYER) -out testing/bench/PREPARE.md
+	./bin/fleet-bench prepare -runs 5 -layer $(SIM_LAYER) -out testing/bench/PREPARE.md
 
 sim-tools: ## build kubeadm, the control plane, etcd, cfssl and the emulated kubelet (cached)
 	./testing/tools/build.sh $(SIM_BIN)

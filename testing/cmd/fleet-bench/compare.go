@@ -101,7 +101,7 @@ func compare(ctx context.Context, args []string) error {
 		if missed != "" {
 			extraMissed = append(extraMissed, missed)
 		}
-		p, err := measurePrepare(ctx, *applyLayer, filepath.Join(*work, "prepare"), 3)
+		p, err := measurePrepare(ctx, *applyLayer, filepath.Join(*work, "prepare"), 5)
 		if err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}

@@ -202,7 +202,7 @@ func prepareOnly(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("prepare", flag.ExitOnError)
 	layer := fs.String("layer", "/var/cache/fleet-sim/layer", "node binaries layer (its -airgap folder is sent)")
 	dir := fs.String("dir", "/var/tmp/fleet-sim/bench/prepare", "scratch folder")
-	runs := fs.Int("runs", 3, "runs of each")
+	runs := fs.Int("runs", 5, "runs of each (scp's time varies run to run by a third)")
 	out := fs.String("out", "", "also write the section, with the command that made it, to this file")
 	fs.Parse(args)
 	r, err := measurePrepare(ctx, *layer, *dir, *runs)
