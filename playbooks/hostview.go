@@ -203,6 +203,30 @@ func (s *Session) readFiles(ctx context.Context, host string, paths ...string) (
 	return files, nil
 }
 
+// filesMarker ends a script's own output where queryWithFiles appends the
+// files it reads.
+const filesMarker = "--- fleet files ---"
+
+// queryWithFiles runs script, then reads paths as readFiles does, in one
+// remote command: a state check that needs both costs one round trip.
+// It returns the script's output and the files it could read.
+func (p probe) queryWithFiles(ctx context.Context, host, script string, paths ...string) (string, map[string][]byte, error) {
+	res, err := p.query(ctx, host, script+"\necho "+filesMarker+"\n"+
+		exec.Command(append([]string{"sh", "-c", readFilesScript, "fleet-read"}, paths...)...))
+	if err != nil {
+		return "", nil, err
+	}
+	out, contents, ok := strings.Cut(res.Stdout, filesMarker+"\n")
+	if !ok {
+		return "", nil, fmt.Errorf("%s: unexpected answer %q", host, res.Stdout)
+	}
+	files, err := parseFiles(contents, paths)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: read %d files: %w", host, len(paths), err)
+	}
+	return out, files, nil
+}
+
 // parseFiles reads readFilesScript's answer for paths.
 func parseFiles(out string, paths []string) (map[string][]byte, error) {
 	files := map[string][]byte{}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -308,25 +307,15 @@ func TestPrepareFromPackages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lb := c.Host("lb").Address
-	if err := c.Start("lb", "repo.log", "python3", "-m", "http.server", "--bind", lb, "--directory", repo.Dir, "8080"); err != nil {
+	url, err := repo.Serve(c, "lb")
+	if err != nil {
 		t.Fatal(err)
 	}
-	url := "http://" + lb + ":8080/"
 	for _, h := range nodes {
 		// The site's hosts reach only its mirror: no Debian sources.
 		if out, err := c.Exec(h, "sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := c.Exec("master0", "curl", "-fsS", "-o", "/dev/null", url+"InRelease"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("repository not served: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	invPath := filepath.Join(c.Dir, "packages.yaml")
 	withKey := func(fingerprint string) *inventory.Inventory {

@@ -225,8 +225,8 @@ func TestReadPackagesStatus(t *testing.T) {
 
 func TestParsePackagesState(t *testing.T) {
 	out := "kubeadm 1.34.4-1.1 hi \nkubelet 1.34.4-1.1 ii \nkubectl  un \ncontainerd 1.6.20~ds1-1+deb12u3 rc \n" +
-		filesMarker + "\nkubeadm\n" + filesMarker + "\n3\nkey-1\n"
-	st, err := parsePackagesState(out)
+		heldMarker + "\nkubeadm\n"
+	st, err := parsePackagesState(out, map[string][]byte{aptKeyFile: []byte("key")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestParsePackagesState(t *testing.T) {
 	if !st.held["kubeadm"] || len(st.held) != 1 || string(st.files[aptKeyFile]) != "key" || st.files[aptListFile] != nil {
 		t.Errorf("held %v, files %q", st.held, st.files)
 	}
-	if _, err := parsePackagesState("dpkg-query: error\n"); err == nil {
+	if _, err := parsePackagesState("dpkg-query: error\n", nil); err == nil {
 		t.Error("a cut answer parsed")
 	}
 }

@@ -53,12 +53,8 @@ func parseStamps(data string) map[string]stamp {
 }
 
 // binariesStateScript prints "<size> <mtime> <path>" for each destination
-// ($@) that exists, a marker, then the stamp and the units as
-// readFilesScript does: one round trip.
-const binariesStateScript = `stat -c '%s %Y %n' "$@" 2>/dev/null
-echo ` + filesMarker
-
-const filesMarker = "--- fleet files ---"
+// ($@) that exists.
+const binariesStateScript = `stat -c '%s %Y %n' "$@" 2>/dev/null; :`
 
 // binariesState is what a host has of the folder.
 type binariesState struct {
@@ -73,13 +69,9 @@ func readBinariesState(ctx context.Context, p probe, host string, b *binaries.Bu
 		args = append(args, f.Dest)
 	}
 	files := append([]string{stampFile}, unitPaths(b)...)
-	res, err := p.query(ctx, host, exec.Command(args...)+"\n"+exec.Command(append([]string{"sh", "-c", readFilesScript, "fleet-read"}, files...)...))
+	stats, read, err := p.queryWithFiles(ctx, host, exec.Command(args...), files...)
 	if err != nil {
 		return binariesState{}, err
-	}
-	stats, contents, ok := strings.Cut(res.Stdout, filesMarker+"\n")
-	if !ok {
-		return binariesState{}, fmt.Errorf("unexpected answer %q", res.Stdout)
 	}
 	st := binariesState{stat: map[string]stamp{}}
 	for _, line := range strings.Split(strings.TrimSpace(stats), "\n") {
@@ -88,10 +80,6 @@ func readBinariesState(ctx context.Context, p probe, host string, b *binaries.Bu
 			mtime, _ := strconv.ParseInt(f[1], 10, 64)
 			st.stat[f[2]] = stamp{size: size, mtime: mtime}
 		}
-	}
-	read, err := parseFiles(contents, files)
-	if err != nil {
-		return binariesState{}, err
 	}
 	st.stamps = parseStamps(string(read[stampFile]))
 	delete(read, stampFile)

@@ -45,15 +45,9 @@ type kernelState struct {
 const fstab = "/etc/fstab"
 
 func readKernelState(ctx context.Context, p probe, host string) (kernelState, error) {
-	files := []string{nodeprep.ModulesFile, nodeprep.SysctlFile, fstab}
-	res, err := p.query(ctx, host, kernelStateScript+"echo "+filesMarker+"\n"+
-		exec.Command(append([]string{"sh", "-c", readFilesScript, "fleet-read"}, files...)...))
+	values, files, err := p.queryWithFiles(ctx, host, kernelStateScript, nodeprep.ModulesFile, nodeprep.SysctlFile, fstab)
 	if err != nil {
 		return kernelState{}, err
-	}
-	values, contents, ok := strings.Cut(res.Stdout, filesMarker+"\n")
-	if !ok {
-		return kernelState{}, fmt.Errorf("unexpected answer %q", res.Stdout)
 	}
 	st := kernelState{modules: map[string]bool{}, sysctls: map[string]string{}}
 	for _, line := range strings.Split(strings.TrimSpace(values), "\n") {
@@ -67,8 +61,8 @@ func readKernelState(ctx context.Context, p probe, host string) (kernelState, er
 			st.swaps, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
-	st.files, err = parseFiles(contents, files)
-	return st, err
+	st.files = files
+	return st, nil
 }
 
 // kernelTodo lists what is left to do, in the order run does it.

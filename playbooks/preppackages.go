@@ -44,28 +44,28 @@ type packagesState struct {
 }
 
 // packagesStateScript prints "<package> <version> <status>" per package
-// dpkg knows of, a marker, the held packages, a marker, then the files.
+// dpkg knows of, a marker, then the held packages.
 var packagesStateScript = exec.Command(append([]string{"dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\\n"},
-	append(append([]string{}, kubePackages...), runtimePackage)...)...) + " 2>/dev/null\necho " + filesMarker +
-	"\napt-mark showhold 2>/dev/null\necho " + filesMarker + "\n" +
-	exec.Command("sh", "-c", readFilesScript, "fleet-read", aptKeyFile, aptListFile)
+	append(append([]string{}, kubePackages...), runtimePackage)...)...) + " 2>/dev/null\necho " + heldMarker + "\napt-mark showhold 2>/dev/null; :"
+
+const heldMarker = "--- held ---"
 
 func readPackagesState(ctx context.Context, p probe, host string) (packagesState, error) {
-	res, err := p.query(ctx, host, packagesStateScript)
+	out, files, err := p.queryWithFiles(ctx, host, packagesStateScript, aptKeyFile, aptListFile)
 	if err != nil {
 		return packagesState{}, err
 	}
-	return parsePackagesState(res.Stdout)
+	return parsePackagesState(out, files)
 }
 
 // parsePackagesState reads packagesStateScript's answer.
-func parsePackagesState(out string) (packagesState, error) {
-	parts := strings.SplitN(out, filesMarker+"\n", 3)
-	if len(parts) != 3 {
+func parsePackagesState(out string, files map[string][]byte) (packagesState, error) {
+	installed, held, ok := strings.Cut(out, heldMarker+"\n")
+	if !ok {
 		return packagesState{}, fmt.Errorf("unexpected answer %q", out)
 	}
-	st := packagesState{installed: map[string]string{}, held: map[string]bool{}}
-	for _, line := range strings.Split(parts[0], "\n") {
+	st := packagesState{installed: map[string]string{}, held: map[string]bool{}, files: files}
+	for _, line := range strings.Split(installed, "\n") {
 		// "kubeadm 1.34.4-1.1 hi ": the second letter of the status is
 		// the package's state, i for installed (the first is what is
 		// wanted: i install, h hold).
@@ -73,12 +73,10 @@ func parsePackagesState(out string) (packagesState, error) {
 			st.installed[f[0]] = f[1]
 		}
 	}
-	for _, name := range strings.Fields(parts[1]) {
+	for _, name := range strings.Fields(held) {
 		st.held[name] = true
 	}
-	var err error
-	st.files, err = parseFiles(parts[2], []string{aptKeyFile, aptListFile})
-	return st, err
+	return st, nil
 }
 
 // debVersion is the Debian version prefix of a Kubernetes version:

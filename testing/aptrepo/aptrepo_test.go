@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fleetops/fleet/testing/aptrepo"
 	"github.com/fleetops/fleet/testing/sim"
@@ -48,19 +47,9 @@ func TestAptInstallsFromTheRepository(t *testing.T) {
 	if len(repo.Fingerprint) != 40 {
 		t.Fatalf("fingerprint %q", repo.Fingerprint)
 	}
-	lb := c.Host("lb").Address
-	if err := c.Start("lb", "repo.log", "python3", "-m", "http.server", "--bind", lb, "--directory", repo.Dir, "8080"); err != nil {
+	url, err := repo.Serve(c, "lb")
+	if err != nil {
 		t.Fatal(err)
-	}
-	url := "http://" + lb + ":8080/"
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := c.Exec("node", "curl", "-fsS", "-o", "/dev/null", url+"InRelease"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("repository not served: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 
 	// As a site's host would be set up: the key by signed-by, only this

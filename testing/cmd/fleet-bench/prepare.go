@@ -94,18 +94,11 @@ func bareHosts(ctx context.Context, layer, dir string) (*sim.Cluster, error) {
 // fleetPrepare runs `fleet prepare` as the CLI would: the folder checked,
 // then every node prepared in parallel.
 func fleetPrepare(ctx context.Context, c *sim.Cluster, folder string) (time.Duration, int64, error) {
-	raw, err := os.ReadFile(c.Inventory)
-	if err != nil {
-		return 0, 0, err
-	}
-	line := "  kubernetesVersion: " + sim.KubernetesVersion + "\n"
-	path := filepath.Join(c.Dir, "prepare.yaml")
-	edited := strings.Replace(string(raw), line, line+"  install: binaries\n  binaries: "+folder+"\n", 1)
-	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
+	if err := c.InstallFromFolder(folder); err != nil {
 		return 0, 0, err
 	}
 	start := time.Now()
-	inv, err := inventory.Load(path)
+	inv, err := inventory.Load(c.Inventory)
 	if err != nil {
 		return 0, 0, err
 	}
