@@ -16,10 +16,11 @@ import (
 )
 
 // The prepare phases make a bare host a node kubeadm can run on
-// (cluster.install: binaries): the kernel set up, the binaries of the
-// operator's folder uploaded where packages would put them, the units
-// written, containerd configured. Each checks first, so a prepared host
-// costs two round trips and uploads nothing.
+// (cluster.install: packages or binaries): the kernel set up, the
+// Kubernetes software installed (from the repository, or the operator's
+// folder uploaded where packages would put them), containerd configured.
+// Each checks first in one remote command, whose view its run reuses, so
+// a prepared host costs one command per phase and installs nothing.
 
 // bundleOnce loads the inventory's binaries folder once per session: its
 // sums are checked before the first upload, and every host shares it.
