@@ -42,12 +42,11 @@ func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) 
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
-	// The binaries folder or the repository's key is checked before any
-	// host is dialled.
-	if err := s.checkInstallSource(ctx); err != nil {
+	// The binaries folder or the repository's key is checked while the
+	// hosts are dialled, before any is changed.
+	if err := s.connectChecking(ctx, hostNames(s.Inv.Hosts())); err != nil {
 		return nil, err
 	}
-	s.Connect(ctx, hostNames(s.Inv.Hosts()))
 	return locked(ctx, s, "apply", func() (*Report, error) {
 		return s.Run(ctx, applyGraph(s, opts, initMaster(ctx, s)))
 	})

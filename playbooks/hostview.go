@@ -182,12 +182,17 @@ func (s *Session) readFile(ctx context.Context, host, path string) ([]byte, erro
 	return []byte(res.Stdout), nil
 }
 
-// readFilesScript prints, for each path ($@), its size in bytes and its
-// content, or -1 when it cannot be read: many files in one round trip,
-// whatever bytes they hold.
-const readFilesScript = `for f; do
-if [ -f "$f" ] && [ -r "$f" ]; then wc -c < "$f"; cat "$f"; else echo -1; fi
-done`
+// readFilesScript prints, for each path ($@), y when it can be read and n
+// when not; then wc -c's sizes of the readable ones, and their contents
+// one after the other: many files in one round trip, whatever bytes they
+// hold, for two processes started whatever their number (every process
+// costs, times every host).
+const readFilesScript = `n=$#
+for f; do
+	if [ -f "$f" ] && [ -r "$f" ]; then echo y; set -- "$@" "$f"; else echo n; fi
+done
+shift "$n"
+[ $# -eq 0 ] || { wc -c "$@" && cat "$@"; }`
 
 // readFiles returns the content of each readable file among paths (a
 // missing one is absent from the map), in one remote command.
@@ -229,26 +234,52 @@ func (p probe) queryWithFiles(ctx context.Context, host, script string, paths ..
 
 // parseFiles reads readFilesScript's answer for paths.
 func parseFiles(out string, paths []string) (map[string][]byte, error) {
-	files := map[string][]byte{}
+	line := func() (string, bool) {
+		l, rest, ok := strings.Cut(out, "\n")
+		out = rest
+		return l, ok
+	}
+	var readable []string
 	for _, p := range paths {
-		line, rest, ok := strings.Cut(out, "\n")
-		if !ok {
-			return nil, fmt.Errorf("answer ends before %s", p)
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(line)) // wc pads on some systems
+		l, ok := line()
 		switch {
-		case err != nil || n < -1:
-			return nil, fmt.Errorf("size of %s: %q", p, line)
-		case n == -1:
-			out = rest
-			continue
-		case n > len(rest):
-			return nil, fmt.Errorf("%s: %d bytes announced, %d left (it changed while read?)", p, n, len(rest))
+		case !ok:
+			return nil, fmt.Errorf("answer ends before %s", p)
+		case l == "y":
+			readable = append(readable, p)
+		case l != "n":
+			return nil, fmt.Errorf("%s: %q, want y or n", p, l)
 		}
-		files[p], out = []byte(rest[:n]), rest[n:]
+	}
+	sizes := make([]int, len(readable))
+	total := 0
+	for i, p := range readable {
+		l, ok := line()
+		f := strings.Fields(l) // wc pads on some systems
+		if !ok || len(f) == 0 {
+			return nil, fmt.Errorf("answer ends before the size of %s", p)
+		}
+		n, err := strconv.Atoi(f[0])
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("size of %s: %q", p, l)
+		}
+		sizes[i], total = n, total+n
+	}
+	if len(readable) > 1 { // wc's total line
+		l, _ := line()
+		if f := strings.Fields(l); len(f) == 0 || f[0] != strconv.Itoa(total) {
+			return nil, fmt.Errorf("total %q, the sizes add up to %d", l, total)
+		}
+	}
+	files := map[string][]byte{}
+	for i, p := range readable {
+		if sizes[i] > len(out) {
+			return nil, fmt.Errorf("%s: %d bytes announced, %d left (it changed while read?)", p, sizes[i], len(out))
+		}
+		files[p], out = []byte(out[:sizes[i]]), out[sizes[i]:]
 	}
 	if out != "" {
-		return nil, fmt.Errorf("%d bytes after the last file", len(out))
+		return nil, fmt.Errorf("%d bytes after the last file (one changed while read?)", len(out))
 	}
 	return files, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetops/fleet/internal/binaries"
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/facts"
 	"github.com/fleetops/fleet/internal/nodeprep"
@@ -171,24 +172,31 @@ func (p *preflightPhase) run(ctx context.Context, r remote, host string) error {
 
 func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error {
 	h := p.inv.Host(host)
-	prepared := p.inv.Installs() && (h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker)
+	prepared := prepares(p.inv, h)
 	state := stateCommand(watchedPorts(h, p.inv))
 	cmd := facts.Command() + "\necho " + stateMarker + "\n" + state
+	var b *binaries.Bundle // install: binaries' folder
+	var reads []hostRead
 	if prepared {
+		var err error
+		if b, err = pr.s.Bundle(); err != nil {
+			return err
+		}
 		cmd = facts.Command() + "\n" + versionsScript + "echo " + stateMarker + "\n" + state
+		// The prepare phases' checks are answered in the same command.
+		reads = prepReads(b)
 	}
-	res, err := pr.query(ctx, host, cmd)
+	out, answers, files, err := pr.querySections(ctx, host, cmd, reads)
 	if err != nil {
 		return err
 	}
-	factsOut, stateOut, ok := strings.Cut(res.Stdout, stateMarker+"\n")
+	factsOut, stateOut, ok := strings.Cut(out, stateMarker+"\n")
 	if !ok {
-		return fmt.Errorf("unexpected preflight answer %q", res.Stdout)
+		return fmt.Errorf("unexpected preflight answer %q", out)
 	}
 	var install []string
 	if prepared {
-		b, err := pr.s.Bundle() // nil for install: packages
-		if err != nil {
+		if err := pr.s.prep.keepViews(host, b, answers, files); err != nil {
 			return err
 		}
 		versions := parseVersions(factsOut)

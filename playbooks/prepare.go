@@ -80,7 +80,7 @@ func (s *Session) PackageKey(ctx context.Context) ([]byte, error) {
 }
 
 // checkInstallSource loads what install: binaries or packages installs
-// from, before any host is dialled: the folder's sums, the repository's
+// from, before any host is changed: the folder's sums, the repository's
 // key.
 func (s *Session) checkInstallSource(ctx context.Context) error {
 	switch s.Inv.Cluster.Install {
@@ -91,6 +91,27 @@ func (s *Session) checkInstallSource(ctx context.Context) error {
 		_, err := s.PackageKey(ctx)
 		return err
 	}
+	return nil
+}
+
+// connectChecking dials hosts while the install source is checked (the
+// folder's sums take a while): dialling changes nothing, and a bad source
+// still stops the run before any host is changed, without waiting for
+// the dials (they are cut short).
+func (s *Session) connectChecking(ctx context.Context, hosts []string) error {
+	dialCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dialed := make(chan struct{})
+	go func() {
+		defer close(dialed)
+		s.Connect(dialCtx, hosts)
+	}()
+	if err := s.checkInstallSource(ctx); err != nil {
+		cancel()
+		<-dialed
+		return err
+	}
+	<-dialed
 	return nil
 }
 
@@ -187,8 +208,12 @@ type hostFacts struct {
 var versionsScript = func() string {
 	var b strings.Builder
 	for _, name := range []string{"kubeadm", "kubelet"} {
+		// The stamp is read with builtins: no process per line.
 		fmt.Fprintf(&b, `if p=$(command -v %s); then
-	s=$(stat -c '%%s %%Y' "$p"); v=$(awk -v s="$s" -v p="$p" '$2" "$3 == s && $4 == p && $5 != "-" {print $5}' %s 2>/dev/null)
+	s=$(stat -c '%%s %%Y' "$p"); v=
+	while read -r _ size mtime path ver; do
+		[ "$size $mtime" = "$s" ] && [ "$path" = "$p" ] && [ "$ver" != - ] && v=$ver
+	done < %s 2>/dev/null
 	[ -n "$v" ] || v=$(%s 2>/dev/null | head -n 1)
 	echo "version.%s=$v"
 fi
@@ -239,14 +264,13 @@ func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error
 	if !s.Inv.Installs() {
 		return nil, fmt.Errorf("%s: cluster.install is %s: fleet prepares hosts with install: binaries or packages", s.Inv.Path, s.Inv.Cluster.Install)
 	}
-	if err := s.checkInstallSource(ctx); err != nil {
-		return nil, err
-	}
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
 	nodes := without(append(namesWithRole(s.Inv, inventory.RoleMaster), namesWithRole(s.Inv, inventory.RoleWorker)...), opts.Exclude)
-	s.Connect(ctx, nodes)
+	if err := s.connectChecking(ctx, nodes); err != nil {
+		return nil, err
+	}
 	g := steps.New()
 	g.MustAdd(s.step(steps.Step{Name: "preflight", Description: "reach every node; check OS, architecture, installed versions, clock skew",
 		Hosts: nodes, ReadOnly: true}, &preflightPhase{inv: s.Inv, maxSkew: opts.MaxClockSkew}))

@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetops/fleet/internal/binaries"
+	fleetexec "github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
@@ -195,6 +197,36 @@ func TestPrepareFromBareHosts(t *testing.T) {
 		for _, h := range bareNodes {
 			if r := reasonOf(report, "prepare-binaries", h); !strings.Contains(r, "4 binaries of "+sim.KubernetesVersion+" installed") {
 				t.Errorf("%s: prepare-binaries says %q", h, r)
+			}
+		}
+	})
+
+	t.Run("a second prepare asks each node one command", func(t *testing.T) {
+		// Preflight's command answers every prepare check: on prepared
+		// hosts the whole prepare is that one command per node.
+		var mu sync.Mutex
+		perHost := map[string][]string{}
+		s, err := playbooks.NewSession(withFolder(folder, sim.KubernetesVersion), playbooks.Options{OnCommand: func(tr fleetexec.CommandTrace) {
+			if tr.Step != "" { // the lock's commands are not a step's
+				mu.Lock()
+				perHost[tr.Host] = append(perHost[tr.Host], tr.Step)
+				mu.Unlock()
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		report, err := playbooks.Prepare(context.Background(), s, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if report.Changed() || s.Uploaded() != 0 {
+			t.Errorf("changes %v, %d bytes sent", changedSteps(report), s.Uploaded())
+		}
+		for _, h := range bareNodes {
+			if got := perHost[h]; len(got) != 1 || got[0] != "preflight" {
+				t.Errorf("%s: commands of steps %v, want [preflight]", h, got)
 			}
 		}
 	})

@@ -63,16 +63,28 @@ type binariesState struct {
 	units  map[string][]byte
 }
 
-func readBinariesState(ctx context.Context, p probe, host string, b *binaries.Bundle) (binariesState, error) {
+// binariesRead is the binaries check's question: each destination's size
+// and mtime, fleet's stamp and the units.
+func binariesRead(b *binaries.Bundle) hostRead {
 	args := []string{"sh", "-c", binariesStateScript, "fleet-stat"}
 	for _, f := range b.Files {
 		args = append(args, f.Dest)
 	}
-	files := append([]string{stampFile}, unitPaths(b)...)
-	stats, read, err := p.queryWithFiles(ctx, host, exec.Command(args...), files...)
+	return hostRead{exec.Command(args...), append([]string{stampFile}, unitPaths(b)...)}
+}
+
+func readBinariesState(ctx context.Context, p probe, host string, b *binaries.Bundle) (binariesState, error) {
+	read := binariesRead(b)
+	stats, files, err := p.queryWithFiles(ctx, host, read.script, read.files...)
 	if err != nil {
 		return binariesState{}, err
 	}
+	return parseBinariesState(stats, files), nil
+}
+
+// parseBinariesState reads binariesRead's answer; files may hold more
+// than it asked for (units are compared by path).
+func parseBinariesState(stats string, files map[string][]byte) binariesState {
 	st := binariesState{stat: map[string]stamp{}}
 	for _, line := range strings.Split(strings.TrimSpace(stats), "\n") {
 		if f := strings.Fields(line); len(f) == 3 {
@@ -81,10 +93,9 @@ func readBinariesState(ctx context.Context, p probe, host string, b *binaries.Bu
 			st.stat[f[2]] = stamp{size: size, mtime: mtime}
 		}
 	}
-	st.stamps = parseStamps(string(read[stampFile]))
-	delete(read, stampFile)
-	st.units = read
-	return st, nil
+	st.stamps = parseStamps(string(files[stampFile]))
+	st.units = files
+	return st
 }
 
 // installed reports whether the host has f as fleet put it there.
@@ -134,9 +145,11 @@ func (p *binariesPhase) check(ctx context.Context, pr probe, host string) (bool,
 	if err != nil {
 		return false, "", err
 	}
-	st, err := readBinariesState(ctx, pr, host, b)
-	if err != nil {
-		return false, "", err
+	st, ok := pr.s.prep.binaries.take(host)
+	if !ok {
+		if st, err = readBinariesState(ctx, pr, host, b); err != nil {
+			return false, "", err
+		}
 	}
 	p.seen.keep(host, st)
 	missing, stale := binariesTodo(st, b)
@@ -209,9 +222,29 @@ func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *b
 	var sent int64
 	began := time.Now()
 	staged := map[string]string{} // dest -> the path the file waits at
+	// Each Kubernetes binary is asked its version as soon as it is on the
+	// host, while the next one is sent.
+	asks := map[string]*versionAsk{}
+	defer func() {
+		for _, a := range asks {
+			<-a.done
+		}
+	}()
+	ask := func(f binaries.File, path string) {
+		if versionArgs(f.Name) == nil {
+			return
+		}
+		a := &versionAsk{done: make(chan struct{})}
+		asks[f.Dest] = a
+		go func() {
+			defer close(a.done)
+			a.version, a.err = r.s.binaryVersion(ctx, host, f, path)
+		}()
+	}
 	for _, f := range missing {
 		if there[f.Dest] == f.SHA256 {
 			staged[f.Dest] = f.Dest
+			ask(f, f.Dest)
 			continue
 		}
 		if err := r.ensureDir(ctx, host, dirOf(f.Dest), 0o755); err != nil {
@@ -223,6 +256,7 @@ func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *b
 			return fmt.Errorf("send %s: %w", f.Name, err)
 		}
 		staged[f.Dest] = f.Dest + ".fleet-new"
+		ask(f, staged[f.Dest])
 	}
 	if sent > 0 {
 		took := time.Since(began)
@@ -231,18 +265,19 @@ func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *b
 	}
 	versions := map[string]string{}
 	for _, f := range missing {
-		if versionArgs(f.Name) == nil {
+		a, ok := asks[f.Dest]
+		if !ok {
 			continue
 		}
-		v, err := r.s.binaryVersion(ctx, host, f, staged[f.Dest])
-		if err != nil {
-			return err
+		<-a.done
+		if a.err != nil {
+			return a.err
 		}
-		if v != p.version {
+		if a.version != p.version {
 			r.run(ctx, host, exec.Command(append([]string{"rm", "-f"}, stagedOnly(staged)...)...))
-			return fmt.Errorf("%s of %s is %s, the inventory's kubernetesVersion is %s", f.Name, f.Path, orUnknown(v), p.version)
+			return fmt.Errorf("%s of %s is %s, the inventory's kubernetesVersion is %s", f.Name, f.Path, orUnknown(a.version), p.version)
 		}
-		versions[f.Dest] = v
+		versions[f.Dest] = a.version
 	}
 	// Move, stamp every file of the folder with its stat now, enable.
 	script := finishScript
@@ -320,38 +355,49 @@ func upload(ctx context.Context, s *Session, conn *exec.Conn, f binaries.File, p
 
 // versionOnce is one binary's version, asked on the first host that has
 // it: every host gets the same bytes (the same sum), so one answer holds
-// for all, and the other hosts are spared starting a large program.
+// for all, and the other hosts are spared starting a large program. A
+// failed ask is not kept: the next host asks on its own (one lost host
+// must not fail the others).
 type versionOnce struct {
-	once    sync.Once
+	mu      sync.Mutex
 	version string
-	err     error
+	asked   bool
 }
 
 // binaryVersion is the version of f, at path on host (asked there only if
-// no host of this run has been asked yet).
+// no host of this run has been answered yet).
 // kubeadm is asked in the same command for the pause image of the
 // cluster's version, which containerd's config names (prepare-runtime).
 func (s *Session) binaryVersion(ctx context.Context, host string, f binaries.File, path string) (string, error) {
 	v, _ := s.versions.LoadOrStore(f.SHA256, &versionOnce{})
 	vo := v.(*versionOnce)
-	vo.once.Do(func() {
-		cmd := versionCommand(f.Name, path)
-		if f.Name == "kubeadm" {
-			cmd += " && " + exec.Command(path, "config", "images", "list", "--kubernetes-version", s.Inv.Cluster.KubernetesVersion)
+	vo.mu.Lock() // the others wait for the first answer
+	defer vo.mu.Unlock()
+	if vo.asked {
+		return vo.version, nil
+	}
+	cmd := versionCommand(f.Name, path)
+	if f.Name == "kubeadm" {
+		cmd += " && " + exec.Command(path, "config", "images", "list", "--kubernetes-version", s.Inv.Cluster.KubernetesVersion)
+	}
+	res, err := s.run(ctx, host, cmd)
+	if err != nil {
+		return "", fmt.Errorf("ask %s its version: %w", f.Name, err)
+	}
+	vo.version, vo.asked = parseVersion(f.Name, res.Stdout), true
+	if f.Name == "kubeadm" {
+		if pause, err := nodeprep.PauseImage(res.Stdout); err == nil {
+			s.pauses.Store(s.Inv.Cluster.KubernetesVersion, pause)
 		}
-		res, err := s.run(ctx, host, cmd)
-		if err != nil {
-			vo.err = fmt.Errorf("ask %s its version: %w", f.Name, err)
-			return
-		}
-		vo.version = parseVersion(f.Name, res.Stdout)
-		if f.Name == "kubeadm" {
-			if pause, err := nodeprep.PauseImage(res.Stdout); err == nil {
-				s.pauses.Store(s.Inv.Cluster.KubernetesVersion, pause)
-			}
-		}
-	})
-	return vo.version, vo.err
+	}
+	return vo.version, nil
+}
+
+// versionAsk is one binary's version being asked on a host.
+type versionAsk struct {
+	done    chan struct{}
+	version string
+	err     error
 }
 
 func stagedOnly(staged map[string]string) []string {

@@ -44,12 +44,22 @@ type kernelState struct {
 
 const fstab = "/etc/fstab"
 
+// kernelRead is the kernel check's question: the values, and the files
+// they are persisted in.
+var kernelRead = hostRead{kernelStateScript, []string{nodeprep.ModulesFile, nodeprep.SysctlFile, fstab}}
+
 func readKernelState(ctx context.Context, p probe, host string) (kernelState, error) {
-	values, files, err := p.queryWithFiles(ctx, host, kernelStateScript, nodeprep.ModulesFile, nodeprep.SysctlFile, fstab)
+	values, files, err := p.queryWithFiles(ctx, host, kernelRead.script, kernelRead.files...)
 	if err != nil {
 		return kernelState{}, err
 	}
-	st := kernelState{modules: map[string]bool{}, sysctls: map[string]string{}}
+	return parseKernelState(values, files), nil
+}
+
+// parseKernelState reads kernelStateScript's answer; files may hold more
+// than kernelRead's.
+func parseKernelState(values string, files map[string][]byte) kernelState {
+	st := kernelState{modules: map[string]bool{}, sysctls: map[string]string{}, files: map[string][]byte{}}
 	for _, line := range strings.Split(strings.TrimSpace(values), "\n") {
 		k, v, _ := strings.Cut(line, "=")
 		switch {
@@ -61,8 +71,12 @@ func readKernelState(ctx context.Context, p probe, host string) (kernelState, er
 			st.swaps, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
-	st.files = files
-	return st, nil
+	for _, f := range kernelRead.files {
+		if data, ok := files[f]; ok {
+			st.files[f] = data
+		}
+	}
+	return st
 }
 
 // kernelTodo lists what is left to do, in the order run does it.
@@ -94,9 +108,12 @@ func kernelTodo(st kernelState) []string {
 }
 
 func (k *kernelPhase) check(ctx context.Context, p probe, host string) (bool, string, error) {
-	st, err := readKernelState(ctx, p, host)
-	if err != nil {
-		return false, "", err
+	st, ok := p.s.prep.kernel.take(host)
+	if !ok {
+		var err error
+		if st, err = readKernelState(ctx, p, host); err != nil {
+			return false, "", err
+		}
 	}
 	k.seen.keep(host, st)
 	if todo := kernelTodo(st); len(todo) > 0 {

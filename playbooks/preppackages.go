@@ -50,8 +50,11 @@ var packagesStateScript = exec.Command(append([]string{"dpkg-query", "-W", "-f",
 
 const heldMarker = "--- held ---"
 
+// packagesRead is the packages check's question.
+var packagesRead = hostRead{packagesStateScript, []string{aptKeyFile, aptListFile}}
+
 func readPackagesState(ctx context.Context, p probe, host string) (packagesState, error) {
-	out, files, err := p.queryWithFiles(ctx, host, packagesStateScript, aptKeyFile, aptListFile)
+	out, files, err := p.queryWithFiles(ctx, host, packagesRead.script, packagesRead.files...)
 	if err != nil {
 		return packagesState{}, err
 	}
@@ -113,9 +116,11 @@ func (p *packagesPhase) check(ctx context.Context, pr probe, host string) (bool,
 	if err != nil {
 		return false, "", err
 	}
-	st, err := readPackagesState(ctx, pr, host)
-	if err != nil {
-		return false, "", err
+	st, ok := pr.s.prep.packages.take(host)
+	if !ok {
+		if st, err = readPackagesState(ctx, pr, host); err != nil {
+			return false, "", err
+		}
 	}
 	p.seen.keep(host, st)
 	if todo := packagesTodo(st, key, p.repo, p.version); len(todo) > 0 {
@@ -145,6 +150,9 @@ done
 apt-get -q install -y --no-install-recommends $args`
 
 func (p *packagesPhase) run(ctx context.Context, r remote, host string) error {
+	// Installing containerd's package may write its config: the runtime
+	// check must look again.
+	r.s.prep.runtime.take(host)
 	key, err := r.s.PackageKey(ctx)
 	if err != nil {
 		return err

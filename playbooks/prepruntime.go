@@ -65,13 +65,18 @@ type pauseOnce struct {
 // ("<version> <image>"): asking kubeadm starts a large program.
 const pauseFile = "/var/lib/fleet/pause-image"
 
+// runtimeRead is the runtime check's question: two files.
+var runtimeRead = hostRead{":", []string{nodeprep.ContainerdConfigFile, pauseFile}}
+
 // wantConfig is containerd's config for this host, from the pause image
 // its kubeadm names, and the config it has; ok is false while kubeadm is
 // not installed (a plan on a bare host).
 func (p *runtimePhase) wantConfig(ctx context.Context, pr probe, host string) (want, have, pause string, ok bool, err error) {
-	files, err := pr.readFiles(ctx, host, nodeprep.ContainerdConfigFile, pauseFile)
-	if err != nil {
-		return "", "", "", false, err
+	files, seen := pr.s.prep.runtime.take(host)
+	if !seen {
+		if files, err = pr.readFiles(ctx, host, runtimeRead.files...); err != nil {
+			return "", "", "", false, err
+		}
 	}
 	have = string(files[nodeprep.ContainerdConfigFile])
 	if v, image, _ := strings.Cut(strings.TrimSpace(string(files[pauseFile])), " "); v == p.version && image != "" {

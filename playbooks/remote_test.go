@@ -11,14 +11,16 @@ func TestParseFiles(t *testing.T) {
 		name, out string
 		want      map[string]string // nil: an error
 	}{
-		{"three files", "2\nhi3\nx\ny0\n", map[string]string{"/a": "hi", "/b": "x\ny", "/c": ""}},
-		{"content that looks like the protocol", "3\n-1\n-1\n      4\n1\n2\n", map[string]string{"/a": "-1\n", "/c": "1\n2\n"}},
-		{"missing files", "-1\n-1\n-1\n", map[string]string{}},
-		{"binary", "2\n\x00\xff-1\n1\n\n", map[string]string{"/a": "\x00\xff", "/c": "\n"}},
-		{"cut short", "5\nabc", nil},
-		{"a path without an answer", "1\na-1\n", nil},
-		{"bytes after the last file", "-1\n-1\n1\nab", nil},
-		{"not a size", "x\n", nil},
+		{"three files", "y\ny\ny\n2 /a\n3 /b\n0 /c\n5 total\nhix\ny", map[string]string{"/a": "hi", "/b": "x\ny", "/c": ""}},
+		{"content that looks like the protocol", "y\nn\ny\n      4 /a\n      4 /c\n      8 total\nn\ny\n1\n2\n", map[string]string{"/a": "n\ny\n", "/c": "1\n2\n"}},
+		{"missing files", "n\nn\nn\n", map[string]string{}},
+		{"one file: no total line", "n\ny\nn\n2 /b\n\x00\xff", map[string]string{"/b": "\x00\xff"}},
+		{"cut short", "y\nn\nn\n5 /a\nabc", nil},
+		{"a path without an answer", "y\nn\n", nil},
+		{"bytes after the last file", "n\nn\ny\n1 /c\nab", nil},
+		{"not a size", "y\nn\nn\nx /a\n", nil},
+		{"not y or n", "-1\nn\nn\n", nil},
+		{"a total that does not add up", "y\ny\nn\n1 /a\n1 /b\n3 total\nab", nil},
 	} {
 		got, err := parseFiles(tc.out, paths)
 		if tc.want == nil {

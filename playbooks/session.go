@@ -62,6 +62,7 @@ type Session struct {
 	versions sync.Map     // sha256 -> *versionOnce: each binary's version, asked once
 	systemd  sync.Map     // host -> bool: systemd runs it (preflight's facts)
 	pauses   sync.Map     // kubernetesVersion -> the pause image its kubeadm names
+	prep     prepViews    // what preflight read for the prepare phases' checks
 
 	caMu     sync.Mutex     // guards caPlat and caClient
 	caPlat   cfssl.Platform // the CA host's platform, once asked

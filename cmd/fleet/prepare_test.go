@@ -10,10 +10,11 @@ import (
 	"testing"
 )
 
-// TestPrepareRefusesAChangedBinaryBeforeDialling: a folder file whose sum
+// TestPrepareRefusesAChangedBinaryBeforeAnyHost: a folder file whose sum
 // differs from SHA256SUMS is bad input (exit 2), named with both sums, and
-// found before any host is dialled (the inventory's hosts do not exist).
-func TestPrepareRefusesAChangedBinaryBeforeDialling(t *testing.T) {
+// no host is in the error (the inventory's hosts do not exist: their
+// dials, begun meanwhile, are cut short).
+func TestPrepareRefusesAChangedBinaryBeforeAnyHost(t *testing.T) {
 	dir := t.TempDir()
 	folder := filepath.Join(dir, "airgap")
 	os.Mkdir(folder, 0o755)

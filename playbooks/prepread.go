@@ -1,0 +1,99 @@
+package playbooks
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/fleetops/fleet/internal/binaries"
+	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/inventory"
+)
+
+// hostRead is a state check's question to a host: a script whose output
+// the check parses, and the files it reads. Preflight puts every prepare
+// phase's question in its own command, so a host that is prepared already
+// costs that one command for the whole prepare.
+type hostRead struct {
+	script string
+	files  []string
+}
+
+// prepViews hands what preflight read for each prepare phase to that
+// phase's check, once per host. Only the first check of a run uses it;
+// a phase whose state an earlier phase may change on the host drops its
+// view when that phase runs (apt may write containerd's config).
+type prepViews struct {
+	kernel   seen[kernelState]
+	binaries seen[binariesState]
+	packages seen[packagesState]
+	runtime  seen[map[string][]byte]
+}
+
+// prepReads are the prepare phases' questions, in the order keepViews
+// takes the answers: kernel, the install source's, runtime.
+// b is the binaries folder, nil for install: packages.
+func prepReads(b *binaries.Bundle) []hostRead {
+	install := packagesRead
+	if b != nil {
+		install = binariesRead(b)
+	}
+	return []hostRead{kernelRead, install, runtimeRead}
+}
+
+// keepViews parses preflight's answers to prepReads and keeps each for
+// its phase's check.
+func (v *prepViews) keepViews(host string, b *binaries.Bundle, answers []string, files map[string][]byte) error {
+	if len(answers) != 3 {
+		return fmt.Errorf("%d prepare answers, want 3", len(answers))
+	}
+	v.kernel.keep(host, parseKernelState(answers[0], files))
+	if b != nil {
+		v.binaries.keep(host, parseBinariesState(answers[1], files))
+	} else {
+		st, err := parsePackagesState(answers[1], files)
+		if err != nil {
+			return err
+		}
+		v.packages.keep(host, st)
+	}
+	v.runtime.keep(host, files)
+	return nil
+}
+
+// prepares reports whether fleet prepares host (a node, with install:
+// binaries or packages).
+func prepares(inv *inventory.Inventory, h *inventory.Host) bool {
+	return inv.Installs() && (h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker)
+}
+
+// sectionMarker separates the answers of querySections.
+const sectionMarker = "--- fleet section ---"
+
+// querySections runs head, then each read's script, then reads every file
+// they name, in one remote command. It returns head's output, each read's
+// output in order, and the files that could be read.
+func (p probe) querySections(ctx context.Context, host, head string, reads []hostRead) (string, []string, map[string][]byte, error) {
+	var script strings.Builder
+	script.WriteString(head)
+	var files []string
+	seenFile := map[string]bool{}
+	for _, r := range reads {
+		script.WriteString("\necho " + exec.Quote(sectionMarker) + "\n" + r.script)
+		for _, f := range r.files {
+			if !seenFile[f] {
+				seenFile[f] = true
+				files = append(files, f)
+			}
+		}
+	}
+	out, read, err := p.queryWithFiles(ctx, host, script.String(), files...)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	parts := strings.Split(out, sectionMarker+"\n")
+	if len(parts) != len(reads)+1 {
+		return "", nil, nil, fmt.Errorf("%s: %d answers to %d questions: %q", host, len(parts)-1, len(reads), out)
+	}
+	return parts[0], parts[1:], read, nil
+}
