@@ -135,7 +135,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
 		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
 	g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)",
-		Hosts: []string{inv.LoadBalancer.Name}, After: []string{"gate"}}, &lbPhase{inv: inv}))
+		Hosts: []string{inv.LoadBalancer.Name}, After: addPrepareLB(s, g)}, &lbPhase{inv: inv}))
 	initAfter := append([]string{"loadbalancer"}, addPrepare(s, g, nodes)...)
 	if inv.CA != nil {
 		g.MustAdd(s.step(steps.Step{Name: "ca-host", Description: "the CFSSL API on the CA host: signing config, auth key, root, cluster CA, OCSP signer, certdb, service",

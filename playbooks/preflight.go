@@ -261,6 +261,9 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	if h.Role == inventory.RoleLoadBalancer && inv.NginxRunAs() == inventory.NginxContainer {
 		need = []string{"docker"} // nginx comes with the image
 	}
+	if h.Role == inventory.RoleLoadBalancer && inv.Installs() && nodeprep.Family(f.ID, f.IDLike) == nodeprep.FamilyDebian {
+		need = nil // prepare-loadbalancer installs it with apt
+	}
 	for _, tool := range need {
 		if !f.Has(tool) {
 			problems = append(problems, tool+" is not installed")

@@ -122,6 +122,45 @@ func TestProblemsOfContainerLB(t *testing.T) {
 	}
 }
 
+// TestProblemsOfLBFleetInstalls: when fleet prepares hosts it installs
+// the load balancer's nginx or docker itself, with apt: a Debian-family
+// load balancer without them passes, another one is told what is missing.
+func TestProblemsOfLBFleetInstalls(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	for _, tc := range []struct {
+		name    string
+		install string
+		runAs   string
+		id      string
+		tools   []string
+		want    string
+	}{
+		{"debian, nothing installed", inventory.InstallBinaries, "", "debian", nil, ""},
+		{"ubuntu (ID_LIKE debian), packages", inventory.InstallPackages, "", "ubuntu", nil, ""},
+		{"container, no docker yet", inventory.InstallPackages, inventory.NginxContainer, "debian", nil, ""},
+		{"rocky: no apt", inventory.InstallBinaries, "", "rocky", nil, "nginx is not installed"},
+		{"rocky with nginx", inventory.InstallBinaries, "", "rocky", []string{"nginx"}, ""},
+		{"prepared hosts: fleet installs nothing", inventory.InstallPrepared, "", "debian", nil, "nginx is not installed"},
+	} {
+		lb := inventory.Host{Name: "lb", Role: inventory.RoleLoadBalancer}
+		if tc.runAs != "" {
+			lb.Nginx = &inventory.Nginx{RunAs: tc.runAs}
+		}
+		inv := &inventory.Inventory{Cluster: inventory.Cluster{ControlPlaneEndpoint: "198.18.0.10:6443", Install: tc.install}, LoadBalancer: &lb}
+		f := facts.Facts{OS: "Linux", ID: tc.id, Paths: map[string]string{}}
+		for _, tool := range tc.tools {
+			f.Paths[tool] = "/usr/sbin/" + tool
+		}
+		err := problemsOf(&lb, f, hostState{clock: now}, inv, 30*time.Second, now)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 // TestProblemsOfCAHostAndCFSSLWorker: the CA host runs the OS the
 // inventory says and may hold its own API port; a cfssl worker needs only
 // the kubelet.

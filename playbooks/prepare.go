@@ -259,7 +259,8 @@ func addPrepare(s *Session, g *steps.Graph, nodes []string) []string {
 }
 
 // Prepare runs preflight and the prepare steps only: bare hosts become
-// hosts kubeadm can run on, and nothing joins a cluster.
+// hosts kubeadm can run on (and the load balancer gets its nginx), and
+// nothing joins a cluster.
 func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) {
 	if !s.Inv.Installs() {
 		return nil, fmt.Errorf("%s: cluster.install is %s: fleet prepares hosts with install: binaries or packages", s.Inv.Path, s.Inv.Cluster.Install)
@@ -268,14 +269,16 @@ func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error
 		return nil, err
 	}
 	nodes := without(append(namesWithRole(s.Inv, inventory.RoleMaster), namesWithRole(s.Inv, inventory.RoleWorker)...), opts.Exclude)
-	if err := s.connectChecking(ctx, nodes); err != nil {
+	hosts := append([]string{s.Inv.LoadBalancer.Name}, nodes...)
+	if err := s.connectChecking(ctx, hosts); err != nil {
 		return nil, err
 	}
 	g := steps.New()
-	g.MustAdd(s.step(steps.Step{Name: "preflight", Description: "reach every node; check OS, architecture, installed versions, clock skew",
-		Hosts: nodes, ReadOnly: true}, &preflightPhase{inv: s.Inv, maxSkew: opts.MaxClockSkew}))
+	g.MustAdd(s.step(steps.Step{Name: "preflight", Description: "reach every host; check OS, architecture, installed versions, clock skew",
+		Hosts: hosts, ReadOnly: true}, &preflightPhase{inv: s.Inv, maxSkew: opts.MaxClockSkew}))
 	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
 		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
+	addPrepareLB(s, g)
 	addPrepare(s, g, nodes)
 	return locked(ctx, s, "prepare", func() (*Report, error) { return s.Run(ctx, g) })
 }

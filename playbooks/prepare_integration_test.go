@@ -129,6 +129,9 @@ func TestPrepareFromBareHosts(t *testing.T) {
 				}
 			}
 		}
+		if r, want := reasonOf(report, "prepare-loadbalancer", "lb"), "install nginx, libnginx-mod-stream from the distribution"; r != want {
+			t.Errorf("plan: prepare-loadbalancer says %q, want %q", r, want)
+		}
 		untouched(t, c)
 	})
 
@@ -142,6 +145,10 @@ func TestPrepareFromBareHosts(t *testing.T) {
 			t.Fatalf("apply: %v\n%s", err, shown)
 		}
 		ran := changedSteps(report)
+		// The load balancer's nginx, from the distribution's packages.
+		if out, err := c.Exec("lb", "dpkg-query", "-W", "nginx", "libnginx-mod-stream"); !ran["prepare-loadbalancer/lb"] || err != nil || strings.Count(string(out), "\n") != 2 {
+			t.Errorf("prepare-loadbalancer ran: %v; dpkg on lb: %v %q", ran["prepare-loadbalancer/lb"], err, out)
+		}
 		for _, h := range bareNodes {
 			for _, step := range []string{"prepare-kernel", "prepare-binaries", "prepare-runtime"} {
 				if !ran[step+"/"+h] {
@@ -198,6 +205,9 @@ func TestPrepareFromBareHosts(t *testing.T) {
 			if r := reasonOf(report, "prepare-binaries", h); !strings.Contains(r, "4 binaries of "+sim.KubernetesVersion+" installed") {
 				t.Errorf("%s: prepare-binaries says %q", h, r)
 			}
+		}
+		if r := reasonOf(report, "prepare-loadbalancer", "lb"); r != "nginx, libnginx-mod-stream installed from the distribution" {
+			t.Errorf("lb: prepare-loadbalancer says %q", r)
 		}
 	})
 
@@ -274,6 +284,9 @@ func untouched(t *testing.T, c *sim.Cluster) {
 			t.Errorf("%s was changed:\n%s", h, got)
 		}
 	}
+	if out, err := c.Exec("lb", "sh", "-c", "command -v nginx || echo none"); err != nil || string(out) != "none\n" {
+		t.Errorf("lb has nginx: %q, %v", out, err)
+	}
 }
 
 // osRelease gives the host another /etc/os-release, or its own back ("").
@@ -321,8 +334,8 @@ func copyFolder(t *testing.T, from, to string) {
 func TestPrepareFromPackages(t *testing.T) {
 	sim.Need(t, cluster)
 	debs, _ := filepath.Glob(filepath.Join(aptrepo.DebsDir, "*.deb"))
-	if len(debs) < 2 {
-		t.Fatalf("no containerd and runc .deb files in %s: run scripts/setup.sh", aptrepo.DebsDir)
+	if len(debs) < 5 {
+		t.Fatalf("no containerd, runc and nginx .deb files in %s for the hosts' distribution mirror: run scripts/setup.sh", aptrepo.DebsDir)
 	}
 	topo := sim.Topology{ID: "bq", Subnet: 43, Bare: true, Hosts: []sim.HostSpec{
 		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "worker0", Role: "worker"},
@@ -335,19 +348,14 @@ func TestPrepareFromPackages(t *testing.T) {
 	for _, name := range []string{"kubeadm", "kubelet", "kubectl"} {
 		pkgs = append(pkgs, aptrepo.Package{Name: name, Version: version, Arch: "amd64", Files: map[string]string{"usr/bin/" + name: filepath.Join(folder, name)}})
 	}
-	repo, err := aptrepo.Build(filepath.Join(c.Dir, "apt"), pkgs, debs...)
+	// containerd and nginx come from the distribution's mirror (sim's).
+	repo, err := aptrepo.Build(filepath.Join(c.Dir, "apt"), pkgs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	url, err := repo.Serve(c, "lb")
+	url, err := c.ServeDir("lb", repo.Dir, 8080, "InRelease")
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, h := range nodes {
-		// The site's hosts reach only its mirror: no Debian sources.
-		if out, err := c.Exec(h, "sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
 	}
 	invPath := filepath.Join(c.Dir, "packages.yaml")
 	withKey := func(fingerprint string) *inventory.Inventory {
@@ -388,6 +396,9 @@ func TestPrepareFromPackages(t *testing.T) {
 			t.Fatalf("apply: %v\n%s", err, shown)
 		}
 		ran := changedSteps(report)
+		if out, err := c.Exec("lb", "dpkg-query", "-W", "nginx", "libnginx-mod-stream"); !ran["prepare-loadbalancer/lb"] || err != nil || strings.Count(string(out), "\n") != 2 {
+			t.Errorf("prepare-loadbalancer ran: %v; dpkg on lb: %v %q", ran["prepare-loadbalancer/lb"], err, out)
+		}
 		for _, h := range nodes {
 			if !ran["prepare-packages/"+h] || !ran["prepare-kernel/"+h] || !ran["prepare-runtime/"+h] {
 				t.Errorf("%s: prepare steps that ran: %v", h, ran)

@@ -240,3 +240,29 @@ func TestParsePackagesState(t *testing.T) {
 		t.Error("a cut answer parsed")
 	}
 }
+
+// TestLBPackagesTodo: what the load balancer still needs from apt; an
+// nginx that no package brought is the site's, and fleet leaves it.
+func TestLBPackagesTodo(t *testing.T) {
+	pkgs := []string{"nginx", "libnginx-mod-stream"}
+	for _, tc := range []struct {
+		name      string
+		installed []string
+		program   bool
+		want      string
+	}{
+		{"bare", nil, false, "nginx,libnginx-mod-stream"},
+		{"both installed", pkgs, true, ""},
+		{"nginx without its stream module", []string{"nginx"}, true, "libnginx-mod-stream"},
+		{"an nginx the site built", nil, true, ""},
+		{"the module left after nginx was removed", []string{"libnginx-mod-stream"}, false, "nginx"},
+	} {
+		st := lbPackagesState{installed: map[string]bool{}, program: tc.program}
+		for _, p := range tc.installed {
+			st.installed[p] = true
+		}
+		if got := strings.Join(lbPackagesTodo(st, pkgs), ","); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -32,13 +32,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	rm -f /usr/sbin/policy-rc.d
 fi
 
-# Debian's own containerd and runc, as .deb files: the test bed's package
-# repository serves them to simulated hosts that cannot reach a mirror.
+# Debian's own containerd, runc and nginx, as .deb files: the distribution
+# mirror of bare simulated hosts serves them (testing/sim/mirror.go).
 debs=/var/cache/fleet-sim/debs
-if ! ls "$debs"/containerd_*.deb "$debs"/runc_*.deb >/dev/null 2>&1; then
+if ! ls "$debs"/containerd_*.deb "$debs"/runc_*.deb "$debs"/nginx_*.deb "$debs"/nginx-common_*.deb "$debs"/libnginx-mod-stream_*.deb >/dev/null 2>&1; then
 	mkdir -p "$debs"
 	[ -n "$(find /var/lib/apt/lists -name '*Packages*' -print -quit)" ] || apt-get update -qq
-	(cd "$debs" && apt-get download -qq containerd runc)
+	(cd "$debs" && apt-get download -qq containerd runc nginx nginx-common libnginx-mod-stream)
 fi
 
 # Go: the version go.mod asks for, from /usr/local/go as our machines have it.

@@ -9,14 +9,10 @@ package aptrepo
 import (
 	"bytes"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
-
-	"github.com/fleetops/fleet/testing/sim"
 )
 
 // Package is one .deb to build.
@@ -35,8 +31,9 @@ type Repo struct {
 	Fingerprint string // the key's fingerprint (40 hex digits)
 }
 
-// DebsDir is where scripts/setup.sh keeps Debian's own .deb files the
-// repository also serves (containerd, runc).
+// DebsDir is where scripts/setup.sh keeps Debian's own .deb files
+// (containerd, runc, nginx): the distribution mirror of bare simulated
+// hosts serves them (sim).
 const DebsDir = "/var/cache/fleet-sim/debs"
 
 // Build makes the repository in dir (emptied first) from pkgs, and the
@@ -168,30 +165,4 @@ func run(dir, name string, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("aptrepo: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return out, nil
-}
-
-// Serve serves the repository over HTTP from host (a web server in that
-// host's namespaces, ended with it) and returns its URL once it answers.
-func (r *Repo) Serve(c *sim.Cluster, host string) (string, error) {
-	addr := c.Host(host).Address
-	if err := c.Start(host, "repo.log", "python3", "-m", "http.server", "--bind", addr, "--directory", r.Dir, "8080"); err != nil {
-		return "", err
-	}
-	url := "http://" + addr + ":8080/"
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := client.Get(url + "InRelease")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url, nil
-			}
-			err = fmt.Errorf("%s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("aptrepo: %s does not answer: %w", url, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

@@ -47,7 +47,7 @@ func TestAptInstallsFromTheRepository(t *testing.T) {
 	if len(repo.Fingerprint) != 40 {
 		t.Fatalf("fingerprint %q", repo.Fingerprint)
 	}
-	url, err := repo.Serve(c, "lb")
+	url, err := c.ServeDir("lb", repo.Dir, 8080, "InRelease")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,9 @@ var privateDirs = []string{
 	"/root", "/home",
 	"/var/lib/etcd", "/var/lib/kubelet", "/var/lib/nginx", "/var/lib/fleet", "/var/lib/cfssl", "/var/log",
 	"/run", "/tmp",
+	// Empty, so without man-db's auto-update flag: a package installed on
+	// a host does not rebuild the machine's manual index.
+	"/var/lib/man-db",
 }
 
 // packageState are the package managers' folders each host has its own
@@ -56,11 +59,20 @@ type rootfs struct {
 // machine running the tests has them (a kubectl of the machine's cloud
 // SDK): whiteouts in the host's /usr upper layer hide them, as overlayfs
 // hides a deleted file.
-var bareHidden = []string{"bin/kubeadm", "bin/kubelet", "bin/kubectl", "bin/containerd", "bin/crictl", "local/bin/containerd"}
+// The load balancer's nginx goes too: fleet installs it from the
+// distribution's packages.
+var bareHidden = []string{"bin/kubeadm", "bin/kubelet", "bin/kubectl", "bin/containerd", "bin/crictl", "local/bin/containerd",
+	"sbin/nginx", "lib/nginx", "share/nginx"}
 
 // barePackages are the packages a bare host's dpkg must not believe
 // installed, even when the machine has them (Google's kubectl package).
-var barePackages = map[string]bool{"kubeadm": true, "kubelet": true, "kubectl": true, "containerd": true, "runc": true, "cri-tools": true, "kubernetes-cni": true}
+var barePackages = map[string]bool{"kubeadm": true, "kubelet": true, "kubectl": true, "containerd": true, "runc": true, "cri-tools": true, "kubernetes-cni": true,
+	"nginx": true, "nginx-common": true}
+
+// forgotten reports whether a bare host's dpkg must not know the package.
+func forgotten(name string) bool {
+	return barePackages[name] || strings.HasPrefix(name, "libnginx-mod-")
+}
 
 // forgetPackages gives the host a dpkg status without barePackages, in the
 // upper layer of its /var/lib/dpkg.
@@ -72,7 +84,7 @@ func (r rootfs) forgetPackages() error {
 	var kept []string
 	for _, stanza := range strings.Split(string(data), "\n\n") {
 		name, _, _ := strings.Cut(strings.TrimPrefix(stanza, "Package: "), "\n")
-		if strings.HasPrefix(stanza, "Package: ") && barePackages[name] {
+		if strings.HasPrefix(stanza, "Package: ") && forgotten(name) {
 			continue
 		}
 		kept = append(kept, stanza)
@@ -127,8 +139,10 @@ func (r rootfs) build(hostsFile string, clientPub []byte) error {
 	if err := os.Chmod(r.path("/tmp"), 0o1777); err != nil {
 		return err
 	}
-	if err := copyTree("/etc/nginx", r.path("/etc/nginx")); err != nil {
-		return err
+	if !r.bare { // a bare host's nginx package brings its own
+		if err := copyTree("/etc/nginx", r.path("/etc/nginx")); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(r.path("/etc/hostname"), []byte(r.name+"\n"), 0o644); err != nil {
 		return err

@@ -118,6 +118,11 @@ func (c *Cluster) up(ctx context.Context) error {
 	if err := c.writeKnownHosts(); err != nil {
 		return err
 	}
+	if c.Bare {
+		if err := c.setUpMirror(); err != nil {
+			return fmt.Errorf("sim: distribution mirror: %w", err)
+		}
+	}
 	return os.WriteFile(c.Inventory, []byte(c.inventoryYAML()), 0o600)
 }
 
