@@ -292,7 +292,8 @@ func TestParseJumpHost(t *testing.T) {
 }
 
 // TestVagrantInventoryMatchesVagrantfile keeps testing/vagrant exact: every
-// host of its inventory is a VM of its Vagrantfile, at the same address.
+// host of its inventory is a VM of its Vagrantfile, at the same address,
+// and the VMs are bare Debian that fleet prepares.
 func TestVagrantInventoryMatchesVagrantfile(t *testing.T) {
 	inv, err := Load("../testing/vagrant/inventory.yaml")
 	if err != nil {
@@ -309,6 +310,10 @@ func TestVagrantInventoryMatchesVagrantfile(t *testing.T) {
 		if s := inv.SSHFor(h); !strings.HasSuffix(s.IdentityFile, ".vagrant/machines/"+h.Name+"/virtualbox/private_key") || !On(s.Sudo) {
 			t.Errorf("%s: ssh %+v", h.Name, s)
 		}
+	}
+	// The VMs are bare: fleet prepares them, nothing else does.
+	if regexp.MustCompile(`\.provision\b`).Match(vf) || !inv.Installs() {
+		t.Errorf("the Vagrantfile provisions, or the inventory (install: %s) does not have fleet prepare the VMs", inv.Cluster.Install)
 	}
 }
 
