@@ -325,6 +325,7 @@ func TestApply(t *testing.T) {
 	t.Run("cluster lock refuses a second run; a stale one is broken explicitly", testClusterLock)
 	t.Run("status reports the whole cluster", testStatus)
 	t.Run("certs check lists every certificate with its expiry", testCertsCheck)
+	t.Run("certs renew: a year again, one master at a time, the cluster Ready", testCertsRenew)
 	t.Run("a crash-looping control-plane process shows in status; apply leaves it be", testCrashLoopShowsInStatus)
 	t.Run("API survives losing master0", testAPISurvivesLosingMaster0)
 	t.Run("bad nginx config never goes live", testBadNginxConfigNeverGoesLive)

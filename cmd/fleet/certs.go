@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +13,51 @@ import (
 
 type certsCmd struct {
 	Check certsCheckCmd `cmd:"" help:"List every certificate the cluster depends on, with its expiry and days left; changes nothing."`
+	Renew certsRenewCmd `cmd:"" help:"kubeadm certs renew on every master, one at a time, each master's control plane restarted onto them; refresh the admin kubeconfig."`
+}
+
+type certsRenewCmd struct {
+	Inventory  string        `short:"i" default:"${inventory}" help:"Inventory file (default: $$FLEET_INVENTORY, else ./inventory.yaml)." type:"existingfile"`
+	All        bool          `help:"Renew every certificate kubeadm made (or name them)."`
+	Names      []string      `arg:"" optional:"" name:"name" help:"Certificates to renew: apiserver, admin.conf, etcd-server, ... (kubeadm's names)."`
+	Kubeconfig string        `help:"The admin kubeconfig to refresh (0600). Default: <cluster>.kubeconfig beside the inventory." type:"path"`
+	PodTimeout time.Duration `help:"How long each control-plane pod may take to stop, then to come back healthy." default:"3m"`
+}
+
+func (c *certsRenewCmd) Run(ctx context.Context, g *globals) error {
+	switch {
+	case c.All == (len(c.Names) > 0):
+		return badInput{fmt.Errorf("certs renew: name the certificates, or --all (not both)")}
+	case !c.All:
+		if err := playbooks.CheckRenewNames(c.Names); err != nil {
+			return badInput{err}
+		}
+	}
+	s, err := openSession(g, c.Inventory, showProgress)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	kubeconfig := c.Kubeconfig
+	if kubeconfig == "" {
+		kubeconfig = filepath.Join(filepath.Dir(c.Inventory), s.Inv.Cluster.Name+".kubeconfig")
+	}
+	res, err := playbooks.CertsRenew(ctx, s, playbooks.CertsRenewOptions{Names: c.Names, Kubeconfig: kubeconfig, PodTimeout: c.PodTimeout})
+	g.stopProgress()
+	if err != nil {
+		return fmt.Errorf("certs renew: %w (run it again: a restart cut short is finished first)", err)
+	}
+	out := s.Output(g.stdout)
+	defer out.Flush()
+	fmt.Fprintf(out, "renewed on %d masters, each control plane restarted and healthy; every node Ready\n", len(s.Inv.Masters))
+	if res.Kubeconfig != nil {
+		state := "unchanged"
+		if res.Kubeconfig.Written {
+			state = "written"
+		}
+		fmt.Fprintf(out, "admin kubeconfig %s (%s), its client certificate valid until %s\n", kubeconfig, state, res.Kubeconfig.Expires.UTC().Format("2006-01-02"))
+	}
+	return nil
 }
 
 type certsCheckCmd struct {
