@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,27 @@ func TestFailUnder(t *testing.T) {
 		err := failUnder(found, now, c.days)
 		if (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
 			t.Errorf("--fail-under %d: %v, want %q", c.days, err, c.wantErr)
+		}
+	}
+}
+
+// TestCertsRenewRefusesBadArgumentsBeforeAnyHost: no names and no --all,
+// both, or a name kubeadm would not renew: exit 2, and no host is dialled
+// (the inventory's do not exist).
+func TestCertsRenewRefusesBadArgumentsBeforeAnyHost(t *testing.T) {
+	inv := filepath.Join(t.TempDir(), "inventory.yaml")
+	os.WriteFile(inv, []byte("cluster: {name: x, kubernetesVersion: v1.34.4}\nloadbalancer: {name: lb, address: 192.0.2.10}\nmasters:\n  - {name: m0, address: 192.0.2.11}\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "name the certificates, or --all"},
+		{[]string{"--all", "apiserver"}, "name the certificates, or --all"},
+		{[]string{"apiserver", "bogus"}, `no certificate "bogus"`},
+	} {
+		code, out, errs := fleet(append([]string{"certs", "renew", "-i", inv}, tc.args...)...)
+		if code != exitBadInput || !strings.Contains(errs, tc.want) || strings.Contains(out+errs, "192.0.2") {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, errs, exitBadInput, tc.want)
 		}
 	}
 }
