@@ -5,7 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"os"
-	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -45,8 +45,19 @@ kubeadm certs renew apiserver --config /tmp/short.yaml`
 	if strings.Join(under, ",") != "master1/apiserver" {
 		t.Fatalf("certificates under 10 days: %v, want master1/apiserver", under)
 	}
+	// apply and plan warn of it, from what preflight reads anyway.
+	var planned output
+	if _, err := playbooks.Plan(ctx, applySession(t, &planned), playbooks.DefaultApplyOptions()); err != nil {
+		t.Fatalf("plan: %v\n%s", err, planned.buf.String())
+	}
+	warning := regexp.MustCompile(`(?m)^note preflight (master\d) certificates expire within 30 days: apiserver \([89] days\): run fleet certs renew `)
+	if got := warning.FindAllStringSubmatch(planned.buf.String(), -1); len(got) != 1 || got[0][1] != "master1" {
+		t.Errorf("plan's warnings %v, want one for master1's apiserver:\n%s", got, planned.buf.String())
+	}
 
-	kubeconfig := filepath.Join(t.TempDir(), "admin.kubeconfig")
+	// The cluster's own kubeconfig, as the CLI's default: the later
+	// subtests' applies must find it current.
+	kubeconfig := applyOptions().Kubeconfig
 	began := time.Now().Truncate(time.Second) // startedAt has seconds only
 	res, err := playbooks.CertsRenew(ctx, applySession(t, &out), playbooks.CertsRenewOptions{Kubeconfig: kubeconfig})
 	if err != nil {

@@ -186,9 +186,20 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		// The prepare phases' checks are answered in the same command.
 		reads = prepReads(b)
 	}
+	if h.Role == inventory.RoleMaster {
+		// The certificates kubeadm made, for the expiry warning: read
+		// in the same command.
+		reads = append(reads, hostRead{":", masterCertFiles})
+	}
 	out, answers, files, err := pr.querySections(ctx, host, cmd, reads)
 	if err != nil {
 		return err
+	}
+	if h.Role == inventory.RoleMaster {
+		if soon := expiringSoon(host, files, time.Now()); soon != "" {
+			pr.s.note("preflight", host, soon)
+		}
+		answers = answers[:len(answers)-1]
 	}
 	factsOut, stateOut, ok := strings.Cut(out, stateMarker+"\n")
 	if !ok {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/fleetops/fleet/internal/binaries"
+	"github.com/fleetops/fleet/internal/certs"
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/inventory"
 )
@@ -96,4 +98,40 @@ func (p probe) querySections(ctx context.Context, host, head string, reads []hos
 		return "", nil, nil, fmt.Errorf("%s: %d answers to %d questions: %q", host, len(parts)-1, len(reads), out)
 	}
 	return parts[0], parts[1:], read, nil
+}
+
+// masterCertFiles are the leaf certificates kubeadm makes on a master (its
+// kubeconfigs' client certificates are made and renewed with them, and
+// hold keys: fleet does not read those).
+var masterCertFiles = []string{
+	"/etc/kubernetes/pki/apiserver.crt", "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+	"/etc/kubernetes/pki/apiserver-etcd-client.crt", "/etc/kubernetes/pki/front-proxy-client.crt",
+	"/etc/kubernetes/pki/etcd/server.crt", "/etc/kubernetes/pki/etcd/peer.crt", "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+}
+
+// certWarnDays: apply and plan warn when a master's certificate has fewer
+// days left.
+const certWarnDays = 30
+
+// expiringSoon is preflight's warning for a master whose certificates
+// (among files) run out within certWarnDays, "" when none does.
+func expiringSoon(host string, files map[string][]byte, now time.Time) string {
+	var soon []string
+	for _, path := range masterCertFiles {
+		data, ok := files[path]
+		if !ok {
+			continue // not initialised yet, or not kubeadm's layout
+		}
+		c, err := certs.FromPEM(host, strings.TrimSuffix(strings.TrimPrefix(path, "/etc/kubernetes/pki/"), ".crt"), path, data)
+		if err != nil || c.Missing {
+			continue
+		}
+		if d := c.DaysLeft(now); d < certWarnDays {
+			soon = append(soon, fmt.Sprintf("%s (%d days)", c.Name, d))
+		}
+	}
+	if len(soon) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("certificates expire within %d days: %s: run fleet certs renew", certWarnDays, strings.Join(soon, ", "))
 }
