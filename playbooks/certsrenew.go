@@ -145,14 +145,13 @@ const putBackScript = `for f in ` + restartDir + `/*.yaml; do
 done`
 
 func (p *certsRenewPhase) run(ctx context.Context, r remote, host string) error {
-	renew := []string{"kubeadm", "certs", "renew", "all"}
-	if len(p.names) > 0 {
-		renew = nil
-		for _, n := range p.names {
-			renew = append(renew, exec.Command("kubeadm", "certs", "renew", n))
-		}
-	} else {
-		renew = []string{exec.Command(renew...)}
+	names := p.names
+	if len(names) == 0 {
+		names = []string{"all"}
+	}
+	var renew []string
+	for _, n := range names {
+		renew = append(renew, exec.Command("kubeadm", "certs", "renew", n))
 	}
 	// A restart an earlier run left halfway is finished first.
 	if _, err := r.run(ctx, host, putBackScript+"\n"+strings.Join(renew, " && ")); err != nil {

@@ -16,7 +16,10 @@ import (
 // mirror): nginx with its stream module for runAs: service, the docker
 // engine for runAs: container. apt only so far: preflight names what to
 // install on another distribution.
-type lbPackagesPhase struct{ inv *inventory.Inventory }
+type lbPackagesPhase struct {
+	inv  *inventory.Inventory
+	seen seen[lbPackagesState]
+}
 
 // lbPackages are the packages the load balancer needs, the first one
 // being the program's own.
@@ -75,6 +78,7 @@ func (p *lbPackagesPhase) check(ctx context.Context, pr probe, host string) (boo
 	if err != nil {
 		return false, "", err
 	}
+	p.seen.keep(host, st)
 	program, pkgs := lbPackages(p.inv)
 	if missing := lbPackagesTodo(st, pkgs); len(missing) > 0 {
 		return false, "install " + strings.Join(missing, ", ") + " from the distribution", nil
@@ -92,9 +96,12 @@ apt-get -q update >/dev/null
 apt-get -q install -y --no-install-recommends "$@"`
 
 func (p *lbPackagesPhase) run(ctx context.Context, r remote, host string) error {
-	st, err := p.state(ctx, r.probe, host)
-	if err != nil {
-		return err
+	st, ok := p.seen.take(host)
+	if !ok {
+		var err error
+		if st, err = p.state(ctx, r.probe, host); err != nil {
+			return err
+		}
 	}
 	_, pkgs := lbPackages(p.inv)
 	missing := lbPackagesTodo(st, pkgs)
