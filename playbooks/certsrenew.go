@@ -94,16 +94,7 @@ func waitNodesReady(ctx context.Context, s *Session, limit time.Duration) error 
 	if err != nil {
 		return err
 	}
-	nodes := append(namesWithRole(s.Inv, inventory.RoleMaster), namesWithRole(s.Inv, inventory.RoleWorker)...)
-	var left []string
-	err = pollUntil(ctx, time.Second, limit, func(ctx context.Context) (bool, error) {
-		left, err = notReady(ctx, access.client, nodes)
-		return err == nil && len(left) == 0, nil
-	})
-	if err == errPollTimeout {
-		return fmt.Errorf("not Ready after %s: %s", limit, strings.Join(left, ", "))
-	}
-	return err
+	return waitReady(ctx, access.client, append(namesWithRole(s.Inv, inventory.RoleMaster), namesWithRole(s.Inv, inventory.RoleWorker)...), limit)
 }
 
 // staticPod is a kubeadm control-plane pod and where it answers on its

@@ -80,14 +80,19 @@ func (p *readiness) run(ctx context.Context, _ remote, _ string) error {
 	if err != nil {
 		return err
 	}
+	return waitReady(ctx, access.client, p.nodes, p.timeout)
+}
+
+// waitReady polls until every one of nodes is Registered and Ready.
+func waitReady(ctx context.Context, client kubernetes.Interface, nodes []string, limit time.Duration) error {
 	var missing []string
 	var last error
-	err = pollUntil(ctx, time.Second, p.timeout, func(ctx context.Context) (bool, error) {
-		missing, last = notReady(ctx, access.client, p.nodes)
+	err := pollUntil(ctx, time.Second, limit, func(ctx context.Context) (bool, error) {
+		missing, last = notReady(ctx, client, nodes)
 		return last == nil && len(missing) == 0, nil
 	})
 	if err == errPollTimeout {
-		return fmt.Errorf("nodes not Ready after %s: %v (last error: %v)", p.timeout, missing, last)
+		return fmt.Errorf("nodes not Ready after %s: %v (last error: %v)", limit, missing, last)
 	}
 	return err
 }

@@ -146,9 +146,7 @@ func TestPrepareFromBareHosts(t *testing.T) {
 		}
 		ran := changedSteps(report)
 		// The load balancer's nginx, from the distribution's packages.
-		if out, err := c.Exec("lb", "dpkg-query", "-W", "nginx", "libnginx-mod-stream"); !ran["prepare-loadbalancer/lb"] || err != nil || strings.Count(string(out), "\n") != 2 {
-			t.Errorf("prepare-loadbalancer ran: %v; dpkg on lb: %v %q", ran["prepare-loadbalancer/lb"], err, out)
-		}
+		nginxFromApt(t, c, ran)
 		for _, h := range bareNodes {
 			for _, step := range []string{"prepare-kernel", "prepare-binaries", "prepare-runtime"} {
 				if !ran[step+"/"+h] {
@@ -255,6 +253,15 @@ func TestPrepareFromBareHosts(t *testing.T) {
 			t.Errorf("a prepare step ran:\n%s", shown)
 		}
 	})
+}
+
+// nginxFromApt fails the test unless prepare-loadbalancer ran and dpkg on
+// the load balancer lists nginx and its stream module.
+func nginxFromApt(t *testing.T, c *sim.Cluster, ran map[string]bool) {
+	t.Helper()
+	if out, err := c.Exec("lb", "dpkg-query", "-W", "nginx", "libnginx-mod-stream"); !ran["prepare-loadbalancer/lb"] || err != nil || strings.Count(string(out), "\n") != 2 {
+		t.Errorf("prepare-loadbalancer ran: %v; dpkg on lb: %v %q", ran["prepare-loadbalancer/lb"], err, out)
+	}
 }
 
 // reasonOf is the check's reason a step gave on a host ("" if none).
@@ -396,9 +403,7 @@ func TestPrepareFromPackages(t *testing.T) {
 			t.Fatalf("apply: %v\n%s", err, shown)
 		}
 		ran := changedSteps(report)
-		if out, err := c.Exec("lb", "dpkg-query", "-W", "nginx", "libnginx-mod-stream"); !ran["prepare-loadbalancer/lb"] || err != nil || strings.Count(string(out), "\n") != 2 {
-			t.Errorf("prepare-loadbalancer ran: %v; dpkg on lb: %v %q", ran["prepare-loadbalancer/lb"], err, out)
-		}
+		nginxFromApt(t, c, ran)
 		for _, h := range nodes {
 			if !ran["prepare-packages/"+h] || !ran["prepare-kernel/"+h] || !ran["prepare-runtime/"+h] {
 				t.Errorf("%s: prepare steps that ran: %v", h, ran)
