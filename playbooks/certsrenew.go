@@ -182,7 +182,19 @@ func (p *certsRenewPhase) restart(ctx context.Context, r remote, host string, di
 			}
 		}
 	}()
-	err = pollUntil(ctx, 250*time.Millisecond, p.timeout, func(ctx context.Context) (bool, error) {
+	if err := waitGone(ctx, dial, pod, p.timeout); err != nil {
+		return err
+	}
+	if err := back(ctx); err != nil {
+		return err
+	}
+	return waitHealthy(ctx, dial, pod, p.timeout)
+}
+
+// waitGone polls the pod's port through the SSH connection until nothing
+// answers there.
+func waitGone(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), pod staticPod, limit time.Duration) error {
+	err := pollUntil(ctx, 250*time.Millisecond, limit, func(ctx context.Context) (bool, error) {
 		c, err := dial(ctx, "tcp", pod.addr)
 		if err != nil {
 			return true, nil // nothing listens: the pod is gone
@@ -191,15 +203,9 @@ func (p *certsRenewPhase) restart(ctx context.Context, r remote, host string, di
 		return false, nil
 	})
 	if err == errPollTimeout {
-		return fmt.Errorf("still answering on %s %s after its manifest was moved out", pod.addr, p.timeout)
+		return fmt.Errorf("still answering on %s %s after its manifest was moved out", pod.addr, limit)
 	}
-	if err != nil {
-		return err
-	}
-	if err := back(ctx); err != nil {
-		return err
-	}
-	return waitHealthy(ctx, dial, pod, p.timeout)
+	return err
 }
 
 // waitHealthy polls pod's health endpoint through the SSH connection until

@@ -19,10 +19,15 @@ import (
 // with --keep 1 leave the newer; every file is 0600, the snapshot matches
 // the SHA-256 beside it, the PKI archive holds the CA's key, and the
 // manifest names the cluster's CA.
-func testBackup(t *testing.T, all *bytes.Buffer) {
+// It returns the backup's folder; its snapshot also holds the namespace
+// restoreProbe and a ConfigMap in it.
+func testBackup(t *testing.T, all *bytes.Buffer) string {
 	t.Helper()
-	if out, err := cluster.Exec("master0", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "create", "configmap", "fleet-backup-probe", "--from-literal=state=before"); err != nil {
-		t.Fatalf("kubectl create configmap: %v: %s", err, out)
+	for _, args := range [][]string{{"create", "configmap", "fleet-backup-probe", "--from-literal=state=before"},
+		{"create", "namespace", restoreProbe}, {"-n", restoreProbe, "create", "configmap", restoreProbe, "--from-literal=state=backed-up"}} {
+		if out, err := kubectl(args...); err != nil {
+			t.Fatalf("kubectl %s: %v: %s", strings.Join(args, " "), err, out)
+		}
 	}
 	dir := filepath.Join(t.TempDir(), "backups")
 	var first string
@@ -71,6 +76,16 @@ func testBackup(t *testing.T, all *bytes.Buffer) {
 	if keys := tarNames(t, filepath.Join(path, "pki.tar.gz")); !strings.Contains(keys, "pki/ca.key") || !strings.Contains(keys, "pki/etcd/ca.key") {
 		t.Errorf("the PKI archive holds %s", keys)
 	}
+	return path
+}
+
+// restoreProbe names the namespace and ConfigMap a restore brings back.
+const restoreProbe = "fleet-restore-probe"
+
+// kubectl runs kubectl as the cluster's admin on master0.
+func kubectl(args ...string) (string, error) {
+	out, err := cluster.Exec("master0", append([]string{"kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"}, args...)...)
+	return string(out), err
 }
 
 func tarNames(t *testing.T, path string) string {

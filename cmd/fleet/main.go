@@ -75,6 +75,7 @@ type cli struct {
 	Remove       removeCmd       `cmd:"" help:"Drain nodes, kubeadm reset them, delete them (a master leaves etcd and the load balancer first)."`
 	RotateTokens rotateTokensCmd `cmd:"" name:"rotate-tokens" help:"Delete fleet's and expired bootstrap tokens, make a new one; optionally print the join command."`
 	Backup       backupCmd       `cmd:"" help:"Save an etcd snapshot (from the leader, checked), the cluster's PKI and the inventory to a folder of their own; changes nothing on the hosts."`
+	Restore      restoreCmd      `cmd:"" help:"Put a backup's etcd snapshot back on every master (after a prompt): control plane stopped, etcdutl snapshot restore, started, quorum, every node Ready."`
 	Certs        certsCmd        `cmd:"" help:"Certificates of the cluster: certs check lists every one with its expiry."`
 	CloudInit    cloudInitCmd    `cmd:"" name:"cloud-init" help:"Print cloud-init user-data that makes a new worker join by itself, in its join mode (holds a short-lived secret)."`
 	Reset        resetCmd        `cmd:"" help:"Tear the whole cluster down: workers, then masters, then the load balancer config."`

@@ -96,7 +96,7 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 		t.Errorf("certs check --fail-under 400: exit %d\n%s%s", code, certsOut, certsErr)
 	}
 	testJSONDocuments(t, &all, kubeconfig)
-	testBackup(t, &all)
+	testRestore(t, &all, testBackup(t, &all))
 	// Completion asks the hosts: on the built cluster join has nothing to
 	// offer, remove every node. A machine busy with other tests may miss
 	// the 3 s (completion then offers every node): three tries.
