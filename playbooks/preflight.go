@@ -187,9 +187,9 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		reads = prepReads(b)
 	}
 	if h.Role == inventory.RoleMaster {
-		// The certificates kubeadm made, for the expiry warning: read
-		// in the same command.
-		reads = append(reads, hostRead{":", masterCertFiles})
+		// The certificates kubeadm made, for the expiry warning, and the
+		// manifests a cut-short restart left aside: in the same command.
+		reads = append(reads, hostRead{leftAsideScript, masterCertFiles})
 	}
 	out, answers, files, err := pr.querySections(ctx, host, cmd, reads)
 	if err != nil {
@@ -198,6 +198,9 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	if h.Role == inventory.RoleMaster {
 		if soon := expiringSoon(host, files, time.Now()); soon != "" {
 			pr.s.note("preflight", host, soon)
+		}
+		if aside := strings.Fields(answers[len(answers)-1]); len(aside) > 0 {
+			return fmt.Errorf("%s waits in %s: a fleet certs renew or fleet restore was cut short; run it again to finish it before apply", strings.Join(aside, ", "), restartDir)
 		}
 		answers = answers[:len(answers)-1]
 	}
@@ -248,6 +251,11 @@ func dropPrefixed(out, prefix string) string {
 	}
 	return strings.Join(keep, "\n")
 }
+
+// leftAsideScript names the control-plane manifests a cut-short certs
+// renew or restore left outside the kubelet's folder (shell builtins
+// only: it runs in every preflight).
+const leftAsideScript = `for f in ` + restartDir + `/*.yaml; do [ -e "$f" ] && echo "${f##*/}"; done; :`
 
 // stateMarker separates the facts from the state in preflight's answer.
 const stateMarker = "--- fleet state ---"

@@ -47,7 +47,7 @@ func (c *planCmd) Run(ctx context.Context, g *globals) error {
 			return werr
 		}
 		if err != nil {
-			return fmt.Errorf("apply would not get through: %s", err)
+			return fmt.Errorf("apply would not get through: %w", err)
 		}
 		return nil
 	}
@@ -81,7 +81,7 @@ func (c *planCmd) Run(ctx context.Context, g *globals) error {
 	}
 	tw.Flush()
 	if err != nil {
-		return fmt.Errorf("apply would not get through: %s", err)
+		return fmt.Errorf("apply would not get through: %w", err)
 	}
 	if would == 0 {
 		fmt.Fprintln(out, "no changes: apply would do nothing")

@@ -14,7 +14,9 @@ import (
 // without them). A backup of another cluster and a "no" at the prompt
 // change nothing; fleet restore --yes brings the namespace back, puts the
 // keys back from the backup (0600), leaves three etcd members and every
-// node Ready, and keeps each master's etcd data from before aside.
+// node Ready, and keeps each master's etcd data from before aside. A
+// manifest left aside as by a cut-short run makes plan refuse, and the
+// restore finishes it.
 func testRestore(t *testing.T, all *bytes.Buffer, backup string) {
 	t.Helper()
 	if out, err := kubectl("delete", "namespace", restoreProbe, "--wait=true", "--timeout=90s"); err != nil {
@@ -28,8 +30,19 @@ func testRestore(t *testing.T, all *bytes.Buffer, backup string) {
 		t.Fatalf("rm the service-account keys on master2: %v: %s", err, out)
 	}
 
+	// As a restore cut short after it stopped master1's API server leaves
+	// it: apply and plan refuse to start over it, restore finishes it.
+	if out, err := cluster.Exec("master1", "sh", "-c", "mkdir -p /etc/kubernetes/fleet-restart && mv /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/fleet-restart/"); err != nil {
+		t.Fatalf("move master1's API server aside: %v: %s", err, out)
+	}
+	code, out, errs := fleet("plan", "-i", cluster.Inventory)
+	all.WriteString(out + errs)
+	if code != exitRefused || !strings.Contains(errs, "kube-apiserver.yaml waits in /etc/kubernetes/fleet-restart") {
+		t.Errorf("plan with a manifest left aside: exit %d, want %d and why\n%s%s", code, exitRefused, out, errs)
+	}
+
 	other := copyBackupAs(t, backup, "another-cluster")
-	code, out, errs := fleet("restore", "-i", cluster.Inventory, "--yes", other)
+	code, out, errs = fleet("restore", "-i", cluster.Inventory, "--yes", other)
 	all.WriteString(out + errs)
 	if code != exitRefused || !strings.Contains(errs, `is a backup of cluster "another-cluster"`) {
 		t.Errorf("restore of another cluster's backup: exit %d, want %d and the reason\n%s%s", code, exitRefused, out, errs)
