@@ -4,23 +4,87 @@
 package inventory
 
 import (
+	"hash/fnv"
+	"slices"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Inventory is a validated cluster description.
 type Inventory struct {
-	Path         string  `yaml:"-"`
-	Cluster      Cluster `yaml:"cluster"`
-	SSH          SSH     `yaml:"ssh"`
-	LoadBalancer *Host   `yaml:"loadbalancer"`
-	Masters      []Host  `yaml:"masters"`
-	Workers      []Host  `yaml:"workers"`
-	CA           *Host   `yaml:"ca"`
+	Path    string  `yaml:"-"`
+	Cluster Cluster `yaml:"cluster"`
+	SSH     SSH     `yaml:"ssh"`
+	// LoadBalancers are the hosts under loadbalancer: one (a mapping) or
+	// several (a list), which then share VIP.
+	LoadBalancers LoadBalancers `yaml:"loadbalancer"`
+	VIP           *VIP          `yaml:"vip"`
+	Masters       []Host        `yaml:"masters"`
+	Workers       []Host        `yaml:"workers"`
+	CA            *Host         `yaml:"ca"`
+	// LoadBalancer is the first of LoadBalancers: the one balancer, or the
+	// one that holds the VIP first. Its nginx settings are every
+	// balancer's.
+	LoadBalancer *Host `yaml:"-"`
 
 	// Warnings are legal but doubtful choices, such as an even number of
 	// masters (no better quorum than one master fewer).
 	Warnings []string `yaml:"-"`
+}
+
+// LoadBalancers is loadbalancer:, written as one host (a mapping) or a
+// list of hosts.
+type LoadBalancers []*Host
+
+// UnmarshalYAML takes a mapping as a list of one.
+func (l *LoadBalancers) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		var h Host
+		if err := n.Decode(&h); err != nil {
+			return err
+		}
+		*l = LoadBalancers{&h}
+		return nil
+	}
+	var hosts []*Host
+	if err := n.Decode(&hosts); err != nil {
+		return err
+	}
+	*l = hosts
+	return nil
+}
+
+// VIP is the virtual address several load balancers share with VRRP
+// (keepalived): the one that holds it serves the API.
+type VIP struct {
+	Address string `yaml:"address"`
+	// RouterID is VRRP's virtual router id (1-255), the same on every
+	// balancer and unique on their network: default derived from the
+	// cluster's name.
+	RouterID int `yaml:"routerID"`
+}
+
+// VRRPRouterID is the VIP's virtual router id, defaults applied: 1-255
+// from the cluster's name (FNV-1a), so two clusters on one network
+// differ unless their names collide (then set routerID).
+func (inv *Inventory) VRRPRouterID() int {
+	if inv.VIP != nil && inv.VIP.RouterID != 0 {
+		return inv.VIP.RouterID
+	}
+	h := fnv.New32a()
+	h.Write([]byte(inv.Cluster.Name))
+	return int(h.Sum32()%255) + 1
+}
+
+// LoadBalancerNames are the balancers' names, in inventory order.
+func (inv *Inventory) LoadBalancerNames() []string {
+	var names []string
+	for _, h := range inv.LoadBalancers {
+		names = append(names, h.Name)
+	}
+	return names
 }
 
 // Cluster holds what kubeadm needs to know about the cluster as a whole.
@@ -258,13 +322,10 @@ const (
 	DefaultTimeout       = 10 * time.Second
 )
 
-// Hosts returns every host, load balancer first, then masters, workers and
+// Hosts returns every host, load balancers first, then masters, workers and
 // the CA host.
 func (inv *Inventory) Hosts() []*Host {
-	var all []*Host
-	if inv.LoadBalancer != nil {
-		all = append(all, inv.LoadBalancer)
-	}
+	all := slices.Clone(inv.LoadBalancers)
 	for i := range inv.Masters {
 		all = append(all, &inv.Masters[i])
 	}

@@ -166,6 +166,8 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
 	switch {
 	case t == reflect.TypeOf(Duration(0)):
 		return
+	case t == reflect.TypeOf(LoadBalancers(nil)) && n.Kind == yaml.MappingNode:
+		d.walk(n, reflect.TypeOf(Host{}), path) // one host, not a list
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			if n.Tag != "!!null" {

@@ -94,6 +94,47 @@ func edit(t *testing.T, pairs ...string) string {
 	return s
 }
 
+// The load balancer of base, and two that share a VIP in its place.
+const (
+	lbSingle = "loadbalancer:\n  name: lb\n  address: 198.18.0.10\n"
+	lbPair   = "loadbalancer:\n  - name: lb0\n    address: 198.18.0.10\n  - name: lb1\n    address: 198.18.0.9\n"
+)
+
+// TestVIP: balancers as a list share the VIP, which becomes the endpoint;
+// the first is the primary; the router id is derived from the name.
+func TestVIP(t *testing.T) {
+	src := strings.Replace(base, lbSingle, lbPair, 1) + "vip:\n  address: 198.18.0.100\n"
+	inv, err := Parse("inv.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(inv.LoadBalancerNames(), ","); got != "lb0,lb1" || inv.LoadBalancer.Name != "lb0" {
+		t.Errorf("balancers %s, primary %s", got, inv.LoadBalancer.Name)
+	}
+	if inv.Cluster.ControlPlaneEndpoint != "198.18.0.100:6443" {
+		t.Errorf("endpoint %s, want the VIP's", inv.Cluster.ControlPlaneEndpoint)
+	}
+	if h := inv.Host("lb1"); h == nil || h.Role != RoleLoadBalancer {
+		t.Errorf("lb1: %+v", h)
+	}
+	id := inv.VRRPRouterID()
+	if id < 1 || id > 255 {
+		t.Errorf("router id %d", id)
+	}
+	other, _ := Parse("inv.yaml", []byte(strings.Replace(src, "name: test", "name: test2", 1)))
+	if other.VRRPRouterID() == id {
+		t.Errorf("clusters test and test2 derive the same router id %d", id)
+	}
+	inv.VIP.RouterID = 7
+	if inv.VRRPRouterID() != 7 {
+		t.Error("routerID set is not taken")
+	}
+	one, err := Parse("inv.yaml", []byte(base))
+	if err != nil || len(one.LoadBalancers) != 1 || one.LoadBalancer != one.LoadBalancers[0] || one.Cluster.ControlPlaneEndpoint != "198.18.0.10:6443" {
+		t.Errorf("one balancer as a mapping: %v %+v", err, one)
+	}
+}
+
 func TestBadInventories(t *testing.T) {
 	tests := []struct {
 		name string
@@ -239,6 +280,23 @@ func TestBadInventories(t *testing.T) {
 		{"a mirror that is not a URL", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  registryMirrors: {registry.k8s.io: [mirror.site]}\n")
 		}, `inv.yaml:3:20: cluster.registryMirrors: registry.k8s.io: "mirror.site" is not an http(s) URL`},
+		{"two balancers without a VIP", func(t *testing.T) string { return edit(t, lbSingle, lbPair) },
+			`inv.yaml:7:3: loadbalancer: 2 load balancers need a vip:`},
+		{"a VIP with one balancer", func(t *testing.T) string { return base + "vip: {address: 198.18.0.100}\n" },
+			`inv.yaml:15:6: vip: a VIP needs two load balancers or more`},
+		{"a VIP that is a balancer's address", func(t *testing.T) string { return edit(t, lbSingle, lbPair) + "vip: {address: 198.18.0.9}\n" },
+			`inv.yaml:10:14: loadbalancer[1].address: the VIP 198.18.0.9 is a balancer's own address`},
+		{"a VIP that is no IPv4 address", func(t *testing.T) string { return edit(t, lbSingle, lbPair) + "vip: {address: fd00::1}\n" },
+			`inv.yaml:17:16: vip.address: "fd00::1" is not an IPv4 address`},
+		{"a VRRP router id out of range", func(t *testing.T) string {
+			return edit(t, lbSingle, lbPair) + "vip: {address: 198.18.0.100, routerID: 300}\n"
+		}, `inv.yaml:17:40: vip.routerID: 300 is not a VRRP router id (1-255)`},
+		{"nginx settings on the second balancer", func(t *testing.T) string {
+			return edit(t, lbSingle, lbPair+"    nginx: {proxyTimeout: 5s}\n") + "vip: {address: 198.18.0.100}\n"
+		}, `inv.yaml:11:12: loadbalancer[1].nginx: nginx settings go on the first balancer only`},
+		{"a duplicate among the balancers", func(t *testing.T) string {
+			return edit(t, lbSingle, strings.Replace(lbPair, "name: lb1", "name: lb0", 1)) + "vip: {address: 198.18.0.100}\n"
+		}, `inv.yaml:9:11: loadbalancer[1].name: host name "lb0" is already used by loadbalancer[0]`},
 		{"bad endpoint", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  controlPlaneEndpoint: lb.example\n")
 		},

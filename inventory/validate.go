@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 var (
@@ -29,12 +32,7 @@ func (d *decoder) validate(inv *Inventory) {
 	d.hasCA = inv.CA != nil
 	d.validateCluster(inv)
 	d.validateSSH(&inv.SSH, "ssh")
-	if inv.LoadBalancer == nil {
-		d.errorf("loadbalancer", "a load balancer host is required")
-	} else {
-		inv.LoadBalancer.Role = RoleLoadBalancer
-		d.validateHost(inv.LoadBalancer, "loadbalancer")
-	}
+	d.validateLoadBalancers(inv)
 	if len(inv.Masters) == 0 {
 		d.errorf("masters", "at least one master is required")
 	} else if len(inv.Masters)%2 == 0 {
@@ -71,6 +69,55 @@ func (d *decoder) validate(inv *Inventory) {
 	d.checkUnique(inv)
 	d.checkEndpoint(inv)
 	d.checkAddressesOutsideSubnets(inv)
+}
+
+// validateLoadBalancers checks loadbalancer: (one host, or a list that
+// shares vip:) and vip:.
+func (d *decoder) validateLoadBalancers(inv *Inventory) {
+	lbs := inv.LoadBalancers
+	if len(lbs) == 0 {
+		d.errorf("loadbalancer", "a load balancer host is required")
+		return
+	}
+	inv.LoadBalancer = lbs[0]
+	for i, h := range lbs {
+		h.Role = RoleLoadBalancer
+		d.validateHost(h, d.lbPath(i))
+		if i > 0 && h.Nginx != nil {
+			d.errorf(d.lbPath(i)+".nginx", "nginx settings go on the first balancer only: every balancer serves the same config")
+		}
+	}
+	v := inv.VIP
+	switch {
+	case v == nil && len(lbs) > 1:
+		d.errorf("loadbalancer", "%d load balancers need a vip: (the address they share)", len(lbs))
+	case v == nil:
+	case len(lbs) < 2:
+		d.errorf("vip", "a VIP needs two load balancers or more (a list under loadbalancer:)")
+	case v.Address == "":
+		d.errorf("vip.address", "the VIP's address is required")
+	default:
+		if a, err := netip.ParseAddr(v.Address); err != nil || !a.Is4() {
+			d.errorf("vip.address", "%q is not an IPv4 address (keepalived's VRRP v2)", v.Address)
+		}
+		if v.RouterID < 0 || v.RouterID > 255 {
+			d.errorf("vip.routerID", "%d is not a VRRP router id (1-255)", v.RouterID)
+		}
+		for i, h := range lbs {
+			if h.Address == v.Address {
+				d.errorf(d.lbPath(i)+".address", "the VIP %s is a balancer's own address: it must be a free one they share", v.Address)
+			}
+		}
+	}
+}
+
+// lbPath is the i-th balancer's path in messages: loadbalancer when it
+// was written as one host.
+func (d *decoder) lbPath(i int) string {
+	if n := d.pos["loadbalancer"]; n != nil && n.Kind == yaml.MappingNode {
+		return "loadbalancer"
+	}
+	return fmt.Sprintf("loadbalancer[%d]", i)
 }
 
 // checkJoinMode accepts the join modes fleet carries out.
@@ -340,7 +387,7 @@ func (d *decoder) checkUnique(inv *Inventory) {
 func (d *decoder) pathOf(inv *Inventory, h *Host) string {
 	switch h.Role {
 	case RoleLoadBalancer:
-		return "loadbalancer"
+		return d.lbPath(slices.Index(inv.LoadBalancers, h))
 	case RoleCA:
 		return "ca"
 	}
@@ -359,7 +406,10 @@ func (d *decoder) pathOf(inv *Inventory, h *Host) string {
 func (d *decoder) checkEndpoint(inv *Inventory) {
 	ep := &inv.Cluster.ControlPlaneEndpoint
 	if *ep == "" {
-		if inv.LoadBalancer != nil && inv.LoadBalancer.Address != "" {
+		switch {
+		case inv.VIP != nil && inv.VIP.Address != "":
+			*ep = net.JoinHostPort(inv.VIP.Address, strconv.Itoa(DefaultAPIPort))
+		case inv.LoadBalancer != nil && inv.LoadBalancer.Address != "":
 			*ep = net.JoinHostPort(inv.LoadBalancer.Address, strconv.Itoa(DefaultAPIPort))
 		}
 		return
