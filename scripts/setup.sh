@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine to build fleet and run its tests and demo:
-# OpenSSH server and nginx binaries for the simulated hosts (their services
+# OpenSSH server, nginx and keepalived binaries for the simulated hosts (their services
 # are not used; every simulated host runs its own), iproute2 and util-linux
 # for the namespaces, a docker CLI, tmux and chromium for the tests of the
 # terminal view and the HTML run report, and the Go modules. Idempotent; needs root.
@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-packages=(openssh-server openssh-client nginx libnginx-mod-stream iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3 tmux chromium dpkg-dev apt-utils gnupg python3)
+packages=(openssh-server openssh-client nginx libnginx-mod-stream keepalived iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3 tmux chromium dpkg-dev apt-utils gnupg python3)
 # The docker CLI drives the load balancer's nginx container (runAs:
 # container) against the simulated hosts' emulated engine; Debian's
 # docker.io brings it (its daemon is kept from starting, below).
@@ -24,8 +24,8 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	# policy-rc.d keeps the packages from starting their own sshd, nginx
-	# and dockerd on the machine: the simulated hosts run their own.
+	# policy-rc.d keeps the packages from starting their own sshd, nginx,
+	# keepalived and dockerd on the machine: the simulated hosts run their own.
 	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 	chmod +x /usr/sbin/policy-rc.d
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
