@@ -50,6 +50,16 @@ func TestExampleLoads(t *testing.T) {
 	}
 }
 
+func TestVIPExampleLoads(t *testing.T) {
+	inv, err := Load("examples/ha-vip.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(inv.LoadBalancerNames(), ","); got != "lb0,lb1" || inv.Cluster.ControlPlaneEndpoint != "192.0.2.100:6443" || inv.LoadBalancer.Nginx == nil {
+		t.Errorf("balancers %s, endpoint %s, nginx %+v", got, inv.Cluster.ControlPlaneEndpoint, inv.LoadBalancer.Nginx)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	inv, err := Parse("/etc/fleet/inv.yaml", []byte(base))
 	if err != nil {

@@ -119,7 +119,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	rest := without(namesWithRole(inv, inventory.RoleMaster), []string{first})
 	workers := without(namesWithRole(inv, inventory.RoleWorker), opts.Exclude)
 	nodes := append(append([]string{first}, rest...), workers...)
-	checked := append([]string{inv.LoadBalancer.Name}, nodes...)
+	checked := append(inv.LoadBalancerNames(), nodes...)
 	if inv.CA != nil {
 		checked = append(checked, inv.CA.Name)
 	}
@@ -134,9 +134,8 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 		Hosts: checked, ReadOnly: true}, &preflightPhase{inv: inv, maxSkew: opts.MaxClockSkew}))
 	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
 		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
-	g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)",
-		Hosts: []string{inv.LoadBalancer.Name}, After: addPrepareLB(s, g)}, &lbPhase{inv: inv}))
-	initAfter := append([]string{"loadbalancer"}, addPrepare(s, g, nodes)...)
+	lbReady := addLoadBalancers(s, g, inv, "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)", addPrepareLB(s, g))
+	initAfter := append([]string{lbReady}, addPrepare(s, g, nodes)...)
 	if inv.CA != nil {
 		g.MustAdd(s.step(steps.Step{Name: "ca-host", Description: "the CFSSL API on the CA host: signing config, auth key, root, cluster CA, OCSP signer, certdb, service",
 			Hosts: []string{inv.CA.Name}, After: []string{"gate"}}, &caHostPhase{inv: inv, generateRoot: opts.GenerateCA, rootOnHost: opts.RootOnCAHost}))

@@ -33,7 +33,7 @@ func Join(ctx context.Context, s *Session, nodes []string, opts JoinOptions) (*R
 	if err != nil {
 		return nil, err
 	}
-	s.Connect(ctx, append([]string{s.Inv.LoadBalancer.Name}, append(mastersOf(s.Inv), nodes...)...))
+	s.Connect(ctx, append(s.Inv.LoadBalancerNames(), append(mastersOf(s.Inv), nodes...)...))
 	return locked(ctx, s, "join", func() (*Report, error) {
 		access, err := connectCluster(ctx, s)
 		if err != nil {
@@ -77,7 +77,7 @@ func joinGraph(s *Session, found *clusterAccess, opts JoinOptions, masters, work
 	nodes := append(append([]string{}, masters...), workers...)
 	probeHosts := nodes
 	if len(masters) > 0 {
-		probeHosts = append(slices.Clone(nodes), inv.LoadBalancer.Name)
+		probeHosts = append(slices.Clone(nodes), inv.LoadBalancerNames()...)
 	}
 	access := steps.Given("cluster access", found)
 	joined := steps.NewOutput[joinState]("join state")
@@ -93,9 +93,7 @@ func joinGraph(s *Session, found *clusterAccess, opts JoinOptions, masters, work
 	j := joinInputs{joinedCheck: joinedCheck{inv: inv, joined: joined}, timeout: opts.KubeadmTimeout, access: access, creds: creds}
 	waits := append([]string{"credentials"}, addJoins(s, g, j, masters, nil)...)
 	if len(masters) > 0 {
-		g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: "add the new masters to the NGINX upstream once they serve; nginx -t, reload",
-			Hosts: []string{inv.LoadBalancer.Name}, After: []string{"join-masters"}}, &lbPhase{inv: inv}))
-		waits = append(waits, "loadbalancer")
+		waits = append(waits, addLoadBalancers(s, g, inv, "add the new masters to the NGINX upstream once they serve; nginx -t, reload", []string{"join-masters"}))
 	}
 	waits = append(waits, addJoins(s, g, j, nil, workers)...)
 	g.MustAdd(s.step(steps.Step{Name: "ready", Description: "wait until the named nodes are Registered and Ready",

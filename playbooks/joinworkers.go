@@ -3,6 +3,7 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fleetops/fleet/internal/kubeadm"
@@ -24,7 +25,7 @@ type joinWorkersPhase struct{ joinInputs }
 func (p *joinWorkersPhase) run(ctx context.Context, r remote, host string) error {
 	endpoint := p.inv.Cluster.ControlPlaneEndpoint
 	lbHint := func(err error) error {
-		return fmt.Errorf("not joined: %w; check nginx on %s (the next fleet apply starts it again)", err, p.inv.LoadBalancer.Name)
+		return fmt.Errorf("not joined: %w; check nginx on %s (the next fleet apply starts it again)", err, strings.Join(p.inv.LoadBalancerNames(), ", "))
 	}
 	if err := waitTCP(ctx, endpoint, 10*time.Second); err != nil {
 		return lbHint(err)

@@ -91,19 +91,22 @@ const nginxRunning = `if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)
 // one remote script: this step sits on the critical path of an apply.
 func applyLB(ctx context.Context, r remote, inv *inventory.Inventory, host string, config []byte) error {
 	endpoint := inv.Cluster.ControlPlaneEndpoint
+	if inv.VIP != nil {
+		// The VIP may not be up yet (keepalived comes after): this
+		// balancer's own address.
+		_, port, _ := net.SplitHostPort(endpoint)
+		endpoint = net.JoinHostPort(inv.Host(host).Address, port)
+	}
 	if inv.NginxRunAs() == inventory.NginxContainer {
 		if err := applyLBContainer(ctx, r, inv, host, config); err != nil {
 			return err
 		}
 		return waitTCP(ctx, endpoint, 10*time.Second)
 	}
-	if err := r.ensureDir(ctx, host, nginxStaging, 0o755); err != nil {
+	if err := stageLB(ctx, r, host, config); err != nil {
 		return err
 	}
-	if err := r.upload(ctx, host, nginxCandidate, config, 0o644); err != nil {
-		return err
-	}
-	res, err := r.run(ctx, host, exec.Command("sh", "-c", lbScript, "fleet-lb", nginxConf, nginxInclude, nginxTestConf, nginxCandidate, nginxLive))
+	res, err := r.run(ctx, host, exec.Command("sh", "-c", lbTestScript+"\n"+lbGoLiveScript, "fleet-lb", nginxConf, nginxInclude, nginxTestConf, nginxCandidate, nginxLive))
 	switch {
 	case err != nil && res.ExitCode == lbRejected:
 		return fmt.Errorf("nginx -t rejected the new config (the live one is untouched): %w", err)
@@ -113,10 +116,34 @@ func applyLB(ctx context.Context, r remote, inv *inventory.Inventory, host strin
 	return waitTCP(ctx, endpoint, 10*time.Second)
 }
 
-// lbRejected is lbScript's exit code when nginx -t refuses the candidate.
+// stageLB uploads the candidate config beside the live one.
+func stageLB(ctx context.Context, r remote, host string, config []byte) error {
+	if err := r.ensureDir(ctx, host, nginxStaging, 0o755); err != nil {
+		return err
+	}
+	return r.upload(ctx, host, nginxCandidate, config, 0o644)
+}
+
+// testLB stages the config and has nginx -t check the whole configuration
+// with it; nothing live changes.
+func testLB(ctx context.Context, r remote, inv *inventory.Inventory, host string, config []byte) error {
+	if inv.NginxRunAs() == inventory.NginxContainer {
+		return nil // the container's nginx checks it as it starts (applyLBContainer)
+	}
+	if err := stageLB(ctx, r, host, config); err != nil {
+		return err
+	}
+	res, err := r.run(ctx, host, exec.Command("sh", "-c", lbTestScript, "fleet-lb", nginxConf, nginxInclude, nginxTestConf, nginxCandidate, nginxLive))
+	if err != nil && res.ExitCode == lbRejected {
+		return fmt.Errorf("nginx -t rejected the new config (no balancer's live config changed): %w", err)
+	}
+	return err
+}
+
+// lbRejected is lbTestScript's exit code when nginx -t refuses the candidate.
 const lbRejected = 3
 
-// lbScript: $1 nginx.conf, $2 the include line, $3 the test copy of
+// lbTestScript: $1 nginx.conf, $2 the include line, $3 the test copy of
 // nginx.conf, $4 the candidate, $5 the live file.
 // nginx.conf gets fleet's include line once (atomically); the test copy
 // includes the staging folder instead of the live one, so nginx -t checks
@@ -124,14 +151,16 @@ const lbRejected = 3
 // replaces the live file by rename, and a running nginx reloads; otherwise
 // it starts, through systemd where that runs. The container of an earlier
 // runAs: container goes first: it holds the port.
-const lbScript = `set -e
+const lbTestScript = `set -e
 grep -qxF "$2" "$1" || { cp -p "$1" "$1.fleet-tmp"; printf '
 # fleet: the Kubernetes API load balancer
 %s
 ' "$2" >> "$1.fleet-tmp"; mv "$1.fleet-tmp" "$1"; }
 sed 's#^include /etc/nginx/fleet.d/\*.conf;$#include /etc/nginx/fleet.d/.staging/*.conf;#' "$1" > "$3"
-nginx -t -q -c "$3" || exit 3
-cp "$4" "$5.fleet-tmp" && mv -f "$5.fleet-tmp" "$5"
+nginx -t -q -c "$3" || exit 3`
+
+// lbGoLiveScript follows lbTestScript, same arguments.
+const lbGoLiveScript = `cp "$4" "$5.fleet-tmp" && mv -f "$5.fleet-tmp" "$5"
 if command -v docker >/dev/null 2>&1 && docker container inspect fleet-lb >/dev/null 2>&1; then docker rm -f fleet-lb >/dev/null; fi
 if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then nginx -s reload
 elif [ -d /run/systemd/system ]; then systemctl enable --now nginx && systemctl reload nginx

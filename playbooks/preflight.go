@@ -280,6 +280,9 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	if h.Role == inventory.RoleLoadBalancer && inv.NginxRunAs() == inventory.NginxContainer {
 		need = []string{"docker"} // nginx comes with the image
 	}
+	if h.Role == inventory.RoleLoadBalancer && inv.VIP != nil {
+		need = append(need, "keepalived")
+	}
 	if h.Role == inventory.RoleLoadBalancer && inv.Installs() && nodeprep.Family(f.ID, f.IDLike) == nodeprep.FamilyDebian {
 		need = nil // prepare-loadbalancer installs it with apt
 	}

@@ -269,7 +269,7 @@ func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error
 		return nil, err
 	}
 	nodes := without(append(namesWithRole(s.Inv, inventory.RoleMaster), namesWithRole(s.Inv, inventory.RoleWorker)...), opts.Exclude)
-	hosts := append([]string{s.Inv.LoadBalancer.Name}, nodes...)
+	hosts := append(s.Inv.LoadBalancerNames(), nodes...)
 	if err := s.connectChecking(ctx, hosts); err != nil {
 		return nil, err
 	}

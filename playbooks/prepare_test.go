@@ -4,6 +4,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,12 +257,19 @@ func TestLBPackagesTodo(t *testing.T) {
 		{"nginx without its stream module", []string{"nginx"}, true, "libnginx-mod-stream"},
 		{"an nginx the site built", nil, true, ""},
 		{"the module left after nginx was removed", []string{"libnginx-mod-stream"}, false, "nginx"},
+		{"a VIP: keepalived too", pkgs, true, "keepalived"},
+		{"a VIP beside the site's nginx", nil, true, "keepalived"},
+		{"a VIP, all installed", append(slices.Clone(pkgs), "keepalived"), true, ""},
 	} {
 		st := lbPackagesState{installed: map[string]bool{}, program: tc.program}
 		for _, p := range tc.installed {
 			st.installed[p] = true
 		}
-		if got := strings.Join(lbPackagesTodo(st, pkgs), ","); got != tc.want {
+		want := pkgs
+		if strings.HasPrefix(tc.name, "a VIP") {
+			want = append(slices.Clone(pkgs), "keepalived")
+		}
+		if got := strings.Join(lbPackagesTodo(st, want), ","); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}

@@ -23,11 +23,16 @@ type lbPackagesPhase struct {
 
 // lbPackages are the packages the load balancer needs, the first one
 // being the program's own.
+// With a VIP, keepalived comes last.
 func lbPackages(inv *inventory.Inventory) (program string, packages []string) {
+	program, packages = "nginx", []string{"nginx", "libnginx-mod-stream"}
 	if inv.NginxRunAs() == inventory.NginxContainer {
-		return "docker", []string{"docker.io"}
+		program, packages = "docker", []string{"docker.io"}
 	}
-	return "nginx", []string{"nginx", "libnginx-mod-stream"}
+	if inv.VIP != nil {
+		packages = append(packages, "keepalived")
+	}
+	return program, packages
 }
 
 // lbPackagesState is what dpkg says of the packages, and whether the
@@ -61,14 +66,17 @@ func (p *lbPackagesPhase) state(ctx context.Context, pr probe, host string) (lbP
 // is there, or when the program came some other way (fleet leaves an
 // nginx the site built itself alone).
 func lbPackagesTodo(st lbPackagesState, pkgs []string) []string {
-	if st.program && !st.installed[pkgs[0]] {
-		return nil
-	}
 	var missing []string
 	for _, name := range pkgs {
-		if !st.installed[name] {
-			missing = append(missing, name)
+		if st.installed[name] {
+			continue
 		}
+		// The balancer's program not from a package: its packages are
+		// left out (keepalived is not one of them).
+		if st.program && !st.installed[pkgs[0]] && name != "keepalived" {
+			continue
+		}
+		missing = append(missing, name)
 	}
 	return missing
 }
@@ -123,6 +131,6 @@ func addPrepareLB(s *Session, g *steps.Graph) []string {
 	}
 	_, pkgs := lbPackages(s.Inv)
 	g.MustAdd(s.step(steps.Step{Name: "prepare-loadbalancer", Description: "install " + strings.Join(pkgs, ", ") + " from the distribution's packages (apt)",
-		Hosts: []string{s.Inv.LoadBalancer.Name}, After: []string{"gate"}}, &lbPackagesPhase{inv: s.Inv}))
+		Hosts: s.Inv.LoadBalancerNames(), After: []string{"gate"}}, &lbPackagesPhase{inv: s.Inv}))
 	return []string{"prepare-loadbalancer"}
 }

@@ -135,9 +135,7 @@ func removeGraph(s *Session, access *clusterAccess, nodes, masters []string, opt
 	if len(masters) > 0 {
 		staying := *s.Inv
 		staying.Masters = slices.DeleteFunc(slices.Clone(s.Inv.Masters), func(m inventory.Host) bool { return slices.Contains(masters, m.Name) })
-		g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: "take the masters out of the NGINX upstream first; nginx -t, reload",
-			Hosts: []string{s.Inv.LoadBalancer.Name}}, &lbPhase{inv: &staying}))
-		drainAfter = []string{"loadbalancer"}
+		drainAfter = []string{addLoadBalancers(s, g, &staying, "take the masters out of the NGINX upstream first; nginx -t, reload", nil)}
 	}
 	forgetAfter := drainAfter
 	if !opts.Gone {

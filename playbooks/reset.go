@@ -41,7 +41,7 @@ func resetGraph(s *Session) *steps.Graph {
 		description = "remove the " + lbContainerName + " container and its config"
 	}
 	g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: description,
-		Hosts: []string{s.Inv.LoadBalancer.Name}, After: []string{"reset-masters"}}, &lbRemovePhase{inv: s.Inv}))
+		Hosts: s.Inv.LoadBalancerNames(), After: []string{"reset-masters"}}, &lbRemovePhase{inv: s.Inv}))
 	return g
 }
 

@@ -56,7 +56,18 @@ type CheckedHost struct {
 // not be read) or "-" (does not apply to the role), as in the table.
 type StatusDoc struct {
 	Header
-	Nodes []NodeStatus `json:"nodes"`
+	Nodes     []NodeStatus     `json:"nodes"`
+	Balancers []BalancerStatus `json:"balancers"`
+}
+
+// BalancerStatus is one load balancer's row.
+type BalancerStatus struct {
+	Name              string `json:"name"`
+	Reachable         bool   `json:"reachable"`
+	Nginx             string `json:"nginx"`                // yes, no or ?
+	Keepalived        string `json:"keepalived,omitempty"` // with a VIP
+	HoldsVIP          string `json:"holdsVIP,omitempty"`   // with a VIP
+	UnreadableBecause string `json:"unreadableBecause,omitempty"`
 }
 
 // NodeStatus is one node's row.
@@ -179,8 +190,18 @@ func checkDoc(results []playbooks.HostCheck) CheckDoc {
 	return doc
 }
 
-func statusDoc(rows []playbooks.NodeStatus) StatusDoc {
-	doc := StatusDoc{Header: header("Status"), Nodes: []NodeStatus{}}
+func statusDoc(rows []playbooks.NodeStatus, balancers []playbooks.BalancerStatus) StatusDoc {
+	doc := StatusDoc{Header: header("Status"), Nodes: []NodeStatus{}, Balancers: []BalancerStatus{}}
+	for _, b := range balancers {
+		row := BalancerStatus{Name: b.Host, Reachable: b.Reachable, Nginx: b.Nginx.String()}
+		if b.Keepalived != playbooks.Unknown || b.HoldsVIP != playbooks.Unknown {
+			row.Keepalived, row.HoldsVIP = b.Keepalived.String(), b.HoldsVIP.String()
+		}
+		if b.Err != nil {
+			row.UnreadableBecause = b.Err.Error()
+		}
+		doc.Balancers = append(doc.Balancers, row)
+	}
 	for _, r := range rows {
 		n := NodeStatus{Name: r.Host, Role: string(r.Role), Reachable: r.Reachable, Joined: r.Joined.String(), Ready: r.Ready.String(),
 			Stale: r.Stale, KubeletVersion: r.KubeletVersion, KubeadmVersion: r.KubeadmVersion,

@@ -21,10 +21,11 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 	}
 	defer s.Close()
 	rows, err := playbooks.Status(ctx, s)
+	balancers := playbooks.Balancers(ctx, s)
 	out := s.Output(g.stdout)
 	defer out.Flush()
 	if c.Output != "table" {
-		return writeDocThen(out, c.Output, statusDoc(rows), incomplete(err))
+		return writeDocThen(out, c.Output, statusDoc(rows, balancers), incomplete(err))
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tROLE\tREACHABLE\tJOINED\tREADY\tKUBELET\tKUBEADM\tETCD\tLB UPSTREAM\tCONTROL PLANE")
@@ -38,7 +39,34 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 			orDash(r.ControlPlane))
 	}
 	tw.Flush()
+	fmt.Fprintln(out)
+	vip := s.Inv.VIP != nil
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	if vip {
+		fmt.Fprintf(tw, "BALANCER\tREACHABLE\tNGINX\tKEEPALIVED\tVIP %s\n", s.Inv.VIP.Address)
+	} else {
+		fmt.Fprintln(tw, "BALANCER\tREACHABLE\tNGINX")
+	}
+	for _, b := range balancers {
+		fmt.Fprintf(tw, "%s\t%s\t%s", b.Host, yesNo(b.Reachable), b.Nginx)
+		if vip {
+			fmt.Fprintf(tw, "\t%s\t%s", b.Keepalived, holds(b.HoldsVIP))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
 	return incomplete(err)
+}
+
+// holds prints who holds the VIP: "holds it" where it is, "-" elsewhere.
+func holds(a playbooks.Answer) string {
+	if a == playbooks.Yes {
+		return "holds it"
+	}
+	if a == playbooks.No {
+		return "-"
+	}
+	return "?"
 }
 
 func incomplete(err error) error {

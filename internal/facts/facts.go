@@ -9,7 +9,7 @@ import (
 )
 
 // Tools fleet looks for on every host.
-var Tools = []string{"kubeadm", "kubelet", "kubectl", "nginx", "docker", "containerd"}
+var Tools = []string{"kubeadm", "kubelet", "kubectl", "nginx", "docker", "containerd", "keepalived"}
 
 // Facts describe one host.
 type Facts struct {

@@ -15,15 +15,15 @@ func TestParse(t *testing.T) {
 	}{
 		{
 			name: "debian master",
-			out:  "os=Linux\narch=x86_64\ndistro=Debian GNU/Linux 12 (bookworm)\ntool.kubeadm=/usr/bin/kubeadm\ntool.kubelet=/usr/bin/kubelet\ntool.kubectl=\ntool.nginx=\ntool.docker=\ntool.containerd=/usr/bin/containerd\nid=debian\nidlike=\ninit=systemd\n",
+			out:  "os=Linux\narch=x86_64\ndistro=Debian GNU/Linux 12 (bookworm)\ntool.kubeadm=/usr/bin/kubeadm\ntool.kubelet=/usr/bin/kubelet\ntool.kubectl=\ntool.nginx=\ntool.docker=\ntool.containerd=/usr/bin/containerd\ntool.keepalived=\nid=debian\nidlike=\ninit=systemd\n",
 			want: Facts{OS: "Linux", Arch: "x86_64", Distro: "Debian GNU/Linux 12 (bookworm)", ID: "debian", Systemd: true,
-				Paths: map[string]string{"kubeadm": "/usr/bin/kubeadm", "kubelet": "/usr/bin/kubelet", "kubectl": "", "nginx": "", "docker": "", "containerd": "/usr/bin/containerd"}},
+				Paths: map[string]string{"kubeadm": "/usr/bin/kubeadm", "kubelet": "/usr/bin/kubelet", "kubectl": "", "nginx": "", "docker": "", "containerd": "/usr/bin/containerd", "keepalived": ""}},
 		},
 		{
 			name: "illumos without os-release",
-			out:  "os=SunOS\narch=i86pc\ndistro=unknown\ntool.kubeadm=\ntool.kubelet=\ntool.kubectl=\ntool.nginx=/opt/ooce/bin/nginx\ntool.docker=\ntool.containerd=\ninit=other\n",
+			out:  "os=SunOS\narch=i86pc\ndistro=unknown\ntool.kubeadm=\ntool.kubelet=\ntool.kubectl=\ntool.nginx=/opt/ooce/bin/nginx\ntool.docker=\ntool.containerd=\ntool.keepalived=/usr/sbin/keepalived\ninit=other\n",
 			want: Facts{OS: "SunOS", Arch: "i86pc", Distro: "unknown",
-				Paths: map[string]string{"kubeadm": "", "kubelet": "", "kubectl": "", "nginx": "/opt/ooce/bin/nginx", "docker": "", "containerd": ""}},
+				Paths: map[string]string{"kubeadm": "", "kubelet": "", "kubectl": "", "nginx": "/opt/ooce/bin/nginx", "docker": "", "containerd": "", "keepalived": "/usr/sbin/keepalived"}},
 		},
 		{name: "garbage", out: "Welcome to the machine!\n", wantErr: "unexpected line"},
 		{name: "truncated", out: "os=Linux\narch=x86_64\n", wantErr: "lacks tool"},

@@ -93,8 +93,9 @@ func (c Config) validate() error {
 // Render writes keepalived.conf for one balancer. Every balancer starts
 // as BACKUP with nopreempt: the highest priority takes the VIP when none
 // holds it, and a balancer that comes back does not take it back (one
-// failover, not two). A failing track script puts the instance in FAULT:
-// it drops the VIP and the next balancer takes it at once.
+// failover, not two). A failing track script (once: a dead NGINX is no
+// transient) puts the instance in FAULT: it drops the VIP and the next
+// balancer takes it at once.
 func Render(c Config) ([]byte, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -117,7 +118,7 @@ vrrp_script fleet_lb {
     script "{{.Check}}"
     interval 1
     timeout 1
-    fall 2
+    fall 1
     rise 2
 }
 

@@ -77,6 +77,9 @@ var Faults = map[int]string{
 	16: "A local user reading /proc/*/cmdline, and sudo's own log, during apply, join and rotate-tokens",
 	17: "fleet plan and fleet status on a live cluster (they must write nothing)",
 	18: "The CA host's CFSSL API answering with another CA (a rogue API on its port)",
+	19: "The load balancer holding the VIP loses its NGINX (killed)",
+	20: "The load balancer holding the VIP loses its link",
+	21: "The load balancer holding the VIP loses its keepalived (stopped)",
 }
 
 // Read loads the rows a run recorded in dir.

@@ -34,10 +34,16 @@ ssh:
 		if len(hosts) == 0 {
 			continue
 		}
-		switch s.key {
-		case "loadbalancer":
+		switch {
+		case s.key == "loadbalancer" && len(hosts) > 1:
+			b.WriteString("loadbalancer:\n")
+			for _, h := range hosts {
+				fmt.Fprintf(&b, "  - name: %s\n    address: %s\n", h.Name, h.Address)
+			}
+			fmt.Fprintf(&b, "vip:\n  address: %s\n", c.VIP())
+		case s.key == "loadbalancer":
 			fmt.Fprintf(&b, "loadbalancer:\n  name: %s\n  address: %s\n", hosts[0].Name, hosts[0].Address)
-		case "ca":
+		case s.key == "ca":
 			fmt.Fprintf(&b, "ca:\n  name: %s\n  address: %s\n  os: linux\n", hosts[0].Name, hosts[0].Address)
 		default:
 			fmt.Fprintf(&b, "%s:\n", s.key)
@@ -47,6 +53,21 @@ ssh:
 		}
 	}
 	return b.String()
+}
+
+// VIP is the address the cluster's load balancers share when it has
+// several ("" when not): above every host's (.10 to .249).
+func (c *Cluster) VIP() string {
+	n := 0
+	for _, h := range c.Hosts {
+		if h.Role == "loadbalancer" {
+			n++
+		}
+	}
+	if n < 2 {
+		return ""
+	}
+	return fmt.Sprintf("198.18.%d.250", c.Subnet)
 }
 
 // InstallFromFolder makes the cluster's inventory prepare its hosts from

@@ -73,6 +73,14 @@ func HA(id string, subnet int) Topology {
 	}}
 }
 
+// VIPPair is two load balancers sharing a VIP in front of one master and
+// one worker: the smallest cluster that shows a failover.
+func VIPPair(id string, subnet int) Topology {
+	return Topology{ID: id, Subnet: subnet, Hosts: []HostSpec{
+		{"lb0", "loadbalancer"}, {"lb1", "loadbalancer"}, {"master0", "master"}, {"worker0", "worker"},
+	}}
+}
+
 // Sized is a load balancer, masters masters and the rest workers: n hosts.
 func Sized(id string, subnet, n, masters int) Topology {
 	t := Topology{ID: id, Subnet: subnet, Hosts: []HostSpec{{"lb", "loadbalancer"}}}
@@ -87,12 +95,15 @@ func Sized(id string, subnet, n, masters int) Topology {
 
 // Named returns a built-in topology by name: "ha" or "hosts-N".
 func Named(name, id string, subnet int) (Topology, error) {
-	if name == "ha" {
+	switch name {
+	case "ha":
 		return HA(id, subnet), nil
+	case "vip":
+		return VIPPair(id, subnet), nil
 	}
 	var n int
 	if _, err := fmt.Sscanf(name, "hosts-%d", &n); err == nil && n >= 2 {
 		return Sized(id, subnet, n, 3), nil
 	}
-	return Topology{}, fmt.Errorf("sim: unknown topology %q (want ha or hosts-N)", name)
+	return Topology{}, fmt.Errorf("sim: unknown topology %q (want ha, vip or hosts-N)", name)
 }
