@@ -78,6 +78,14 @@ func (inv *Inventory) VRRPRouterID() int {
 	return int(h.Sum32()%255) + 1
 }
 
+// NodeLocalPort is the node-local proxy's port, defaults applied.
+func (inv *Inventory) NodeLocalPort() int {
+	if inv.Cluster.NodeLocalProxyPort != 0 {
+		return inv.Cluster.NodeLocalProxyPort
+	}
+	return DefaultAPIPort
+}
+
 // LoadBalancerNames are the balancers' names, in inventory order.
 func (inv *Inventory) LoadBalancerNames() []string {
 	var names []string
@@ -116,6 +124,14 @@ type Cluster struct {
 	// RegistryMirrors are containerd's mirrors per registry host
 	// ("registry.k8s.io": ["https://mirror.site:5000"]).
 	RegistryMirrors map[string][]string `yaml:"registryMirrors"`
+	// NodeLocalProxy puts an NGINX stream proxy on 127.0.0.1 of every
+	// worker, to every master's API server, and points every kubelet
+	// (and kube-proxy) at 127.0.0.1: the nodes keep the API when the
+	// load balancer is gone. Masters reach their own API server there.
+	NodeLocalProxy bool `yaml:"nodeLocalProxy"`
+	// NodeLocalProxyPort is where it listens: DefaultAPIPort (the port
+	// the masters' API servers have on their own 127.0.0.1) unless set.
+	NodeLocalProxyPort int `yaml:"nodeLocalProxyPort"`
 }
 
 // Packages is the Kubernetes package repository of install: packages.

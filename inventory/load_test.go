@@ -307,6 +307,12 @@ func TestBadInventories(t *testing.T) {
 		{"a duplicate among the balancers", func(t *testing.T) string {
 			return edit(t, lbSingle, strings.Replace(lbPair, "name: lb1", "name: lb0", 1)) + "vip: {address: 198.18.0.100}\n"
 		}, `inv.yaml:9:11: loadbalancer[1].name: host name "lb0" is already used by loadbalancer[0]`},
+		{"a node-local proxy port without the proxy", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  nodeLocalProxyPort: 7443\n")
+		}, `inv.yaml:3:23: cluster.nodeLocalProxyPort: is used by nodeLocalProxy: true only`},
+		{"a node-local proxy on the kubelet's port", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  nodeLocalProxy: true\n  nodeLocalProxyPort: 10250\n")
+		}, `inv.yaml:4:23: cluster.nodeLocalProxyPort: 10250 is the kubelet's or kube-proxy's own port`},
 		{"bad endpoint", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  controlPlaneEndpoint: lb.example\n")
 		},

@@ -137,6 +137,14 @@ func (d *decoder) validateCluster(inv *Inventory) {
 	c := &inv.Cluster
 	d.checkJoinMode(c.JoinMode, "cluster.joinMode")
 	d.checkInstall(c)
+	switch p := c.NodeLocalProxyPort; {
+	case p != 0 && !c.NodeLocalProxy:
+		d.errorf("cluster.nodeLocalProxyPort", "is used by nodeLocalProxy: true only")
+	case p < 0 || p > 65535:
+		d.errorf("cluster.nodeLocalProxyPort", "%d is not a TCP port", p)
+	case p == 10250 || p == 10256:
+		d.errorf("cluster.nodeLocalProxyPort", "%d is the kubelet's or kube-proxy's own port", p)
+	}
 	switch {
 	case c.Name == "":
 		d.errorf("cluster.name", "is required")

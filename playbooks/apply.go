@@ -156,10 +156,13 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g.MustAdd(s.step(steps.Step{Name: "kubeconfig", Description: "fetch admin.conf (0600, server = the load balancer) and wait for every node Ready",
 		After: waits, Consumes: []steps.Slot{access}},
 		&kubeconfigPhase{path: opts.Kubeconfig, readiness: readiness{nodes: nodes, timeout: opts.ReadyTimeout, access: access}}))
+	// The API calls after wait for kubelets restarted onto a node-local
+	// proxy (a master's restart can drop a connection in flight).
+	apiAfter := append([]string{"kubeconfig"}, addNodeLocal(s, g, inv, nodes, nodes, []string{"kubeconfig"}, access)...)
 	g.MustAdd(s.step(steps.Step{Name: "node-meta", Description: "the inventory's labels and taints on each Node (those fleet set and the inventory dropped removed)",
-		Hosts: nodes, After: []string{"kubeconfig"}, Consumes: []steps.Slot{access}}, &nodeMetaPhase{inv: inv, access: access}))
+		Hosts: nodes, After: apiAfter, Consumes: []steps.Slot{access}}, &nodeMetaPhase{inv: inv, access: access}))
 	g.MustAdd(s.step(steps.Step{Name: "cleanup-tokens", Description: "delete this run's bootstrap tokens, and the uploaded control-plane certificates (kubeadm-certs) once no master is left to join",
-		After: []string{"kubeconfig"}, Consumes: []steps.Slot{access}}, &cleanupTokensPhase{access: access}))
+		After: apiAfter, Consumes: []steps.Slot{access}}, &cleanupTokensPhase{access: access}))
 	return g
 }
 

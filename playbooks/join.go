@@ -98,9 +98,14 @@ func joinGraph(s *Session, found *clusterAccess, opts JoinOptions, masters, work
 	waits = append(waits, addJoins(s, g, j, nil, workers)...)
 	g.MustAdd(s.step(steps.Step{Name: "ready", Description: "wait until the named nodes are Registered and Ready",
 		After: waits, Consumes: []steps.Slot{access}}, &readiness{nodes: nodes, timeout: opts.ReadyTimeout, access: access}))
+	proxied := nodes
+	if len(masters) > 0 { // every proxy's upstream gains them
+		proxied = append(namesWithRole(inv, inventory.RoleMaster), namesWithRole(inv, inventory.RoleWorker)...)
+	}
+	apiAfter := append([]string{"ready"}, addNodeLocal(s, g, inv, proxied, nodes, []string{"ready"}, access)...)
 	g.MustAdd(s.step(steps.Step{Name: "node-meta", Description: "the inventory's labels and taints on each Node",
-		Hosts: nodes, After: []string{"ready"}, Consumes: []steps.Slot{access}}, &nodeMetaPhase{inv: inv, access: access}))
+		Hosts: nodes, After: apiAfter, Consumes: []steps.Slot{access}}, &nodeMetaPhase{inv: inv, access: access}))
 	g.MustAdd(s.step(steps.Step{Name: "cleanup-tokens", Description: "delete this run's bootstrap tokens, and the uploaded control-plane certificates (kubeadm-certs) once no master is left to join",
-		After: []string{"ready"}, Consumes: []steps.Slot{access}}, &cleanupTokensPhase{access: access}))
+		After: apiAfter, Consumes: []steps.Slot{access}}, &cleanupTokensPhase{access: access}))
 	return g
 }

@@ -28,11 +28,17 @@ const (
 const kubeadmTimeout = 10 * time.Minute
 
 func clusterOf(inv *inventory.Inventory) kubeadm.Cluster {
-	return kubeadm.Cluster{
+	c := kubeadm.Cluster{
 		Name: inv.Cluster.Name, KubernetesVersion: inv.Cluster.KubernetesVersion,
 		ControlPlaneEndpoint: inv.Cluster.ControlPlaneEndpoint,
 		PodSubnet:            inv.Cluster.PodSubnet, ServiceSubnet: inv.Cluster.ServiceSubnet,
 	}
+	if inv.Cluster.NodeLocalProxy {
+		// Kubelets reach the API servers through their node's
+		// 127.0.0.1: the certificates must name it.
+		c.CertSANs = []string{"127.0.0.1", "localhost"}
+	}
+	return c
 }
 
 // initialised: kubeadm init (or a control-plane join) completed here.

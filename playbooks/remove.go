@@ -136,6 +136,9 @@ func removeGraph(s *Session, access *clusterAccess, nodes, masters []string, opt
 		staying := *s.Inv
 		staying.Masters = slices.DeleteFunc(slices.Clone(s.Inv.Masters), func(m inventory.Host) bool { return slices.Contains(masters, m.Name) })
 		drainAfter = []string{addLoadBalancers(s, g, &staying, "take the masters out of the NGINX upstream first; nginx -t, reload", nil)}
+		// And out of every staying node's local proxy.
+		staysNode := without(append(namesWithRole(&staying, inventory.RoleMaster), namesWithRole(&staying, inventory.RoleWorker)...), nodes)
+		drainAfter = append(drainAfter, addNodeLocal(s, g, &staying, staysNode, nil, nil, nil)...)
 	}
 	forgetAfter := drainAfter
 	if !opts.Gone {

@@ -52,7 +52,7 @@ type resetPhase struct{ inv *inventory.Inventory }
 // no kubelet credentials, nothing a kubeadm join or fleet's kubelet start
 // writes (the same test as a join cut short), and not fleet's kubelet
 // drop-in.
-const nodeGoneScript = `if [ -e ` + kubeletConf + ` ] || ` + startedJoinTest + ` || [ -e ` + kubeletDropIn + ` ]; then echo present; else echo gone; fi`
+const nodeGoneScript = `if [ -e ` + kubeletConf + ` ] || ` + startedJoinTest + ` || [ -e ` + kubeletDropIn + ` ] || [ -e ` + nodeProxyConf + ` ]; then echo present; else echo gone; fi`
 
 func (p *resetPhase) check(ctx context.Context, pr probe, node string) (bool, string, error) {
 	res, err := pr.query(ctx, node, nodeGoneScript)
@@ -89,6 +89,14 @@ if [ -e ` + kubeletDropIn + ` ]; then
 	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 fi`
 
+// nodeProxyRemoveScript stops the node-local proxy and removes its files,
+// when it is there.
+const nodeProxyRemoveScript = `{ if [ -e ` + nodeProxyConf + ` ] || [ -e ` + nodeProxyUnit + ` ]; then
+	if [ -d /run/systemd/system ]; then systemctl disable --now fleet-apiserver-proxy 2>/dev/null || :; rm -f ` + nodeProxyUnit + `; systemctl daemon-reload
+	elif [ -s ` + nodeProxyPID + ` ] && kill -0 "$(cat ` + nodeProxyPID + `)" 2>/dev/null; then kill -QUIT "$(cat ` + nodeProxyPID + `)"; fi
+	rm -rf ` + nodeProxyDir + `
+fi; }`
+
 // kubeletHealthzPort is where every kubelet answers /healthz (127.0.0.1).
 const kubeletHealthzPort = "10248"
 
@@ -103,6 +111,7 @@ func resetNode(ctx context.Context, r remote, h *inventory.Host) error {
 	if h.Role == inventory.RoleMaster {
 		cmd = exec.Command("kubeadm", "reset", "-f")
 	}
+	cmd = "{ " + cmd + "\n} && " + nodeProxyRemoveScript
 	if _, err := r.run(ctx, h.Name, cmd); err != nil {
 		return fmt.Errorf("kubeadm reset: %w", err)
 	}

@@ -55,6 +55,9 @@ type NodeStatus struct {
 	KubeadmVersion string // kubeadm version -o short on the host
 	EtcdMember     Answer // an etcd static pod runs for it
 	InUpstream     Answer // listed in the load balancer's upstream
+	// LocalProxy: with a node-local proxy, whether an API server answers
+	// through the node's 127.0.0.1 (its proxy; a master's own API server).
+	LocalProxy Answer
 	// ControlPlane sums up a master's static pods from their mirror pods:
 	// "ok", or each one that is not ready, why, and its restarts; "?" when
 	// the API could not be asked, or the host cannot and the API's view
@@ -92,6 +95,10 @@ func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 	g.MustAdd(steps.Step{Name: "status", Description: "read each node's kubeadm state and version",
 		Hosts: namesOf(rows), ReadOnly: true, Run: func(ctx context.Context, host string) error {
 			res, err := s.run(ctx, host, `test -e `+kubeletConf+` && echo joined=yes || echo joined=no; echo "kubeadm=$(kubeadm version -o short 2>/dev/null)"`)
+			proxy := Unknown
+			if err == nil && s.Inv.Cluster.NodeLocalProxy {
+				proxy = localProxyAnswers(ctx, s.probe(), s.Inv, host)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			r := index[host]
@@ -101,6 +108,7 @@ func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 			}
 			r.Reachable = true
 			r.Joined = answer(strings.Contains(res.Stdout, "joined=yes"))
+			r.LocalProxy = proxy
 			for _, line := range strings.Split(res.Stdout, "\n") {
 				if v, ok := strings.CutPrefix(line, "kubeadm="); ok {
 					r.KubeadmVersion = v

@@ -83,6 +83,7 @@ type NodeStatus struct {
 	KubeadmVersion    string  `json:"kubeadmVersion,omitempty"`
 	EtcdMember        string  `json:"etcdMember"`
 	InUpstream        string  `json:"inUpstream"`
+	LocalProxy        string  `json:"localProxy,omitempty"` // with a node-local proxy: yes, no or ?
 	ControlPlane      string  `json:"controlPlane,omitempty"`
 	UnreadableBecause string  `json:"unreadableBecause,omitempty"`
 }
@@ -208,6 +209,9 @@ func statusDoc(rows []playbooks.NodeStatus, balancers []playbooks.BalancerStatus
 			EtcdMember: roleOnly(r.Role == "master", r.EtcdMember), InUpstream: roleOnly(r.Role == "master", r.InUpstream), ControlPlane: r.ControlPlane}
 		if r.Stale {
 			n.LastHeardSeconds = r.LastHeard.Seconds()
+		}
+		if r.LocalProxy != playbooks.Unknown {
+			n.LocalProxy = r.LocalProxy.String()
 		}
 		if r.Err != nil {
 			n.UnreadableBecause = r.Err.Error()

@@ -28,15 +28,24 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 		return writeDocThen(out, c.Output, statusDoc(rows, balancers), incomplete(err))
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tROLE\tREACHABLE\tJOINED\tREADY\tKUBELET\tKUBEADM\tETCD\tLB UPSTREAM\tCONTROL PLANE")
+	local := s.Inv.Cluster.NodeLocalProxy
+	header := "HOST\tROLE\tREACHABLE\tJOINED\tREADY\tKUBELET\tKUBEADM\tETCD\tLB UPSTREAM\tCONTROL PLANE"
+	if local {
+		header += "\tLOCAL PROXY"
+	}
+	fmt.Fprintln(tw, header)
 	for _, r := range rows {
 		ready := r.Ready.String()
 		if r.Stale {
 			ready += " (last heard " + r.LastHeard.Round(time.Second).String() + " ago)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Role, yesNo(r.Reachable), r.Joined, ready,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", r.Host, r.Role, yesNo(r.Reachable), r.Joined, ready,
 			orDash(r.KubeletVersion), orDash(r.KubeadmVersion), roleOnly(r.Role == "master", r.EtcdMember), roleOnly(r.Role == "master", r.InUpstream),
 			orDash(r.ControlPlane))
+		if local {
+			fmt.Fprintf(tw, "\t%s", r.LocalProxy)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)

@@ -22,6 +22,7 @@ type Backend struct {
 
 // Config is what the stream proxy needs.
 type Config struct {
+	ListenAddress  string // an IP to listen on; "" for every address
 	ListenPort     int
 	Backends       []Backend
 	ConnectTimeout time.Duration // proxy_connect_timeout; 0 means DefaultConnectTimeout
@@ -66,7 +67,11 @@ func Render(c Config) ([]byte, error) {
 	}
 	b.WriteString("    }\n\n")
 	b.WriteString("    server {\n")
-	fmt.Fprintf(&b, "        listen %d;\n", c.ListenPort)
+	listen := strconv.Itoa(c.ListenPort)
+	if c.ListenAddress != "" {
+		listen = net.JoinHostPort(c.ListenAddress, listen)
+	}
+	fmt.Fprintf(&b, "        listen %s;\n", listen)
 	b.WriteString("        proxy_pass kube_apiserver;\n")
 	fmt.Fprintf(&b, "        proxy_connect_timeout %s;\n", nginxDuration(connect))
 	fmt.Fprintf(&b, "        proxy_timeout %s;\n", nginxDuration(proxy))
@@ -78,6 +83,11 @@ func Render(c Config) ([]byte, error) {
 func (c Config) validate() error {
 	if c.ListenPort < 1 || c.ListenPort > 65535 {
 		return fmt.Errorf("lb: listen port %d out of range", c.ListenPort)
+	}
+	if c.ListenAddress != "" {
+		if _, err := netip.ParseAddr(c.ListenAddress); err != nil {
+			return fmt.Errorf("lb: listen address %q is not an IP", c.ListenAddress)
+		}
 	}
 	if len(c.Backends) == 0 {
 		return fmt.Errorf("lb: no backends: the upstream needs at least one master")
@@ -138,3 +148,26 @@ func ContainerMain(streamFile string) ([]byte, error) {
 }
 
 var relativeConf = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*\.conf$`)
+
+// NodeProxyMain is the whole nginx.conf of a node-local API proxy: a
+// second nginx beside any the host runs, with its own pid file and log,
+// one worker (it carries a kubelet's and kube-proxy's connections), and
+// the stream block inline.
+func NodeProxyMain(stream []byte, pidFile, errorLog string) ([]byte, error) {
+	for _, p := range []string{pidFile, errorLog} {
+		if !absPath.MatchString(p) {
+			return nil, fmt.Errorf("lb: %q: want an absolute path of plain characters", p)
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString(Header)
+	b.WriteString("include /etc/nginx/modules-enabled/*.conf; # Debian loads the stream module here\n")
+	b.WriteString("worker_processes 1;\n")
+	fmt.Fprintf(&b, "pid %s;\n", pidFile)
+	fmt.Fprintf(&b, "error_log %s notice;\n\n", errorLog)
+	b.WriteString("events {\n    worker_connections 1024;\n}\n\n")
+	b.Write(bytes.TrimPrefix(stream, []byte(Header)))
+	return b.Bytes(), nil
+}
+
+var absPath = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)

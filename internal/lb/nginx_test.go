@@ -156,3 +156,47 @@ func TestContainerMain(t *testing.T) {
 		t.Fatalf("nginx -t rejected the container config: %v\n%s", err, out)
 	}
 }
+
+// TestNodeProxyMain: the node-local proxy's whole config, listening on
+// 127.0.0.1 only, matches its golden file and passes the real nginx -t
+// on its own.
+func TestNodeProxyMain(t *testing.T) {
+	c := haConfig()
+	c.ListenAddress, c.ListenPort = "127.0.0.1", 6443
+	stream, err := Render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	main, err := NodeProxyMain(stream, filepath.Join(dir, "proxy.pid"), filepath.Join(dir, "proxy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(main, []byte("listen 127.0.0.1:6443;")) || bytes.Count(main, []byte(Header)) != 1 {
+		t.Errorf("node proxy config:\n%s", main)
+	}
+	fixed, _ := NodeProxyMain(stream, "/run/fleet-apiserver-proxy.pid", "/var/log/fleet-apiserver-proxy.log")
+	golden := filepath.Join("testdata", "node-proxy.conf")
+	if *update {
+		os.WriteFile(golden, fixed, 0o644)
+	}
+	if want, err := os.ReadFile(golden); err != nil || !bytes.Equal(fixed, want) {
+		t.Errorf("got\n%s\nwant (%v)\n%s", fixed, err, want)
+	}
+	for _, bad := range []string{"", "run/x.pid", "/run/x.pid; daemon on"} {
+		if _, err := NodeProxyMain(stream, bad, "/var/log/x.log"); err == nil {
+			t.Errorf("NodeProxyMain with pid file %q accepted", bad)
+		}
+	}
+	if _, err := Render(Config{ListenAddress: "localhost", ListenPort: 6443, Backends: c.Backends}); err == nil {
+		t.Error("a listen address that is no IP accepted")
+	}
+	nginx, err := osexec.LookPath("nginx")
+	if err != nil {
+		t.Skip("nginx not installed")
+	}
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), main, 0o644)
+	if out, err := osexec.Command(nginx, "-t", "-c", filepath.Join(dir, "nginx.conf")).CombinedOutput(); err != nil || !strings.Contains(string(out), "test is successful") {
+		t.Fatalf("nginx -t rejected the node proxy config: %v\n%s", err, out)
+	}
+}

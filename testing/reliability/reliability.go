@@ -80,6 +80,7 @@ var Faults = map[int]string{
 	19: "The load balancer holding the VIP loses its NGINX (killed)",
 	20: "The load balancer holding the VIP loses its link",
 	21: "The load balancer holding the VIP loses its keepalived (stopped)",
+	22: "The external load balancer lost (link cut) with node-local proxies",
 }
 
 // Read loads the rows a run recorded in dir.
