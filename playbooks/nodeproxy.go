@@ -99,6 +99,11 @@ func addNodeLocal(s *Session, g *steps.Graph, inv *inventory.Inventory, nodes, p
 	var added []string
 	proxies := nodeProxyHosts(inv, nodes)
 	if len(proxies) > 0 {
+		if inv.Installs() {
+			g.MustAdd(s.step(steps.Step{Name: "prepare-node-proxy", Description: "install nginx, libnginx-mod-stream from the distribution's packages (apt) for the node-local proxy",
+				Hosts: proxies, After: after}, &lbPackagesPhase{inv: inv, proxy: true}))
+			after = []string{"prepare-node-proxy"}
+		}
 		g.MustAdd(s.step(steps.Step{Name: "node-proxy", Description: "an NGINX stream proxy on " + localAPIServer(inv) + " to every master's API server (nginx -t, start or reload)",
 			Hosts: proxies, After: after}, &nodeProxyPhase{inv: inv}))
 		added = append(added, "node-proxy")

@@ -24,8 +24,8 @@ import (
 // master, the masters' own API server), so the nodes keep the API when
 // the load balancer is gone: its link cut, every kubelet still renews its
 // Lease, every node stays Ready, and a worker reaches the API through
-// 127.0.0.1. A second apply changes nothing and status sees every local
-// path answer; a master removed leaves every node's upstream.
+// 127.0.0.1. plan shows the proxy before; a second apply changes nothing
+// and status sees every local path answer; a master removed leaves every node's upstream.
 func TestNodeLocalProxy(t *testing.T) {
 	sim.Need(t, cluster)
 	c := upWithNodeBinaries(t, sim.Sized("nl", 46, 5, 3)) // lb, master0-2, worker0
@@ -34,6 +34,15 @@ func TestNodeLocalProxy(t *testing.T) {
 	opts.Kubeconfig = kubeconfig
 	inv := editInventory(t, c.Inventory, nil, [2]string{"  kubernetesVersion: " + sim.KubernetesVersion + "\n",
 		"  kubernetesVersion: " + sim.KubernetesVersion + "\n  nodeLocalProxy: true\n"})
+	ps, err := playbooks.NewSession(inv, playbooks.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := playbooks.Plan(context.Background(), ps, opts)
+	ps.Close()
+	if r := reasonOf(plan, "node-proxy", "worker0"); err != nil || !strings.Contains(r, "write the proxy's config") {
+		t.Errorf("plan: node-proxy on worker0 says %q (%v), want the config written", r, err)
+	}
 	report, _, shown, err := runApply(t, inv, opts, nil)
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, shown)

@@ -283,7 +283,8 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	if h.Role == inventory.RoleLoadBalancer && inv.VIP != nil {
 		need = append(need, "keepalived")
 	}
-	if inv.Cluster.NodeLocalProxy && len(nodeProxyHosts(inv, []string{h.Name})) > 0 && h.Role != inventory.RoleLoadBalancer && h.Role != inventory.RoleCA {
+	if inv.Cluster.NodeLocalProxy && len(nodeProxyHosts(inv, []string{h.Name})) > 0 && h.Role != inventory.RoleLoadBalancer && h.Role != inventory.RoleCA &&
+		!(inv.Installs() && nodeprep.Family(f.ID, f.IDLike) == nodeprep.FamilyDebian) { // else prepare-node-proxy installs it
 		need = append(need, "nginx") // the node-local proxy, with its stream module
 	}
 	if h.Role == inventory.RoleLoadBalancer && inv.Installs() && nodeprep.Family(f.ID, f.IDLike) == nodeprep.FamilyDebian {

@@ -248,3 +248,57 @@ func TestStateCommandListsSocketsOnlyWhenAWatchedPortIsHeld(t *testing.T) {
 		}
 	}
 }
+
+// TestProblemsOfVIPAndNodeProxy: balancers sharing a VIP need keepalived;
+// with a node-local proxy a worker needs nginx unless fleet installs it
+// (apt), and a master on the API server's own port needs none.
+func TestProblemsOfVIPAndNodeProxy(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	all := []string{"kubeadm", "kubelet", "kubectl", "nginx"}
+	for _, tc := range []struct {
+		name    string
+		role    inventory.Role
+		install string
+		local   bool
+		vip     bool
+		port    int
+		tools   []string
+		want    string
+	}{
+		{"balancer with a VIP, no keepalived", inventory.RoleLoadBalancer, inventory.InstallPrepared, false, true, 0, []string{"nginx"}, "keepalived is not installed"},
+		{"balancer with a VIP and keepalived", inventory.RoleLoadBalancer, inventory.InstallPrepared, false, true, 0, []string{"nginx", "keepalived"}, ""},
+		{"balancer with a VIP, fleet installs", inventory.RoleLoadBalancer, inventory.InstallPackages, false, true, 0, nil, ""},
+		{"worker with a local proxy, no nginx", inventory.RoleWorker, inventory.InstallPrepared, true, false, 0, all[:3], "nginx is not installed"},
+		{"worker with a local proxy, fleet installs", inventory.RoleWorker, inventory.InstallPackages, true, false, 0, nil, ""},
+		{"master on the API server's port: no proxy", inventory.RoleMaster, inventory.InstallPrepared, true, false, 0, all[:3], ""},
+		{"master with the proxy on another port", inventory.RoleMaster, inventory.InstallPrepared, true, false, 7443, all[:3], "nginx is not installed"},
+		{"worker without a local proxy", inventory.RoleWorker, inventory.InstallPrepared, false, false, 0, all[:3], ""},
+	} {
+		h := inventory.Host{Name: "h", Role: tc.role}
+		inv := &inventory.Inventory{Cluster: inventory.Cluster{ControlPlaneEndpoint: "198.18.0.100:6443", Install: tc.install,
+			NodeLocalProxy: tc.local, NodeLocalProxyPort: tc.port}, LoadBalancers: inventory.LoadBalancers{&h}}
+		if tc.role == inventory.RoleLoadBalancer {
+			inv.LoadBalancer = &h
+		} else {
+			inv.Workers = []inventory.Host{h}
+			inv.LoadBalancers = nil
+			if tc.role == inventory.RoleMaster {
+				inv.Workers, inv.Masters = nil, []inventory.Host{h}
+			}
+		}
+		if tc.vip {
+			inv.VIP = &inventory.VIP{Address: "198.18.0.100"}
+		}
+		f := facts.Facts{OS: "Linux", ID: "debian", Paths: map[string]string{}}
+		for _, tool := range tc.tools {
+			f.Paths[tool] = "/usr/bin/" + tool
+		}
+		err := problemsOf(inv.Host("h"), f, hostState{clock: now}, inv, 30*time.Second, now)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -16,9 +16,20 @@ import (
 // mirror): nginx with its stream module for runAs: service, the docker
 // engine for runAs: container. apt only so far: preflight names what to
 // install on another distribution.
+// With proxy set, it installs a node's local API proxy (nginx and its
+// stream module) instead.
 type lbPackagesPhase struct {
-	inv  *inventory.Inventory
-	seen seen[lbPackagesState]
+	inv   *inventory.Inventory
+	proxy bool
+	seen  seen[lbPackagesState]
+}
+
+// packages are the phase's program and packages.
+func (p *lbPackagesPhase) packages() (string, []string) {
+	if p.proxy {
+		return "nginx", []string{"nginx", "libnginx-mod-stream"}
+	}
+	return lbPackages(p.inv)
 }
 
 // lbPackages are the packages the load balancer needs, the first one
@@ -43,7 +54,7 @@ type lbPackagesState struct {
 }
 
 func (p *lbPackagesPhase) state(ctx context.Context, pr probe, host string) (lbPackagesState, error) {
-	program, pkgs := lbPackages(p.inv)
+	program, pkgs := p.packages()
 	res, err := pr.query(ctx, host, exec.Command(append([]string{"dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n"}, pkgs...)...)+
 		" 2>/dev/null; "+exec.Command("command", "-v", program)+" >/dev/null && echo program; :")
 	if err != nil {
@@ -87,7 +98,7 @@ func (p *lbPackagesPhase) check(ctx context.Context, pr probe, host string) (boo
 		return false, "", err
 	}
 	p.seen.keep(host, st)
-	program, pkgs := lbPackages(p.inv)
+	program, pkgs := p.packages()
 	if missing := lbPackagesTodo(st, pkgs); len(missing) > 0 {
 		return false, "install " + strings.Join(missing, ", ") + " from the distribution", nil
 	}
@@ -111,7 +122,7 @@ func (p *lbPackagesPhase) run(ctx context.Context, r remote, host string) error 
 			return err
 		}
 	}
-	_, pkgs := lbPackages(p.inv)
+	_, pkgs := p.packages()
 	missing := lbPackagesTodo(st, pkgs)
 	if len(missing) == 0 {
 		return nil
