@@ -60,6 +60,23 @@ func TestVIPExampleLoads(t *testing.T) {
 	}
 }
 
+// TestNoBalancerWithNodeLocalProxies: without a load balancer the nodes
+// reach the masters through their own proxies; joins and the operator's
+// kubeconfig go to the first master. Without proxies a balancer is needed.
+func TestNoBalancerWithNodeLocalProxies(t *testing.T) {
+	src := strings.Replace(base, lbSingle, "", 1)
+	if _, err := Parse("inv.yaml", []byte(src)); err == nil || !strings.Contains(err.Error(), "a load balancer host is required (or cluster.nodeLocalProxy: true") {
+		t.Errorf("no balancer, no proxies: %v", err)
+	}
+	inv, err := Parse("inv.yaml", []byte(strings.Replace(src, "  name: test\n", "  name: test\n  nodeLocalProxy: true\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.LoadBalancer != nil || len(inv.LoadBalancers) != 0 || inv.Cluster.ControlPlaneEndpoint != "198.18.0.11:6443" {
+		t.Errorf("balancer %+v, endpoint %s, want none and the first master's", inv.LoadBalancer, inv.Cluster.ControlPlaneEndpoint)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	inv, err := Parse("/etc/fleet/inv.yaml", []byte(base))
 	if err != nil {

@@ -76,7 +76,12 @@ func (d *decoder) validate(inv *Inventory) {
 func (d *decoder) validateLoadBalancers(inv *Inventory) {
 	lbs := inv.LoadBalancers
 	if len(lbs) == 0 {
-		d.errorf("loadbalancer", "a load balancer host is required")
+		if !inv.Cluster.NodeLocalProxy {
+			d.errorf("loadbalancer", "a load balancer host is required (or cluster.nodeLocalProxy: true, where every node reaches the masters itself)")
+		}
+		if inv.VIP != nil {
+			d.errorf("vip", "a VIP needs two load balancers or more (a list under loadbalancer:)")
+		}
 		return
 	}
 	inv.LoadBalancer = lbs[0]
@@ -419,6 +424,10 @@ func (d *decoder) checkEndpoint(inv *Inventory) {
 			*ep = net.JoinHostPort(inv.VIP.Address, strconv.Itoa(DefaultAPIPort))
 		case inv.LoadBalancer != nil && inv.LoadBalancer.Address != "":
 			*ep = net.JoinHostPort(inv.LoadBalancer.Address, strconv.Itoa(DefaultAPIPort))
+		case len(inv.Masters) > 0 && inv.Masters[0].Address != "":
+			// No balancer (node-local proxies): joins and the operator's
+			// kubeconfig go to the first master.
+			*ep = net.JoinHostPort(inv.Masters[0].Address, strconv.Itoa(DefaultAPIPort))
 		}
 		return
 	}

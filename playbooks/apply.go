@@ -135,7 +135,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
 		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
 	lbReady := addLoadBalancers(s, g, inv, "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)", addPrepareLB(s, g))
-	initAfter := append([]string{lbReady}, addPrepare(s, g, nodes)...)
+	initAfter := append(lbReady, addPrepare(s, g, nodes)...)
 	if inv.CA != nil {
 		g.MustAdd(s.step(steps.Step{Name: "ca-host", Description: "the CFSSL API on the CA host: signing config, auth key, root, cluster CA, OCSP signer, certdb, service",
 			Hosts: []string{inv.CA.Name}, After: []string{"gate"}}, &caHostPhase{inv: inv, generateRoot: opts.GenerateCA, rootOnHost: opts.RootOnCAHost}))

@@ -101,6 +101,9 @@ func idleBelow(cfg *restclient.Config, idle time.Duration) error {
 
 // lbProxyTimeout is how long the load balancer keeps an idle connection.
 func lbProxyTimeout(inv *inventory.Inventory) time.Duration {
+	if inv.LoadBalancer == nil { // node-local proxies only: the API server itself
+		return nodeProxyIdle
+	}
 	if o := inv.LoadBalancer.Nginx; o != nil && o.ProxyTimeout > 0 {
 		return time.Duration(o.ProxyTimeout)
 	}

@@ -93,7 +93,7 @@ func joinGraph(s *Session, found *clusterAccess, opts JoinOptions, masters, work
 	j := joinInputs{joinedCheck: joinedCheck{inv: inv, joined: joined}, timeout: opts.KubeadmTimeout, access: access, creds: creds}
 	waits := append([]string{"credentials"}, addJoins(s, g, j, masters, nil)...)
 	if len(masters) > 0 {
-		waits = append(waits, addLoadBalancers(s, g, inv, "add the new masters to the NGINX upstream once they serve; nginx -t, reload", []string{"join-masters"}))
+		waits = append(waits, addLoadBalancers(s, g, inv, "add the new masters to the NGINX upstream once they serve; nginx -t, reload", []string{"join-masters"})...)
 	}
 	waits = append(waits, addJoins(s, g, j, nil, workers)...)
 	g.MustAdd(s.step(steps.Step{Name: "ready", Description: "wait until the named nodes are Registered and Ready",

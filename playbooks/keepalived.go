@@ -3,7 +3,6 @@ package playbooks
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -29,12 +28,16 @@ const (
 // inventory's masters (inv: all of them, or those that stay), after the
 // steps named: with one balancer, one step; with several, nginx -t on
 // each before any goes live, then one at a time, then keepalived and the
-// VIP. It returns the step the API's users wait for.
-func addLoadBalancers(s *Session, g *steps.Graph, inv *inventory.Inventory, description string, after []string) string {
+// VIP. It returns what the API's users wait for: without a balancer
+// (node-local proxies only), the steps named.
+func addLoadBalancers(s *Session, g *steps.Graph, inv *inventory.Inventory, description string, after []string) []string {
 	lbs := inv.LoadBalancerNames()
-	if len(lbs) == 1 {
+	switch len(lbs) {
+	case 0:
+		return after
+	case 1:
 		g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: description, Hosts: lbs, After: after}, &lbPhase{inv: inv}))
-		return "loadbalancer"
+		return []string{"loadbalancer"}
 	}
 	g.MustAdd(s.step(steps.Step{Name: "loadbalancer-test", Description: "stage the NGINX config on every balancer and nginx -t it there, before any goes live",
 		Hosts: lbs, After: after}, &lbTestPhase{inv: inv}))
@@ -47,7 +50,7 @@ func addLoadBalancers(s *Session, g *steps.Graph, inv *inventory.Inventory, desc
 		Run: func(ctx context.Context, _ string) error {
 			return waitTCP(ctx, inv.Cluster.ControlPlaneEndpoint, 30*time.Second)
 		}})
-	return "vip"
+	return []string{"vip"}
 }
 
 // lbTestPhase stages the config and has nginx -t check it, changing
@@ -99,6 +102,10 @@ func (v *vrrpSecret) get(ctx context.Context, p probe, inv *inventory.Inventory)
 	return v.value, v.err
 }
 
+// keepalivedAlive tests, in sh, that keepalived runs (its pid file's
+// process lives).
+const keepalivedAlive = `[ -s /run/keepalived.pid ] && kill -0 "$(cat /run/keepalived.pid)" 2>/dev/null`
+
 // keepalivedPhase writes one balancer's keepalived.conf and track script,
 // checked with keepalived -t before they go live, and starts or reloads
 // keepalived.
@@ -110,7 +117,7 @@ type keepalivedPhase struct {
 // keepalivedStateScript prints the balancer's IPv4 addresses (ip -o),
 // then whether keepalived runs.
 const keepalivedStateScript = `ip -o -4 addr show
-if [ -s /run/keepalived.pid ] && kill -0 "$(cat /run/keepalived.pid)" 2>/dev/null; then echo keepalived:running; fi`
+if ` + keepalivedAlive + `; then echo keepalived:running; fi`
 
 // want renders the balancer's files from what the host says of itself.
 func (p *keepalivedPhase) want(ctx context.Context, pr probe, host string) (conf, check []byte, running bool, live map[string][]byte, err error) {
@@ -160,7 +167,7 @@ func (p *keepalivedPhase) check(ctx context.Context, pr probe, host string) (boo
 const keepalivedScript = `set -e
 keepalived -t -f "$1" >/dev/null 2>&1 || { keepalived -t -f "$1" 2>&1 | tail -n 5 >&2; exit 3; }
 mv -f "$1" "$2"
-if [ -s /run/keepalived.pid ] && kill -0 "$(cat /run/keepalived.pid)" 2>/dev/null; then kill -HUP "$(cat /run/keepalived.pid)"
+if ` + keepalivedAlive + `; then kill -HUP "$(cat /run/keepalived.pid)"
 elif [ -d /run/systemd/system ]; then systemctl enable --now keepalived && systemctl reload keepalived
 else keepalived; fi`
 
@@ -208,19 +215,6 @@ func interfaceWith(out, address string) (string, error) {
 	return "", fmt.Errorf("no interface has %s (ip -o -4 addr show): the inventory's address must be the balancer's own", address)
 }
 
-// hasAddress says whether `ip -o -4 addr show`'s lines list address.
-func hasAddress(out, address string) bool {
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 4 && f[2] == "inet" {
-			if ip, _, err := net.ParseCIDR(f[3]); err == nil && ip.String() == address {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // BalancerStatus is one load balancer's row of `fleet status`.
 type BalancerStatus struct {
 	Host       string
@@ -235,7 +229,7 @@ type BalancerStatus struct {
 // its IPv4 addresses.
 const balancerStateScript = nginxRunning + `
 if command -v docker >/dev/null 2>&1 && [ "$(docker inspect -f '{{.State.Running}}' ` + lbContainerName + ` 2>/dev/null)" = true ]; then echo container:running; fi
-if [ -s /run/keepalived.pid ] && kill -0 "$(cat /run/keepalived.pid)" 2>/dev/null; then echo keepalived:running; fi
+if ` + keepalivedAlive + `; then echo keepalived:running; fi
 [ "$1" = vip ] && ip -o -4 addr show 2>/dev/null; :`
 
 // Balancers asks every load balancer, in parallel, what runs there and
@@ -265,7 +259,8 @@ func Balancers(ctx context.Context, s *Session) []BalancerStatus {
 		rows[i].Nginx = answer(running)
 		if s.Inv.VIP != nil {
 			rows[i].Keepalived = answer(strings.Contains(out, "keepalived:running"))
-			rows[i].HoldsVIP = answer(hasAddress(out, s.Inv.VIP.Address))
+			_, err := interfaceWith(out, s.Inv.VIP.Address)
+			rows[i].HoldsVIP = answer(err == nil)
 		}
 	}
 	return rows

@@ -69,6 +69,9 @@ func nodeProxyConfig(inv *inventory.Inventory) ([]byte, error) {
 	return lb.NodeProxyMain(stream, nodeProxyPID, nodeProxyLog)
 }
 
+// nodeProxyAlive tests, in sh, that the proxy's nginx runs.
+const nodeProxyAlive = `[ -s ` + nodeProxyPID + ` ] && kill -0 "$(cat ` + nodeProxyPID + `)" 2>/dev/null`
+
 // nodeProxyUnitFile runs the proxy under systemd, before the kubelet
 // (which needs it to reach the API).
 const nodeProxyUnitFile = `# Managed by fleet: the node-local proxy to the Kubernetes API servers.
@@ -139,7 +142,7 @@ func addNodeLocal(s *Session, g *steps.Graph, inv *inventory.Inventory, nodes, p
 type nodeProxyPhase struct{ inv *inventory.Inventory }
 
 const nodeProxyStateScript = `[ -d /run/systemd/system ] && echo systemd
-if [ -s ` + nodeProxyPID + ` ] && kill -0 "$(cat ` + nodeProxyPID + `)" 2>/dev/null; then echo proxy:running; fi`
+if ` + nodeProxyAlive + `; then echo proxy:running; fi`
 
 func (p *nodeProxyPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
 	want, err := nodeProxyConfig(p.inv)
@@ -167,7 +170,7 @@ func (p *nodeProxyPhase) check(ctx context.Context, pr probe, host string) (bool
 const nodeProxyScript = `set -e
 nginx -t -q -c "$1" || { nginx -t -c "$1" 2>&1 | tail -n 3 >&2; exit 3; }
 mv -f "$1" "$2"
-if [ -s ` + nodeProxyPID + ` ] && kill -0 "$(cat ` + nodeProxyPID + `)" 2>/dev/null; then nginx -c "$2" -s reload
+if ` + nodeProxyAlive + `; then nginx -c "$2" -s reload
 elif [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable --now fleet-apiserver-proxy
 else nginx -c "$2"; fi`
 

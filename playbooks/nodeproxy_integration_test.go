@@ -141,3 +141,45 @@ func ranStep(r *steps.Report, step string) bool {
 	}
 	return false
 }
+
+// TestNodeLocalProxyWithoutBalancer: no load balancer at all. The worker
+// joins through the first master, then its kubelet uses its own proxy to
+// every master; a second apply changes nothing; status has no balancer.
+func TestNodeLocalProxyWithoutBalancer(t *testing.T) {
+	sim.Need(t, cluster)
+	c := upWithNodeBinaries(t, sim.Topology{ID: "nb", Subnet: 47, Hosts: []sim.HostSpec{{Name: "master0", Role: "master"}, {Name: "worker0", Role: "worker"}}})
+	opts := playbooks.DefaultApplyOptions()
+	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
+	inv := editInventory(t, c.Inventory, nil, [2]string{"  kubernetesVersion: " + sim.KubernetesVersion + "\n",
+		"  kubernetesVersion: " + sim.KubernetesVersion + "\n  nodeLocalProxy: true\n"})
+	if inv.Cluster.ControlPlaneEndpoint != c.Host("master0").Address+":6443" {
+		t.Fatalf("endpoint %s, want master0's", inv.Cluster.ControlPlaneEndpoint)
+	}
+	if _, _, shown, err := runApply(t, inv, opts, nil); err != nil {
+		t.Fatalf("apply: %v\n%s", err, shown)
+	}
+	if report, _, again, err := runApply(t, inv, opts, nil); err != nil || report.Changed() {
+		t.Fatalf("second apply: %v\n%s", err, again)
+	}
+	conf, err := c.Exec("worker0", "cat", "/etc/kubernetes/kubelet.conf")
+	if err != nil || !strings.Contains(string(conf), "server: https://127.0.0.1:6443") {
+		t.Errorf("worker0's kubelet does not use its proxy: %v\n%s", err, conf)
+	}
+	s, err := playbooks.NewSession(inv, playbooks.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, err := playbooks.Status(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Ready != playbooks.Yes || r.LocalProxy != playbooks.Yes {
+			t.Errorf("status of %s: Ready %s, local proxy %s", r.Host, r.Ready, r.LocalProxy)
+		}
+	}
+	if b := playbooks.Balancers(context.Background(), s); len(b) != 0 {
+		t.Errorf("status lists balancers of a cluster without any: %+v", b)
+	}
+}

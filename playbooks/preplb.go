@@ -137,7 +137,7 @@ func (p *lbPackagesPhase) run(ctx context.Context, r remote, host string) error 
 // load balancer's software after the gate; it returns the steps the load
 // balancer's config must wait for.
 func addPrepareLB(s *Session, g *steps.Graph) []string {
-	if !s.Inv.Installs() {
+	if !s.Inv.Installs() || len(s.Inv.LoadBalancers) == 0 {
 		return []string{"gate"}
 	}
 	_, pkgs := lbPackages(s.Inv)

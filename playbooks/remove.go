@@ -135,7 +135,7 @@ func removeGraph(s *Session, access *clusterAccess, nodes, masters []string, opt
 	if len(masters) > 0 {
 		staying := *s.Inv
 		staying.Masters = slices.DeleteFunc(slices.Clone(s.Inv.Masters), func(m inventory.Host) bool { return slices.Contains(masters, m.Name) })
-		drainAfter = []string{addLoadBalancers(s, g, &staying, "take the masters out of the NGINX upstream first; nginx -t, reload", nil)}
+		drainAfter = addLoadBalancers(s, g, &staying, "take the masters out of the NGINX upstream first; nginx -t, reload", nil)
 		// And out of every staying node's local proxy.
 		staysNode := without(append(namesWithRole(&staying, inventory.RoleMaster), namesWithRole(&staying, inventory.RoleWorker)...), nodes)
 		drainAfter = append(drainAfter, addNodeLocal(s, g, &staying, staysNode, nil, nil, nil)...)

@@ -40,8 +40,10 @@ func resetGraph(s *Session) *steps.Graph {
 	if s.Inv.NginxRunAs() == inventory.NginxContainer {
 		description = "remove the " + lbContainerName + " container and its config"
 	}
-	g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: description,
-		Hosts: s.Inv.LoadBalancerNames(), After: []string{"reset-masters"}}, &lbRemovePhase{inv: s.Inv}))
+	if len(s.Inv.LoadBalancers) > 0 {
+		g.MustAdd(s.step(steps.Step{Name: "loadbalancer", Description: description,
+			Hosts: s.Inv.LoadBalancerNames(), After: []string{"reset-masters"}}, &lbRemovePhase{inv: s.Inv}))
+	}
 	return g
 }
 
@@ -93,7 +95,7 @@ fi`
 // when it is there.
 const nodeProxyRemoveScript = `{ if [ -e ` + nodeProxyConf + ` ] || [ -e ` + nodeProxyUnit + ` ]; then
 	if [ -d /run/systemd/system ]; then systemctl disable --now fleet-apiserver-proxy 2>/dev/null || :; rm -f ` + nodeProxyUnit + `; systemctl daemon-reload
-	elif [ -s ` + nodeProxyPID + ` ] && kill -0 "$(cat ` + nodeProxyPID + `)" 2>/dev/null; then kill -QUIT "$(cat ` + nodeProxyPID + `)"; fi
+	elif ` + nodeProxyAlive + `; then kill -QUIT "$(cat ` + nodeProxyPID + `)"; fi
 	rm -rf ` + nodeProxyDir + `
 fi; }`
 

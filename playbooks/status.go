@@ -119,7 +119,9 @@ func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 	if _, err := s.Run(ctx, g); err != nil {
 		return rows, err
 	}
-	if conf, err := s.readFile(ctx, s.Inv.LoadBalancer.Name, lbLiveStream(s.Inv)); err == nil {
+	if s.Inv.LoadBalancer == nil {
+		// No balancer: no upstream to be in (the column says "?").
+	} else if conf, err := s.readFile(ctx, s.Inv.LoadBalancer.Name, lbLiveStream(s.Inv)); err == nil {
 		for _, r := range rows {
 			r := index[r.Host]
 			r.InUpstream = No

@@ -48,6 +48,9 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+	if len(balancers) == 0 {
+		return incomplete(err)
+	}
 	fmt.Fprintln(out)
 	vip := s.Inv.VIP != nil
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
