@@ -41,9 +41,10 @@ unit: ## tests that need no root and no simulated hosts
 fuzz: ## fuzz the inventory loader for 10 minutes
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10m ./inventory
 
-bench: sim-tools ## micro-benchmarks; fleet vs ansible-playbook vs OpenSSH (BENCH_SIZES hosts); apply overhead
+bench: sim-tools ## micro-benchmarks; fleet vs ansible-playbook vs OpenSSH vs pdsh (BENCH_SIZES hosts); apply overhead
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/... | tee testing/bench/micro.txt
 	command -v ansible-playbook >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q ansible-core
+	command -v pdsh >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q pdsh
 	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench
 	./bin/fleet-bench compare -sizes $(BENCH_SIZES) -runs $(BENCH_RUNS) -out testing/bench -apply-layer $(SIM_LAYER)
 

@@ -2,6 +2,9 @@ package bench
 
 import (
 	"bytes"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -42,5 +45,31 @@ func TestWriteCSV(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "fleet") {
 		t.Error("no tool")
+	}
+}
+
+// TestWritePDSH: the pdsh floor's script parses (bash -n), sends to every
+// host with fan-out = hosts, and files outputs under the hosts' names.
+func TestWritePDSH(t *testing.T) {
+	dir := t.TempDir()
+	targets := []Target{{Name: "w0", Address: "198.18.9.10"}, {Name: "w1", Address: "198.18.9.11"}}
+	argv, err := WritePDSH(dir, targets, Access{KeyFile: "/k/id", KnownHosts: "/k/known_hosts"}, "/p/payload", dir+"/out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile(argv[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"hosts=198.18.9.10,198.18.9.11", "pdcp -f 2 ", "pdsh -f 2 ", "StrictHostKeyChecking=yes", "chmod 600 " + PayloadPath + ".tmp"} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	if names, _ := os.ReadFile(filepath.Join(dir, "names")); string(names) != "198.18.9.10 w0\n198.18.9.11 w1\n" {
+		t.Errorf("names file %q", names)
+	}
+	if out, err := osexec.Command("bash", "-n", argv[1]).CombinedOutput(); err != nil {
+		t.Errorf("bash -n: %v\n%s", err, out)
 	}
 }

@@ -28,9 +28,10 @@ const (
 	toolAnsibleTuned   = "ansible-tuned"
 	toolAnsibleDefault = "ansible-default"
 	toolOpenSSH        = "openssh"
+	toolPDSH           = "pdsh"
 )
 
-var tools = []string{toolFleet, toolAnsibleTuned, toolAnsibleDefault, toolOpenSSH}
+var tools = []string{toolFleet, toolAnsibleTuned, toolAnsibleDefault, toolOpenSSH, toolPDSH}
 
 // sizeResult is everything measured at one host count.
 type sizeResult struct {
@@ -162,6 +163,10 @@ func measureSize(ctx context.Context, n, subnet, runs, peerRuns int, self, dir s
 			argv, err := bench.WriteOpenSSH(filepath.Join(dir, toolOpenSSH), targets, acc, payloadFile, outDir)
 			return argv, nil, err
 		},
+		toolPDSH: func(outDir string) ([]string, []string, error) {
+			argv, err := bench.WritePDSH(filepath.Join(dir, toolPDSH), targets, acc, payloadFile, outDir)
+			return argv, nil, err
+		},
 	}
 	var samples []bench.Sample
 	for run := 1; run <= runs; run++ {
@@ -253,7 +258,7 @@ func verify(c *sim.Cluster, payload []byte, tool, outDir string) error {
 		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
 			return fmt.Errorf("%s: payload mode %v %v, want 0600", h.Name, st.Mode(), err)
 		}
-		if tool == toolFleet || tool == toolOpenSSH {
+		if tool == toolFleet || tool == toolOpenSSH || tool == toolPDSH {
 			out, err := os.ReadFile(filepath.Join(outDir, h.Name+".3"))
 			if err != nil || !strings.HasPrefix(string(out), want) {
 				return fmt.Errorf("%s: sha256sum output %q %v", h.Name, out, err)
