@@ -14,6 +14,8 @@ RELIABILITY_DIR ?= /var/tmp/fleet-reliability
 # make bench: host counts compared (200 is opt-in: BENCH_SIZES=10,50,200) and runs per tool
 BENCH_SIZES ?= 10,50
 BENCH_RUNS ?= 5
+# Runs of the Ansible variants, when fewer than BENCH_RUNS (0: as many).
+BENCH_PEER_RUNS ?= 0
 
 .PHONY: help setup build test unit integration fuzz bench bench-prepare sim-tools sim-up sim-down demo clean
 
@@ -46,7 +48,7 @@ bench: sim-tools ## micro-benchmarks; fleet vs ansible-playbook vs OpenSSH vs pd
 	command -v ansible-playbook >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q ansible-core
 	command -v pdsh >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q pdsh
 	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench
-	./bin/fleet-bench compare -sizes $(BENCH_SIZES) -runs $(BENCH_RUNS) -out testing/bench -apply-layer $(SIM_LAYER)
+	./bin/fleet-bench compare -sizes $(BENCH_SIZES) -runs $(BENCH_RUNS) -peer-runs $(BENCH_PEER_RUNS) -out testing/bench -apply-layer $(SIM_LAYER)
 
 bench-prepare: sim-tools ## only the prepare row: 20 bare hosts, fleet prepare against parallel scp (testing/bench/PREPARE.md)
 	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench

@@ -112,7 +112,7 @@ func compare(ctx context.Context, args []string) error {
 			extraMissed = append(extraMissed, missed)
 		}
 	}
-	report, missed := render(results, *runs, overhead, extraMissed)
+	report, missed := render(results, *runs, overhead, extraMissed, "fleet-bench compare "+strings.Join(args, " "))
 	if err := os.WriteFile(filepath.Join(*outDir, "RESULTS.md"), []byte(report), 0o644); err != nil {
 		return err
 	}
