@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
 	"github.com/fleetops/fleet/testing/reliability"
 	"github.com/fleetops/fleet/testing/sim"
@@ -61,15 +62,7 @@ func TestNodeLocalProxy(t *testing.T) {
 			t.Errorf("%s: the kubelet's kubeconfig does not point at 127.0.0.1: %v\n%s", n, err, conf)
 		}
 	}
-	s, err := playbooks.NewSession(inv, playbooks.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	rows, err := playbooks.Status(context.Background(), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, rows := statusOf(t, inv)
 	for _, r := range rows {
 		if r.LocalProxy != playbooks.Yes {
 			t.Errorf("status: %s's local path to the API: %s", r.Host, r.LocalProxy)
@@ -132,6 +125,22 @@ func TestNodeLocalProxy(t *testing.T) {
 	}
 }
 
+// statusOf is fleet status's node rows for inv, and the session that
+// asked (closed with the test).
+func statusOf(t *testing.T, inv *inventory.Inventory) (*playbooks.Session, []playbooks.NodeStatus) {
+	t.Helper()
+	s, err := playbooks.NewSession(inv, playbooks.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	rows, err := playbooks.Status(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, rows
+}
+
 // ranStep says whether a step ran (not only checked) on some host.
 func ranStep(r *steps.Report, step string) bool {
 	for _, e := range r.Changes() {
@@ -165,15 +174,7 @@ func TestNodeLocalProxyWithoutBalancer(t *testing.T) {
 	if err != nil || !strings.Contains(string(conf), "server: https://127.0.0.1:6443") {
 		t.Errorf("worker0's kubelet does not use its proxy: %v\n%s", err, conf)
 	}
-	s, err := playbooks.NewSession(inv, playbooks.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	rows, err := playbooks.Status(context.Background(), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, rows := statusOf(t, inv)
 	for _, r := range rows {
 		if r.Ready != playbooks.Yes || r.LocalProxy != playbooks.Yes {
 			t.Errorf("status of %s: Ready %s, local proxy %s", r.Host, r.Ready, r.LocalProxy)

@@ -136,15 +136,23 @@ func ContainerMain(streamFile string) ([]byte, error) {
 		return nil, fmt.Errorf("lb: stream file %q: want a plain file name ending in .conf", streamFile)
 	}
 	var b bytes.Buffer
-	b.WriteString(Header)
-	// Debian-built images load the stream module from here; the official
-	// image has it built in and no such folder (an unmatched glob is fine).
-	b.WriteString("include /etc/nginx/modules-enabled/*.conf;\n")
-	b.WriteString("worker_processes auto;\n")
-	b.WriteString("error_log stderr notice; # docker logs\n\n")
-	b.WriteString("events {\n    worker_connections 4096;\n}\n\n")
+	mainHead(&b, "auto", "", "stderr notice; # docker logs", 4096)
 	fmt.Fprintf(&b, "include %s;\n", streamFile)
 	return b.Bytes(), nil
+}
+
+// mainHead writes what a whole nginx.conf of fleet's starts with: the
+// header, the stream module where Debian loads it (Debian-built images
+// and hosts; the official image has it built in and no such folder: an
+// unmatched glob is fine), the workers, the pid file line (or none), the
+// error log and the events block.
+func mainHead(b *bytes.Buffer, workers, pidLine, errorLog string, connections int) {
+	b.WriteString(Header)
+	b.WriteString("include /etc/nginx/modules-enabled/*.conf;\n")
+	fmt.Fprintf(b, "worker_processes %s;\n", workers)
+	b.WriteString(pidLine)
+	fmt.Fprintf(b, "error_log %s\n\n", errorLog)
+	fmt.Fprintf(b, "events {\n    worker_connections %d;\n}\n\n", connections)
 }
 
 var relativeConf = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*\.conf$`)
@@ -160,12 +168,7 @@ func NodeProxyMain(stream []byte, pidFile, errorLog string) ([]byte, error) {
 		}
 	}
 	var b bytes.Buffer
-	b.WriteString(Header)
-	b.WriteString("include /etc/nginx/modules-enabled/*.conf; # Debian loads the stream module here\n")
-	b.WriteString("worker_processes 1;\n")
-	fmt.Fprintf(&b, "pid %s;\n", pidFile)
-	fmt.Fprintf(&b, "error_log %s notice;\n\n", errorLog)
-	b.WriteString("events {\n    worker_connections 1024;\n}\n\n")
+	mainHead(&b, "1", "pid "+pidFile+";\n", errorLog+" notice;", 1024)
 	b.Write(bytes.TrimPrefix(stream, []byte(Header)))
 	return b.Bytes(), nil
 }
