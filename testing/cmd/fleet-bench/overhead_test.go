@@ -38,3 +38,18 @@ func TestRenderOverheadFlagsTheTarget(t *testing.T) {
 		t.Error("14% not flagged")
 	}
 }
+
+// TestProgramOf: kubeadm inside fleet's secret-file braces counts as
+// kubeadm (it counted as "{" and the overhead table read 100 % fleet).
+func TestProgramOf(t *testing.T) {
+	for cmd, want := range map[string]string{
+		"kubectl --kubeconfig /etc/kubernetes/admin.conf diff -f -":                                                       "kubectl",
+		"{ kubeadm join --config /etc/fleet/kubeadm-join.yaml; }; rc=$?; rm -f -- /etc/fleet/kubeadm-join.yaml; exit $rc": "kubeadm",
+		"sh -c 'kubeadm version'": "sh",
+		"":                        "",
+	} {
+		if got := programOf(cmd); got != want {
+			t.Errorf("programOf(%q) = %q, want %q", cmd, got, want)
+		}
+	}
+}
