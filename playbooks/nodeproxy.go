@@ -139,7 +139,10 @@ func addNodeLocal(s *Session, g *steps.Graph, inv *inventory.Inventory, nodes, p
 
 // nodeProxyPhase writes the proxy's config (checked with nginx -t before
 // it goes live) and starts or reloads it.
-type nodeProxyPhase struct{ inv *inventory.Inventory }
+type nodeProxyPhase struct {
+	inv     *inventory.Inventory
+	systemd seen[bool] // what the check learnt: the run needs not ask again
+}
 
 const nodeProxyStateScript = `[ -d /run/systemd/system ] && echo systemd
 if ` + nodeProxyAlive + `; then echo proxy:running; fi`
@@ -153,6 +156,7 @@ func (p *nodeProxyPhase) check(ctx context.Context, pr probe, host string) (bool
 	if err != nil {
 		return false, "", err
 	}
+	p.systemd.keep(host, strings.Contains(out, "systemd"))
 	switch {
 	case string(files[nodeProxyConf]) != string(want):
 		return false, "write the proxy's config (the masters' upstream), then start or reload it", nil
@@ -180,7 +184,15 @@ func (p *nodeProxyPhase) run(ctx context.Context, r remote, host string) error {
 		return err
 	}
 	files := []remoteFile{{nodeProxyStaging, conf, 0o644}}
-	if res, err := r.query(ctx, host, nodeProxyStateScript); err == nil && strings.Contains(res.Stdout, "systemd") {
+	systemd, ok := p.systemd.take(host)
+	if !ok {
+		res, err := r.query(ctx, host, nodeProxyStateScript)
+		if err != nil {
+			return err
+		}
+		systemd = strings.Contains(res.Stdout, "systemd")
+	}
+	if systemd {
 		files = append(files, remoteFile{nodeProxyUnit, []byte(nodeProxyUnitFile), 0o644})
 	}
 	if err := r.uploadAll(ctx, host, files); err != nil {
