@@ -146,6 +146,19 @@ func openSession(g *globals, path string, v view) (*playbooks.Session, error) {
 		onPlan = append(onPlan, g.recorder.Plan)
 		opts.OnCommand = g.recorder.Command
 	}
+	// The redactor is the session's, made below; commands run only after.
+	logCommand, err := commandLog(g, func(text string) string { return s.Redactor.String(text) })
+	if err != nil {
+		return nil, err
+	}
+	if onCommand := opts.OnCommand; logCommand != nil {
+		opts.OnCommand = func(t playbooks.CommandTrace) {
+			logCommand(t)
+			if onCommand != nil {
+				onCommand(t)
+			}
+		}
+	}
 	opts.OnPlan = func(p []playbooks.PlannedStep) {
 		for _, f := range onPlan {
 			f(p)

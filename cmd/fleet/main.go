@@ -30,7 +30,7 @@ type globals struct {
 	Concurrency       int    `help:"Most tasks running at once." default:"64"`
 	Verbose           bool   `short:"v" help:"Print every step event (instead of the progress view)."`
 	Progress          string `help:"How commands that change hosts show their steps on stderr: live (a line per running step, redrawn), plain (a line per step start and end), auto (live on a terminal)." enum:"auto,live,plain" default:"auto"`
-	LogFile           string `help:"Append every step event to this file as JSON lines (mode 0600, secrets redacted)." type:"path" placeholder:"FILE"`
+	LogFile           string `help:"Append every step event and every remote command (host, step, duration, exit code) to this file as JSON lines (mode 0600, secrets redacted)." type:"path" placeholder:"FILE"`
 	Report            string `help:"Commands that change hosts: write an HTML report of the run here (timeline per host, critical path, failures first, every command with its exit code and stderr tail; self-contained, no secrets)." type:"path" placeholder:"FILE.html"`
 
 	stdout, stderr io.Writer

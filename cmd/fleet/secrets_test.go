@@ -140,6 +140,10 @@ func TestCommandsNeverPrintSecrets(t *testing.T) {
 	if st, _ := os.Stat(logFile); st.Mode().Perm() != 0o600 || bytes.Count(log, []byte("\n")) < 30 || !bytes.Contains(log, []byte(`"step":"join-workers"`)) {
 		t.Errorf("log file mode %v, %d lines: want 0600 and every event of the runs", st.Mode().Perm(), bytes.Count(log, []byte("\n")))
 	}
+	// The log also holds every remote command: the joins among them.
+	if !bytes.Contains(log, []byte(`"kind":"command"`)) || !regexp.MustCompile(`"command":"[^"]*kubeadm join [^"]*","duration_ms":\d+,"exit_code":0,"host":"worker1","step":"join-workers"`).Match(log) {
+		t.Errorf("the log file has no line for worker1's kubeadm join")
+	}
 	all.Write(log)
 	// Everything but that one stdout: no secret.
 	printed := strings.Replace(all.String(), joinCmd, "", 1)
