@@ -16,8 +16,10 @@ BENCH_SIZES ?= 10,50
 BENCH_RUNS ?= 5
 # Runs of the Ansible variants, when fewer than BENCH_RUNS (0: as many).
 BENCH_PEER_RUNS ?= 0
+# make bench's apply at scale: a load balancer, 3 masters and this many workers (make bench-scale BENCH_APPLY_WORKERS=100)
+BENCH_APPLY_WORKERS ?= 25
 
-.PHONY: help setup build test unit integration fuzz bench bench-prepare sim-tools sim-up sim-down demo clean
+.PHONY: help setup build test unit integration fuzz bench bench-prepare bench-scale sim-tools sim-up sim-down demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,16 +45,20 @@ unit: ## tests that need no root and no simulated hosts
 fuzz: ## fuzz the inventory loader for 10 minutes
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10m ./inventory
 
-bench: sim-tools ## micro-benchmarks; fleet vs ansible-playbook vs OpenSSH vs pdsh (BENCH_SIZES hosts); apply overhead
+bench: sim-tools build ## micro-benchmarks; fleet vs ansible-playbook vs OpenSSH vs pdsh (BENCH_SIZES hosts); apply overhead; apply at scale
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/... | tee testing/bench/micro.txt
 	command -v ansible-playbook >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q ansible-core
 	command -v pdsh >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q pdsh
 	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench
-	./bin/fleet-bench compare -sizes $(BENCH_SIZES) -runs $(BENCH_RUNS) -peer-runs $(BENCH_PEER_RUNS) -out testing/bench -apply-layer $(SIM_LAYER)
+	./bin/fleet-bench compare -sizes $(BENCH_SIZES) -runs $(BENCH_RUNS) -peer-runs $(BENCH_PEER_RUNS) -out testing/bench -apply-layer $(SIM_LAYER) -apply-workers $(BENCH_APPLY_WORKERS) -fleet bin/fleet
 
 bench-prepare: sim-tools ## only the prepare row: 20 bare hosts, fleet prepare against parallel scp (testing/bench/PREPARE.md)
 	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench
 	./bin/fleet-bench prepare -runs 5 -layer $(SIM_LAYER) -out testing/bench/PREPARE.md
+
+bench-scale: sim-tools build ## only the apply at scale: LB, 3 masters, BENCH_APPLY_WORKERS workers (testing/bench/SCALE-N.md)
+	$(GO) build -o bin/fleet-bench ./testing/cmd/fleet-bench
+	./bin/fleet-bench scale -workers $(BENCH_APPLY_WORKERS) -layer $(SIM_LAYER) -fleet bin/fleet -out testing/bench/SCALE-$(BENCH_APPLY_WORKERS).md
 
 sim-tools: ## build kubeadm, the control plane, etcd, cfssl and the emulated kubelet (cached)
 	./testing/tools/build.sh $(SIM_BIN)

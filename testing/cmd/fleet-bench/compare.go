@@ -52,6 +52,8 @@ func compare(ctx context.Context, args []string) error {
 	self := fs.String("self", "", "this program's path (default: os.Executable)")
 	skip := fs.String("skip", "", "tools to leave out, comma-separated (e.g. ansible-default at 200 hosts)")
 	applyLayer := fs.String("apply-layer", "", "node binaries layer: also measure a full fleet apply's overhead on the HA test bed")
+	applyWorkers := fs.Int("apply-workers", 0, "with -apply-layer: also apply a load balancer, 3 masters and this many workers with the fleet CLI (-fleet)")
+	fleetBin := fs.String("fleet", "bin/fleet", "the fleet CLI, for -apply-workers")
 	fs.Parse(args)
 	if *self == "" {
 		p, err := os.Executable()
@@ -110,6 +112,14 @@ func compare(ctx context.Context, args []string) error {
 		overhead += section
 		if missed != "" {
 			extraMissed = append(extraMissed, missed)
+		}
+		if *applyWorkers > 0 {
+			section, missedAll, err := scaleSection(ctx, *fleetBin, *applyLayer, filepath.Join(*work, "scale"), *applyWorkers)
+			if err != nil {
+				return err
+			}
+			overhead += section
+			extraMissed = append(extraMissed, missedAll...)
 		}
 	}
 	report, missed := render(results, *runs, overhead, extraMissed, "fleet-bench compare "+strings.Join(args, " "))

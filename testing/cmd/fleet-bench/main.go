@@ -7,6 +7,7 @@
 //	fleet-bench compare -sizes 10,50 -runs 5 -out testing/bench
 //	fleet-bench overhead -layer DIR   (only the apply-overhead section, printed)
 //	fleet-bench prepare -layer DIR    (only the prepare-20-bare-hosts section, printed)
+//	fleet-bench scale -workers 100 -layer DIR -fleet bin/fleet   (only the apply-at-scale section)
 //	fleet-bench workload -i inventory.yaml -payload FILE   (one fleet run; used by compare)
 package main
 
@@ -30,6 +31,8 @@ func main() {
 		err = compare(ctx, os.Args[2:])
 	case "prepare":
 		err = prepareOnly(ctx, os.Args[2:])
+	case "scale":
+		err = scaleOnly(ctx, os.Args[2:])
 	case "overhead":
 		err = overheadOnly(ctx, os.Args[2:])
 	case "workload":
