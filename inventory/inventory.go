@@ -132,6 +132,11 @@ type Cluster struct {
 	// NodeLocalProxyPort is where it listens: DefaultAPIPort (the port
 	// the masters' API servers have on their own 127.0.0.1) unless set.
 	NodeLocalProxyPort int `yaml:"nodeLocalProxyPort"`
+	// AllowSwap lets the kubelets run on nodes with swap (failSwapOn
+	// false, swapBehavior LimitedSwap): fleet then leaves swap and
+	// /etc/fstab as they are. kubeadm keeps the setting in the cluster's
+	// kubelet-config from kubeadm init on.
+	AllowSwap bool `yaml:"allowSwap"`
 }
 
 // Packages is the Kubernetes package repository of install: packages.

@@ -305,9 +305,11 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	if skew := now.Sub(st.clock).Abs(); skew > maxSkew {
 		problems = append(problems, fmt.Sprintf("clock is %s off this machine's (limit %s)", skew.Round(time.Second), maxSkew))
 	}
-	// A node fleet prepares gets swap turned off by the kernel step.
-	if h.Role != inventory.RoleLoadBalancer && st.swaps != 0 && !(inv.Installs() && h.Role != inventory.RoleCA) {
-		problems = append(problems, "swap is on (the kubelet refuses it): swapoff -a")
+	// A node fleet prepares gets swap turned off by the kernel step,
+	// unless the inventory lets the kubelets have it.
+	if h.Role != inventory.RoleLoadBalancer && st.swaps != 0 && !(inv.Installs() && h.Role != inventory.RoleCA) &&
+		!(inv.Cluster.AllowSwap && h.Role != inventory.RoleCA) {
+		problems = append(problems, "swap is on (the kubelet refuses it): swapoff -a, or cluster.allowSwap: true")
 	}
 	var busy []string
 	switch h.Role {

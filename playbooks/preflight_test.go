@@ -85,6 +85,12 @@ func TestProblemsOf(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
+	// With cluster.allowSwap the kubelet runs with it: no problem.
+	swapping := *inv
+	swapping.Cluster.AllowSwap = true
+	if err := problemsOf(&inventory.Host{Name: "h", Role: inventory.RoleWorker}, linux("kubeadm", "kubelet"), hostState{clock: now, swaps: 1}, &swapping, 30*time.Second, now); err != nil {
+		t.Errorf("swap on with allowSwap: %v", err)
+	}
 }
 
 // TestProblemsOfContainerLB: a load balancer with runAs: container needs

@@ -242,8 +242,12 @@ func addPrepare(s *Session, g *steps.Graph, nodes []string) []string {
 		return nil
 	}
 	version := s.Inv.Cluster.KubernetesVersion
-	g.MustAdd(s.step(steps.Step{Name: "prepare-kernel", Description: "load overlay and br_netfilter, set forwarding and bridge sysctls, swap off; persisted",
-		Hosts: nodes, After: []string{"gate"}}, &kernelPhase{}))
+	kernel := "load overlay and br_netfilter, set forwarding and bridge sysctls, swap off; persisted"
+	if s.Inv.Cluster.AllowSwap {
+		kernel = "load overlay and br_netfilter, set forwarding and bridge sysctls; persisted (swap allowed: left as it is)"
+	}
+	g.MustAdd(s.step(steps.Step{Name: "prepare-kernel", Description: kernel,
+		Hosts: nodes, After: []string{"gate"}}, &kernelPhase{allowSwap: s.Inv.Cluster.AllowSwap}))
 	install := "prepare-binaries"
 	if s.Inv.Cluster.Install == inventory.InstallPackages {
 		install = "prepare-packages"

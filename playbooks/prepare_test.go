@@ -30,11 +30,12 @@ func preparedKernel() kernelState {
 
 func TestKernelTodo(t *testing.T) {
 	tests := []struct {
-		name  string
-		edit  func(*kernelState)
-		wants string
+		name      string
+		edit      func(*kernelState)
+		allowSwap bool
+		wants     string
 	}{
-		{"prepared", func(*kernelState) {}, ""},
+		{"prepared", func(*kernelState) {}, false, ""},
 		{"bare Debian", func(st *kernelState) {
 			st.modules["br_netfilter"] = false
 			st.sysctls["net.ipv4.ip_forward"] = "0"
@@ -42,18 +43,23 @@ func TestKernelTodo(t *testing.T) {
 			delete(st.files, nodeprep.SysctlFile)
 			st.swaps = 1
 			st.files[fstab] = []byte("UUID=2 none swap sw 0 0\n")
-		}, "load br_netfilter; write /etc/modules-load.d/fleet-kubernetes.conf; set net.ipv4.ip_forward=1; write /etc/sysctl.d/90-fleet-kubernetes.conf; turn swap off (1 devices); comment swap out of /etc/fstab"},
-		{"a sysctl file someone edited", func(st *kernelState) { st.files[nodeprep.SysctlFile] = []byte("net.ipv4.ip_forward = 1\n") },
+		}, false, "load br_netfilter; write /etc/modules-load.d/fleet-kubernetes.conf; set net.ipv4.ip_forward=1; write /etc/sysctl.d/90-fleet-kubernetes.conf; turn swap off (1 devices); comment swap out of /etc/fstab"},
+		{"bare Debian, swap allowed", func(st *kernelState) {
+			st.modules["br_netfilter"] = false
+			st.swaps = 1
+			st.files[fstab] = []byte("UUID=2 none swap sw 0 0\n")
+		}, true, "load br_netfilter"},
+		{"a sysctl file someone edited", func(st *kernelState) { st.files[nodeprep.SysctlFile] = []byte("net.ipv4.ip_forward = 1\n") }, false,
 			"write /etc/sysctl.d/90-fleet-kubernetes.conf"},
-		{"swap in fstab but off now", func(st *kernelState) { st.files[fstab] = []byte("/swapfile none swap sw 0 0\n") },
+		{"swap in fstab but off now", func(st *kernelState) { st.files[fstab] = []byte("/swapfile none swap sw 0 0\n") }, false,
 			"comment swap out of /etc/fstab"},
-		{"no fstab at all", func(st *kernelState) { delete(st.files, fstab) }, ""},
+		{"no fstab at all", func(st *kernelState) { delete(st.files, fstab) }, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := preparedKernel()
 			tt.edit(&st)
-			if got := strings.Join(kernelTodo(st), "; "); got != tt.wants {
+			if got := strings.Join(kernelTodo(st, tt.allowSwap), "; "); got != tt.wants {
 				t.Errorf("got  %q\nwant %q", got, tt.wants)
 			}
 		})

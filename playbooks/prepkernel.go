@@ -12,7 +12,10 @@ import (
 
 // kernelPhase loads overlay and br_netfilter, sets the networking sysctls
 // and turns swap off, now and after a reboot (the kubelet refuses swap).
-type kernelPhase struct{ seen seen[kernelState] }
+type kernelPhase struct {
+	allowSwap bool // the inventory lets the kubelets run with swap: left alone
+	seen      seen[kernelState]
+}
 
 // kernelStateScript prints module.NAME=0|1, sysctl.KEY=VALUE and swaps=N.
 // br_netfilter counts as loaded when its sysctls exist (built in).
@@ -79,8 +82,9 @@ func parseKernelState(values string, files map[string][]byte) kernelState {
 	return st
 }
 
-// kernelTodo lists what is left to do, in the order run does it.
-func kernelTodo(st kernelState) []string {
+// kernelTodo lists what is left to do, in the order run does it; swap is
+// left as it is when allowSwap.
+func kernelTodo(st kernelState, allowSwap bool) []string {
 	var todo []string
 	for _, m := range nodeprep.Modules {
 		if !st.modules[m] {
@@ -97,6 +101,9 @@ func kernelTodo(st kernelState) []string {
 	}
 	if string(st.files[nodeprep.SysctlFile]) != nodeprep.SysctlConf() {
 		todo = append(todo, "write "+nodeprep.SysctlFile)
+	}
+	if allowSwap {
+		return todo
 	}
 	if st.swaps > 0 {
 		todo = append(todo, fmt.Sprintf("turn swap off (%d devices)", st.swaps))
@@ -116,8 +123,11 @@ func (k *kernelPhase) check(ctx context.Context, p probe, host string) (bool, st
 		}
 	}
 	k.seen.keep(host, st)
-	if todo := kernelTodo(st); len(todo) > 0 {
+	if todo := kernelTodo(st, k.allowSwap); len(todo) > 0 {
 		return false, strings.Join(todo, "; "), nil
+	}
+	if k.allowSwap {
+		return true, "overlay and br_netfilter loaded, forwarding and bridge sysctls set and persisted (swap allowed)", nil
 	}
 	return true, "overlay and br_netfilter loaded, forwarding and bridge sysctls set and persisted, swap off", nil
 }
@@ -141,14 +151,14 @@ func (k *kernelPhase) run(ctx context.Context, r remote, host string) error {
 			script = append(script, "echo "+s.Value+" > "+exec.Quote(nodeprep.SysctlPath(s.Key)))
 		}
 	}
-	if st.swaps > 0 {
+	if st.swaps > 0 && !k.allowSwap {
 		script = append(script, "swapoff -a")
 	}
 	files := []remoteFile{
 		{nodeprep.ModulesFile, []byte(nodeprep.ModulesConf()), 0o644},
 		{nodeprep.SysctlFile, []byte(nodeprep.SysctlConf()), 0o644},
 	}
-	if newTab, changed := nodeprep.CommentSwap(string(st.files[fstab])); changed {
+	if newTab, changed := nodeprep.CommentSwap(string(st.files[fstab])); changed && !k.allowSwap {
 		// The original stays beside it, as the user had it.
 		script = append(script, exec.Command("cp", "-p", fstab, fstab+".fleet-bak"))
 		files = append(files, remoteFile{fstab, []byte(newTab), 0o644})

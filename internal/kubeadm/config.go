@@ -30,6 +30,9 @@ type Cluster struct {
 	PodSubnet            string
 	ServiceSubnet        string
 	CertSANs             []string
+	// AllowSwap: the kubelets run with swap on (failSwapOn false,
+	// LimitedSwap: only burstable pods may swap, within their limits).
+	AllowSwap bool
 }
 
 // Node is the host kubeadm runs on.
@@ -103,6 +106,12 @@ func InitConfig(c Cluster, n Node, token Token, tokenTTL string, certKey string)
 		"controlPlaneEndpoint": c.ControlPlaneEndpoint,
 		"networking":           doc{"podSubnet": c.PodSubnet, "serviceSubnet": c.ServiceSubnet},
 		"apiServer":            doc{"certSANs": sans},
+	}
+	if c.AllowSwap {
+		// kubeadm keeps it in the kubelet-config ConfigMap: every node
+		// joined with kubeadm gets it too.
+		return documents(init, cluster, doc{"apiVersion": KubeletConfigAPI, "kind": "KubeletConfiguration", "failSwapOn": false,
+			"memorySwap": doc{"swapBehavior": SwapBehavior}})
 	}
 	return documents(init, cluster)
 }

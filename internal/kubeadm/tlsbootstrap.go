@@ -72,13 +72,20 @@ func NodeKubeconfig(server, node string, caPEM, certPEM, keyPEM []byte) ([]byte,
 	return clientcmd.Write(*cfg)
 }
 
+// KubeletConfigAPI is the kubelet config's API version.
+const KubeletConfigAPI = "kubelet.config.k8s.io/v1beta1"
+
+// SwapBehavior is how the kubelets use swap when the inventory allows it.
+const SwapBehavior = "LimitedSwap"
+
 // KubeletConfig is the kubelet's config.yaml for a node fleet starts
 // itself: clients of its API authenticate with certificates of the cluster
 // CA (clientCAFile) or tokens checked by the API server, anonymous access
-// is off, and the kubelet renews its client certificate itself.
-func KubeletConfig(clientCAFile, clusterDNS, clusterDomain string) ([]byte, error) {
+// is off, and the kubelet renews its client certificate itself. allowSwap
+// lets it run with swap on, as kubeadm's nodes do with Cluster.AllowSwap.
+func KubeletConfig(clientCAFile, clusterDNS, clusterDomain string, allowSwap bool) ([]byte, error) {
 	doc := map[string]any{
-		"apiVersion": "kubelet.config.k8s.io/v1beta1",
+		"apiVersion": KubeletConfigAPI,
 		"kind":       "KubeletConfiguration",
 		"authentication": map[string]any{
 			"anonymous": map[string]any{"enabled": false},
@@ -91,6 +98,10 @@ func KubeletConfig(clientCAFile, clusterDNS, clusterDomain string) ([]byte, erro
 		"cgroupDriver":       "systemd",
 		"clusterDomain":      clusterDomain,
 		"clusterDNS":         []string{clusterDNS},
+	}
+	if allowSwap {
+		doc["failSwapOn"] = false
+		doc["memorySwap"] = map[string]any{"swapBehavior": SwapBehavior}
 	}
 	return yaml.Marshal(doc)
 }

@@ -62,7 +62,13 @@ func TestBootstrapKubeconfig(t *testing.T) {
 }
 
 func TestKubeletConfig(t *testing.T) {
-	raw, err := KubeletConfig("/etc/kubernetes/pki/ca.crt", "10.96.0.10", "cluster.local")
+	for _, allowSwap := range []bool{false, true} {
+		testKubeletConfig(t, allowSwap)
+	}
+}
+
+func testKubeletConfig(t *testing.T, allowSwap bool) {
+	raw, err := KubeletConfig("/etc/kubernetes/pki/ca.crt", "10.96.0.10", "cluster.local", allowSwap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +82,10 @@ func TestKubeletConfig(t *testing.T) {
 		} `json:"authentication"`
 		Authorization struct{ Mode string } `json:"authorization"`
 		Rotate        bool                  `json:"rotateCertificates"`
+		FailSwapOn    *bool                 `json:"failSwapOn"`
+		MemorySwap    struct {
+			SwapBehavior string `json:"swapBehavior"`
+		} `json:"memorySwap"`
 	}
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
@@ -83,6 +93,11 @@ func TestKubeletConfig(t *testing.T) {
 	if doc.Kind != "KubeletConfiguration" || doc.Authentication.X509.ClientCAFile != "/etc/kubernetes/pki/ca.crt" ||
 		doc.Authentication.Anonymous.Enabled || doc.Authorization.Mode != "Webhook" || !doc.Rotate {
 		t.Errorf("kubelet config:\n%s", raw)
+	}
+	// Swap: the kubelet's defaults (fail on swap) unless allowed.
+	if allowed := doc.FailSwapOn != nil && !*doc.FailSwapOn && doc.MemorySwap.SwapBehavior == "LimitedSwap"; allowed != allowSwap ||
+		(!allowSwap && (doc.FailSwapOn != nil || doc.MemorySwap.SwapBehavior != "")) {
+		t.Errorf("allowSwap %v: kubelet config:\n%s", allowSwap, raw)
 	}
 }
 
