@@ -307,6 +307,9 @@ func TestBadInventories(t *testing.T) {
 		{"a mirror that is not a URL", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  registryMirrors: {registry.k8s.io: [mirror.site]}\n")
 		}, `inv.yaml:3:20: cluster.registryMirrors: registry.k8s.io: "mirror.site" is not an http(s) URL`},
+		{"a mirrored registry that would name another folder", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  registryMirrors: {\"../../etc\": [\"https://mirror.site\"]}\n")
+		}, `inv.yaml:3:20: cluster.registryMirrors: "../../etc" is not a registry host (host or host:port, as in an image name)`},
 		{"two balancers without a VIP", func(t *testing.T) string { return edit(t, lbSingle, lbPair) },
 			`inv.yaml:7:3: loadbalancer: 2 load balancers need a vip:`},
 		{"a VIP with one balancer", func(t *testing.T) string { return base + "vip: {address: 198.18.0.100}\n" },

@@ -225,6 +225,10 @@ func (d *decoder) checkInstall(c *Cluster) {
 		d.errorf("cluster.packages", "is used by install: packages only")
 	}
 	for host, urls := range c.RegistryMirrors {
+		// It names a folder on every node (containerd's certs.d/HOST).
+		if !registryHost.MatchString(host) || strings.Contains(host, "..") {
+			d.errorf("cluster.registryMirrors", "%q is not a registry host (host or host:port, as in an image name)", host)
+		}
 		if len(urls) == 0 {
 			d.errorf("cluster.registryMirrors", "%s has no mirror", host)
 		}
@@ -237,6 +241,10 @@ func (d *decoder) checkInstall(c *Cluster) {
 }
 
 var fingerprint = regexp.MustCompile(`^[0-9A-Fa-f]{40}$`)
+
+// registryHost is an image name's registry part: a host name or address,
+// optionally with a port.
+var registryHost = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
 
 var sha256Pin = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 

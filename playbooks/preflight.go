@@ -184,7 +184,7 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		}
 		cmd = facts.Command() + "\n" + versionsScript + "echo " + stateMarker + "\n" + state
 		// The prepare phases' checks are answered in the same command.
-		reads = prepReads(b)
+		reads = prepReads(b, pr.s.Inv.Cluster.RegistryMirrors)
 	}
 	if h.Role == inventory.RoleMaster {
 		// The certificates kubeadm made, for the expiry warning, and the

@@ -59,10 +59,13 @@ func TestPrepareFromBareHosts(t *testing.T) {
 	}
 	base = []byte(strings.Replace(string(base), "\n  user: root\n", "\n  user: "+sim.SudoUser+"\n  sudo: true\n", 1))
 	invPath := filepath.Join(c.Dir, "bare.yaml")
-	withFolder := func(dir, version string) *inventory.Inventory {
+	// A registry mirror: containerd's hosts.toml (nothing pulls here).
+	const mirrors = "  registryMirrors: {registry.k8s.io: [\"https://mirror.example:5000\"]}\n"
+	withFolderAndMirrors := func(dir, version, mirrors string) *inventory.Inventory {
 		return editInventory(t, invPath, base, [2]string{"  kubernetesVersion: " + sim.KubernetesVersion + "\n",
-			"  kubernetesVersion: " + version + "\n  install: binaries\n  binaries: " + dir + "\n"})
+			"  kubernetesVersion: " + version + "\n  install: binaries\n  binaries: " + dir + "\n" + mirrors})
 	}
+	withFolder := func(dir, version string) *inventory.Inventory { return withFolderAndMirrors(dir, version, mirrors) }
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
 
@@ -158,8 +161,13 @@ func TestPrepareFromBareHosts(t *testing.T) {
 				t.Errorf("%s after apply:\n%s", h, got)
 			}
 			conf, err := c.Exec(h, "cat", "/etc/containerd/config.toml")
-			if err != nil || !strings.Contains(string(conf), "SystemdCgroup = true") || !strings.Contains(string(conf), `sandbox_image = "registry.k8s.io/pause:`) {
+			if err != nil || !strings.Contains(string(conf), "SystemdCgroup = true") || !strings.Contains(string(conf), `sandbox_image = "registry.k8s.io/pause:`) ||
+				!strings.Contains(string(conf), `config_path = "/etc/containerd/certs.d"`) {
 				t.Errorf("%s: containerd config %q, %v", h, conf, err)
+			}
+			hosts, err := c.Exec(h, "cat", "/etc/containerd/certs.d/registry.k8s.io/hosts.toml")
+			if err != nil || !strings.Contains(string(hosts), "server = \"https://registry.k8s.io\"\n\n[host.\"https://mirror.example:5000\"]\n") {
+				t.Errorf("%s: registry.k8s.io's hosts.toml %q, %v", h, hosts, err)
 			}
 			for _, f := range b.Files {
 				sum, err := c.Exec(h, "sha256sum", f.Dest)
@@ -236,6 +244,43 @@ func TestPrepareFromBareHosts(t *testing.T) {
 			if got := perHost[h]; len(got) != 1 || got[0] != "preflight" {
 				t.Errorf("%s: commands of steps %v, want [preflight]", h, got)
 			}
+		}
+	})
+
+	t.Run("a mirror taken out of the inventory: its hosts.toml goes, containerd's config stays", func(t *testing.T) {
+		// A hosts.toml fleet did not write stays: it is the site's.
+		if _, err := c.Exec("worker0", "sh", "-c", "mkdir -p /etc/containerd/certs.d/site.example && echo 'server = \"https://site.example\"' > /etc/containerd/certs.d/site.example/hosts.toml"); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := c.Exec("worker0", "cat", "/etc/containerd/config.toml")
+		session := func() *playbooks.Session {
+			s, err := playbooks.NewSession(withFolderAndMirrors(folder, sim.KubernetesVersion, ""), playbooks.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+		plan, err := playbooks.Plan(context.Background(), session(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		report, err := playbooks.Prepare(context.Background(), session(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ran := changedSteps(report)
+		for _, h := range bareNodes {
+			if r := reasonOf(plan, "prepare-runtime", h); r != "remove /etc/containerd/certs.d/registry.k8s.io/hosts.toml" || !ran["prepare-runtime/"+h] {
+				t.Errorf("%s: prepare-runtime planned %q, ran %v", h, r, ran["prepare-runtime/"+h])
+			}
+			if out, _ := c.Exec(h, "sh", "-c", "ls /etc/containerd/certs.d/*/hosts.toml 2>/dev/null; :"); h == "worker0" && string(out) != "/etc/containerd/certs.d/site.example/hosts.toml\n" ||
+				h != "worker0" && len(out) != 0 {
+				t.Errorf("%s: hosts.toml files left: %q", h, out)
+			}
+		}
+		if after, _ := c.Exec("worker0", "cat", "/etc/containerd/config.toml"); string(after) != string(before) {
+			t.Errorf("containerd's config changed:\n%s\nwas\n%s", after, before)
 		}
 	})
 

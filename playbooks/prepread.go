@@ -29,18 +29,18 @@ type prepViews struct {
 	kernel   seen[kernelState]
 	binaries seen[binariesState]
 	packages seen[packagesState]
-	runtime  seen[map[string][]byte]
+	runtime  seen[runtimeState]
 }
 
 // prepReads are the prepare phases' questions, in the order keepViews
 // takes the answers: kernel, the install source's, runtime.
 // b is the binaries folder, nil for install: packages.
-func prepReads(b *binaries.Bundle) []hostRead {
+func prepReads(b *binaries.Bundle, mirrors map[string][]string) []hostRead {
 	install := packagesRead
 	if b != nil {
 		install = binariesRead(b)
 	}
-	return []hostRead{kernelRead, install, runtimeRead}
+	return []hostRead{kernelRead, install, runtimeRead(mirrors)}
 }
 
 // keepViews parses preflight's answers to prepReads and keeps each for
@@ -59,7 +59,7 @@ func (v *prepViews) keepViews(host string, b *binaries.Bundle, answers []string,
 		}
 		v.packages.keep(host, st)
 	}
-	v.runtime.keep(host, files)
+	v.runtime.keep(host, parseRuntimeState(answers[2], files))
 	return nil
 }
 

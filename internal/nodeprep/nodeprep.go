@@ -9,7 +9,6 @@ package nodeprep
 import (
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 )
 
@@ -92,33 +91,65 @@ const (
 	ContainerdUnitFile   = "/etc/systemd/system/containerd.service"
 )
 
+// RegistryHostsDir is containerd's registry configuration folder
+// (config_path): one hosts.toml per registry host. containerd 1.5 and
+// later read it; 2.0 removed the inline registry.mirrors it replaces.
+const RegistryHostsDir = "/etc/containerd/certs.d"
+
+// WrittenByFleet begins every file fleet owns on a host: fleet rewrites
+// it, and removes it when the inventory no longer asks for it.
+const WrittenByFleet = "# written by fleet"
+
 // ContainerdConfig is containerd's configuration for a kubelet with the
 // systemd cgroup driver (kubeadm's default since v1.22), the sandbox image
-// kubeadm pulls for its version, and a mirror per registry the inventory
-// names (registry host → mirror URLs).
-func ContainerdConfig(pauseImage string, mirrors map[string][]string) string {
+// kubeadm pulls for its version, and its registries configured from
+// RegistryHostsDir (the mirrors: HostsTOML), so that a mirror added or
+// removed later needs no restart. Version 2, which containerd 2.x still
+// reads (it migrates it in memory).
+func ContainerdConfig(pauseImage string) string {
 	var b strings.Builder
-	b.WriteString("# written by fleet; fleet apply rewrites this file\nversion = 2\n\n")
+	b.WriteString(WrittenByFleet + "; fleet apply rewrites this file\nversion = 2\n\n")
 	b.WriteString("[plugins.\"io.containerd.grpc.v1.cri\"]\n")
 	fmt.Fprintf(&b, "  sandbox_image = %q\n\n", pauseImage)
 	b.WriteString("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n")
-	b.WriteString("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n")
-	var hosts []string
-	for h := range mirrors {
-		hosts = append(hosts, h)
-	}
-	slices.Sort(hosts)
-	for _, h := range hosts {
-		fmt.Fprintf(&b, "\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.%q]\n  endpoint = [", h)
-		for i, m := range mirrors[h] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "%q", m)
-		}
-		b.WriteString("]\n")
+	b.WriteString("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n\n")
+	fmt.Fprintf(&b, "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = %q\n", RegistryHostsDir)
+	return b.String()
+}
+
+// HostsFile is where a registry's hosts.toml goes ("registry.k8s.io",
+// "myregistry:5000").
+func HostsFile(registry string) string { return RegistryHostsDir + "/" + registry + "/hosts.toml" }
+
+// HostsTOML is a registry's hosts.toml: its mirrors tried in order for
+// pulls, then the registry itself (server) when none answers.
+func HostsTOML(registry string, mirrors []string) string {
+	var b strings.Builder
+	b.WriteString(WrittenByFleet + " from the inventory's cluster.registryMirrors\n")
+	fmt.Fprintf(&b, "server = %q\n", registryServer(registry))
+	for _, m := range mirrors {
+		fmt.Fprintf(&b, "\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", m)
 	}
 	return b.String()
+}
+
+// registryServer is the URL a registry name's images come from: Docker
+// Hub's name is not its API host.
+func registryServer(registry string) string {
+	if registry == "docker.io" {
+		return "https://registry-1.docker.io"
+	}
+	return "https://" + registry
+}
+
+// RegistryFiles are the hosts.toml files for the inventory's mirrors,
+// path → content.
+func RegistryFiles(mirrors map[string][]string) map[string]string {
+	files := map[string]string{}
+	for registry, urls := range mirrors {
+		files[HostsFile(registry)] = HostsTOML(registry, urls)
+	}
+	return files
 }
 
 // ContainerdUnit is containerd's systemd unit when it comes as a binary

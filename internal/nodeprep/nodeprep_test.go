@@ -1,6 +1,9 @@
 package nodeprep
 
 import (
+	"os"
+	osexec "os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -62,21 +65,90 @@ func TestPauseImage(t *testing.T) {
 }
 
 func TestContainerdConfig(t *testing.T) {
-	c := ContainerdConfig("registry.k8s.io/pause:3.10.1", map[string][]string{
-		"registry.k8s.io": {"https://mirror.example:5000"},
-		"docker.io":       {"https://a.example", "https://b.example"},
-	})
+	c := ContainerdConfig("registry.k8s.io/pause:3.10.1")
 	for _, want := range []string{
 		"SystemdCgroup = true",
 		`sandbox_image = "registry.k8s.io/pause:3.10.1"`,
-		"[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"https://a.example\", \"https://b.example\"]",
+		"[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n",
 	} {
 		if !strings.Contains(c, want) {
 			t.Errorf("config lacks %q:\n%s", want, c)
 		}
 	}
-	if strings.Index(c, `"docker.io"`) > strings.Index(c, `"registry.k8s.io"`) {
-		t.Error("mirrors not in a stable order")
+	// containerd 2.x refuses the inline mirrors: never written.
+	if strings.Contains(c, "registry.mirrors") {
+		t.Errorf("inline mirrors in the config:\n%s", c)
+	}
+	checkWithContainerd(t, c)
+}
+
+// checkWithContainerd parses the config with the real containerd of
+// Debian's package (setup.sh fetches it for the test bed's mirror), when
+// it is there: `containerd config dump` refuses a config it cannot read.
+func checkWithContainerd(t *testing.T, config string) {
+	t.Helper()
+	debs, _ := filepath.Glob("/var/cache/fleet-sim/debs/containerd_*.deb")
+	if len(debs) == 0 {
+		if os.Getenv("FLEET_INTEGRATION") == "1" {
+			t.Fatal("no containerd .deb in /var/cache/fleet-sim/debs: run scripts/setup.sh")
+		}
+		t.Skip("no containerd .deb (scripts/setup.sh fetches it)")
+	}
+	dir := t.TempDir()
+	if out, err := osexec.Command("dpkg-deb", "-x", debs[0], dir).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	}
+	path := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := osexec.Command(filepath.Join(dir, "usr/bin/containerd"), "--config", path, "config", "dump").CombinedOutput()
+	if err != nil {
+		t.Fatalf("containerd config dump: %v\n%s", err, out)
+	}
+	for _, want := range []string{`config_path = "/etc/containerd/certs.d"`, `sandbox_image = "registry.k8s.io/pause:3.10.1"`, "SystemdCgroup = true"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("containerd read the config without %s:\n%s", want, out)
+		}
+	}
+}
+
+func TestRegistryFiles(t *testing.T) {
+	files := RegistryFiles(map[string][]string{
+		"registry.k8s.io":    {"https://mirror.example:5000"},
+		"docker.io":          {"https://a.example", "http://b.example"},
+		"registry.site:5000": {"https://c.example"},
+	})
+	want := map[string]string{
+		"/etc/containerd/certs.d/registry.k8s.io/hosts.toml": `# written by fleet from the inventory's cluster.registryMirrors
+server = "https://registry.k8s.io"
+
+[host."https://mirror.example:5000"]
+  capabilities = ["pull", "resolve"]
+`,
+		"/etc/containerd/certs.d/docker.io/hosts.toml": `# written by fleet from the inventory's cluster.registryMirrors
+server = "https://registry-1.docker.io"
+
+[host."https://a.example"]
+  capabilities = ["pull", "resolve"]
+
+[host."http://b.example"]
+  capabilities = ["pull", "resolve"]
+`,
+		"/etc/containerd/certs.d/registry.site:5000/hosts.toml": `# written by fleet from the inventory's cluster.registryMirrors
+server = "https://registry.site:5000"
+
+[host."https://c.example"]
+  capabilities = ["pull", "resolve"]
+`,
+	}
+	if len(files) != len(want) {
+		t.Errorf("%d files, want %d: %v", len(files), len(want), files)
+	}
+	for path, content := range want {
+		if files[path] != content {
+			t.Errorf("%s:\n%s\nwant\n%s", path, files[path], content)
+		}
 	}
 }
 
