@@ -138,7 +138,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	initAfter := append(lbReady, addPrepare(s, g, nodes)...)
 	if inv.CA != nil {
 		g.MustAdd(s.step(steps.Step{Name: "ca-host", Description: "the CFSSL API on the CA host: signing config, auth key, root, cluster CA, OCSP signer, certdb, service",
-			Hosts: []string{inv.CA.Name}, After: []string{"gate"}}, &caHostPhase{inv: inv, generateRoot: opts.GenerateCA, rootOnHost: opts.RootOnCAHost}))
+			Hosts: []string{inv.CA.Name}, After: append([]string{"gate"}, addPrepareCA(s, g)...)}, &caHostPhase{inv: inv, generateRoot: opts.GenerateCA, rootOnHost: opts.RootOnCAHost}))
 		g.MustAdd(s.step(steps.Step{Name: "cluster-ca", Description: "the CA host's cluster CA as ca.crt/ca.key, for kubeadm init",
 			Hosts: []string{first}, After: []string{"ca-host"}}, &clusterCAPhase{inv: inv}))
 		initAfter = append(initAfter, "cluster-ca")

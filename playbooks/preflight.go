@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetops/fleet/internal/binaries"
+	"github.com/fleetops/fleet/internal/cfssl"
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/facts"
 	"github.com/fleetops/fleet/internal/nodeprep"
@@ -186,6 +187,9 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		// The prepare phases' checks are answered in the same command.
 		reads = prepReads(b, pr.s.Inv.Cluster.RegistryMirrors)
 	}
+	if h.Role == inventory.RoleCA {
+		reads = append(reads, hostRead{caToolsScript(), nil})
+	}
 	if h.Role == inventory.RoleMaster {
 		// The certificates kubeadm made, for the expiry warning, and the
 		// manifests a cut-short restart left aside: in the same command.
@@ -201,6 +205,13 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		}
 		if aside := strings.Fields(answers[len(answers)-1]); len(aside) > 0 {
 			return fmt.Errorf("%s waits in %s: a fleet certs renew or fleet restore was cut short; run it again to finish it before apply", strings.Join(aside, ", "), restartDir)
+		}
+		answers = answers[:len(answers)-1]
+	}
+	var caProblem string
+	if h.Role == inventory.RoleCA {
+		if caProblem, err = p.caTools(pr, strings.Fields(answers[len(answers)-1])); err != nil {
+			return err
 		}
 		answers = answers[:len(answers)-1]
 	}
@@ -232,6 +243,9 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		return err
 	}
 	err = problemsOf(h, f, st, p.inv, p.maxSkew, time.Now())
+	if caProblem != "" {
+		install = append(install, caProblem)
+	}
 	if len(install) > 0 {
 		if err != nil {
 			install = append(install, err.Error())
@@ -239,6 +253,39 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		return fmt.Errorf("%s", strings.Join(install, "; "))
 	}
 	return err
+}
+
+// caToolsScript prints the cfssl binaries the CA host lacks where its
+// platform's service runs them (shell builtins only).
+func caToolsScript() string {
+	linux, _ := cfssl.PlatformFor("Linux")
+	illumos, _ := cfssl.PlatformFor("SunOS")
+	return `case $(uname -s) in SunOS) set -- ` + exec.Quote(illumos.Cfssl) + " " + exec.Quote(illumos.Cfssljson) +
+		`;; *) set -- ` + exec.Quote(linux.Cfssl) + " " + exec.Quote(linux.Cfssljson) + `;; esac
+for f; do [ -x "$f" ] || echo "$f"; done; :`
+}
+
+// caTools judges the cfssl binaries the CA host lacks: the binaries
+// folder may bring them (prepare-ca installs them on a Linux CA host),
+// else the problem says what to install, and where.
+func (p *preflightPhase) caTools(pr probe, missing []string) (string, error) {
+	if len(missing) == 0 {
+		return "", nil
+	}
+	if p.inv.Cluster.Install == inventory.InstallBinaries && p.inv.CA.OS != "illumos" {
+		b, err := pr.s.Bundle()
+		if err != nil {
+			return "", err
+		}
+		if len(b.CAFiles()) == len(binaries.CAHostOnly) {
+			return "", nil // prepare-ca installs them
+		}
+	}
+	how := "put cfssl and cfssljson (1.6 or later) in the binaries folder with install: binaries, or install them there yourself (Debian 12's golang-cfssl is 1.2, too old for cfssl serve -disable)"
+	if p.inv.CA.OS == "illumos" {
+		how = "install cfssl and cfssljson (1.6 or later) there: fleet uploads binaries to a Linux CA host only"
+	}
+	return fmt.Sprintf("%s missing: %s", strings.Join(missing, " and "), how), nil
 }
 
 // dropPrefixed removes the lines that start with prefix.

@@ -255,11 +255,24 @@ func addPrepare(s *Session, g *steps.Graph, nodes []string) []string {
 			Hosts: nodes, After: []string{"gate"}}, &packagesPhase{version: version, repo: s.Inv.PackageRepository()}))
 	} else {
 		g.MustAdd(s.step(steps.Step{Name: install, Description: "upload the binaries folder (each sent once, its version checked, stamped), kubelet and containerd units",
-			Hosts: nodes, After: []string{"gate"}}, &binariesPhase{version: version}))
+			Hosts: nodes, After: []string{"gate"}}, &binariesPhase{step: install, version: version, kit: nodeKit(version)}))
 	}
 	g.MustAdd(s.step(steps.Step{Name: "prepare-runtime", Description: "containerd's config: SystemdCgroup, kubeadm's pause image, registry mirrors",
 		Hosts: nodes, After: []string{install}}, &runtimePhase{version: version, mirrors: s.Inv.Cluster.RegistryMirrors}))
 	return []string{"prepare-kernel", "prepare-runtime"}
+}
+
+// addPrepareCA adds, with install: binaries and a Linux CA host, the step
+// that installs the folder's cfssl and cfssljson there; it returns the
+// steps the CA host's service must wait for.
+func addPrepareCA(s *Session, g *steps.Graph) []string {
+	inv := s.Inv
+	if inv.CA == nil || inv.Cluster.Install != inventory.InstallBinaries || inv.CA.OS == "illumos" {
+		return nil
+	}
+	g.MustAdd(s.step(steps.Step{Name: "prepare-ca", Description: "the binaries folder's cfssl and cfssljson on the CA host (each sent once, stamped)",
+		Hosts: []string{inv.CA.Name}, After: []string{"gate"}}, &binariesPhase{step: "prepare-ca", version: inv.Cluster.KubernetesVersion, kit: caKit}))
+	return []string{"prepare-ca"}
 }
 
 // Prepare runs preflight and the prepare steps only: bare hosts become
@@ -274,6 +287,9 @@ func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error
 	}
 	nodes := without(append(namesWithRole(s.Inv, inventory.RoleMaster), namesWithRole(s.Inv, inventory.RoleWorker)...), opts.Exclude)
 	hosts := append(s.Inv.LoadBalancerNames(), nodes...)
+	if s.Inv.CA != nil {
+		hosts = append(hosts, s.Inv.CA.Name)
+	}
 	if err := s.connectChecking(ctx, hosts); err != nil {
 		return nil, err
 	}
@@ -284,5 +300,6 @@ func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error
 		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
 	addPrepareLB(s, g)
 	addPrepare(s, g, nodes)
+	addPrepareCA(s, g)
 	return locked(ctx, s, "prepare", func() (*Report, error) { return s.Run(ctx, g) })
 }

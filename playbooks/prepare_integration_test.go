@@ -2,6 +2,7 @@ package playbooks_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -43,10 +44,19 @@ func TestPrepareFromBareHosts(t *testing.T) {
 	topo := sim.Topology{ID: "bz", Subnet: 41, Bare: true, Hosts: []sim.HostSpec{
 		{Name: "lb", Role: "loadbalancer"},
 		{Name: "master0", Role: "master"}, {Name: "master1", Role: "master"},
-		{Name: "worker0", Role: "worker"},
+		{Name: "worker0", Role: "worker"}, {Name: "ca", Role: "ca"},
 	}}
 	c := upWithNodeBinaries(t, topo)
-	folder := sim.AirgapFolder(c.Tools)
+	nodesOnly := sim.AirgapFolder(c.Tools)
+	// The folder the operator brings: the nodes' binaries and the CA
+	// host's cfssl and cfssljson.
+	folder := filepath.Join(c.Dir, "airgap-with-cfssl")
+	os.RemoveAll(folder)
+	if err := os.MkdirAll(folder, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFolder(t, nodesOnly, folder)
+	addToFolder(t, folder, filepath.Join(c.Tools, "local/bin/cfssl"), filepath.Join(c.Tools, "local/bin/cfssljson"))
 	for _, h := range bareNodes {
 		if got := traces(t, c, h); got != "ip_forward=0\n" {
 			t.Fatalf("%s is not bare: %q", h, got)
@@ -68,6 +78,19 @@ func TestPrepareFromBareHosts(t *testing.T) {
 	withFolder := func(dir, version string) *inventory.Inventory { return withFolderAndMirrors(dir, version, mirrors) }
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
+	opts.GenerateCA = true
+
+	t.Run("a CA host without cfssl, from a folder without it, is refused in preflight", func(t *testing.T) {
+		_, s, shown, err := runApply(t, withFolder(nodesOnly, sim.KubernetesVersion), opts, nil)
+		var pe *playbooks.PreflightError
+		if !errors.As(err, &pe) || pe.Host != "ca" || !strings.Contains(pe.Error(), "/usr/local/bin/cfssl and /usr/local/bin/cfssljson missing: put cfssl and cfssljson (1.6 or later) in the binaries folder") {
+			t.Fatalf("got %v, want the CA host's preflight to name cfssl\n%s", err, shown)
+		}
+		if s.Uploaded() != 0 {
+			t.Errorf("%d bytes sent", s.Uploaded())
+		}
+		untouched(t, c)
+	})
 
 	t.Run("a binary whose sum differs is refused before any upload", func(t *testing.T) {
 		tampered := t.TempDir()
@@ -176,8 +199,19 @@ func TestPrepareFromBareHosts(t *testing.T) {
 				}
 			}
 		}
-		if want := int64(len(bareNodes)) * b.TotalSize(); s.Uploaded() != want {
-			t.Errorf("sent %d bytes, want %d (each binary once per node)", s.Uploaded(), want)
+		var caSize int64
+		for _, f := range b.CAFiles() {
+			caSize += f.Size
+			sum, err := c.Exec("ca", "sha256sum", f.Dest)
+			if err != nil || !strings.HasPrefix(string(sum), f.SHA256+" ") {
+				t.Errorf("ca: %s is %q, want %s", f.Dest, sum, f.SHA256)
+			}
+		}
+		if !ran["prepare-ca/ca"] || len(b.CAFiles()) != 2 {
+			t.Errorf("prepare-ca ran: %v; the folder's CA files: %v", ran["prepare-ca/ca"], b.CAFiles())
+		}
+		if want := int64(len(bareNodes))*b.TotalSize() + caSize; s.Uploaded() != want {
+			t.Errorf("sent %d bytes, want %d (each binary once per host that gets it)", s.Uploaded(), want)
 		}
 		if !strings.Contains(shown, fmt.Sprintf("sent %.1f MB", float64(b.TotalSize())/1e6)) {
 			t.Errorf("no per-host upload note in the events:\n%s", shown)
@@ -214,6 +248,9 @@ func TestPrepareFromBareHosts(t *testing.T) {
 		}
 		if r := reasonOf(report, "prepare-loadbalancer", "lb"); r != "nginx, libnginx-mod-stream installed from the distribution" {
 			t.Errorf("lb: prepare-loadbalancer says %q", r)
+		}
+		if r := reasonOf(report, "prepare-ca", "ca"); r != "2 cfssl binaries installed with their sums" {
+			t.Errorf("ca: prepare-ca says %q", r)
 		}
 	})
 
@@ -338,6 +375,32 @@ func untouched(t *testing.T, c *sim.Cluster) {
 	}
 	if out, err := c.Exec("lb", "sh", "-c", "command -v nginx || echo none"); err != nil || string(out) != "none\n" {
 		t.Errorf("lb has nginx: %q, %v", out, err)
+	}
+	for _, h := range c.Hosts {
+		if out, err := c.Exec(h.Name, "sh", "-c", "ls /usr/local/bin/cfssl* 2>/dev/null; :"); h.Role == "ca" && (err != nil || len(out) != 0) {
+			t.Errorf("%s has cfssl: %q, %v", h.Name, out, err)
+		}
+	}
+}
+
+// addToFolder links files into an air-gapped folder and lists them in its
+// SHA256SUMS.
+func addToFolder(t *testing.T, folder string, files ...string) {
+	t.Helper()
+	sums, err := os.OpenFile(filepath.Join(folder, binaries.SumsFile), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sums.Close()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(folder, filepath.Base(f)), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(sums, "%x  %s\n", sha256.Sum256(data), filepath.Base(f))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fleetops/fleet/internal/binaries"
+	"github.com/fleetops/fleet/internal/cfssl"
 	"github.com/fleetops/fleet/internal/nodeprep"
 	"github.com/fleetops/fleet/inventory"
 )
@@ -93,7 +94,7 @@ func TestBinariesTodo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			missing, stale := binariesTodo(binariesState{stat: tt.stat, stamps: tt.stamps, units: tt.units}, b)
+			missing, stale := binariesTodo(binariesState{stat: tt.stat, stamps: tt.stamps, units: tt.units}, nodeKit("v1.34.4")(b))
 			if len(missing) != tt.missing || len(stale) != tt.unitsOff {
 				t.Errorf("missing %v, stale units %d; want %d, %d", missing, len(stale), tt.missing, tt.unitsOff)
 			}
@@ -277,6 +278,39 @@ func TestLBPackagesTodo(t *testing.T) {
 		}
 		if got := strings.Join(lbPackagesTodo(st, want), ","); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestCAKit: the CA host gets cfssl and cfssljson, where its service runs
+// them; the nodes never get them, and a node's byte count leaves them out.
+func TestCAKit(t *testing.T) {
+	b := &binaries.Bundle{Arch: "amd64", Files: []binaries.File{
+		{Name: "cfssl", Dest: "/usr/local/bin/cfssl", Size: 5},
+		{Name: "cfssljson", Dest: "/usr/local/bin/cfssljson", Size: 3},
+		{Name: "kubeadm", Dest: "/usr/bin/kubeadm", Size: 10},
+		{Name: "kubelet", Dest: "/usr/bin/kubelet", Size: 20},
+	}}
+	ca, node := caKit(b), nodeKit("v1.34.4")(b)
+	names := func(files []binaries.File) (out []string) {
+		for _, f := range files {
+			out = append(out, f.Name)
+		}
+		return out
+	}
+	if got := strings.Join(names(ca.files), ","); got != "cfssl,cfssljson" || len(ca.units) != 0 {
+		t.Errorf("CA kit: %s, %d units", got, len(ca.units))
+	}
+	if got := strings.Join(names(node.files), ","); got != "kubeadm,kubelet" || b.TotalSize() != 30 {
+		t.Errorf("node kit: %s; a node is sent %d bytes", got, b.TotalSize())
+	}
+	linux, err := cfssl.PlatformFor("Linux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"cfssl": linux.Cfssl, "cfssljson": linux.Cfssljson} {
+		if dest, _ := binaries.Dest(name); dest != want {
+			t.Errorf("%s goes to %s, the CA host's service runs %s", name, dest, want)
 		}
 	}
 }

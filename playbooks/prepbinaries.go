@@ -16,10 +16,34 @@ import (
 )
 
 // binariesPhase puts the folder's binaries where packages would, and
-// writes the units that start them.
+// writes the units that start them: a node's (nodeKit), or the CA host's
+// cfssl (caKit).
 type binariesPhase struct {
+	step    string // for the upload notes
 	version string // cluster.kubernetesVersion: what kubeadm, kubelet and kubectl must say
+	kit     func(*binaries.Bundle) binaryKit
 	seen    seen[binariesState]
+}
+
+// binaryKit is what one kind of host gets of the folder: files, and the
+// units that start them.
+type binaryKit struct {
+	what  string // for the check's answer: "binaries of v1.34.4"
+	files []binaries.File
+	units []remoteFile
+}
+
+// nodeKit is a master's or worker's: Kubernetes, the runtime, their units.
+func nodeKit(version string) func(*binaries.Bundle) binaryKit {
+	return func(b *binaries.Bundle) binaryKit {
+		return binaryKit{what: "binaries of " + version, files: b.NodeFiles(), units: units(b)}
+	}
+}
+
+// caKit is the CA host's: cfssl and cfssljson (the cfssl step writes the
+// service).
+func caKit(b *binaries.Bundle) binaryKit {
+	return binaryKit{what: "cfssl binaries", files: b.CAFiles()}
 }
 
 // stampFile records, per installed binary, its sum, what stat said of it
@@ -65,16 +89,20 @@ type binariesState struct {
 
 // binariesRead is the binaries check's question: each destination's size
 // and mtime, fleet's stamp and the units.
-func binariesRead(b *binaries.Bundle) hostRead {
+func binariesRead(kit binaryKit) hostRead {
 	args := []string{"sh", "-c", binariesStateScript, "fleet-stat"}
-	for _, f := range b.Files {
+	for _, f := range kit.files {
 		args = append(args, f.Dest)
 	}
-	return hostRead{exec.Command(args...), append([]string{stampFile}, unitPaths(b)...)}
+	files := []string{stampFile}
+	for _, u := range kit.units {
+		files = append(files, u.path)
+	}
+	return hostRead{exec.Command(args...), files}
 }
 
-func readBinariesState(ctx context.Context, p probe, host string, b *binaries.Bundle) (binariesState, error) {
-	read := binariesRead(b)
+func readBinariesState(ctx context.Context, p probe, host string, kit binaryKit) (binariesState, error) {
+	read := binariesRead(kit)
 	stats, files, err := p.queryWithFiles(ctx, host, read.script, read.files...)
 	if err != nil {
 		return binariesState{}, err
@@ -117,22 +145,14 @@ func units(b *binaries.Bundle) []remoteFile {
 	return files
 }
 
-func unitPaths(b *binaries.Bundle) []string {
-	var paths []string
-	for _, u := range units(b) {
-		paths = append(paths, u.path)
-	}
-	return paths
-}
-
 // binariesTodo lists the files the host lacks, and the units that differ.
-func binariesTodo(st binariesState, b *binaries.Bundle) (missing []binaries.File, staleUnits []remoteFile) {
-	for _, f := range b.Files {
+func binariesTodo(st binariesState, kit binaryKit) (missing []binaries.File, staleUnits []remoteFile) {
+	for _, f := range kit.files {
 		if !st.installed(f) {
 			missing = append(missing, f)
 		}
 	}
-	for _, u := range units(b) {
+	for _, u := range kit.units {
 		if string(st.units[u.path]) != string(u.data) {
 			staleUnits = append(staleUnits, u)
 		}
@@ -145,16 +165,23 @@ func (p *binariesPhase) check(ctx context.Context, pr probe, host string) (bool,
 	if err != nil {
 		return false, "", err
 	}
+	kit := p.kit(b)
 	st, ok := pr.s.prep.binaries.take(host)
 	if !ok {
-		if st, err = readBinariesState(ctx, pr, host, b); err != nil {
+		if st, err = readBinariesState(ctx, pr, host, kit); err != nil {
 			return false, "", err
 		}
 	}
 	p.seen.keep(host, st)
-	missing, stale := binariesTodo(st, b)
+	if len(kit.files) == 0 {
+		return true, "the binaries folder has no " + kit.what + ": the host's own are used", nil
+	}
+	missing, stale := binariesTodo(st, kit)
 	if len(missing)+len(stale) == 0 {
-		return true, fmt.Sprintf("%d binaries of %s installed with their sums, units written", len(b.Files), p.version), nil
+		if len(kit.units) == 0 {
+			return true, fmt.Sprintf("%d %s installed with their sums", len(kit.files), kit.what), nil
+		}
+		return true, fmt.Sprintf("%d %s installed with their sums, units written", len(kit.files), kit.what), nil
 	}
 	var todo []string
 	var size int64
@@ -175,13 +202,14 @@ func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
 	if err != nil {
 		return err
 	}
+	kit := p.kit(b)
 	st, ok := p.seen.take(host)
 	if !ok {
-		if st, err = readBinariesState(ctx, r.probe, host, b); err != nil {
+		if st, err = readBinariesState(ctx, r.probe, host, kit); err != nil {
 			return err
 		}
 	}
-	missing, stale := binariesTodo(st, b)
+	missing, stale := binariesTodo(st, kit)
 	// Units first: the finish, which makes the binaries live, enables them.
 	if len(stale) > 0 {
 		if err := r.uploadAll(ctx, host, stale); err != nil {
@@ -189,7 +217,7 @@ func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
 		}
 	}
 	enable := ""
-	if r.s.runsSystemd(host) {
+	if len(kit.units) > 0 && r.s.runsSystemd(host) {
 		// A host run by another init starts its services its own way,
 		// from the same binaries.
 		enable = "systemctl daemon-reload && " + exec.Command("systemctl", "enable", "kubelet")
@@ -198,7 +226,7 @@ func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return p.install(ctx, r, host, b, st, missing, enable)
+		return p.install(ctx, r, host, kit, st, missing, enable)
 	}
 	if enable != "" {
 		_, err = r.run(ctx, host, enable)
@@ -210,7 +238,7 @@ func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
 // there with the same sum, put by hand, is kept), asks each Kubernetes
 // binary its version before it goes live, and then moves them all into
 // place and records the stamp in one command.
-func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *binaries.Bundle, st binariesState, missing []binaries.File, enable string) error {
+func (p *binariesPhase) install(ctx context.Context, r remote, host string, kit binaryKit, st binariesState, missing []binaries.File, enable string) error {
 	there, err := sumsOnHost(ctx, r, host, st, missing)
 	if err != nil {
 		return err
@@ -260,7 +288,7 @@ func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *b
 	}
 	if sent > 0 {
 		took := time.Since(began)
-		r.note("prepare-binaries", host, fmt.Sprintf("sent %s in %s (%s/s)", megabytes(sent), took.Round(time.Millisecond),
+		r.note(p.step, host, fmt.Sprintf("sent %s in %s (%s/s)", megabytes(sent), took.Round(time.Millisecond),
 			megabytes(int64(float64(sent)/max(took.Seconds(), 0.001)))))
 	}
 	versions := map[string]string{}
@@ -285,7 +313,7 @@ func (p *binariesPhase) install(ctx context.Context, r remote, host string, b *b
 		script += "\n" + enable
 	}
 	args := []string{"sh", "-c", script, "fleet-finish"}
-	for _, f := range b.Files {
+	for _, f := range kit.files {
 		from, moving := staged[f.Dest]
 		if !moving {
 			from = "-"

@@ -38,7 +38,7 @@ type prepViews struct {
 func prepReads(b *binaries.Bundle, mirrors map[string][]string) []hostRead {
 	install := packagesRead
 	if b != nil {
-		install = binariesRead(b)
+		install = binariesRead(nodeKit("")(b))
 	}
 	return []hostRead{kernelRead, install, runtimeRead(mirrors)}
 }

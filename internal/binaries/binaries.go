@@ -32,7 +32,12 @@ var Destinations = map[string]string{
 	"crictl":     "/usr/bin/crictl",
 	"containerd": "/usr/local/bin/containerd", "containerd-shim-runc-v2": "/usr/local/bin/containerd-shim-runc-v2",
 	"ctr": "/usr/local/bin/ctr", "runc": "/usr/local/sbin/runc",
+	// The CA host's: where its cfssl service expects them on Linux.
+	"cfssl": "/usr/local/bin/cfssl", "cfssljson": "/usr/local/bin/cfssljson",
 }
+
+// CAHostOnly are the binaries that go to the CA host, and only there.
+var CAHostOnly = []string{"cfssl", "cfssljson"}
 
 // CNIDir is where the CNI plugins go: a folder's "cni/NAME" files (the
 // containernetworking/plugins release: bridge, loopback, portmap, ...),
@@ -80,10 +85,32 @@ func (b *Bundle) File(name string) (File, bool) {
 	return b.Files[i], true
 }
 
-// TotalSize is what a host that has none of the files is sent.
+// NodeFiles are the files every master and worker gets.
+func (b *Bundle) NodeFiles() []File {
+	var files []File
+	for _, f := range b.Files {
+		if !slices.Contains(CAHostOnly, f.Name) {
+			files = append(files, f)
+		}
+	}
+	return files
+}
+
+// CAFiles are the files the CA host gets.
+func (b *Bundle) CAFiles() []File {
+	var files []File
+	for _, f := range b.Files {
+		if slices.Contains(CAHostOnly, f.Name) {
+			files = append(files, f)
+		}
+	}
+	return files
+}
+
+// TotalSize is what a node that has none of the files is sent.
 func (b *Bundle) TotalSize() int64 {
 	var n int64
-	for _, f := range b.Files {
+	for _, f := range b.NodeFiles() {
 		n += f.Size
 	}
 	return n
