@@ -119,6 +119,13 @@ type Cluster struct {
 	// kubeadm, kubelet, kubectl, optionally containerd and its tools, and a
 	// SHA256SUMS that lists each of them.
 	Binaries string `yaml:"binaries"`
+	// BinariesURL, with install: binaries, is where the folder's missing
+	// kubeadm, kubelet and kubectl are downloaded from (on this machine,
+	// before any host is changed): an https URL template with {version}
+	// and {name}, e.g. https://dl.k8s.io/release/{version}/bin/linux/amd64/{name}.
+	// Each file is checked against the folder's SHA256SUMS line for it,
+	// else the release's {name}.sha256.
+	BinariesURL string `yaml:"binariesURL"`
 	// Packages says where install: packages gets the Kubernetes packages.
 	Packages *Packages `yaml:"packages"`
 	// RegistryMirrors are containerd's mirrors per registry host

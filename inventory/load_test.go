@@ -304,6 +304,15 @@ func TestBadInventories(t *testing.T) {
 		{"a binaries folder with hosts that come prepared", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  binaries: ./airgap\n")
 		}, `inv.yaml:3:13: cluster.binaries: is used by install: binaries only`},
+		{"release URLs without install: binaries", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  binariesURL: https://dl.k8s.io/release/{version}/bin/linux/amd64/{name}\n")
+		}, `inv.yaml:3:16: cluster.binariesURL: is used by install: binaries only`},
+		{"release URLs over plain http", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  install: binaries\n  binaries: ./airgap\n  binariesURL: http://dl.site/{version}/{name}\n")
+		}, `inv.yaml:5:16: cluster.binariesURL: "http://dl.site/{version}/{name}" is not an https URL (the sums come from the same server)`},
+		{"a release URL that names no file", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  install: binaries\n  binaries: ./airgap\n  binariesURL: https://dl.site/{version}/kubeadm\n")
+		}, `inv.yaml:5:16: cluster.binariesURL: "https://dl.site/{version}/kubeadm" has no {name}: each binary needs its own URL`},
 		{"a mirror that is not a URL", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  registryMirrors: {registry.k8s.io: [mirror.site]}\n")
 		}, `inv.yaml:3:20: cluster.registryMirrors: registry.k8s.io: "mirror.site" is not an http(s) URL`},

@@ -218,6 +218,16 @@ func (d *decoder) checkInstall(c *Cluster) {
 	default:
 		d.errorf("cluster.install", "%q: want prepared, binaries or packages", c.Install)
 	}
+	if c.BinariesURL != "" {
+		switch {
+		case c.Install != InstallBinaries:
+			d.errorf("cluster.binariesURL", "is used by install: binaries only")
+		case !strings.HasPrefix(c.BinariesURL, "https://"):
+			d.errorf("cluster.binariesURL", "%q is not an https URL (the sums come from the same server)", c.BinariesURL)
+		case !strings.Contains(c.BinariesURL, "{name}"):
+			d.errorf("cluster.binariesURL", "%q has no {name}: each binary needs its own URL", c.BinariesURL)
+		}
+	}
 	if c.Binaries != "" && c.Install != InstallBinaries {
 		d.errorf("cluster.binaries", "is used by install: binaries only")
 	}

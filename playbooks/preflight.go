@@ -180,7 +180,7 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	var reads []hostRead
 	if prepared {
 		var err error
-		if b, err = pr.s.Bundle(); err != nil {
+		if b, err = pr.s.Bundle(ctx); err != nil {
 			return err
 		}
 		cmd = facts.Command() + "\n" + versionsScript + "echo " + stateMarker + "\n" + state
@@ -210,7 +210,7 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	}
 	var caProblem string
 	if h.Role == inventory.RoleCA {
-		if caProblem, err = p.caTools(pr, strings.Fields(answers[len(answers)-1])); err != nil {
+		if caProblem, err = p.caTools(ctx, pr, strings.Fields(answers[len(answers)-1])); err != nil {
 			return err
 		}
 		answers = answers[:len(answers)-1]
@@ -268,12 +268,12 @@ for f; do [ -x "$f" ] || echo "$f"; done; :`
 // caTools judges the cfssl binaries the CA host lacks: the binaries
 // folder may bring them (prepare-ca installs them on a Linux CA host),
 // else the problem says what to install, and where.
-func (p *preflightPhase) caTools(pr probe, missing []string) (string, error) {
+func (p *preflightPhase) caTools(ctx context.Context, pr probe, missing []string) (string, error) {
 	if len(missing) == 0 {
 		return "", nil
 	}
 	if p.inv.Cluster.Install == inventory.InstallBinaries && p.inv.CA.OS != "illumos" {
-		b, err := pr.s.Bundle()
+		b, err := pr.s.Bundle(ctx)
 		if err != nil {
 			return "", err
 		}

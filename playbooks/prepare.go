@@ -33,12 +33,18 @@ type bundleOnce struct {
 // Bundle is the inventory's checked binaries folder (install: binaries),
 // nil for the other install sources. A file whose sum differs from its
 // SHA256SUMS line is an error here, before any host is touched.
-func (s *Session) Bundle() (*binaries.Bundle, error) {
+func (s *Session) Bundle(ctx context.Context) (*binaries.Bundle, error) {
 	if s.Inv.Cluster.Install != inventory.InstallBinaries {
 		return nil, nil
 	}
 	s.bundle.once.Do(func() {
-		s.bundle.bundle, s.bundle.err = binaries.Load(s.Inv.Cluster.Binaries)
+		c := s.Inv.Cluster
+		if c.BinariesURL != "" {
+			s.bundle.err = binaries.Fill(ctx, http.DefaultClient, c.Binaries, binaries.Release{URL: c.BinariesURL, Version: c.KubernetesVersion})
+		}
+		if s.bundle.err == nil {
+			s.bundle.bundle, s.bundle.err = binaries.Load(c.Binaries)
+		}
 		if s.bundle.err != nil {
 			s.bundle.err = &BinariesError{Err: s.bundle.err}
 		}
@@ -85,7 +91,7 @@ func (s *Session) PackageKey(ctx context.Context) ([]byte, error) {
 func (s *Session) checkInstallSource(ctx context.Context) error {
 	switch s.Inv.Cluster.Install {
 	case inventory.InstallBinaries:
-		_, err := s.Bundle()
+		_, err := s.Bundle(ctx)
 		return err
 	case inventory.InstallPackages:
 		_, err := s.PackageKey(ctx)

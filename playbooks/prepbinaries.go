@@ -161,7 +161,7 @@ func binariesTodo(st binariesState, kit binaryKit) (missing []binaries.File, sta
 }
 
 func (p *binariesPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
-	b, err := pr.s.Bundle()
+	b, err := pr.s.Bundle(ctx)
 	if err != nil {
 		return false, "", err
 	}
@@ -198,7 +198,7 @@ func (p *binariesPhase) check(ctx context.Context, pr probe, host string) (bool,
 // The run costs a fixed number of round trips whatever the folder holds:
 // on a busy network each one counts more than the bytes.
 func (p *binariesPhase) run(ctx context.Context, r remote, host string) error {
-	b, err := r.s.Bundle()
+	b, err := r.s.Bundle(ctx)
 	if err != nil {
 		return err
 	}
