@@ -192,7 +192,7 @@ func TestPrepareFromBareHosts(t *testing.T) {
 			if err != nil || !strings.Contains(string(hosts), "server = \"https://registry.k8s.io\"\n\n[host.\"https://mirror.example:5000\"]\n") {
 				t.Errorf("%s: registry.k8s.io's hosts.toml %q, %v", h, hosts, err)
 			}
-			for _, f := range b.Files {
+			for _, f := range b.NodeFiles() {
 				sum, err := c.Exec(h, "sha256sum", f.Dest)
 				if err != nil || !strings.HasPrefix(string(sum), f.SHA256+" ") {
 					t.Errorf("%s: %s is %q, want %s", h, f.Dest, sum, f.SHA256)
