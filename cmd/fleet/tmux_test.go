@@ -84,6 +84,7 @@ func runInTerminal(t *testing.T, limit time.Duration, args ...string) terminalRu
 	return run
 }
 
+// readEventLog reads a --log-file's step events (not its command lines).
 func readEventLog(t *testing.T, path string) []loggedEvent {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -98,7 +99,9 @@ func readEventLog(t *testing.T, path string) []loggedEvent {
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			t.Fatalf("%s: %v: %s", path, err, sc.Text())
 		}
-		events = append(events, e)
+		if e.Kind != "command" {
+			events = append(events, e)
+		}
 	}
 	return events
 }
