@@ -71,6 +71,11 @@ func accessVia(ctx context.Context, p probe, inv *inventory.Inventory, master st
 		return nil, err
 	}
 	rest.Timeout = 15 * time.Second
+	// client-go's own limit (5 requests/s, bursts of 10) made a
+	// no-change apply of 25 workers wait ~4 s between its per-node
+	// checks; kubectl's figures instead. The API server's priority and
+	// fairness still protect it.
+	rest.QPS, rest.Burst = apiQPS, apiBurst
 	if err := idleBelow(rest, lbProxyTimeout(inv)/2); err != nil {
 		return nil, err
 	}
@@ -80,6 +85,12 @@ func accessVia(ctx context.Context, p probe, inv *inventory.Inventory, master st
 	}
 	return &clusterAccess{master: master, kubeconfig: kubeconfig, client: client}, nil
 }
+
+// fleet's client-side limit on API requests, as kubectl's.
+const (
+	apiQPS   = 50
+	apiBurst = 300
+)
 
 // idleBelow gives the client a transport of its own that closes a
 // connection idle for longer than idle. The load balancer drops one idle

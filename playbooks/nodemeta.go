@@ -3,6 +3,7 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +47,37 @@ func wantOf(h *inventory.Host) nodemeta.Want {
 type nodeMetaPhase struct {
 	inv    *inventory.Inventory
 	access *steps.Output[*clusterAccess]
+
+	// Every node's check reads the Nodes of one list, made by the first:
+	// a Get per node is a request per node on every apply.
+	listOnce sync.Once
+	listed   map[string]*corev1.Node
+	listErr  error
+}
+
+// node is host's Node from the run's one list, else (registered since,
+// or not at all) read alone; nil when it is not registered.
+func (p *nodeMetaPhase) node(ctx context.Context, access *clusterAccess, host string) (*corev1.Node, error) {
+	p.listOnce.Do(func() {
+		var list *corev1.NodeList
+		if list, p.listErr = access.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); p.listErr == nil {
+			p.listed = map[string]*corev1.Node{}
+			for i := range list.Items {
+				p.listed[list.Items[i].Name] = &list.Items[i]
+			}
+		}
+	})
+	if p.listErr != nil {
+		return nil, fmt.Errorf("list Nodes: %w", p.listErr)
+	}
+	if n, ok := p.listed[host]; ok {
+		return n, nil
+	}
+	node, err := access.client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return node, err
 }
 
 // nodeRegistration bounds the wait for a just-joined kubelet's Node.
@@ -56,12 +88,12 @@ func (p *nodeMetaPhase) check(ctx context.Context, _ probe, host string) (bool, 
 	if err != nil {
 		return false, "", err
 	}
-	node, err := access.client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return false, "the Node is not registered yet", nil
-	}
+	node, err := p.node(ctx, access, host)
 	if err != nil {
 		return false, "", fmt.Errorf("read Node %s: %w", host, err)
+	}
+	if node == nil {
+		return false, "the Node is not registered yet", nil
 	}
 	if _, change := nodemeta.Reconcile(node, wantOf(p.inv.Host(host))); !change.Empty() {
 		return false, change.String(), nil
