@@ -116,9 +116,13 @@ func (p *credentialsPhase) mastersPending(state joinState) bool {
 }
 
 // joinState asks every node of the run, in parallel, whether it has
-// joined; a master counts only once its Node is marked control-plane.
+// joined (what preflight saw, where it looked: nothing joins between the
+// two); a master counts only once its Node is marked control-plane.
 func (p *credentialsPhase) joinState(ctx context.Context, pr probe) (joinState, error) {
 	done, errs := onEach(p.nodes, 32, func(host string) (bool, error) {
+		if ok, seen := pr.s.joinedAt.take(host); seen {
+			return ok, nil
+		}
 		ok, _, err := joined(ctx, pr, host)
 		return ok, err
 	})

@@ -216,8 +216,11 @@ const filesMarker = "--- fleet files ---"
 // remote command: a state check that needs both costs one round trip.
 // It returns the script's output and the files it could read.
 func (p probe) queryWithFiles(ctx context.Context, host, script string, paths ...string) (string, map[string][]byte, error) {
-	res, err := p.query(ctx, host, script+"\necho "+filesMarker+"\n"+
-		exec.Command(append([]string{"sh", "-c", readFilesScript, "fleet-read"}, paths...)...))
+	reader := ":" // nothing to read: no process for it
+	if len(paths) > 0 {
+		reader = exec.Command(append([]string{"sh", "-c", readFilesScript, "fleet-read"}, paths...)...)
+	}
+	res, err := p.query(ctx, host, script+"\necho "+filesMarker+"\n"+reader)
 	if err != nil {
 		return "", nil, err
 	}

@@ -35,7 +35,7 @@ func stateCommand(ports []string) string {
 	for _, p := range ports {
 		filter = append(filter, "sport = :"+p)
 	}
-	return `date +%s; tail -n +2 /proc/swaps | wc -l
+	return `date +%s; n=-1; while read -r _; do n=$((n+1)); done < /proc/swaps; echo $((n < 0 ? 0 : n))
 if [ -e ` + kubeletConf + ` ]; then s=joined
 elif ` + startedJoinTest + `; then s=partial
 else s=new; fi
@@ -241,6 +241,9 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	st, err := parseHostState(stateOut)
 	if err != nil {
 		return err
+	}
+	if h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker {
+		pr.s.joinedAt.keep(host, st.node == joinedNode)
 	}
 	err = problemsOf(h, f, st, p.inv, p.maxSkew, time.Now())
 	if caProblem != "" {

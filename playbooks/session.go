@@ -63,6 +63,7 @@ type Session struct {
 	systemd  sync.Map     // host -> bool: systemd runs it (preflight's facts)
 	pauses   sync.Map     // kubernetesVersion -> the pause image its kubeadm names
 	prep     prepViews    // what preflight read for the prepare phases' checks
+	joinedAt seen[bool]   // host -> kubelet.conf was there at preflight, for the credentials step
 
 	caMu     sync.Mutex     // guards caPlat and caClient
 	caPlat   cfssl.Platform // the CA host's platform, once asked

@@ -33,7 +33,8 @@ func Command() string {
 	b.WriteString(`set -- $(uname -sm); echo "os=$1"; echo "arch=$2"; `)
 	b.WriteString(`if [ -r /etc/os-release ]; then . /etc/os-release; echo "distro=$PRETTY_NAME"; echo "id=$ID"; echo "idlike=$ID_LIKE"; else echo "distro=unknown"; fi; `)
 	b.WriteString(`if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi; `)
-	b.WriteString(`for t in ` + strings.Join(Tools, " ") + `; do echo "tool.$t=$(command -v "$t" 2>/dev/null)"; done`)
+	// command -v prints the path itself: no subshell (a fork) per tool.
+	b.WriteString(`for t in ` + strings.Join(Tools, " ") + `; do printf 'tool.%s=' "$t"; command -v "$t" 2>/dev/null || echo; done`)
 	return b.String()
 }
 
