@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -58,8 +59,9 @@ func (r scaleResult) fleetOwn() time.Duration { return r.wall - r.kubeTools - r.
 // fleetRun is one `fleet` process and what it cost.
 type fleetRun struct {
 	wall, firstOutput time.Duration
-	peakRSS           int64 // KiB
-	output            string
+	peakRSS           int64  // KiB
+	output            string // stdout and stderr as they came
+	stdout            string
 }
 
 // runFleet runs the fleet CLI and records its wall time, the time to its
@@ -69,13 +71,14 @@ func runFleet(ctx context.Context, bin, dir string, args ...string) (fleetRun, e
 	cmd := osexec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	out := &firstWrite{}
-	cmd.Stdout, cmd.Stderr = out, out
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(out, &stdout), out
 	start := time.Now()
 	out.start = start
 	err := cmd.Run()
 	res.wall = time.Since(start)
 	res.firstOutput = out.first
-	res.output = out.buf.String()
+	res.output, res.stdout = out.buf.String(), stdout.String()
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			res.peakRSS = ru.Maxrss
@@ -287,8 +290,8 @@ func measureScale(ctx context.Context, fleetBin, layer, dir string, workers int)
 		if err != nil {
 			return res, err
 		}
-		first, _, _ := strings.Cut(r.output, "\n")
-		res.idle = append(res.idle, idleRun{command: "fleet " + idle.args[0], wall: r.wall, said: first, ok: idle.ok(r.output)})
+		first, _, _ := strings.Cut(r.stdout, "\n")
+		res.idle = append(res.idle, idleRun{command: "fleet " + idle.args[0], wall: r.wall, said: first, ok: idle.ok(r.stdout)})
 	}
 	return res, nil
 }
