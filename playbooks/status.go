@@ -3,7 +3,9 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
@@ -76,6 +79,11 @@ const nodeGrace = 40 * time.Second
 
 var upstreamLine = regexp.MustCompile(`(?m)^\s*server \S+; # (\S+)$`)
 
+// statusScript answers whether the node joined, and which kubeadm it has
+// (size, mtime and path: the same file on many nodes is asked once).
+const statusScript = `test -e ` + kubeletConf + ` && echo joined=yes || echo joined=no
+k=$(command -v kubeadm) && echo "kubeadm=$(stat -c '%s %Y' "$k") $k"; :`
+
 // Status asks the hosts (in parallel) and the API (through the load
 // balancer, with the admin.conf of the first master that answers) how the
 // cluster stands. It changes nothing.
@@ -91,10 +99,11 @@ func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 		index[rows[i].Host] = &rows[i]
 	}
 	var mu sync.Mutex
+	kubeadms := map[string][]string{} // "size mtime path" of a kubeadm -> the hosts that have it
 	g := steps.New()
 	g.MustAdd(steps.Step{Name: "status", Description: "read each node's kubeadm state and version",
 		Hosts: namesOf(rows), ReadOnly: true, Run: func(ctx context.Context, host string) error {
-			res, err := s.run(ctx, host, `test -e `+kubeletConf+` && echo joined=yes || echo joined=no; echo "kubeadm=$(kubeadm version -o short 2>/dev/null)"`)
+			res, err := s.run(ctx, host, statusScript)
 			proxy := Unknown
 			if err == nil && s.Inv.Cluster.NodeLocalProxy {
 				proxy = localProxyAnswers(ctx, s.probe(), s.Inv, host)
@@ -110,14 +119,28 @@ func Status(ctx context.Context, s *Session) ([]NodeStatus, error) {
 			r.Joined = answer(strings.Contains(res.Stdout, "joined=yes"))
 			r.LocalProxy = proxy
 			for _, line := range strings.Split(res.Stdout, "\n") {
-				if v, ok := strings.CutPrefix(line, "kubeadm="); ok {
-					r.KubeadmVersion = v
+				if id, ok := strings.CutPrefix(line, "kubeadm="); ok && len(strings.Fields(id)) == 3 {
+					kubeadms[id] = append(kubeadms[id], host)
 				}
 			}
 			return nil
 		}})
 	if _, err := s.Run(ctx, g); err != nil {
 		return rows, err
+	}
+	// Starting kubeadm (a large program) on every node is most of what
+	// status costs: each distinct kubeadm is asked its version once, on
+	// one of the nodes that have it.
+	ids := slices.Sorted(maps.Keys(kubeadms))
+	versions, _ := onEach(ids, 0, func(id string) (string, error) {
+		path := strings.Fields(id)[2]
+		res, err := s.run(ctx, kubeadms[id][0], exec.Command(path, "version", "-o", "short")+" 2>/dev/null || :")
+		return strings.TrimSpace(res.Stdout), err
+	})
+	for i, id := range ids {
+		for _, host := range kubeadms[id] {
+			index[host].KubeadmVersion = versions[i]
+		}
 	}
 	if s.Inv.LoadBalancer == nil {
 		// No balancer: no upstream to be in (the column says "?").
