@@ -51,7 +51,8 @@ type idleRun struct {
 	command string
 	wall    time.Duration
 	said    string // its first line of output
-	ok      bool   // it said there was nothing to do (apply, plan), or listed every node (status)
+	ok      bool   // it said there was nothing to do (apply, plan), or listed every node (status, check)
+	floor   bool   // a peer for the others, not held to the bound
 }
 
 func (r scaleResult) fleetOwn() time.Duration { return r.wall - r.kubeTools - r.readyWait }
@@ -279,19 +280,24 @@ func measureScale(ctx context.Context, fleetBin, layer, dir string, workers int)
 	res.joinAlone = alone[0]
 
 	for _, idle := range []struct {
-		args []string
-		ok   func(string) bool
+		args  []string
+		ok    func(string) bool
+		floor bool
 	}{
-		{[]string{"apply", "-i", c.Inventory, "--kubeconfig", kubeconfig}, func(out string) bool { return strings.HasPrefix(out, "no changes") }},
-		{[]string{"plan", "-i", c.Inventory, "--kubeconfig", kubeconfig}, func(out string) bool { return strings.Contains(out, "no changes") }},
-		{[]string{"status", "-i", c.Inventory}, func(out string) bool { return strings.Count(out, "worker") >= workers }},
+		{[]string{"apply", "-i", c.Inventory, "--kubeconfig", kubeconfig}, func(out string) bool { return strings.HasPrefix(out, "no changes") }, false},
+		{[]string{"plan", "-i", c.Inventory, "--kubeconfig", kubeconfig}, func(out string) bool { return strings.Contains(out, "no changes") }, false},
+		{[]string{"status", "-i", c.Inventory}, func(out string) bool { return strings.Count(out, "worker") >= workers }, false},
+		// The floor beside them: a connection and one probe per host.
+		{[]string{"check", "-i", c.Inventory}, func(out string) bool { return strings.Count(out, "worker") >= workers }, true},
 	} {
-		r, err := runFleet(ctx, fleetBin, dir, append([]string{"--progress", "plain"}, idle.args...)...)
+		logFile := filepath.Join(dir, "idle-"+idle.args[0]+".log")
+		os.Remove(logFile)
+		r, err := runFleet(ctx, fleetBin, dir, append([]string{"--progress", "plain", "--log-file", logFile}, idle.args...)...)
 		if err != nil {
 			return res, err
 		}
 		first, _, _ := strings.Cut(r.stdout, "\n")
-		res.idle = append(res.idle, idleRun{command: "fleet " + idle.args[0], wall: r.wall, said: first, ok: idle.ok(r.stdout)})
+		res.idle = append(res.idle, idleRun{command: "fleet " + idle.args[0], wall: r.wall, said: first, ok: idle.ok(r.stdout), floor: idle.floor})
 	}
 	return res, nil
 }
@@ -304,7 +310,8 @@ func renderScale(r scaleResult) (string, []string) {
 	hosts := 4 + r.workers
 	fmt.Fprintf(&b, "## Apply at scale: a load balancer, 3 masters and %d workers\n\n", r.workers)
 	b.WriteString("One `fleet apply` (the CLI, `--progress plain`) from fresh hosts, split by its own `--log-file` (every step event and remote command); ")
-	b.WriteString("CPU read from /proc once a second; bytes from the test network's bridge counters (this machine ↔ the hosts only).\n\n")
+	b.WriteString("CPU read from /proc once a second; bytes from the test network's bridge counters (this machine ↔ the hosts only). ")
+	fmt.Fprintf(&b, "Alone: `make bench-scale BENCH_APPLY_WORKERS=%d`.\n\n", r.workers)
 	b.WriteString("| part | time | share |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| wall time | %s | 100 %% |\n", secs(r.wall))
 	fmt.Fprintf(&b, "| inside kubeadm / kubectl commands (union of their spans) | %s | %s |\n", secs(r.kubeTools), pct(r.kubeTools))
@@ -328,10 +335,10 @@ func renderScale(r scaleResult) (string, []string) {
 	b.WriteString(bottleneck(r) + "\n\n")
 
 	var missed []string
-	fmt.Fprintf(&b, "The finished cluster, nothing to do (each must take under %s):\n\n| command | time | said |\n|---|---|---|\n", secs(maxIdleCommand))
+	fmt.Fprintf(&b, "The finished cluster, nothing to do (each must take under %s; `fleet check`, one connection and one probe per host, is the floor they are set against):\n\n| command | time | said |\n|---|---|---|\n", secs(maxIdleCommand))
 	for _, i := range r.idle {
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", i.command, secs(i.wall), strings.ReplaceAll(i.said, "|", "\\|"))
-		if i.wall > maxIdleCommand {
+		if i.wall > maxIdleCommand && !i.floor {
 			missed = append(missed, fmt.Sprintf("%s at %d workers took %s (target < %s)", i.command, r.workers, secs(i.wall), secs(maxIdleCommand)))
 		}
 		if !i.ok {

@@ -66,7 +66,8 @@ func TestRenderScaleTargets(t *testing.T) {
 		joinWorkers: 40 * time.Second, joinAlone: 5 * time.Second, joins: []time.Duration{time.Second, 2 * time.Second, 30 * time.Second},
 		cpu: cpuUse{machine: 1.9, components: map[string]float64{"kube-apiserver": 0.8, "etcd": 0.2}}, peakRSS: 40 * 1024}
 	idle := func(apply, status time.Duration, planOK bool) []idleRun {
-		return []idleRun{{"fleet apply", apply, "no changes", true}, {"fleet plan", time.Second, "plan", planOK}, {"fleet status", status, "NODE", true}}
+		return []idleRun{{"fleet apply", apply, "no changes", true, false}, {"fleet plan", time.Second, "plan", planOK, false},
+			{"fleet status", status, "NODE", true, false}, {"fleet check", 4 * time.Second, "HOST", true, true}}
 	}
 	for _, tc := range []struct {
 		name   string
