@@ -57,7 +57,7 @@ func (p *joinMastersPhase) run(ctx context.Context, r remote, host string) error
 	if _, err := runKubeadm(ctx, r, host, "kubeadm-join.yaml", p.timeout, cfg, "join"); err != nil {
 		return joinError("kubeadm join --control-plane", host, err)
 	}
-	return nil
+	return enterUpstream(ctx, r, p.inv, host, p.timeout)
 }
 
 // distributeCAPhase puts the cluster CA where the seed flow has it before

@@ -62,7 +62,7 @@ func (p *lbTestPhase) check(ctx context.Context, pr probe, host string) (bool, s
 }
 
 func (p *lbTestPhase) run(ctx context.Context, r remote, host string) error {
-	cfg, err := lbConfig(p.inv)
+	cfg, err := lbConfig(p.inv, &r.s.upstream)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fleetops/fleet/internal/exec"
@@ -25,8 +26,9 @@ const (
 	nginxTestConf = "/etc/nginx/.fleet-nginx-test.conf"
 )
 
-// lbConfig renders the stream config for the inventory's masters.
-func lbConfig(inv *inventory.Inventory) ([]byte, error) {
+// lbConfig renders the stream config for the inventory's masters that
+// serve (see upstream).
+func lbConfig(inv *inventory.Inventory, serving *upstream) ([]byte, error) {
 	_, port, err := net.SplitHostPort(inv.Cluster.ControlPlaneEndpoint)
 	if err != nil {
 		return nil, err
@@ -37,9 +39,77 @@ func lbConfig(inv *inventory.Inventory) ([]byte, error) {
 		cfg.ConnectTimeout, cfg.ProxyTimeout = time.Duration(o.ConnectTimeout), time.Duration(o.ProxyTimeout)
 	}
 	for _, m := range inv.Masters {
-		cfg.Backends = append(cfg.Backends, lb.Backend{Name: m.Name, Address: m.Address, Port: inventory.DefaultAPIPort})
+		if serving.includes(m.Name) {
+			cfg.Backends = append(cfg.Backends, lb.Backend{Name: m.Name, Address: m.Address, Port: inventory.DefaultAPIPort})
+		}
 	}
 	return lb.Render(cfg)
+}
+
+// upstream is who the load balancers send API clients to during a run:
+// every master of the inventory, but those that preflight saw not joined
+// yet (the inventory's first, which kubeadm init makes serve, aside) enter
+// only once they join and their API server is ready. A kube-apiserver
+// that listens but is not ready still syncs its authorizers and its
+// bootstrap-token authenticator: through the balancer it answered the
+// other joins 401 and 403 while a master joined beside a hundred workers.
+type upstream struct {
+	mu      sync.Mutex
+	pending map[string]bool
+}
+
+func (u *upstream) wait(master string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.pending == nil {
+		u.pending = map[string]bool{}
+	}
+	u.pending[master] = true
+}
+
+// serve lets master in; it reports whether it was waiting.
+func (u *upstream) serve(master string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	was := u.pending[master]
+	delete(u.pending, master)
+	return was
+}
+
+func (u *upstream) includes(master string) bool {
+	if u == nil {
+		return true
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return !u.pending[master]
+}
+
+// enterUpstream waits for a master that joined to be ready, then puts it
+// in every balancer's upstream if it was kept out, one balancer at a time.
+func enterUpstream(ctx context.Context, r remote, inv *inventory.Inventory, master string, limit time.Duration) error {
+	dial, err := r.probe.dialer(ctx, master)
+	if err != nil {
+		return err
+	}
+	apiserver := staticPod{"kube-apiserver", "https", net.JoinHostPort("127.0.0.1", strconv.Itoa(inventory.DefaultAPIPort)), "/readyz"}
+	if err := waitHealthy(ctx, dial, apiserver, limit); err != nil {
+		return fmt.Errorf("kube-apiserver on %s: %w", master, err)
+	}
+	if !r.s.upstream.serve(master) {
+		return nil
+	}
+	cfg, err := lbConfig(inv, &r.s.upstream)
+	if err != nil {
+		return err
+	}
+	for _, lbHost := range inv.LoadBalancerNames() {
+		if err := applyLB(ctx, r, inv, lbHost, cfg); err != nil {
+			return fmt.Errorf("add %s to the upstream of %s: %w", master, lbHost, err)
+		}
+		r.note("join-masters", master, "ready: added to the upstream of "+lbHost)
+	}
+	return nil
 }
 
 // lbPhase writes the load balancer's config for inv's masters (apply and
@@ -47,7 +117,7 @@ func lbConfig(inv *inventory.Inventory) ([]byte, error) {
 type lbPhase struct{ inv *inventory.Inventory }
 
 func (p *lbPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
-	cfg, err := lbConfig(p.inv)
+	cfg, err := lbConfig(p.inv, &pr.s.upstream)
 	if err != nil {
 		return false, "", err
 	}
@@ -55,7 +125,7 @@ func (p *lbPhase) check(ctx context.Context, pr probe, host string) (bool, strin
 }
 
 func (p *lbPhase) run(ctx context.Context, r remote, host string) error {
-	cfg, err := lbConfig(p.inv)
+	cfg, err := lbConfig(p.inv, &r.s.upstream)
 	if err != nil {
 		return err
 	}

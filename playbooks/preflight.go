@@ -245,6 +245,9 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	if h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker {
 		pr.s.joinedAt.keep(host, st.node == joinedNode)
 	}
+	if h.Role == inventory.RoleMaster && st.node != joinedNode && host != p.inv.Masters[0].Name {
+		pr.s.upstream.wait(host) // it enters once it joins and serves
+	}
 	err = problemsOf(h, f, st, p.inv, p.maxSkew, time.Now())
 	if caProblem != "" {
 		install = append(install, caProblem)
