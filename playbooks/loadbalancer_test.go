@@ -12,7 +12,7 @@ import (
 func TestUpstreamKeepsJoiningMastersOut(t *testing.T) {
 	inv := &inventory.Inventory{Cluster: inventory.Cluster{ControlPlaneEndpoint: "198.18.0.10:6443"},
 		LoadBalancer: &inventory.Host{Name: "lb", Address: "198.18.0.10"},
-		Masters: []inventory.Host{{Name: "master0", Address: "198.18.0.11"}, {Name: "master1", Address: "198.18.0.12"}, {Name: "master2", Address: "198.18.0.13"}}}
+		Masters:      []inventory.Host{{Name: "master0", Address: "198.18.0.11"}, {Name: "master1", Address: "198.18.0.12"}, {Name: "master2", Address: "198.18.0.13"}}}
 	servers := func(u *upstream) string {
 		cfg, err := lbConfig(inv, u)
 		if err != nil {
