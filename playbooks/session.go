@@ -35,6 +35,10 @@ type Options struct {
 	OnCommandStart func(host, command string)
 	// OnPlan sees each graph's steps and their hosts before it runs.
 	OnPlan func([]PlannedStep)
+	// OnConnect hears that the session dials hosts before any step runs
+	// (how many): at a hundred hosts that takes seconds, and a user
+	// should not watch a silent terminal meanwhile.
+	OnConnect func(hosts int)
 	// SSHConfig names the OpenSSH client config to read ("none": none);
 	// empty means the inventory's ssh.config, else ~/.ssh/config.
 	SSHConfig string
@@ -178,6 +182,9 @@ func (s *Session) connConfig(name string, hop sshconfig.Hop, login Login, ssh in
 // steps do not pay the handshakes one after another. Errors are left for
 // the steps that use the hosts to report.
 func (s *Session) Connect(ctx context.Context, hosts []string) {
+	if s.opts.OnConnect != nil && len(hosts) > 0 {
+		s.opts.OnConnect(len(hosts))
+	}
 	onEach(hosts, 0, func(h string) (*exec.Conn, error) { return s.Conn(ctx, h) })
 }
 

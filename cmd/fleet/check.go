@@ -138,6 +138,7 @@ func openSession(g *globals, path string, v view) (*playbooks.Session, error) {
 		printEvent = g.progress.event
 		onPlan = append(onPlan, g.progress.plan)
 		opts.OnCommandStart = g.progress.command
+		opts.OnConnect = g.progress.connecting
 	}
 	if v == showProgress && g.Report != "" {
 		if g.recorder == nil {

@@ -91,6 +91,15 @@ func (p *progress) plan(planned []playbooks.PlannedStep) {
 	}
 }
 
+// connecting says that the hosts are being dialled: the first line of a
+// run, before any step starts.
+func (p *progress) connecting(hosts int) {
+	p.mu.Lock()
+	out := p.out
+	p.mu.Unlock()
+	fmt.Fprintf(out, "… connecting to %d hosts\n", hosts)
+}
+
 // command notes what a host is doing now.
 func (p *progress) command(host, cmd string) {
 	p.mu.Lock()

@@ -111,9 +111,11 @@ func feed(p *progress) {
 func TestPlainProgressHasALinePerStepStartAndEndAndNoEscapes(t *testing.T) {
 	var out bytes.Buffer
 	p := newProgress(progressPlain, &out)
+	p.connecting(3)
 	feed(p)
 	p.stop()
 	want := []string{
+		"… connecting to 3 hosts",
 		"▶ preflight (3 hosts)",
 		"✓ preflight 3/3 0.0s",
 		"NOTE  join-workers w1: why",

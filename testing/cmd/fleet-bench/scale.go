@@ -31,6 +31,7 @@ type scaleResult struct {
 	workers     int
 	wall        time.Duration
 	firstOutput time.Duration // from the start of fleet to its first byte of output
+	firstStep   time.Duration // and to its first step's start line
 	kubeTools   time.Duration // union of kubeadm and kubectl spans
 	readyWait   time.Duration // the kubeconfig step's wait for Ready, outside those
 	steps       []stepTime
@@ -60,8 +61,9 @@ func (r scaleResult) fleetOwn() time.Duration { return r.wall - r.kubeTools - r.
 // fleetRun is one `fleet` process and what it cost.
 type fleetRun struct {
 	wall, firstOutput time.Duration
-	peakRSS           int64  // KiB
-	output            string // stdout and stderr as they came
+	firstStep         time.Duration // to the first step's start line
+	peakRSS           int64         // KiB
+	output            string        // stdout and stderr as they came
 	stdout            string
 }
 
@@ -78,7 +80,7 @@ func runFleet(ctx context.Context, bin, dir string, args ...string) (fleetRun, e
 	out.start = start
 	err := cmd.Run()
 	res.wall = time.Since(start)
-	res.firstOutput = out.first
+	res.firstOutput, res.firstStep = out.first, out.firstStep
 	res.output, res.stdout = out.buf.String(), stdout.String()
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
@@ -93,10 +95,11 @@ func runFleet(ctx context.Context, bin, dir string, args ...string) (fleetRun, e
 
 // firstWrite keeps a process's output and when its first byte came.
 type firstWrite struct {
-	mu    sync.Mutex
-	start time.Time
-	first time.Duration
-	buf   bytes.Buffer
+	mu        sync.Mutex
+	start     time.Time
+	first     time.Duration
+	firstStep time.Duration // the first "▶ step" line
+	buf       bytes.Buffer
 }
 
 func (w *firstWrite) Write(p []byte) (int, error) {
@@ -104,6 +107,9 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	if w.buf.Len() == 0 && len(p) > 0 {
 		w.first = time.Since(w.start)
+	}
+	if w.firstStep == 0 && bytes.Contains(p, []byte("▶ ")) {
+		w.firstStep = time.Since(w.start)
 	}
 	return w.buf.Write(p)
 }
@@ -230,7 +236,7 @@ func measureScale(ctx context.Context, fleetBin, layer, dir string, workers int)
 	}
 	sent1, recv1 := bridgeBytes(c.Bridge)
 	stopSampling()
-	res.wall, res.firstOutput, res.peakRSS = apply.wall, apply.firstOutput, apply.peakRSS
+	res.wall, res.firstOutput, res.firstStep, res.peakRSS = apply.wall, apply.firstOutput, apply.firstStep, apply.peakRSS
 	res.sent, res.recv = sent1-sent0, recv1-recv0
 	lines, err := readLog(logFile)
 	if err != nil {
@@ -329,7 +335,7 @@ func renderScale(r scaleResult) (string, []string) {
 	fmt.Fprintf(&b, "| parallel speed-up: %d joins one after another (%s) ÷ the step | %.1f× |\n", r.workers, secs(serial), float64(serial)/float64(r.joinWorkers))
 	fmt.Fprintf(&b, "| CPU during the step: the 3 API servers / the 3 etcds / the whole machine (%d CPUs) | %.2f / %.2f / %.2f cores |\n",
 		len(cpuLines()), r.cpu.components["kube-apiserver"], r.cpu.components["etcd"], r.cpu.machine)
-	fmt.Fprintf(&b, "| time to fleet's first line of output | %s |\n", secs(r.firstOutput))
+	fmt.Fprintf(&b, "| time to fleet's first line of output / to its first step (▶ preflight) | %s / %s |\n", secs(r.firstOutput), secs(r.firstStep))
 	fmt.Fprintf(&b, "| fleet's peak RSS / per host (%d hosts) | %.1f MiB / %.0f KiB |\n", hosts, float64(r.peakRSS)/1024, float64(r.peakRSS)/float64(hosts))
 	fmt.Fprintf(&b, "| bytes sent / received by this machine | %s / %s |\n\n", mib(r.sent), mib(r.recv))
 	b.WriteString(bottleneck(r) + "\n\n")
