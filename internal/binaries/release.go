@@ -69,7 +69,7 @@ func Fill(ctx context.Context, client *http.Client, dir string, r Release) error
 			}
 		}
 		path := filepath.Join(dir, name)
-		if have, err := fileSum(path); err == nil && have == want {
+		if have, err := FileSHA256(path); err == nil && have == want {
 			sums[name] = want
 			continue
 		}
@@ -151,7 +151,8 @@ func get(ctx context.Context, client *http.Client, url string) (io.ReadCloser, e
 	return resp.Body, nil
 }
 
-func fileSum(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of a file's content.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -1,14 +1,13 @@
 package sim
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/fleetops/fleet/internal/binaries"
 )
 
 // nodeBinaries says where a package would put each binary the tools build
@@ -103,24 +102,11 @@ func writeAirgap(binDir, dir string) error {
 		if err := os.Link(filepath.Join(binDir, airgapBinaries[name]), dst); err != nil {
 			return fmt.Errorf("sim: link %s: %w", name, err)
 		}
-		sum, err := fileSHA256(dst)
+		sum, err := binaries.FileSHA256(dst)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(&sums, "%s  %s\n", sum, name)
 	}
 	return os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(sums.String()), 0o644)
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
