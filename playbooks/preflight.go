@@ -262,7 +262,7 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 }
 
 // caToolsScript prints the cfssl binaries the CA host lacks where its
-// platform's service runs them (shell builtins only).
+// platform's service runs them (one uname, builtins otherwise).
 func caToolsScript() string {
 	linux, _ := cfssl.PlatformFor("Linux")
 	illumos, _ := cfssl.PlatformFor("SunOS")
