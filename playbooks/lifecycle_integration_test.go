@@ -181,10 +181,13 @@ func (lc *lifecycle) testJoin(t *testing.T) {
 	// notice and upload them again.
 	client := lc.client(t)
 	deleted := false
-	var metaNotes []string
+	var metaNotes, upstreamNotes []string
 	s := lc.session(t, lc.full, func(e steps.Event) {
 		if e.Step == "node-meta" && e.Kind == steps.Note {
 			metaNotes = append(metaNotes, e.Host+": "+e.Reason)
+		}
+		if e.Step == "join-masters" && e.Kind == steps.Note {
+			upstreamNotes = append(upstreamNotes, e.Host+": "+e.Reason)
 		}
 		if e.Step == "credentials" && e.Kind == steps.Succeeded {
 			err := client.CoreV1().Secrets("kube-system").Delete(context.Background(), "kubeadm-certs", metav1.DeleteOptions{})
@@ -199,10 +202,15 @@ func (lc *lifecycle) testJoin(t *testing.T) {
 		t.Fatal("the test could not delete the kubeadm-certs Secret")
 	}
 	ran := changedSteps(report)
-	for _, want := range []string{"credentials/", "join-masters/master2", "join-workers/worker2", "loadbalancer/lb", "cleanup-tokens/"} {
+	for _, want := range []string{"credentials/", "join-masters/master2", "join-workers/worker2", "cleanup-tokens/"} {
 		if !ran[want] {
 			t.Errorf("step %s did not run; ran %v", want, ran)
 		}
+	}
+	// master2 entered the balancer's upstream once its API server was
+	// ready, inside its join: the loadbalancer step after found it done.
+	if got := strings.Join(upstreamNotes, "\n"); got != "master2: ready: added to the upstream of lb" || ran["loadbalancer/lb"] {
+		t.Errorf("join-masters notes %q; the loadbalancer step ran: %v", got, ran["loadbalancer/lb"])
 	}
 	if ran["join-workers/worker0"] || ran["join-masters/master1"] {
 		t.Errorf("join touched nodes it was not asked to: %v", ran)
