@@ -22,6 +22,7 @@ const clockTicks = 100
 type cpuSample struct {
 	at         time.Time
 	busy, all  uint64                    // the machine's ticks, over every CPU
+	cpus       int                       // the CPUs the kernel schedules on
 	components map[string]map[int]uint64 // component → PID → utime+stime ticks
 }
 
@@ -64,7 +65,7 @@ func (s *cpuSampler) run(ctx context.Context) {
 
 func (s *cpuSampler) sample() {
 	cur := cpuSample{at: time.Now(), components: map[string]map[int]uint64{}}
-	cur.busy, cur.all = machineTicks()
+	cur.busy, cur.all, cur.cpus = machineTicks()
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -99,6 +100,7 @@ func (s *cpuSampler) sample() {
 // cpuUse is the cores used over a window: the machine's, and each
 // watched component's summed over its hosts.
 type cpuUse struct {
+	cpus       int // the machine's
 	machine    float64
 	components map[string]float64
 }
@@ -129,9 +131,9 @@ func (s *cpuSampler) between(from, to time.Time) cpuUse {
 	}
 	a, b := s.samples[first], s.samples[last]
 	secs := b.at.Sub(a.at).Seconds()
+	use.cpus = b.cpus
 	if b.all > a.all {
-		cpus := float64(len(cpuLines()))
-		use.machine = cpus * float64(b.busy-a.busy) / float64(b.all-a.all)
+		use.machine = float64(b.cpus) * float64(b.busy-a.busy) / float64(b.all-a.all)
 	}
 	for component, pids := range b.components {
 		var ticks uint64
@@ -167,17 +169,18 @@ func processTicks(pid int) (uint64, bool) {
 	return utime + stime, err1 == nil && err2 == nil
 }
 
-// machineTicks reads /proc/stat's first line: the ticks spent busy (all
-// but idle and iowait) and in all, over every CPU.
-func machineTicks() (busy, all uint64) {
+// machineTicks reads /proc/stat: from its first line the ticks spent
+// busy (all but idle and iowait) and in all, over every CPU; from its
+// per-CPU lines how many CPUs the kernel schedules on.
+func machineTicks() (busy, all uint64, cpus int) {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
-	line, _, _ := strings.Cut(string(data), "\n")
+	lines := strings.Split(string(data), "\n")
 	// user nice system idle iowait irq softirq steal [guest guest_nice]:
 	// guest time is counted in user already.
-	for i, f := range strings.Fields(line)[1:] {
+	for i, f := range strings.Fields(lines[0])[1:] {
 		if i >= 8 {
 			break
 		}
@@ -187,18 +190,10 @@ func machineTicks() (busy, all uint64) {
 			busy += v
 		}
 	}
-	return busy, all
-}
-
-// cpuLines are /proc/stat's per-CPU lines: the machine's CPU count as the
-// kernel schedules on it.
-func cpuLines() []string {
-	data, _ := os.ReadFile("/proc/stat")
-	var lines []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, "cpu") && !strings.HasPrefix(l, "cpu ") {
-			lines = append(lines, l)
+	for _, l := range lines[1:] {
+		if strings.HasPrefix(l, "cpu") {
+			cpus++
 		}
 	}
-	return lines
+	return busy, all, cpus
 }

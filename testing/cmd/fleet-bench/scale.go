@@ -334,7 +334,7 @@ func renderScale(r scaleResult) (string, []string) {
 	fmt.Fprintf(&b, "| each `kubeadm join` inside the step: median / longest | %s / %s |\n", secs(median), secs(longest))
 	fmt.Fprintf(&b, "| parallel speed-up: %d joins one after another (%s) ÷ the step | %.1f× |\n", r.workers, secs(serial), float64(serial)/float64(r.joinWorkers))
 	fmt.Fprintf(&b, "| CPU during the step: the 3 API servers / the 3 etcds / the whole machine (%d CPUs) | %.2f / %.2f / %.2f cores |\n",
-		len(cpuLines()), r.cpu.components["kube-apiserver"], r.cpu.components["etcd"], r.cpu.machine)
+		r.cpu.cpus, r.cpu.components["kube-apiserver"], r.cpu.components["etcd"], r.cpu.machine)
 	fmt.Fprintf(&b, "| time to fleet's first line of output / to its first step (▶ preflight) | %s / %s |\n", secs(r.firstOutput), secs(r.firstStep))
 	fmt.Fprintf(&b, "| fleet's peak RSS / per host (%d hosts) | %.1f MiB / %.0f KiB |\n", hosts, float64(r.peakRSS)/1024, float64(r.peakRSS)/float64(hosts))
 	fmt.Fprintf(&b, "| bytes sent / received by this machine | %s / %s |\n\n", mib(r.sent), mib(r.recv))
@@ -362,7 +362,7 @@ func renderScale(r scaleResult) (string, []string) {
 // bottleneck names what the joins waited on, from the CPU readings: the
 // machine's CPUs, the API servers or etcd, else neither.
 func bottleneck(r scaleResult) string {
-	cpus := float64(len(cpuLines()))
+	cpus := float64(r.cpu.cpus)
 	api, etcd := r.cpu.components["kube-apiserver"], r.cpu.components["etcd"]
 	switch {
 	case r.cpu.machine >= 0.9*cpus:

@@ -64,7 +64,7 @@ func TestSplitLog(t *testing.T) {
 func TestRenderScaleTargets(t *testing.T) {
 	base := scaleResult{workers: 100, wall: 100 * time.Second, kubeTools: 70 * time.Second, readyWait: 10 * time.Second,
 		joinWorkers: 40 * time.Second, joinAlone: 5 * time.Second, joins: []time.Duration{time.Second, 2 * time.Second, 30 * time.Second},
-		cpu: cpuUse{machine: 1.9, components: map[string]float64{"kube-apiserver": 0.8, "etcd": 0.2}}, peakRSS: 40 * 1024}
+		cpu: cpuUse{cpus: 2, machine: 1.9, components: map[string]float64{"kube-apiserver": 0.8, "etcd": 0.2}}, peakRSS: 40 * 1024}
 	idle := func(apply, status time.Duration, planOK bool) []idleRun {
 		return []idleRun{{"fleet apply", apply, "no changes", true, false}, {"fleet plan", time.Second, "plan", planOK, false},
 			{"fleet status", status, "NODE", true, false}, {"fleet check", 4 * time.Second, "HOST", true, true}}
@@ -109,5 +109,12 @@ func TestProcessTicks(t *testing.T) {
 	}
 	if after, _ := processTicks(os.Getpid()); after <= ticks {
 		t.Errorf("CPU ticks %d then %d after 300 ms of work", ticks, after)
+	}
+}
+
+func TestMachineTicks(t *testing.T) {
+	busy, all, cpus := machineTicks()
+	if cpus < 1 || all == 0 || busy > all {
+		t.Errorf("busy %d of %d ticks on %d CPUs", busy, all, cpus)
 	}
 }
