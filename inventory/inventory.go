@@ -102,11 +102,19 @@ type Cluster struct {
 	PodSubnet            string `yaml:"podSubnet"`
 	ServiceSubnet        string `yaml:"serviceSubnet"`
 	ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint"` // host:port; default the LB's address:6443
-	// CNI is a manifest (file, relative to the inventory, or http(s) URL)
-	// applied after init; ${POD_SUBNET} in it becomes PodSubnet.
-	CNI string `yaml:"cni"`
-	// CNISHA256 pins the manifest's content ("sha256:<hex>"): checked
-	// before anything is applied. A plain http:// CNI URL needs it.
+	// Network is the pod network fleet installs after init: a manifest, a
+	// Helm chart or Cilium.
+	Network *Network `yaml:"network"`
+	// Addons are applied after the network, in order, the same way.
+	Addons []Addon `yaml:"addons"`
+	// KubeProxy false leaves kube-proxy out: kubeadm init skips its addon,
+	// and on a cluster that has it, apply removes it once the network is
+	// rolled out. Default true, but false with network.cilium (Cilium
+	// replaces kube-proxy).
+	KubeProxy *bool `yaml:"kubeProxy"`
+	// CNI and CNISHA256 are the old spelling of network.manifest and
+	// network.sha256: still read, with a warning.
+	CNI       string `yaml:"cni"`
 	CNISHA256 string `yaml:"cniSHA256"`
 	// JoinMode is how workers join unless a worker says otherwise:
 	// JoinKubeadm (default) or JoinTLSBootstrap.
@@ -144,6 +152,79 @@ type Cluster struct {
 	// /etc/fstab as they are. kubeadm keeps the setting in the cluster's
 	// kubelet-config from kubeadm init on.
 	AllowSwap bool `yaml:"allowSwap"`
+}
+
+// Network is cluster.network: exactly one of its sources.
+type Network struct {
+	// Manifest is a file (relative to the inventory) or http(s) URL;
+	// ${POD_SUBNET} in it becomes the pod subnet.
+	Manifest string `yaml:"manifest"`
+	// SHA256 pins the manifest's content ("sha256:<hex>"): checked before
+	// anything is applied. A plain http:// manifest needs it.
+	SHA256 string `yaml:"sha256"`
+	Helm   *Helm   `yaml:"helm"`
+	Cilium *Cilium `yaml:"cilium"`
+}
+
+// Addon is one entry of cluster.addons: a name and a manifest or a chart.
+type Addon struct {
+	Name     string `yaml:"name"`
+	Manifest string `yaml:"manifest"`
+	SHA256   string `yaml:"sha256"`
+	Helm     *Helm  `yaml:"helm"`
+}
+
+// Helm is a chart fleet renders on the operator's machine (the Helm SDK,
+// as helm template does) and applies server-side.
+type Helm struct {
+	// Chart is a local directory or .tgz (relative to the inventory), an
+	// oci:// reference, or a chart name in Repo.
+	Chart   string `yaml:"chart"`
+	Repo    string `yaml:"repo"`
+	Version string `yaml:"version"` // required for a chart from a repository or registry
+	// Release and Namespace default to the chart's name and kube-system.
+	Release   string `yaml:"release"`
+	Namespace string `yaml:"namespace"`
+	// Values is a values file (relative to the inventory); Set lies on
+	// top of it, key by dotted key ("hubble.relay.enabled": true).
+	Values string         `yaml:"values"`
+	Set    map[string]any `yaml:"set"`
+}
+
+// Cilium is Cilium's chart with fleet's defaults for this topology under
+// the user's values, and optionally the BGP control plane v2 objects.
+type Cilium struct {
+	Version string `yaml:"version"`
+	// Chart and Repo default to the project's repository; Chart may name
+	// a local copy of the chart (air-gapped).
+	Chart  string         `yaml:"chart"`
+	Repo   string         `yaml:"repo"`
+	Values string         `yaml:"values"`
+	Set    map[string]any `yaml:"set"`
+	BGP    *BGP           `yaml:"bgp"`
+}
+
+// BGP is what fleet renders Cilium's BGP control plane v2 objects from.
+type BGP struct {
+	LocalASN          int64             `yaml:"localASN"`
+	Peers             []BGPPeer         `yaml:"peers"`
+	LoadBalancerCIDRs []string          `yaml:"loadBalancerCIDRs"`
+	NodeSelector      map[string]string `yaml:"nodeSelector"` // default bgp: worker; fleet labels the workers with it
+	Community         string            `yaml:"community"`    // attached to the advertised pod CIDRs, e.g. "64512:100"
+}
+
+// BGPPeer is one BGP neighbour of the nodes.
+type BGPPeer struct {
+	Address string `yaml:"address"`
+	ASN     int64  `yaml:"asn"`
+}
+
+// KubeProxyEnabled says whether the cluster runs kube-proxy.
+func (c *Cluster) KubeProxyEnabled() bool {
+	if c.KubeProxy != nil {
+		return *c.KubeProxy
+	}
+	return c.Network == nil || c.Network.Cilium == nil
 }
 
 // Packages is the Kubernetes package repository of install: packages.

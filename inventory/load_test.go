@@ -197,7 +197,7 @@ func TestBadInventories(t *testing.T) {
 		}, `inv.yaml:4:14: cluster.cniSHA256: "md5:abc" is not sha256: and 64 hex digits`},
 		{"CNI pin without a manifest", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  cniSHA256: sha256:"+strings.Repeat("0", 64)+"\n")
-		}, `inv.yaml:3:14: cluster.cniSHA256: pins a manifest, but cluster.cni names none`},
+		}, `inv.yaml:3:14: cluster.cniSHA256: pins a manifest, but none is named`},
 		{"taint without an effect", func(t *testing.T) string {
 			return edit(t, "    address: 198.18.0.14\n", "    address: 198.18.0.14\n    taints:\n      - key: dedicated\n        value: db\n")
 		}, `inv.yaml:16:9: workers[0].taints[0].effect: is required: NoSchedule, PreferNoSchedule or NoExecute`},

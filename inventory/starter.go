@@ -33,7 +33,9 @@ cluster:
   # podSubnet: 10.244.0.0/16        # must not overlap serviceSubnet or any host
   # serviceSubnet: 10.96.0.0/12
   # controlPlaneEndpoint: k8s-api.example.com:6443   # default: the load balancer, port 6443
-  # cni: manifests/flannel.yaml     # file or https URL, applied after init
+  # network:                        # the pod network, applied after init: one of
+  #   manifest: manifests/flannel.yaml  # a file or https URL
+  #   cilium: {version: 1.18.4}          # Cilium's chart, no kube-proxy (see inventory/examples/cilium-bgp.yaml)
   # joinMode: kubeadm               # kubeadm, tls-bootstrap or cfssl (with a ca: host)
 
 ssh:                                # for every host; a host's own ssh: overrides

@@ -181,16 +181,149 @@ func (d *decoder) validateCluster(inv *Inventory) {
 	if podErr == nil && svcErr == nil && pod.Overlaps(svc) {
 		d.errorf("cluster.serviceSubnet", "%s overlaps the pod subnet %s", c.ServiceSubnet, c.PodSubnet)
 	}
-	// The manifest is applied with cluster-admin rights: whoever can change
-	// it on the way owns the cluster.
-	switch {
-	case c.CNISHA256 != "" && !sha256Pin.MatchString(c.CNISHA256):
-		d.errorf("cluster.cniSHA256", "%q is not sha256: and 64 hex digits (sha256sum of the manifest)", c.CNISHA256)
-	case c.CNISHA256 != "" && c.CNI == "":
-		d.errorf("cluster.cniSHA256", "pins a manifest, but cluster.cni names none")
-	case strings.HasPrefix(c.CNI, "http://") && c.CNISHA256 == "":
-		d.errorf("cluster.cni", "%q is plain http: use https, or pin the manifest with cluster.cniSHA256", c.CNI)
+	d.validateNetwork(inv)
+}
+
+// validateNetwork checks cluster.network and cluster.addons, and reads
+// the old cni:/cniSHA256: into network.manifest.
+func (d *decoder) validateNetwork(inv *Inventory) {
+	c := &inv.Cluster
+	if c.CNI != "" || c.CNISHA256 != "" {
+		if c.Network != nil {
+			d.errorf("cluster.cni", "cluster.cni and cluster.network both name the network: keep network (cni is its old spelling)")
+			return
+		}
+		inv.Warnings = append(inv.Warnings, fmt.Sprintf("%s: cluster.cni is deprecated: write it as cluster.network.manifest (and cniSHA256 as network.sha256)", d.at("cluster.cni", "cluster.cniSHA256")))
+		c.Network = &Network{Manifest: c.CNI, SHA256: c.CNISHA256}
+		d.checkManifest("cluster.cni", "cluster.cniSHA256", c.CNI, c.CNISHA256)
+	} else if n := c.Network; n != nil {
+		set := 0
+		for _, b := range []bool{n.Manifest != "", n.Helm != nil, n.Cilium != nil} {
+			if b {
+				set++
+			}
+		}
+		if set != 1 {
+			d.errorf("cluster.network", "name exactly one of manifest, helm or cilium")
+		}
+		d.checkManifest("cluster.network.manifest", "cluster.network.sha256", n.Manifest, n.SHA256)
+		if n.Helm != nil {
+			d.checkHelm("cluster.network.helm", n.Helm)
+		}
+		if ci := n.Cilium; ci != nil {
+			d.checkCilium(ci)
+		}
 	}
+	seen := map[string]bool{}
+	for i := range c.Addons {
+		a := &c.Addons[i]
+		field := fmt.Sprintf("cluster.addons[%d]", i)
+		switch {
+		case !dnsLabel.MatchString(a.Name):
+			d.errorf(field+".name", "%q is not a name (lower-case letters, digits and -)", a.Name)
+		case seen[a.Name]:
+			d.errorf(field+".name", "%q is named twice", a.Name)
+		}
+		seen[a.Name] = true
+		if (a.Manifest != "") == (a.Helm != nil) {
+			d.errorf(field, "name exactly one of manifest or helm")
+		}
+		d.checkManifest(field+".manifest", field+".sha256", a.Manifest, a.SHA256)
+		if a.Helm != nil {
+			d.checkHelm(field+".helm", a.Helm)
+		}
+	}
+	if c.KubeProxy != nil && *c.KubeProxy && c.Network != nil && c.Network.Cilium != nil {
+		inv.Warnings = append(inv.Warnings, fmt.Sprintf("%s: kubeProxy: true with cilium: Cilium runs beside kube-proxy (kubeProxyReplacement: false)", d.at("cluster.kubeProxy")))
+	}
+}
+
+// checkManifest: the manifest is applied with cluster-admin rights, so
+// whoever can change it on the way owns the cluster.
+func (d *decoder) checkManifest(field, pinField, src, pin string) {
+	switch {
+	case pin != "" && !sha256Pin.MatchString(pin):
+		d.errorf(pinField, "%q is not sha256: and 64 hex digits (sha256sum of the manifest)", pin)
+	case pin != "" && src == "":
+		d.errorf(pinField, "pins a manifest, but none is named")
+	case strings.HasPrefix(src, "http://") && pin == "":
+		d.errorf(field, "%q is plain http: use https, or pin the manifest with %s", src, pinField)
+	}
+}
+
+func (d *decoder) checkHelm(field string, h *Helm) {
+	remote := h.Repo != "" || strings.HasPrefix(h.Chart, "oci://")
+	switch {
+	case h.Chart == "":
+		d.errorf(field+".chart", "is required: a chart directory or .tgz, an oci:// reference, or a chart name with repo")
+	case remote && h.Version == "":
+		d.errorf(field+".version", "is required for a chart from a repository or registry (fleet pins what it installs)")
+	case strings.HasPrefix(h.Repo, "http://"):
+		d.errorf(field+".repo", "%q is plain http: a chart repository must be https", h.Repo)
+	}
+	if h.Release != "" && !dnsLabel.MatchString(h.Release) {
+		d.errorf(field+".release", "%q is not a release name (lower-case letters, digits and -)", h.Release)
+	}
+	if h.Namespace != "" && !dnsLabel.MatchString(h.Namespace) {
+		d.errorf(field+".namespace", "%q is not a namespace name", h.Namespace)
+	}
+}
+
+func (d *decoder) checkCilium(c *Cilium) {
+	const field = "cluster.network.cilium"
+	if !k8sVersion.MatchString(c.Version) {
+		d.errorf(field+".version", "%q is not a Cilium version (e.g. 1.18.4)", c.Version)
+	}
+	if strings.HasPrefix(c.Repo, "http://") {
+		d.errorf(field+".repo", "%q is plain http: a chart repository must be https", c.Repo)
+	}
+	b := c.BGP
+	if b == nil {
+		return
+	}
+	if len(b.NodeSelector) == 0 {
+		b.NodeSelector = map[string]string{"bgp": "worker"}
+	}
+	if b.LocalASN < 1 || b.LocalASN > 4294967295 {
+		d.errorf(field+".bgp.localASN", "%d is not an AS number (1-4294967295)", b.LocalASN)
+	}
+	if len(b.Peers) == 0 {
+		d.errorf(field+".bgp.peers", "at least one peer (address, asn) is needed")
+	}
+	for i, p := range b.Peers {
+		pf := fmt.Sprintf("%s.bgp.peers[%d]", field, i)
+		if _, err := netip.ParseAddr(p.Address); err != nil {
+			d.errorf(pf+".address", "%q is not an IP address", p.Address)
+		}
+		if p.ASN < 1 || p.ASN > 4294967295 {
+			d.errorf(pf+".asn", "%d is not an AS number (1-4294967295)", p.ASN)
+		}
+	}
+	for i, cidr := range b.LoadBalancerCIDRs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			d.errorf(fmt.Sprintf("%s.bgp.loadBalancerCIDRs[%d]", field, i), "%q is not a CIDR", cidr)
+		}
+	}
+	for k, v := range b.NodeSelector {
+		if err := checkLabel(k, v); err != nil {
+			d.errorf(field+".bgp.nodeSelector", "%v", err)
+		}
+	}
+	if b.Community != "" && !bgpCommunity.MatchString(b.Community) {
+		d.errorf(field+".bgp.community", "%q is not a standard community (ASN:value, e.g. 64512:100)", b.Community)
+	}
+}
+
+var bgpCommunity = regexp.MustCompile(`^[0-9]{1,5}:[0-9]{1,5}$`)
+
+// at is "file:line" of the first of the fields that was written.
+func (d *decoder) at(fields ...string) string {
+	for _, f := range fields {
+		if n := d.pos[f]; n != nil {
+			return fmt.Sprintf("%s:%d", d.file, n.Line)
+		}
+	}
+	return d.file
 }
 
 // checkInstall accepts the install sources fleet carries out.
@@ -537,8 +670,35 @@ func resolvePaths(inv *Inventory) error {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	if c := &inv.Cluster.CNI; *c != "" && !strings.HasPrefix(*c, "http://") && !strings.HasPrefix(*c, "https://") {
-		fix(c)
+	fixManifest := func(p *string) {
+		if !strings.HasPrefix(*p, "http://") && !strings.HasPrefix(*p, "https://") {
+			fix(p)
+		}
+	}
+	fixHelm := func(h *Helm) {
+		if h.Repo == "" && !strings.HasPrefix(h.Chart, "oci://") {
+			fix(&h.Chart)
+		}
+		fix(&h.Values)
+	}
+	if n := inv.Cluster.Network; n != nil {
+		fixManifest(&n.Manifest)
+		if n.Helm != nil {
+			fixHelm(n.Helm)
+		}
+		if c := n.Cilium; c != nil {
+			if c.Chart != "" && c.Repo == "" && !strings.HasPrefix(c.Chart, "oci://") {
+				fix(&c.Chart)
+			}
+			fix(&c.Values)
+		}
+	}
+	for i := range inv.Cluster.Addons {
+		a := &inv.Cluster.Addons[i]
+		fixManifest(&a.Manifest)
+		if a.Helm != nil {
+			fixHelm(a.Helm)
+		}
 	}
 	fix(&inv.Cluster.Binaries)
 	if p := inv.Cluster.Packages; p != nil {

@@ -149,10 +149,11 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g.MustAdd(s.step(steps.Step{Name: "credentials", Description: "a short-lived bootstrap token, certificates uploaded under a fresh key, the CA hash",
 		After: []string{"init"}, Consumes: []steps.Slot{access, made}, Produces: []steps.Slot{joined, creds}},
 		&credentialsPhase{inv: inv, master: first, nodes: nodes[1:], tokenTTL: opts.TokenTTL, access: access, made: made, joined: joined, creds: creds}))
-	g.MustAdd(s.step(steps.Step{Name: "cni", Description: "apply the CNI manifest with the pod subnet " + inv.Cluster.PodSubnet,
-		Hosts: []string{first}, After: []string{"init"}}, &networkPhase{inv: inv}))
+	network := &rendered{src: sources{inv: inv}}
+	g.MustAdd(s.step(steps.Step{Name: "network", Description: "the pod network (" + networkSource(inv) + "), applied server-side: CRDs first, objects the inventory dropped deleted",
+		Hosts: []string{first}, After: []string{"init"}}, &networkPhase{r: network}))
 	joins := joinInputs{joinedCheck: joinedCheck{inv: inv, joined: joined}, timeout: opts.KubeadmTimeout, access: access, creds: creds}
-	waits := append([]string{"credentials", "cni"}, addJoins(s, g, joins, rest, workers)...)
+	waits := append([]string{"credentials", "network"}, addJoins(s, g, joins, rest, workers)...)
 	g.MustAdd(s.step(steps.Step{Name: "kubeconfig", Description: "fetch admin.conf (0600, server = the load balancer) and wait for every node Ready",
 		After: waits, Consumes: []steps.Slot{access}},
 		&kubeconfigPhase{path: opts.Kubeconfig, readiness: readiness{nodes: nodes, timeout: opts.ReadyTimeout, access: access}}))
@@ -161,9 +162,30 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	apiAfter := append([]string{"kubeconfig"}, addNodeLocal(s, g, inv, nodes, nodes, []string{"kubeconfig"}, access)...)
 	g.MustAdd(s.step(steps.Step{Name: "node-meta", Description: "the inventory's labels and taints on each Node (those fleet set and the inventory dropped removed)",
 		Hosts: nodes, After: apiAfter, Consumes: []steps.Slot{access}}, &nodeMetaPhase{inv: inv, access: access}))
+	if len(inv.Cluster.Addons) > 0 {
+		g.MustAdd(s.step(steps.Step{Name: "addons", Description: "cluster.addons in order, each applied like the network",
+			Hosts: []string{first}, After: []string{"network"}}, &addonsPhase{r: network}))
+	}
+	if !inv.Cluster.KubeProxyEnabled() {
+		g.MustAdd(s.step(steps.Step{Name: "kube-proxy", Description: "remove kube-proxy (kubeProxy: false) once the network's DaemonSets have rolled out",
+			Hosts: []string{first}, After: append([]string{"network"}, apiAfter...)}, &kubeProxyPhase{inv: inv, r: network}))
+	}
 	g.MustAdd(s.step(steps.Step{Name: "cleanup-tokens", Description: "delete this run's bootstrap tokens, and the uploaded control-plane certificates (kubeadm-certs) once no master is left to join",
 		After: apiAfter, Consumes: []steps.Slot{access}}, &cleanupTokensPhase{access: access}))
 	return g
+}
+
+// networkSource names the inventory's network for a step's description.
+func networkSource(inv *inventory.Inventory) string {
+	switch n := inv.Cluster.Network; {
+	case n == nil:
+		return "none in the inventory"
+	case n.Cilium != nil:
+		return "Cilium " + n.Cilium.Version + " from its Helm chart"
+	case n.Helm != nil:
+		return "Helm chart " + n.Helm.Chart
+	}
+	return "manifest " + inv.Cluster.Network.Manifest + ", pod subnet " + inv.Cluster.PodSubnet
 }
 
 // addJoins adds the joins after the credentials step: masters one at a

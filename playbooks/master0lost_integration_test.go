@@ -114,7 +114,7 @@ func TestMaster0LostAfterInit(t *testing.T) {
 	if !lost.IsStep {
 		t.Fatalf("apply with master0 lost after init: %q, want a step error\n%s", lost.Error, lost.Shown)
 	}
-	if !lost.Failed["credentials/"] && !lost.Failed["cni/master0"] {
+	if !lost.Failed["credentials/"] && !lost.Failed["network/master0"] {
 		t.Errorf("failed steps %v: want the step that needed master0 after init", lost.Failed)
 	}
 	for _, h := range []string{"master1", "worker0"} {

@@ -5,11 +5,15 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/fleetops/fleet/internal/chart"
+	"github.com/fleetops/fleet/internal/cilium"
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/inventory"
 )
@@ -17,61 +21,174 @@ import (
 // PodSubnetPlaceholder in a CNI manifest is replaced by the inventory's pod subnet.
 const PodSubnetPlaceholder = "${POD_SUBNET}"
 
-// networkPhase applies the inventory's CNI manifest with kubectl on the
-// first master. The manifest goes on kubectl's stdin: the check (kubectl
-// diff) writes nothing on the host.
-type networkPhase struct {
+// sources renders what the inventory names for the cluster (the network,
+// then each addon) on this machine; nothing here touches a host.
+type sources struct {
 	inv  *inventory.Inventory
 	http *http.Client // nil: http.DefaultClient
 }
 
-// check: the cluster already holds the manifest as it is (kubectl diff
-// finds nothing), or the inventory names none.
-func (p *networkPhase) check(ctx context.Context, pr probe, master string) (bool, string, error) {
-	if p.inv.Cluster.CNI == "" {
-		return true, "no CNI manifest in the inventory", nil
+// network renders cluster.network as a release; nil when the inventory
+// names none. notes says what a user should know (fleet's Cilium
+// defaults their values replaced).
+func (s sources) network(ctx context.Context) (rel *release, notes []string, err error) {
+	n := s.inv.Cluster.Network
+	switch {
+	case n == nil:
+		return nil, nil, nil
+	case n.Manifest != "":
+		objs, err := s.manifest(ctx, n.Manifest, n.SHA256)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &release{name: "network", namespace: "kube-system", source: "manifest " + n.Manifest, objects: objs}, nil, nil
+	case n.Helm != nil:
+		rel, err := s.helm(ctx, "network", n.Helm, nil)
+		return rel, nil, err
 	}
-	manifest, err := p.manifest(ctx)
-	if err != nil {
-		return false, "", err
-	}
-	// kubectl diff exits 0 for no difference, 1 for differences.
-	res, err := pr.queryInput(ctx, master, kubectl("diff", "-f", "-")+" >/dev/null; echo $?", manifest)
-	if err != nil {
-		return false, "", err
-	}
-	switch strings.TrimSpace(res.Stdout) {
-	case "0":
-		return true, "CNI manifest already applied", nil
-	case "1":
-		return false, "", nil
-	}
-	return false, "", fmt.Errorf("kubectl diff failed (exit %s): %s", strings.TrimSpace(res.Stdout), res.Stderr)
+	return s.cilium(ctx, n.Cilium)
 }
 
-func (p *networkPhase) run(ctx context.Context, r remote, master string) error {
-	manifest, err := p.manifest(ctx)
+// addon renders one of cluster.addons.
+func (s sources) addon(ctx context.Context, a inventory.Addon) (*release, error) {
+	name := "addon-" + a.Name
+	if a.Manifest != "" {
+		objs, err := s.manifest(ctx, a.Manifest, a.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("addon %s: %w", a.Name, err)
+		}
+		return &release{name: name, namespace: "kube-system", source: "manifest " + a.Manifest, objects: objs}, nil
+	}
+	rel, err := s.helm(ctx, name, a.Helm, nil)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("addon %s: %w", a.Name, err)
 	}
-	if _, err := r.runInput(ctx, master, kubectl("apply", "-f", "-"), manifest); err != nil {
-		return fmt.Errorf("apply CNI manifest: %w", err)
+	return rel, nil
+}
+
+// helm renders a chart with its values file and set: over defaults.
+func (s sources) helm(ctx context.Context, name string, h *inventory.Helm, defaults map[string]any) (*release, error) {
+	vals, _, err := values(defaults, h.Values, h.Set)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return s.render(ctx, name, chart.Request{
+		Source:  chart.Source{Chart: h.Chart, Repo: h.Repo, Version: h.Version},
+		Release: h.Release, Namespace: h.Namespace, Values: vals,
+	})
+}
+
+// values lays the values file, then set:, over fleet's defaults, and
+// names the defaults they replaced.
+func values(defaults map[string]any, file string, set map[string]any) (map[string]any, []string, error) {
+	user, err := chart.ReadValues(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := chart.Set(user, set); err != nil {
+		return nil, nil, err
+	}
+	merged, overridden := chart.Merge(defaults, user)
+	return merged, overridden, nil
+}
+
+func (s sources) render(ctx context.Context, name string, req chart.Request) (*release, error) {
+	if req.Namespace == "" {
+		req.Namespace = "kube-system"
+	}
+	req.KubeVersion = s.inv.Cluster.KubernetesVersion
+	if req.Release == "" {
+		req.Release = releaseName(req.Chart)
+	}
+	r, err := chart.Render(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &release{name: name, namespace: req.Namespace, source: "chart " + r.Name + " " + r.Version,
+		crds: r.CRDs, objects: r.Objects}, nil
+}
+
+// releaseName is a chart's name from its reference: "cilium" from
+// ./charts/cilium-1.18.4.tgz, oci://ghcr.io/x/cilium or cilium.
+func releaseName(ref string) string {
+	base := ref[strings.LastIndex(ref, "/")+1:]
+	base = strings.TrimSuffix(strings.TrimSuffix(base, ".tgz"), ".tar.gz")
+	if i := strings.LastIndex(base, "-"); i > 0 && base[i+1] >= '0' && base[i+1] <= '9' {
+		base = base[:i]
+	}
+	return base
+}
+
+// cilium renders Cilium's chart with fleet's defaults for this topology
+// under the user's values, and the BGP objects, applied once the Cilium
+// operator has created their CRDs.
+func (s sources) cilium(ctx context.Context, c *inventory.Cilium) (*release, []string, error) {
+	host, port, err := s.apiEndpoint()
+	if err != nil {
+		return nil, nil, err
+	}
+	defaults := cilium.Defaults(cilium.Cluster{APIHost: host, APIPort: port, PodSubnet: s.inv.Cluster.PodSubnet,
+		KubeProxy: s.inv.Cluster.KubeProxyEnabled()})
+	vals, overridden, err := values(defaults, c.Values, c.Set)
+	if err != nil {
+		return nil, nil, err
+	}
+	src := chart.Source{Chart: c.Chart, Repo: c.Repo, Version: c.Version}
+	if src.Chart == "" {
+		src.Chart, src.Repo = cilium.ChartName, cilium.Repo
+	}
+	rel, err := s.render(ctx, "network", chart.Request{Source: src, Release: cilium.Release, Namespace: cilium.Namespace, Values: vals})
+	if err != nil {
+		return nil, nil, err
+	}
+	var notes []string
+	if len(overridden) > 0 {
+		notes = append(notes, "your Cilium values replace fleet's defaults for "+strings.Join(overridden, ", "))
+	}
+	if b := c.BGP; b != nil {
+		peers := make([]cilium.Peer, len(b.Peers))
+		for i, p := range b.Peers {
+			peers[i] = cilium.Peer{Address: p.Address, ASN: p.ASN}
+		}
+		objs, err := cilium.BGPObjects(cilium.BGP{LocalASN: b.LocalASN, Peers: peers, LoadBalancerCIDRs: b.LoadBalancerCIDRs,
+			NodeSelector: b.NodeSelector, Community: b.Community})
+		if err != nil {
+			return nil, nil, err
+		}
+		rel.late = objs
+		for _, o := range objs {
+			rel.lateCRDs = append(rel.lateCRDs, cilium.CRD(o.Kind))
+		}
+	}
+	return rel, notes, nil
+}
+
+// apiEndpoint is where pods reach the API without kube-proxy: the
+// node-local proxy where there is one, else the control-plane endpoint.
+func (s sources) apiEndpoint() (string, int, error) {
+	c := s.inv.Cluster
+	if c.NodeLocalProxy {
+		return "127.0.0.1", s.inv.NodeLocalPort(), nil
+	}
+	host, port, err := net.SplitHostPort(c.ControlPlaneEndpoint)
+	if err != nil {
+		return "", 0, fmt.Errorf("controlPlaneEndpoint %q: %w", c.ControlPlaneEndpoint, err)
+	}
+	p, err := strconv.Atoi(port)
+	return host, p, err
 }
 
 // maxManifest bounds a CNI manifest (Calico's, among the largest, is under
 // 1 MiB): a larger answer is refused, not cut.
 const maxManifest = 16 << 20
 
-// manifest reads the manifest the inventory names, checks it against the
-// inventory's pin, and fills in the pod subnet.
-func (p *networkPhase) manifest(ctx context.Context) ([]byte, error) {
-	src := p.inv.Cluster.CNI
+// manifest reads a manifest file or URL, checks it against its pin, and
+// fills in the pod subnet.
+func (s sources) manifest(ctx context.Context, src, pin string) ([]chart.Object, error) {
 	var data []byte
 	var err error
 	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
-		client := p.http
+		client := s.http
 		if client == nil {
 			client = http.DefaultClient
 		}
@@ -80,14 +197,18 @@ func (p *networkPhase) manifest(ctx context.Context) ([]byte, error) {
 		data, err = readLimited(src, maxManifest)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("CNI manifest %s: %w", src, err)
+		return nil, fmt.Errorf("manifest %s: %w", src, err)
 	}
-	if pin := p.inv.Cluster.CNISHA256; pin != "" {
+	if pin != "" {
 		if got := fmt.Sprintf("sha256:%x", sha256.Sum256(data)); got != pin {
-			return nil, fmt.Errorf("CNI manifest %s: content is %s, the inventory pins %s (cluster.cniSHA256): not applied", src, got, pin)
+			return nil, fmt.Errorf("manifest %s: content is %s, the inventory pins %s: not applied", src, got, pin)
 		}
 	}
-	return []byte(strings.ReplaceAll(string(data), PodSubnetPlaceholder, p.inv.Cluster.PodSubnet)), nil
+	objs, err := chart.Split(strings.ReplaceAll(string(data), PodSubnetPlaceholder, s.inv.Cluster.PodSubnet))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", src, err)
+	}
+	return objs, nil
 }
 
 func fetch(ctx context.Context, client *http.Client, url string, limit int64) ([]byte, error) {

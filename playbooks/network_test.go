@@ -11,11 +11,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fleetops/fleet/internal/chart"
 	"github.com/fleetops/fleet/inventory"
 )
 
 func TestCNIManifest(t *testing.T) {
-	small := []byte("kind: ConfigMap\ndata:\n  cidr: " + PodSubnetPlaceholder + "\n")
+	small := []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: net-conf\ndata:\n  cidr: " + PodSubnetPlaceholder + "\n")
 	huge := []byte(strings.Repeat("#", maxManifest+1))
 	pinOf := func(b []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(b)) }
 	serve := func(body []byte) http.HandlerFunc {
@@ -41,7 +42,8 @@ func TestCNIManifest(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := &networkPhase{inv: &inventory.Inventory{Cluster: inventory.Cluster{PodSubnet: "10.244.0.0/16", CNI: c.src, CNISHA256: c.pin}}}
+			p := &sources{inv: &inventory.Inventory{Cluster: inventory.Cluster{PodSubnet: "10.244.0.0/16"}}}
+			src := c.src
 			if c.src == "" {
 				srv := httptest.NewUnstartedServer(serve(c.body))
 				if c.tls {
@@ -50,9 +52,9 @@ func TestCNIManifest(t *testing.T) {
 					srv.Start()
 				}
 				defer srv.Close()
-				p.inv.Cluster.CNI, p.http = srv.URL+"/cni.yaml", srv.Client()
+				src, p.http = srv.URL+"/cni.yaml", srv.Client()
 			}
-			got, err := p.manifest(context.Background())
+			objs, err := p.manifest(context.Background(), src, c.pin)
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("err = %v, want one saying %q", err, c.wantErr)
@@ -62,7 +64,7 @@ func TestCNIManifest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.Contains(string(got), "cidr: 10.244.0.0/16") {
+			if got := chart.Join(objs); !strings.Contains(string(got), "cidr: 10.244.0.0/16") {
 				t.Errorf("pod subnet not filled in:\n%s", got)
 			}
 		})

@@ -3,6 +3,7 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -24,7 +25,7 @@ import (
 func nodeOf(inv *inventory.Inventory, host string) kubeadm.Node {
 	h := inv.Host(host)
 	n := kubeadm.Node{Name: h.Name, AdvertiseAddress: h.Address, Labels: nodemeta.KubeletLabels(h.Labels)}
-	taints := wantOf(h).Taints
+	taints := wantOf(inv, h).Taints
 	if len(taints) > 0 && h.Role == inventory.RoleMaster {
 		taints = append([]corev1.Taint{{Key: controlPlaneLabel, Effect: corev1.TaintEffectNoSchedule}}, taints...)
 	}
@@ -32,9 +33,21 @@ func nodeOf(inv *inventory.Inventory, host string) kubeadm.Node {
 	return n
 }
 
-// wantOf is what the inventory gives a host's Node.
-func wantOf(h *inventory.Host) nodemeta.Want {
+// wantOf is what the inventory gives a host's Node: its labels (on a
+// worker, the BGP node selector's too), and its taints.
+func wantOf(inv *inventory.Inventory, h *inventory.Host) nodemeta.Want {
 	w := nodemeta.Want{Labels: h.Labels}
+	if n := inv.Cluster.Network; h.Role == inventory.RoleWorker && n != nil && n.Cilium != nil && n.Cilium.BGP != nil {
+		w.Labels = maps.Clone(h.Labels)
+		if w.Labels == nil {
+			w.Labels = map[string]string{}
+		}
+		for k, v := range n.Cilium.BGP.NodeSelector {
+			if _, set := w.Labels[k]; !set {
+				w.Labels[k] = v
+			}
+		}
+	}
 	for _, t := range h.Taints {
 		w.Taints = append(w.Taints, corev1.Taint{Key: t.Key, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
 	}
@@ -95,7 +108,7 @@ func (p *nodeMetaPhase) check(ctx context.Context, _ probe, host string) (bool, 
 	if node == nil {
 		return false, "the Node is not registered yet", nil
 	}
-	if _, change := nodemeta.Reconcile(node, wantOf(p.inv.Host(host))); !change.Empty() {
+	if _, change := nodemeta.Reconcile(node, wantOf(p.inv, p.inv.Host(host))); !change.Empty() {
 		return false, change.String(), nil
 	}
 	return true, "labels and taints as the inventory says", nil
@@ -107,7 +120,7 @@ func (p *nodeMetaPhase) run(ctx context.Context, r remote, host string) error {
 		return err
 	}
 	nodes := access.client.CoreV1().Nodes()
-	want := wantOf(p.inv.Host(host))
+	want := wantOf(p.inv, p.inv.Host(host))
 	var change nodemeta.Change
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var node *corev1.Node

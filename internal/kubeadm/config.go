@@ -33,6 +33,9 @@ type Cluster struct {
 	// AllowSwap: the kubelets run with swap on (failSwapOn false,
 	// LimitedSwap: only burstable pods may swap, within their limits).
 	AllowSwap bool
+	// NoKubeProxy: kubeadm init leaves out its kube-proxy addon (the
+	// network replaces it).
+	NoKubeProxy bool
 }
 
 // Node is the host kubeadm runs on.
@@ -84,6 +87,9 @@ func InitConfig(c Cluster, n Node, token Token, tokenTTL string, certKey string)
 		"certificateKey":   certKey,
 		"localAPIEndpoint": doc{"advertiseAddress": n.AdvertiseAddress, "bindPort": 6443},
 		"nodeRegistration": nodeRegistration(api, n),
+	}
+	if c.NoKubeProxy {
+		init["skipPhases"] = []string{"addon/kube-proxy"}
 	}
 	if token.ID != "" {
 		init["bootstrapTokens"] = []doc{{

@@ -59,13 +59,20 @@ func TestConfigsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	noProxy := cluster
+	noProxy.NoKubeProxy = true
+	noKubeProxy, err := InitConfig(noProxy, Node{Name: "master0", AdvertiseAddress: "198.18.0.11"}, token, "15m0s", certKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// upload-certs reads the certificate key from this file, and no token.
 	uploadCerts, err := InitConfig(cluster, Node{Name: "master0", AdvertiseAddress: "198.18.0.11"}, Token{}, "", certKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, got := range map[string][]byte{"init.yaml": initCfg, "join-control-plane.yaml": cpJoin, "join-worker.yaml": workerJoin,
-		"init-v1beta3.yaml": v1beta3, "upload-certs.yaml": uploadCerts, "join-worker-labelled.yaml": labelled, "init-allow-swap.yaml": allowSwap} {
+		"init-v1beta3.yaml": v1beta3, "upload-certs.yaml": uploadCerts, "join-worker-labelled.yaml": labelled, "init-allow-swap.yaml": allowSwap,
+		"init-no-kube-proxy.yaml": noKubeProxy} {
 		golden := filepath.Join("testdata", name)
 		if *update {
 			os.WriteFile(golden, got, 0o644)
@@ -82,6 +89,7 @@ func TestConfigsGolden(t *testing.T) {
 	validateWithKubeadm(t, "join-control-plane.yaml", cpJoin)
 	validateWithKubeadm(t, "join-worker.yaml", workerJoin)
 	validateWithKubeadm(t, "init-allow-swap.yaml", allowSwap)
+	validateWithKubeadm(t, "init-no-kube-proxy.yaml", noKubeProxy)
 }
 
 // validateWithKubeadm runs the real `kubeadm config validate` from the test
