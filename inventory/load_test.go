@@ -195,6 +195,36 @@ func TestBadInventories(t *testing.T) {
 		{"CNI pin that is no sha256", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  cni: https://example.com/cni.yaml\n  cniSHA256: md5:abc\n")
 		}, `inv.yaml:4:14: cluster.cniSHA256: "md5:abc" is not sha256: and 64 hex digits`},
+		{"network with two sources", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  network:\n    manifest: https://example.com/cni.yaml\n    cilium: {version: 1.18.4}\n")
+		}, `inv.yaml:4:5: cluster.network: name exactly one of manifest, helm or cilium`},
+		{"cni beside network", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  cni: https://example.com/cni.yaml\n  network:\n    manifest: https://example.com/cni.yaml\n")
+		}, `inv.yaml:3:8: cluster.cni: cluster.cni and cluster.network both name the network`},
+		{"helm chart from a repository without a version", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  network:\n    helm:\n      chart: flannel\n      repo: https://flannel-io.github.io/flannel\n")
+		}, `inv.yaml:5:7: cluster.network.helm.version: is required for a chart from a repository or registry`},
+		{"helm repository over http", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  network:\n    helm: {chart: flannel, repo: \"http://charts.example\", version: 0.26.0}\n")
+		}, `inv.yaml:4:34: cluster.network.helm.repo: "http://charts.example" is plain http`},
+		{"cilium without a version", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  network:\n    cilium: {}\n")
+		}, `inv.yaml:4:13: cluster.network.cilium.version: "" is not a Cilium version`},
+		{"BGP peer that is no address", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  network:\n    cilium:\n      version: 1.18.4\n      bgp:\n        localASN: 64512\n        peers: [{address: router, asn: 64513}]\n")
+		}, `inv.yaml:8:27: cluster.network.cilium.bgp.peers[0].address: "router" is not an IP address`},
+		{"BGP without peers", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  network:\n    cilium:\n      version: 1.18.4\n      bgp: {localASN: 64512}\n")
+		}, `inv.yaml:6:12: cluster.network.cilium.bgp.peers: at least one peer`},
+		{"BGP AS number out of range", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  network:\n    cilium:\n      version: 1.18.4\n      bgp: {localASN: 0, peers: [{address: 192.0.2.1, asn: 64513}]}\n")
+		}, `inv.yaml:6:23: cluster.network.cilium.bgp.localASN: 0 is not an AS number`},
+		{"addon named twice", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  addons:\n    - {name: mon, manifest: a.yaml}\n    - {name: mon, manifest: b.yaml}\n")
+		}, `inv.yaml:5:14: cluster.addons[1].name: "mon" is named twice`},
+		{"addon with both sources", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  addons:\n    - {name: mon, manifest: a.yaml, helm: {chart: ./c}}\n")
+		}, `inv.yaml:4:7: cluster.addons[0]: name exactly one of manifest or helm`},
 		{"CNI pin without a manifest", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  cniSHA256: sha256:"+strings.Repeat("0", 64)+"\n")
 		}, `inv.yaml:3:14: cluster.cniSHA256: pins a manifest, but none is named`},
@@ -460,5 +490,23 @@ func TestImageReferences(t *testing.T) {
 		if got := imageRef.MatchString(ref); got != ok {
 			t.Errorf("imageRef(%q) = %v, want %v", ref, got, ok)
 		}
+	}
+}
+
+// cni: is network.manifest's old spelling: read into it, with a warning
+// that points at the line; the path resolved beside the inventory.
+func TestCNIIsReadAsNetworkManifest(t *testing.T) {
+	inv, err := Parse("/site/inv.yaml", []byte(strings.Replace(base, "  name: test\n", "  name: test\n  cni: cni/flannel.yaml\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := inv.Cluster.Network; n == nil || n.Manifest != "/site/cni/flannel.yaml" {
+		t.Fatalf("network %+v", n)
+	}
+	if len(inv.Warnings) != 1 || !strings.HasPrefix(inv.Warnings[0], "/site/inv.yaml:3: cluster.cni is deprecated") {
+		t.Errorf("warnings %q", inv.Warnings)
+	}
+	if !inv.Cluster.KubeProxyEnabled() {
+		t.Error("a manifest network turned kube-proxy off")
 	}
 }

@@ -3,11 +3,14 @@ package playbooks
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -68,5 +71,106 @@ func TestCNIManifest(t *testing.T) {
 				t.Errorf("pod subnet not filled in:\n%s", got)
 			}
 		})
+	}
+}
+
+// ciliumChartVersion is the Cilium chart the tests render: its source,
+// chart included, is a Go module, so the Go module proxy serves it where
+// the chart repository is out of reach.
+const ciliumChartVersion = "1.18.4"
+
+// ciliumChart is the chart directory of Cilium's module in the module
+// cache, downloaded if needed.
+func ciliumChart(t *testing.T) string {
+	t.Helper()
+	cmd := osexec.Command("go", "mod", "download", "-json", "github.com/cilium/cilium@v"+ciliumChartVersion)
+	cmd.Dir = t.TempDir() // outside any module: go.sum stays as it is
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go mod download github.com/cilium/cilium: %v\n%s", err, out)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		t.Fatalf("go mod download: %v\n%s", err, out)
+	}
+	return filepath.Join(mod.Dir, "install", "kubernetes", "cilium")
+}
+
+// The example renders with the real Cilium chart into what the seeds
+// run, twice the same (so a second apply has nothing to do).
+func TestCiliumExampleRenders(t *testing.T) {
+	inv, err := inventory.Load("../inventory/examples/cilium-bgp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := inv.Cluster.Network.Cilium
+	if c.Version != ciliumChartVersion {
+		t.Fatalf("the example names Cilium %s, the test renders %s: keep them one", c.Version, ciliumChartVersion)
+	}
+	c.Chart, c.Repo = ciliumChart(t), ""
+	src := sources{inv: inv}
+	rel, notes, err := src.network(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := src.network(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.digest() != again.digest() {
+		t.Error("two renders of the example differ: every apply would change the cluster")
+	}
+	if len(notes) != 0 {
+		t.Errorf("the example's values override fleet's defaults: %v", notes)
+	}
+	if inv.Cluster.KubeProxyEnabled() {
+		t.Error("cilium leaves kube-proxy on")
+	}
+	byRef := map[string]chart.Object{}
+	for _, o := range rel.all() {
+		byRef[o.Ref()] = o
+	}
+	for _, ref := range []string{"DaemonSet.apps/cilium", "DaemonSet.apps/cilium-envoy", "Deployment.apps/cilium-operator",
+		"Deployment.apps/hubble-relay", "Deployment.apps/hubble-ui", "CronJob.batch/hubble-generate-certs",
+		"CiliumLoadBalancerIPPool.cilium.io/fleet-bgp", "CiliumBGPClusterConfig.cilium.io/fleet-bgp",
+		"CiliumBGPPeerConfig.cilium.io/fleet-bgp", "CiliumBGPAdvertisement.cilium.io/fleet-bgp"} {
+		if _, ok := byRef[ref]; !ok {
+			t.Errorf("%s not rendered", ref)
+		}
+	}
+	config := string(byRef["ConfigMap/cilium-config"].YAML)
+	for _, want := range []string{`kube-proxy-replacement: "true"`, `enable-bgp-control-plane: "true"`, `bpf-lb-external-clusterip: "true"`,
+		`ipam: "cluster-pool"`, `cluster-pool-ipv4-cidr: "10.244.0.0/16"`, `enable-hubble: "true"`, `enable-gateway-api: "true"`} {
+		if !strings.Contains(config, want) {
+			t.Errorf("cilium-config lacks %s", want)
+		}
+	}
+	agent := string(byRef["DaemonSet.apps/cilium"].YAML)
+	for _, want := range []string{`name: KUBERNETES_SERVICE_HOST\s+value: "?192\.0\.2\.10"?\n`, `name: KUBERNETES_SERVICE_PORT\s+value: "?6443"?\n`, `cilium:v1\.18\.4`} {
+		if !regexp.MustCompile(want).MatchString(agent) {
+			t.Errorf("the agent's DaemonSet lacks %q", want)
+		}
+	}
+	cluster := string(byRef["CiliumBGPClusterConfig.cilium.io/fleet-bgp"].YAML)
+	for _, want := range []string{"localASN: 64512", "peerASN: 64513", "peerAddress: 192.0.2.1", "bgp: worker"} {
+		if !strings.Contains(cluster, want) {
+			t.Errorf("CiliumBGPClusterConfig lacks %q:\n%s", want, cluster)
+		}
+	}
+	if len(rel.late) != 4 || len(rel.lateCRDs) != 4 || rel.lateCRDs[1] != "ciliumbgpclusterconfigs.cilium.io" {
+		t.Errorf("the BGP objects wait for the operator's CRDs: late %d, CRDs %v", len(rel.late), rel.lateCRDs)
+	}
+	// Workers get the BGP selector's label; masters do not.
+	if w := wantOf(inv, inv.Host("worker0")); w.Labels["bgp"] != "worker" {
+		t.Errorf("worker0's labels %v", w.Labels)
+	}
+	if m := wantOf(inv, inv.Host("master0")); m.Labels["bgp"] != "" {
+		t.Errorf("master0 labelled for BGP: %v", m.Labels)
+	}
+
+	// A value of the user's over one of fleet's is said.
+	c.Set = map[string]any{"kubeProxyReplacement": false, "k8sServicePort": 6443}
+	if _, notes, err := src.network(context.Background()); err != nil || len(notes) != 1 || !strings.HasSuffix(notes[0], "for kubeProxyReplacement") {
+		t.Errorf("notes %v, err %v: want one naming kubeProxyReplacement alone", notes, err)
 	}
 }

@@ -47,6 +47,11 @@ func Defaults(c Cluster) map[string]any {
 				"clusterPoolIPv4PodCIDRList": []any{c.PodSubnet},
 			},
 		},
+		// The chart's default (method helm) makes Hubble's certificates
+		// while rendering: a new CA on every render, so no apply would
+		// ever find nothing to do. The cronJob method makes them in the
+		// cluster, once, and renews them there.
+		"hubble": map[string]any{"tls": map[string]any{"auto": map[string]any{"method": "cronJob"}}},
 	}
 }
 
