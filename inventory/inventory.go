@@ -161,7 +161,7 @@ type Network struct {
 	Manifest string `yaml:"manifest"`
 	// SHA256 pins the manifest's content ("sha256:<hex>"): checked before
 	// anything is applied. A plain http:// manifest needs it.
-	SHA256 string `yaml:"sha256"`
+	SHA256 string  `yaml:"sha256"`
 	Helm   *Helm   `yaml:"helm"`
 	Cilium *Cilium `yaml:"cilium"`
 }

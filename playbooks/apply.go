@@ -30,11 +30,16 @@ type ApplyOptions struct {
 	// KubeadmTimeout bounds one kubeadm init or join; a kubeadm still
 	// running then is killed on its host with every process it started.
 	KubeadmTimeout time.Duration
+	// NetworkTimeout bounds the wait for the network's DaemonSets to roll
+	// out (kubeProxy: false removes kube-proxy only after it) and for CRDs
+	// the network's operator creates.
+	NetworkTimeout time.Duration
 }
 
 // DefaultApplyOptions are the defaults: 15-minute tokens.
 func DefaultApplyOptions() ApplyOptions {
-	return ApplyOptions{TokenTTL: 15 * time.Minute, ReadyTimeout: 3 * time.Minute, MaxClockSkew: 30 * time.Second, KubeadmTimeout: 10 * time.Minute}
+	return ApplyOptions{TokenTTL: 15 * time.Minute, ReadyTimeout: 3 * time.Minute, MaxClockSkew: 30 * time.Second, KubeadmTimeout: 10 * time.Minute,
+		NetworkTimeout: 10 * time.Minute}
 }
 
 // Apply builds the cluster the inventory describes, or converges it.
@@ -149,7 +154,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g.MustAdd(s.step(steps.Step{Name: "credentials", Description: "a short-lived bootstrap token, certificates uploaded under a fresh key, the CA hash",
 		After: []string{"init"}, Consumes: []steps.Slot{access, made}, Produces: []steps.Slot{joined, creds}},
 		&credentialsPhase{inv: inv, master: first, nodes: nodes[1:], tokenTTL: opts.TokenTTL, access: access, made: made, joined: joined, creds: creds}))
-	network := &rendered{src: sources{inv: inv}}
+	network := &rendered{src: sources{inv: inv}, timeout: opts.NetworkTimeout}
 	g.MustAdd(s.step(steps.Step{Name: "network", Description: "the pod network (" + networkSource(inv) + "), applied server-side: CRDs first, objects the inventory dropped deleted",
 		Hosts: []string{first}, After: []string{"init"}}, &networkPhase{r: network}))
 	joins := joinInputs{joinedCheck: joinedCheck{inv: inv, joined: joined}, timeout: opts.KubeadmTimeout, access: access, creds: creds}

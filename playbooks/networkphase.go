@@ -14,7 +14,8 @@ import (
 // takes a moment): the state checks, the applies and the kube-proxy step
 // share one render.
 type rendered struct {
-	src sources
+	src     sources
+	timeout time.Duration // for rollouts and CRDs others create
 
 	once    sync.Once
 	network *release
@@ -62,7 +63,7 @@ func (p *networkPhase) run(ctx context.Context, rm remote, master string) error 
 	for _, n := range p.r.notes {
 		rm.note("network", master, n)
 	}
-	return p.r.network.apply(ctx, rm, master)
+	return p.r.network.apply(ctx, rm, master, p.r.timeout)
 }
 
 // addonsPhase applies cluster.addons in order, after the network.
@@ -100,7 +101,7 @@ func (p *addonsPhase) run(ctx context.Context, rm remote, master string) error {
 		if done {
 			continue
 		}
-		if err := a.apply(ctx, rm, master); err != nil {
+		if err := a.apply(ctx, rm, master, p.r.timeout); err != nil {
 			return err
 		}
 	}
@@ -117,10 +118,6 @@ func releaseCheck(ctx context.Context, pr probe, master string, rel *release) (b
 	}
 	return false, rel.source + ": " + st.summary(), nil
 }
-
-// networkRollout bounds the wait for the network's DaemonSets before
-// kube-proxy goes.
-const networkRollout = 10 * time.Minute
 
 // kubeProxyPhase removes kubeadm's kube-proxy (DaemonSet and ConfigMap)
 // from a cluster whose inventory says kubeProxy: false, but only once the
@@ -152,7 +149,7 @@ func (p *kubeProxyPhase) run(ctx context.Context, rm remote, master string) erro
 	if len(p.r.network.daemonSets()) == 0 {
 		return fmt.Errorf("kubeProxy: false, but the network (%s) has no DaemonSet to wait for: kube-proxy kept", p.r.network.source)
 	}
-	if err := p.r.network.rolledOut(ctx, rm, master, networkRollout); err != nil {
+	if err := p.r.network.rolledOut(ctx, rm, master, p.r.timeout); err != nil {
 		return fmt.Errorf("kube-proxy kept: %w", err)
 	}
 	if _, err := rm.run(ctx, master, kubectl("delete", "-n", "kube-system", "daemonset/kube-proxy", "configmap/kube-proxy", "--ignore-not-found")); err != nil {

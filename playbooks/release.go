@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -34,16 +35,21 @@ type release struct {
 // fieldManager is who owns the fields fleet applies.
 const fieldManager = "fleet"
 
-// releaseCRDTimeout bounds the wait for CRDs: the chart's own (the API
-// server takes a second), and late ones (an operator's first start,
-// image pull included).
-const (
-	chartCRDTimeout = time.Minute
-	lateCRDTimeout  = 10 * time.Minute
-)
+// chartCRDTimeout bounds the wait for a chart's own CRDs (the API server
+// takes a second); late ones wait as long as the run allows for the
+// network (an operator's first start, image pull included).
+const chartCRDTimeout = time.Minute
 
 // systemNamespaces exist in every cluster: never created, never deleted.
 var systemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
+
+// step is the step that applies the release, for its notes.
+func (r *release) step() string {
+	if r.name == "network" {
+		return "network"
+	}
+	return "addons"
+}
 
 func (r *release) recordName() string { return "fleet-release-" + r.name }
 
@@ -63,15 +69,17 @@ func (r *release) namespaceObject() []chart.Object {
 		YAML: []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + r.namespace + "\n")}}
 }
 
-// keys are the release's objects as the record lists them.
-func (r *release) keys() []string {
-	var keys []string
+// hashes are the release's objects as the record lists them: key →
+// the sha256 of the object's YAML.
+func (r *release) hashes() map[string]string {
+	out := map[string]string{}
 	for _, o := range r.all() {
-		keys = append(keys, o.Key(r.namespace))
+		out[o.Key(r.namespace)] = objectHash(o)
 	}
-	slices.Sort(keys)
-	return slices.Compact(keys)
+	return out
 }
+
+func objectHash(o chart.Object) string { return fmt.Sprintf("%x", sha256.Sum256(o.YAML)) }
 
 // digest changes whenever any object's YAML does.
 func (r *release) digest() string {
@@ -83,15 +91,33 @@ func (r *release) digest() string {
 	return fmt.Sprintf("sha256:%x", h.Sum(nil))
 }
 
-// record is what the cluster holds of the release's last apply.
+// record is what the cluster holds of the release's last apply: each
+// object's key and the hash of the YAML applied ("" while an apply that
+// adds it runs). Names and hashes only, never content (a chart's Secrets).
 type record struct {
-	Source  string   `json:"source"`
-	Digest  string   `json:"digest"`
-	Objects []string `json:"objects"`
+	Source  string            `json:"source"`
+	Digest  string            `json:"digest"`
+	Objects map[string]string `json:"objects"`
 }
 
-// recordObject is the record as a ConfigMap in kube-system. It holds the
-// objects' names and a digest, never their content (a chart's Secrets).
+// ranOnce: a Job fleet applied as it is rendered now. It is not applied
+// again: it has run, and its TTL may have deleted it since (Cilium's
+// certificate Job lives 30 minutes), which must not read as a change.
+func (rec *record) ranOnce(o chart.Object, key string) bool {
+	return rec != nil && o.Kind == "Job" && rec.Objects[key] == objectHash(o)
+}
+
+// changedJob: a Job fleet applied that the render changed. A Job's
+// template cannot be changed in place: it is deleted and made again.
+func (rec *record) changedJob(o chart.Object, key string) bool {
+	h, ok := "", false
+	if rec != nil {
+		h, ok = rec.Objects[key]
+	}
+	return o.Kind == "Job" && ok && h != "" && h != objectHash(o)
+}
+
+// recordObject is the record as a ConfigMap in kube-system.
 func (r *release) recordObject(rec record) (chart.Object, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -130,12 +156,13 @@ func readRecord(ctx context.Context, pr probe, master, name string) (*record, er
 type releaseState struct {
 	added, removed []string // object keys: in the render and not the record, and the reverse
 	changed        int      // objects kubectl diff finds different, beyond the added
+	crdsMissing    bool     // the chart's own CRDs are not Established yet
 	lateWaiting    bool     // the late objects' CRDs are not there yet
-	recorded       bool
+	recorded       bool     // a record exists, from a finished apply
 }
 
 func (s releaseState) done() bool {
-	return s.recorded && len(s.added) == 0 && len(s.removed) == 0 && s.changed == 0 && !s.lateWaiting
+	return s.recorded && len(s.added) == 0 && len(s.removed) == 0 && s.changed == 0 && !s.crdsMissing && !s.lateWaiting
 }
 
 // summary is the plan's line: what an apply would do.
@@ -150,11 +177,14 @@ func (s releaseState) summary() string {
 	if n := len(s.removed); n > 0 {
 		parts = append(parts, plural(n, "object")+" to remove ("+strings.Join(s.removed, ", ")+")")
 	}
+	if s.crdsMissing {
+		parts = append(parts, "its CRDs to create")
+	}
 	if s.lateWaiting {
-		parts = append(parts, "objects waiting for their CRDs")
+		parts = append(parts, "objects waiting for CRDs its operator creates")
 	}
 	if len(parts) == 0 {
-		return "the release's record to write"
+		return "the release's record to finish"
 	}
 	return strings.Join(parts, ", ")
 }
@@ -171,26 +201,35 @@ var diffHeader = regexp.MustCompile(`(?m)^diff -u -N `)
 
 // state compares the cluster with the release: its record, and kubectl
 // diff (server-side, as apply would send it) over every object whose
-// kind the cluster knows.
+// kind and namespace the cluster has (the others count as changes).
 func (r *release) state(ctx context.Context, pr probe, master string) (releaseState, error) {
 	var st releaseState
 	rec, err := readRecord(ctx, pr, master, r.name)
 	if err != nil {
 		return st, err
 	}
-	keys := r.keys()
-	var old []string
-	if rec != nil {
-		st.recorded, old = true, rec.Objects
-	}
-	for _, k := range keys {
-		if !slices.Contains(old, k) {
+	hashes := r.hashes()
+	st.recorded = rec != nil && rec.Digest != applying
+	for _, k := range slices.Sorted(maps.Keys(hashes)) {
+		if rec == nil || rec.Objects[k] == "" {
 			st.added = append(st.added, k)
 		}
 	}
-	for _, k := range old {
-		if !slices.Contains(keys, k) {
-			st.removed = append(st.removed, k)
+	if rec != nil {
+		for _, k := range slices.Sorted(maps.Keys(rec.Objects)) {
+			if _, ok := hashes[k]; !ok {
+				st.removed = append(st.removed, k)
+			}
+		}
+	}
+	if len(r.crds) > 0 {
+		ok, err := crdsExist(ctx, pr, master, crdNames(r.crds))
+		if err != nil {
+			return st, err
+		}
+		if !ok {
+			st.crdsMissing = true
+			return st, nil // the objects may need them: nothing to diff yet
 		}
 	}
 	objs := slices.Concat(r.namespaceObject(), r.crds, r.objects)
@@ -205,11 +244,20 @@ func (r *release) state(ctx context.Context, pr probe, master string) (releaseSt
 			st.lateWaiting = true
 		}
 	}
+	objs = slices.DeleteFunc(objs, func(o chart.Object) bool { return rec.ranOnce(o, o.Key(r.namespace)) })
+	namespaces, err := existingNamespaces(ctx, pr, master)
+	if err != nil {
+		return st, err
+	}
 	diffs := 0
-	for ns, group := range byNamespace(objs, r.namespace) {
+	for _, g := range byNamespace(objs, r.namespace) {
+		if !namespaces[g.namespace] {
+			diffs += len(g.objects) // all to create, with their namespace
+			continue
+		}
 		// kubectl diff exits 0 for no difference, 1 for differences.
-		cmd := kubectl("diff", "--server-side", "--force-conflicts", "--field-manager="+fieldManager, "-n", ns, "-f", "-") + " 2>&1; echo \"exit=$?\""
-		res, err := pr.queryInput(ctx, master, cmd, chart.Join(group))
+		cmd := kubectl("diff", "--server-side", "--force-conflicts", "--field-manager="+fieldManager, "-n", g.namespace, "-f", "-") + " 2>&1; echo \"exit=$?\""
+		res, err := pr.queryInput(ctx, master, cmd, chart.Join(g.objects))
 		if err != nil {
 			return st, err
 		}
@@ -225,26 +273,46 @@ func (r *release) state(ctx context.Context, pr probe, master string) (releaseSt
 	return st, nil
 }
 
-// apply brings the cluster to the release: its CRDs first (waited for
-// Established), then its objects, then the late objects once their CRDs
-// exist; then deletes what the record has and the render no longer does.
-// The record lists the union while objects are applied and the render
-// after the prune, so a run cut anywhere leaves nothing unaccounted.
-func (r *release) apply(ctx context.Context, rm remote, master string) error {
+// applying marks the record of an apply under way.
+const applying = "applying"
+
+func existingNamespaces(ctx context.Context, pr probe, master string) (map[string]bool, error) {
+	res, err := pr.query(ctx, master, kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}"))
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	out := map[string]bool{}
+	for _, ns := range strings.Fields(res.Stdout) {
+		out[ns] = true
+	}
+	return out, nil
+}
+
+// apply brings the cluster to the release: namespaces, then its CRDs
+// (waited for Established), then its objects, then the late objects once
+// their CRDs exist; then deletes what the record has and the render no
+// longer does. The record lists the union while objects are applied and
+// the render after the prune, so a run cut anywhere leaves nothing
+// unaccounted.
+func (r *release) apply(ctx context.Context, rm remote, master string, lateTimeout time.Duration) error {
 	rec, err := readRecord(ctx, rm.probe, master, r.name)
 	if err != nil {
 		return err
 	}
-	keys := r.keys()
-	var old []string
-	if rec != nil {
-		old = rec.Objects
+	hashes := r.hashes()
+	union := map[string]string{}
+	for k := range hashes {
+		union[k] = "" // not applied yet
 	}
-	union := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(old), keys...))))
-	if err := r.writeRecord(ctx, rm, master, record{Source: r.source, Digest: "applying", Objects: union}); err != nil {
+	if rec != nil {
+		maps.Copy(union, rec.Objects)
+	}
+	if err := r.writeRecord(ctx, rm, master, record{Source: r.source, Digest: applying, Objects: union}); err != nil {
 		return err
 	}
-	if err := r.applyObjects(ctx, rm, master, r.namespaceObject()); err != nil {
+	isNamespace := func(o chart.Object) bool { return o.Kind == "Namespace" }
+	namespaces := append(r.namespaceObject(), slices.DeleteFunc(slices.Clone(r.objects), func(o chart.Object) bool { return !isNamespace(o) })...)
+	if err := r.applyObjects(ctx, rm, master, namespaces); err != nil {
 		return err
 	}
 	if len(r.crds) > 0 {
@@ -255,28 +323,51 @@ func (r *release) apply(ctx context.Context, rm remote, master string) error {
 			return err
 		}
 	}
-	if err := r.applyObjects(ctx, rm, master, r.objects); err != nil {
+	var objs []chart.Object
+	for _, o := range r.objects {
+		key := o.Key(r.namespace)
+		switch {
+		case isNamespace(o), rec.ranOnce(o, key):
+			continue
+		case rec.changedJob(o, key):
+			if err := deleteObject(ctx, rm, master, key, true); err != nil {
+				return err
+			}
+		}
+		objs = append(objs, o)
+	}
+	if err := r.applyObjects(ctx, rm, master, objs); err != nil {
 		return err
 	}
 	if len(r.late) > 0 {
-		rm.note("", master, fmt.Sprintf("%s: waiting for %s", r.name, strings.Join(r.lateCRDs, ", ")))
-		if err := waitCRDs(ctx, rm, master, r.lateCRDs, lateCRDTimeout); err != nil {
+		if ok, err := crdsExist(ctx, rm.probe, master, r.lateCRDs); err != nil {
 			return err
+		} else if !ok {
+			rm.note(r.step(), master, fmt.Sprintf("%s: waiting for %s", r.source, strings.Join(r.lateCRDs, ", ")))
+			if err := waitCRDs(ctx, rm, master, r.lateCRDs, lateTimeout); err != nil {
+				return err
+			}
 		}
 		if err := r.applyObjects(ctx, rm, master, r.late); err != nil {
 			return err
 		}
 	}
-	for _, k := range old {
-		if slices.Contains(keys, k) {
-			continue
+	if rec != nil {
+		for _, k := range slices.Sorted(maps.Keys(rec.Objects)) {
+			if _, keep := hashes[k]; keep {
+				continue
+			}
+			if strings.Contains(k, "/Namespace/") {
+				rm.note(r.step(), master, fmt.Sprintf("kept %s: no longer in %s, but a namespace is never deleted for you (it holds more than fleet put there)", k, r.source))
+				continue
+			}
+			if err := deleteObject(ctx, rm, master, k, false); err != nil {
+				return err
+			}
+			rm.note(r.step(), master, fmt.Sprintf("deleted %s: no longer in %s", k, r.source))
 		}
-		if err := deleteObject(ctx, rm, master, k); err != nil {
-			return err
-		}
-		rm.note("", master, fmt.Sprintf("%s: deleted %s (no longer in %s)", r.name, k, r.source))
 	}
-	return r.writeRecord(ctx, rm, master, record{Source: r.source, Digest: r.digest(), Objects: keys})
+	return r.writeRecord(ctx, rm, master, record{Source: r.source, Digest: r.digest(), Objects: hashes})
 }
 
 func (r *release) writeRecord(ctx context.Context, rm remote, master string, rec record) error {
@@ -290,9 +381,9 @@ func (r *release) writeRecord(ctx context.Context, rm remote, master string, rec
 // applyObjects applies server-side, one kubectl per namespace, fleet
 // taking over fields another manager set (the chart owns them now).
 func (r *release) applyObjects(ctx context.Context, rm remote, master string, objs []chart.Object) error {
-	for ns, group := range byNamespace(objs, r.namespace) {
-		cmd := kubectl("apply", "--server-side", "--force-conflicts", "--field-manager="+fieldManager, "-n", ns, "-f", "-")
-		if _, err := rm.runInput(ctx, master, cmd, chart.Join(group)); err != nil {
+	for _, g := range byNamespace(objs, r.namespace) {
+		cmd := kubectl("apply", "--server-side", "--force-conflicts", "--field-manager="+fieldManager, "-n", g.namespace, "-f", "-")
+		if _, err := rm.runInput(ctx, master, cmd, chart.Join(g.objects)); err != nil {
 			return fmt.Errorf("apply %s (%s): %w", r.name, r.source, err)
 		}
 	}
@@ -301,17 +392,37 @@ func (r *release) applyObjects(ctx context.Context, rm remote, master string, ob
 
 // byNamespace groups objects by the namespace kubectl gets them in (-n):
 // their own, or the release's for those that name none (cluster-scoped
-// objects among them: kubectl ignores -n for them).
-func byNamespace(objs []chart.Object, def string) map[string][]chart.Object {
-	groups := map[string][]chart.Object{}
+// objects among them: kubectl ignores -n for them); the release's
+// namespace first, the others sorted, each group in the objects' order.
+func byNamespace(objs []chart.Object, def string) []nsGroup {
+	var groups []nsGroup
 	for _, o := range objs {
 		ns := o.Namespace
 		if ns == "" {
 			ns = def
 		}
-		groups[ns] = append(groups[ns], o)
+		i := slices.IndexFunc(groups, func(g nsGroup) bool { return g.namespace == ns })
+		if i < 0 {
+			groups = append(groups, nsGroup{namespace: ns})
+			i = len(groups) - 1
+		}
+		groups[i].objects = append(groups[i].objects, o)
 	}
+	slices.SortStableFunc(groups, func(a, b nsGroup) int {
+		switch {
+		case a.namespace == def:
+			return -1
+		case b.namespace == def:
+			return 1
+		}
+		return strings.Compare(a.namespace, b.namespace)
+	})
 	return groups
+}
+
+type nsGroup struct {
+	namespace string
+	objects   []chart.Object
 }
 
 func crdNames(crds []chart.Object) []string {
@@ -359,13 +470,14 @@ func waitCRDs(ctx context.Context, rm remote, master string, names []string, tim
 }
 
 // deleteObject deletes one recorded object ("ns/Kind.group/name"); a
-// Namespace never (deleting one deletes everything in it).
-func deleteObject(ctx context.Context, rm remote, master, key string) error {
+// Namespace never (deleting one deletes everything in it). wait: until
+// it is gone (to make it again).
+func deleteObject(ctx context.Context, rm remote, master, key string, wait bool) error {
 	ns, ref, ok := strings.Cut(key, "/")
 	if !ok || strings.HasPrefix(ref, "Namespace/") {
 		return nil
 	}
-	if _, err := rm.run(ctx, master, kubectl("delete", "--ignore-not-found", "--wait=false", "-n", ns, ref)); err != nil {
+	if _, err := rm.run(ctx, master, kubectl("delete", "--ignore-not-found", fmt.Sprintf("--wait=%t", wait), "-n", ns, ref)); err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	return nil

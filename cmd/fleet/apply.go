@@ -25,6 +25,7 @@ type applyCmd struct {
 	RootOnCAHost bool          `name:"root-on-ca-host" help:"With --generate-ca: make the root on the CA host instead and keep its key there (the seed's homelab layout: losing the CA host loses the root)."`
 	// KubeadmTimeout: a kubeadm init or join that hangs is killed then.
 	KubeadmTimeout time.Duration `help:"How long one kubeadm init or join may run before it is killed on its host." default:"10m"`
+	NetworkTimeout time.Duration `help:"How long to wait for the network's DaemonSets to roll out (kubeProxy: false removes kube-proxy only then) and for CRDs its operator creates." default:"10m"`
 	Output         string        `short:"o" help:"text, or json: every step event as a JSON line on stdout, then a fleet/v1 ApplyResult." enum:"text,json" default:"text"`
 }
 
@@ -44,6 +45,7 @@ func (c *applyCmd) Run(ctx context.Context, g *globals) error {
 	opts.GenerateCA = c.GenerateCA
 	opts.RootOnCAHost = c.RootOnCAHost
 	opts.KubeadmTimeout = c.KubeadmTimeout
+	opts.NetworkTimeout = c.NetworkTimeout
 	if opts.Kubeconfig == "" {
 		opts.Kubeconfig = filepath.Join(filepath.Dir(c.Inventory), s.Inv.Cluster.Name+".kubeconfig")
 	}
