@@ -31,7 +31,7 @@ func TestApplyGraphOrderAndShape(t *testing.T) {
 	}
 	// worker1 joins by TLS bootstrapping: the RBAC bindings come before the joins.
 	// The CA host's cluster CA is in place before kubeadm init makes the cluster with it.
-	want := "preflight gate loadbalancer ca-host cluster-ca init credentials network join-masters distribute-ca bootstrap-rbac join-workers kubeconfig node-meta cleanup-tokens"
+	want := "preflight gate loadbalancer ca-host cluster-ca init credentials network join-masters distribute-ca bootstrap-rbac join-workers kubeconfig node-meta addons cleanup-tokens"
 	if got := strings.Join(order, " "); got != want {
 		t.Fatalf("order %s\nwant  %s", got, want)
 	}

@@ -3,6 +3,7 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -66,8 +67,13 @@ func (p *networkPhase) run(ctx context.Context, rm remote, master string) error 
 	return p.r.network.apply(ctx, rm, master, p.r.timeout)
 }
 
-// addonsPhase applies cluster.addons in order, after the network.
+// addonsPhase applies cluster.addons in order, after the network, and
+// removes the addons the inventory no longer names (their objects, then
+// their record).
 type addonsPhase struct{ r *rendered }
+
+// addonRecordPrefix names the records of addons.
+const addonRecordPrefix = "fleet-release-addon-"
 
 func (p *addonsPhase) check(ctx context.Context, pr probe, master string) (bool, string, error) {
 	if err := p.r.get(ctx); err != nil {
@@ -83,10 +89,35 @@ func (p *addonsPhase) check(ctx context.Context, pr probe, master string) (bool,
 			left = append(left, strings.TrimPrefix(a.name, "addon-")+": "+why)
 		}
 	}
+	dropped, err := p.dropped(ctx, pr, master)
+	if err != nil {
+		return false, "", err
+	}
+	for _, name := range dropped {
+		left = append(left, name+": to remove (no longer in the inventory)")
+	}
 	if len(left) > 0 {
 		return false, strings.Join(left, "; "), nil
 	}
 	return true, fmt.Sprintf("%s applied as rendered", plural(len(p.r.addons), "addon")), nil
+}
+
+// dropped lists the addons the cluster has records of and the inventory
+// no longer names.
+func (p *addonsPhase) dropped(ctx context.Context, pr probe, master string) ([]string, error) {
+	res, err := pr.query(ctx, master, kubectl("get", "configmaps", "-n", "kube-system", "-l", "app.kubernetes.io/managed-by=fleet",
+		"-o", "jsonpath={.items[*].metadata.name}"))
+	if err != nil {
+		return nil, fmt.Errorf("list fleet's release records: %w", err)
+	}
+	var out []string
+	for _, cm := range strings.Fields(res.Stdout) {
+		name, ok := strings.CutPrefix(cm, addonRecordPrefix)
+		if ok && !slices.ContainsFunc(p.r.src.inv.Cluster.Addons, func(a inventory.Addon) bool { return a.Name == name }) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }
 
 func (p *addonsPhase) run(ctx context.Context, rm remote, master string) error {
@@ -104,6 +135,21 @@ func (p *addonsPhase) run(ctx context.Context, rm remote, master string) error {
 		if err := a.apply(ctx, rm, master, p.r.timeout); err != nil {
 			return err
 		}
+	}
+	dropped, err := p.dropped(ctx, rm.probe, master)
+	if err != nil {
+		return err
+	}
+	for _, name := range dropped {
+		// An empty render: apply deletes everything the record lists.
+		gone := &release{name: "addon-" + name, namespace: "kube-system", source: "nothing (addon " + name + " left the inventory)"}
+		if err := gone.apply(ctx, rm, master, p.r.timeout); err != nil {
+			return err
+		}
+		if _, err := rm.run(ctx, master, kubectl("delete", "configmap", "-n", "kube-system", gone.recordName(), "--ignore-not-found")); err != nil {
+			return fmt.Errorf("addon %s: delete its record: %w", name, err)
+		}
+		rm.note("addons", master, "removed addon "+name+": no longer in the inventory")
 	}
 	return nil
 }
