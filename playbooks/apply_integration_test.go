@@ -322,6 +322,7 @@ func TestApply(t *testing.T) {
 	t.Run("second apply changes nothing", testSecondApplyChangesNothing)
 	t.Run("plan and status write nothing on any host", testPlanAndStatusWriteNothing)
 	t.Run("labels and taints follow the inventory; others' stay", testLabelsAndTaintsFollowTheInventory)
+	t.Run("network from charts: Cilium with BGP and no kube-proxy, an addon, and back", testNetworkFromCharts)
 	t.Run("cluster lock refuses a second run; a stale one is broken explicitly", testClusterLock)
 	t.Run("status reports the whole cluster", testStatus)
 	t.Run("certs check lists every certificate with its expiry", testCertsCheck)

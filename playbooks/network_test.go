@@ -3,12 +3,10 @@ package playbooks
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/fleetops/fleet/internal/chart"
 	"github.com/fleetops/fleet/inventory"
+	"github.com/fleetops/fleet/testing/charts"
 )
 
 func TestCNIManifest(t *testing.T) {
@@ -74,26 +73,14 @@ func TestCNIManifest(t *testing.T) {
 	}
 }
 
-// ciliumChartVersion is the Cilium chart the tests render: its source,
-// chart included, is a Go module, so the Go module proxy serves it where
-// the chart repository is out of reach.
-const ciliumChartVersion = "1.18.4"
-
-// ciliumChart is the chart directory of Cilium's module in the module
-// cache, downloaded if needed.
+// ciliumChart is the chart directory of Cilium's module.
 func ciliumChart(t *testing.T) string {
 	t.Helper()
-	cmd := osexec.Command("go", "mod", "download", "-json", "github.com/cilium/cilium@v"+ciliumChartVersion)
-	cmd.Dir = t.TempDir() // outside any module: go.sum stays as it is
-	out, err := cmd.Output()
+	c, err := charts.FetchCilium(context.Background())
 	if err != nil {
-		t.Fatalf("go mod download github.com/cilium/cilium: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		t.Fatalf("go mod download: %v\n%s", err, out)
-	}
-	return filepath.Join(mod.Dir, "install", "kubernetes", "cilium")
+	return c.Chart()
 }
 
 // The example renders with the real Cilium chart into what the seeds
@@ -104,8 +91,8 @@ func TestCiliumExampleRenders(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := inv.Cluster.Network.Cilium
-	if c.Version != ciliumChartVersion {
-		t.Fatalf("the example names Cilium %s, the test renders %s: keep them one", c.Version, ciliumChartVersion)
+	if c.Version != charts.CiliumVersion {
+		t.Fatalf("the example names Cilium %s, the test renders %s: keep them one", c.Version, charts.CiliumVersion)
 	}
 	c.Chart, c.Repo = ciliumChart(t), ""
 	src := sources{inv: inv}

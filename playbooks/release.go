@@ -358,13 +358,13 @@ func (r *release) apply(ctx context.Context, rm remote, master string, lateTimeo
 				continue
 			}
 			if strings.Contains(k, "/Namespace/") {
-				rm.note(r.step(), master, fmt.Sprintf("kept %s: no longer in %s, but a namespace is never deleted for you (it holds more than fleet put there)", k, r.source))
+				rm.note(r.step(), master, fmt.Sprintf("kept %s: not in %s, but a namespace is never deleted for you (it may hold more than fleet put there)", k, r.source))
 				continue
 			}
 			if err := deleteObject(ctx, rm, master, k, false); err != nil {
 				return err
 			}
-			rm.note(r.step(), master, fmt.Sprintf("deleted %s: no longer in %s", k, r.source))
+			rm.note(r.step(), master, fmt.Sprintf("deleted %s: not in %s", k, r.source))
 		}
 	}
 	return r.writeRecord(ctx, rm, master, record{Source: r.source, Digest: r.digest(), Objects: hashes})
@@ -435,15 +435,17 @@ func crdNames(crds []chart.Object) []string {
 
 // crdsExist: every named CRD is registered and Established.
 func crdsExist(ctx context.Context, pr probe, master string, names []string) (bool, error) {
-	args := []string{"get", "crd", "--ignore-not-found", "-o", `jsonpath={range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Established")].status}{"\n"}{end}`}
+	// custom-columns reads one object and a list alike (a jsonpath over
+	// .items would see nothing when one CRD is named).
+	args := []string{"get", "crd", "--ignore-not-found", "--no-headers", "-o", `custom-columns=NAME:.metadata.name,ESTABLISHED:.status.conditions[?(@.type=="Established")].status`}
 	res, err := pr.query(ctx, master, kubectl(append(args, names...)...))
 	if err != nil {
 		return false, err
 	}
 	established := map[string]bool{}
 	for _, line := range strings.Split(res.Stdout, "\n") {
-		if name, status, ok := strings.Cut(strings.TrimSpace(line), " "); ok && status == "True" {
-			established[name] = true
+		if f := strings.Fields(line); len(f) == 2 && f[1] == "True" {
+			established[f[0]] = true
 		}
 	}
 	for _, n := range names {
