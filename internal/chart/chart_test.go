@@ -2,6 +2,10 @@ package chart
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,4 +147,42 @@ func writeFile(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// A chart named in a repository is found in its index and downloaded (to
+// Helm's cache, here a temporary one), at the version asked for.
+func TestRenderFromRepository(t *testing.T) {
+	for _, env := range []string{"HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"} {
+		t.Setenv(env, t.TempDir())
+	}
+	tgz, err := exec.Command("tar", "-czf", "-", "-C", "testdata", "demo").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetched []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetched = append(fetched, r.URL.Path)
+		switch r.URL.Path {
+		case "/index.yaml":
+			fmt.Fprintf(w, "apiVersion: v1\nentries:\n  demo:\n  - name: demo\n    version: 0.3.1\n    apiVersion: v2\n    urls: [%s/demo-0.3.1.tgz]\n    digest: %x\n", "http://"+r.Host, sha256.Sum256(tgz))
+		case "/demo-0.3.1.tgz":
+			w.Write(tgz)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	r, err := Render(context.Background(), Request{Source: Source{Chart: "demo", Repo: srv.URL, Version: "0.3.1"}, Release: "web", Namespace: "apps", KubeVersion: "v1.34.4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Name != "demo" || r.Version != "0.3.1" || len(r.Objects) != 5 {
+		t.Errorf("rendered %s %s with %d objects", r.Name, r.Version, len(r.Objects))
+	}
+	if !reflect.DeepEqual(fetched, []string{"/index.yaml", "/demo-0.3.1.tgz"}) {
+		t.Errorf("fetched %v", fetched)
+	}
+	if _, err := Render(context.Background(), Request{Source: Source{Chart: "demo", Repo: srv.URL, Version: "9.9.9"}, Release: "web", Namespace: "apps"}); err == nil || !strings.Contains(err.Error(), "9.9.9") {
+		t.Errorf("a version the repository lacks: err = %v", err)
+	}
 }
