@@ -125,6 +125,9 @@ func testNetworkFromCharts(t *testing.T) {
 	if _, err := client.CoreV1().ConfigMaps("kube-system").Get(ctx, "fleet-test-cni", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the old network's ConfigMap is still there: %v", err)
 	}
+	if !strings.Contains(shown, "note network master0 chart cilium 1.18.4: waiting for ciliumloadbalancerippools.cilium.io, ciliumbgpclusterconfigs.cilium.io") {
+		t.Errorf("no note of the wait for the operator's CRDs:\n%s", shown)
+	}
 	config, err := client.CoreV1().ConfigMaps("kube-system").Get(ctx, "cilium-config", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -299,6 +302,13 @@ func playCiliumOperator(ctx context.Context, client kubernetes.Interface, dyn dy
 			return fmt.Errorf("the cilium-operator Deployment never appeared: %w", ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+	// An operator takes a moment to start: long enough that fleet has to
+	// wait for the CRDs.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(3 * time.Second):
 	}
 	for _, name := range []string{"ciliumloadbalancerippools.cilium.io", "ciliumbgpclusterconfigs.cilium.io", "ciliumbgppeerconfigs.cilium.io", "ciliumbgpadvertisements.cilium.io"} {
 		data, err := os.ReadFile(c.CRD(name))

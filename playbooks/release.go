@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -456,19 +457,16 @@ func crdsExist(ctx context.Context, pr probe, master string, names []string) (bo
 	return true, nil
 }
 
-// waitCRDs waits for CRDs to be created, then Established.
+// waitCRDs waits for CRDs to exist and be Established (asked every two
+// seconds: kubectl's own wait --for=create is 1.31 and later).
 func waitCRDs(ctx context.Context, rm remote, master string, names []string, timeout time.Duration) error {
-	crds := make([]string, len(names))
-	for i, n := range names {
-		crds[i] = "crd/" + n
+	err := pollUntil(ctx, 2*time.Second, timeout, func(ctx context.Context) (bool, error) {
+		return crdsExist(ctx, rm.probe, master, names)
+	})
+	if errors.Is(err, errPollTimeout) {
+		return fmt.Errorf("CRDs %s not Established within %s", strings.Join(names, ", "), timeout)
 	}
-	t := "--timeout=" + timeout.String()
-	cmd := kubectl(append([]string{"wait", "--for=create", t}, crds...)...) + " && " +
-		kubectl(append([]string{"wait", "--for=condition=Established", t}, crds...)...)
-	if _, err := rm.run(ctx, master, cmd); err != nil {
-		return fmt.Errorf("wait for CRDs %s: %w", strings.Join(names, ", "), err)
-	}
-	return nil
+	return err
 }
 
 // deleteObject deletes one recorded object ("ns/Kind.group/name"); a
