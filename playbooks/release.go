@@ -176,7 +176,11 @@ func (s releaseState) summary() string {
 		parts = append(parts, plural(s.changed, "object")+" to change")
 	}
 	if n := len(s.removed); n > 0 {
-		parts = append(parts, plural(n, "object")+" to remove ("+strings.Join(s.removed, ", ")+")")
+		names := s.removed
+		if n > maxNamed {
+			names = append(slices.Clone(names[:maxNamed]), fmt.Sprintf("and %d more", n-maxNamed))
+		}
+		parts = append(parts, plural(n, "object")+" to remove ("+strings.Join(names, ", ")+")")
 	}
 	if s.crdsMissing {
 		parts = append(parts, "its CRDs to create")
@@ -189,6 +193,9 @@ func (s releaseState) summary() string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// maxNamed objects are named in a plan's line; more are counted.
+const maxNamed = 5
 
 func plural(n int, what string) string {
 	if n == 1 {

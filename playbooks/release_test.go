@@ -75,6 +75,7 @@ func TestReleaseStateSummary(t *testing.T) {
 		{releaseState{recorded: true, added: []string{"a", "b"}, changed: 1, removed: []string{"kube-system/ConfigMap/old"}}, false,
 			"2 objects to add, 1 object to change, 1 object to remove (kube-system/ConfigMap/old)"},
 		{releaseState{recorded: true, crdsMissing: true, lateWaiting: true}, false, "its CRDs to create, objects waiting for CRDs its operator creates"},
+		{releaseState{recorded: true, removed: []string{"a", "b", "c", "d", "e", "f", "g"}}, false, "7 objects to remove (a, b, c, d, e, and 2 more)"},
 	}
 	for _, tc := range tests {
 		if tc.st.done() != tc.done || tc.st.summary() != tc.want {
