@@ -148,6 +148,9 @@ func apiLoop(ctx context.Context, f flags, name, ip string, runner *staticpod.Ru
 		}
 		sleep(ctx, time.Second)
 	}
+	if err := agent.WatchPods(ctx, 30*time.Second); err != nil {
+		logf("%v: listing pods at each sync instead", err)
+	}
 	lastBeat := time.Now()
 	for ctx.Err() == nil {
 		if time.Since(lastBeat) >= 10*time.Second {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -17,12 +16,11 @@ import (
 // there is nothing to stop first. Evictions (kubectl drain, fleet remove)
 // wait for exactly this.
 func (a *Agent) FinishDeletions(ctx context.Context) error {
-	pods := a.Client.CoreV1().Pods(corev1.NamespaceAll)
-	list, err := pods.List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + a.Name})
+	pods, err := a.nodePods(ctx)
 	if err != nil {
-		return fmt.Errorf("list pods of %s: %w", a.Name, err)
+		return err
 	}
-	for _, p := range list.Items {
+	for _, p := range pods {
 		if p.DeletionTimestamp == nil {
 			continue
 		}

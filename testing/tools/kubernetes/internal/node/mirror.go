@@ -3,11 +3,13 @@ package node
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Annotations the kubelet puts on mirror pods.
@@ -41,17 +43,19 @@ func MirrorName(pod, node string) string { return pod + "-" + node }
 // static pod is gone, and reports container status.
 //
 // The Node authorizer lets a kubelet see only pods bound to it, and only by
-// listing them (a GET of a pod that does not exist yet is refused), so this
-// lists the node's pods once and works from that.
+// listing or watching them (a GET of a pod that does not exist yet is
+// refused), so this works from the node's pods as one list or the watch's
+// cache has them. A cache a moment behind is caught up at the next sync: a
+// mirror pod created since is found there then. The status is written
+// only when it changed, as the kubelet's status manager does.
 func (a *Agent) SyncMirrors(ctx context.Context, pods []StaticPod) error {
 	pc := a.Client.CoreV1().Pods
-	list, err := pc(corev1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + a.Name})
+	onNode, err := a.nodePods(ctx)
 	if err != nil {
-		return fmt.Errorf("list pods of %s: %w", a.Name, err)
+		return err
 	}
 	existing := map[string]*corev1.Pod{}
-	for i := range list.Items {
-		p := &list.Items[i]
+	for _, p := range onNode {
 		if _, mirror := p.Annotations[MirrorAnnotation]; mirror {
 			existing[p.Namespace+"/"+p.Name] = p
 		}
@@ -61,28 +65,69 @@ func (a *Agent) SyncMirrors(ctx context.Context, pods []StaticPod) error {
 		key := sp.Pod.Namespace + "/" + name
 		cur := existing[key]
 		delete(existing, key)
-		if cur != nil && cur.Annotations[MirrorAnnotation] != sp.Hash {
-			if err := pc(sp.Pod.Namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if cur != nil && (cur.DeletionTimestamp != nil || cur.Annotations[MirrorAnnotation] != sp.Hash) {
+			if err := a.deleteMirror(ctx, cur); err != nil {
 				return fmt.Errorf("replace mirror pod %s: %w", key, err)
 			}
-			cur = nil
+			continue // created again at the next sync, once the cache has seen it go
 		}
 		if cur == nil {
-			if cur, err = pc(sp.Pod.Namespace).Create(ctx, a.mirror(sp, name), metav1.CreateOptions{}); err != nil {
+			cur, err = pc(sp.Pod.Namespace).Create(ctx, a.mirror(sp, name), metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				continue // the cache has not seen it yet: the next sync does
+			}
+			if err != nil {
 				return fmt.Errorf("mirror pod %s: %w", key, err)
 			}
 		}
-		cur.Status = a.status(sp)
-		if _, err := pc(sp.Pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		status := a.status(sp)
+		if statusKey(cur.Status) == statusKey(status) {
+			continue
+		}
+		update := cur.DeepCopy() // the cache's copy is not ours to change
+		update.Status = status
+		if _, err := pc(sp.Pod.Namespace).UpdateStatus(ctx, update, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
 			return fmt.Errorf("mirror pod %s status: %w", key, err)
 		}
 	}
 	for _, p := range existing { // their static pods are gone
-		if err := pc(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := a.deleteMirror(ctx, p); err != nil {
 			return fmt.Errorf("delete mirror pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
 	}
 	return nil
+}
+
+// deleteMirror deletes a mirror pod at once, that very one (its UID), as
+// the kubelet does: no container of it runs to wait for.
+func (a *Agent) deleteMirror(ctx context.Context, p *corev1.Pod) error {
+	err := a.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: ptr.To[int64](0), Preconditions: &metav1.Preconditions{UID: &p.UID}})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+// statusKey is what of a mirror pod's status a kubelet would report a
+// change of: readiness and each container's state (start times to the
+// second, as the API keeps them).
+func statusKey(st corev1.PodStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", st.Phase, st.PodIP)
+	for _, c := range st.Conditions {
+		fmt.Fprintf(&b, " %s=%s", c.Type, c.Status)
+	}
+	for _, c := range st.ContainerStatuses {
+		fmt.Fprintf(&b, " %s:%v:%d", c.Name, c.Ready, c.RestartCount)
+		if c.State.Running != nil {
+			fmt.Fprintf(&b, ":running@%d", c.State.Running.StartedAt.Unix())
+		}
+		if c.State.Waiting != nil {
+			fmt.Fprintf(&b, ":waiting:%s", c.State.Waiting.Reason)
+		}
+	}
+	return b.String()
 }
 
 func (a *Agent) mirror(sp StaticPod, name string) *corev1.Pod {

@@ -15,8 +15,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 )
 
@@ -34,7 +39,46 @@ type Agent struct {
 	Labels map[string]string
 	Taints []corev1.Taint
 
-	uid types.UID
+	uid  types.UID
+	pods corelisters.PodLister // the node's pods, from a watch (WatchPods); nil: listed each time
+}
+
+// WatchPods keeps the node's pods in a cache fed by a watch, as a kubelet
+// does (one watch on spec.nodeName), instead of a list per sync: a hundred
+// nodes listing their pods every two seconds was most of an idle test
+// bed's load. It returns once the cache has synced, or after wait with an
+// error (the agent then lists, as before).
+func (a *Agent) WatchPods(ctx context.Context, wait time.Duration) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(a.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.Name).String()
+	}))
+	pods := factory.Core().V1().Pods()
+	lister := pods.Lister()
+	factory.Start(ctx.Done())
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if !cache.WaitForCacheSync(waitCtx.Done(), pods.Informer().HasSynced) {
+		return fmt.Errorf("watch pods of %s: not synced after %s", a.Name, wait)
+	}
+	a.pods = lister
+	return nil
+}
+
+// nodePods are the pods bound to the node: from the watch's cache, else
+// listed.
+func (a *Agent) nodePods(ctx context.Context) ([]*corev1.Pod, error) {
+	if a.pods != nil {
+		return a.pods.List(labels.Everything())
+	}
+	list, err := a.Client.CoreV1().Pods(corev1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + a.Name})
+	if err != nil {
+		return nil, fmt.Errorf("list pods of %s: %w", a.Name, err)
+	}
+	out := make([]*corev1.Pod, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
 }
 
 // Register creates the Node if it does not exist and remembers its UID.
