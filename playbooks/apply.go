@@ -168,7 +168,7 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g.MustAdd(s.step(steps.Step{Name: "node-meta", Description: "the inventory's labels and taints on each Node (those fleet set and the inventory dropped removed)",
 		Hosts: nodes, After: apiAfter, Consumes: []steps.Slot{access}}, &nodeMetaPhase{inv: inv, access: access}))
 	g.MustAdd(s.step(steps.Step{Name: "addons", Description: "cluster.addons in order, each applied like the network; addons the inventory dropped removed",
-		Hosts: []string{first}, After: []string{"network"}}, &addonsPhase{r: network}))
+		Hosts: []string{first}, After: []string{"network"}, Consumes: []steps.Slot{access}}, &addonsPhase{r: network, access: access}))
 	if !inv.Cluster.KubeProxyEnabled() {
 		g.MustAdd(s.step(steps.Step{Name: "kube-proxy", Description: "remove kube-proxy (kubeProxy: false) once the network's DaemonSets have rolled out",
 			Hosts: []string{first}, After: append([]string{"network"}, apiAfter...)}, &kubeProxyPhase{inv: inv, r: network}))

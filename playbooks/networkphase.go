@@ -8,6 +8,10 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
 
@@ -70,7 +74,10 @@ func (p *networkPhase) run(ctx context.Context, rm remote, master string) error 
 // addonsPhase applies cluster.addons in order, after the network, and
 // removes the addons the inventory no longer names (their objects, then
 // their record).
-type addonsPhase struct{ r *rendered }
+type addonsPhase struct {
+	r      *rendered
+	access *steps.Output[*clusterAccess]
+}
 
 // addonRecordPrefix names the records of addons.
 const addonRecordPrefix = "fleet-release-addon-"
@@ -89,7 +96,7 @@ func (p *addonsPhase) check(ctx context.Context, pr probe, master string) (bool,
 			left = append(left, strings.TrimPrefix(a.name, "addon-")+": "+why)
 		}
 	}
-	dropped, err := p.dropped(ctx, pr, master)
+	dropped, err := p.dropped(ctx)
 	if err != nil {
 		return false, "", err
 	}
@@ -103,20 +110,30 @@ func (p *addonsPhase) check(ctx context.Context, pr probe, master string) (bool,
 }
 
 // dropped lists the addons the cluster has records of and the inventory
-// no longer names.
-func (p *addonsPhase) dropped(ctx context.Context, pr probe, master string) ([]string, error) {
-	res, err := pr.query(ctx, master, kubectl("get", "configmaps", "-n", "kube-system", "-l", "app.kubernetes.io/managed-by=fleet",
-		"-o", "jsonpath={.items[*].metadata.name}"))
+// no longer names: one API list (no kubectl started on a host), since
+// every apply asks, addons or not.
+func (p *addonsPhase) dropped(ctx context.Context) ([]string, error) {
+	access, err := p.access.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var list *corev1.ConfigMapList
+	err = apiRetry(ctx, func(ctx context.Context) error {
+		var err error
+		list, err = access.client.CoreV1().ConfigMaps("kube-system").List(ctx, metav1.ListOptions{LabelSelector: releaseLabel + "=fleet"})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list fleet's release records: %w", err)
 	}
 	var out []string
-	for _, cm := range strings.Fields(res.Stdout) {
-		name, ok := strings.CutPrefix(cm, addonRecordPrefix)
+	for _, cm := range list.Items {
+		name, ok := strings.CutPrefix(cm.Name, addonRecordPrefix)
 		if ok && !slices.ContainsFunc(p.r.src.inv.Cluster.Addons, func(a inventory.Addon) bool { return a.Name == name }) {
 			out = append(out, name)
 		}
 	}
+	slices.Sort(out)
 	return out, nil
 }
 
@@ -136,7 +153,7 @@ func (p *addonsPhase) run(ctx context.Context, rm remote, master string) error {
 			return err
 		}
 	}
-	dropped, err := p.dropped(ctx, rm.probe, master)
+	dropped, err := p.dropped(ctx)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,9 @@ type release struct {
 	lateCRDs []string
 }
 
+// releaseLabel marks the records of fleet's releases.
+const releaseLabel = "app.kubernetes.io/managed-by"
+
 // fieldManager is who owns the fields fleet applies.
 const fieldManager = "fleet"
 
@@ -126,7 +129,7 @@ func (r *release) recordObject(rec record) (chart.Object, error) {
 	}
 	cm := map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": r.recordName(), "namespace": "kube-system",
-			"labels": map[string]any{"app.kubernetes.io/managed-by": "fleet"}},
+			"labels": map[string]any{releaseLabel: "fleet"}},
 		"data": map[string]any{"release": string(data)}}
 	y, err := json.Marshal(cm) // JSON is YAML
 	if err != nil {
