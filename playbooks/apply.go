@@ -137,8 +137,12 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g := steps.New()
 	g.MustAdd(s.step(steps.Step{Name: "preflight", Description: "reach every host; check OS, binaries, swap and clock skew",
 		Hosts: checked, ReadOnly: true}, &preflightPhase{inv: inv, maxSkew: opts.MaxClockSkew}))
-	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight",
-		After: []string{"preflight"}, ReadOnly: true, Run: func(context.Context, string) error { return nil }})
+	// The charts render here, before any host changes: a chart that does
+	// not render (a value it refuses, a version it lacks) stops the run
+	// with nothing half-done.
+	network := &rendered{src: sources{inv: inv}, timeout: opts.NetworkTimeout}
+	g.MustAdd(steps.Step{Name: "gate", Description: "stop here unless every host passed preflight and the network and addons render",
+		After: []string{"preflight"}, ReadOnly: true, Run: func(ctx context.Context, _ string) error { return network.get(ctx) }})
 	lbReady := addLoadBalancers(s, g, inv, "write the NGINX stream config (least_conn over every master's :6443), nginx -t, start or reload (host service or container)", addPrepareLB(s, g))
 	initAfter := append(lbReady, addPrepare(s, g, nodes)...)
 	if inv.CA != nil {
@@ -154,7 +158,6 @@ func applyGraph(s *Session, opts ApplyOptions, first string) *steps.Graph {
 	g.MustAdd(s.step(steps.Step{Name: "credentials", Description: "a short-lived bootstrap token, certificates uploaded under a fresh key, the CA hash",
 		After: []string{"init"}, Consumes: []steps.Slot{access, made}, Produces: []steps.Slot{joined, creds}},
 		&credentialsPhase{inv: inv, master: first, nodes: nodes[1:], tokenTTL: opts.TokenTTL, access: access, made: made, joined: joined, creds: creds}))
-	network := &rendered{src: sources{inv: inv}, timeout: opts.NetworkTimeout}
 	g.MustAdd(s.step(steps.Step{Name: "network", Description: "the pod network (" + networkSource(inv) + "), applied server-side: CRDs first, objects the inventory dropped deleted",
 		Hosts: []string{first}, After: []string{"init"}}, &networkPhase{r: network}))
 	joins := joinInputs{joinedCheck: joinedCheck{inv: inv, joined: joined}, timeout: opts.KubeadmTimeout, access: access, creds: creds}

@@ -96,6 +96,23 @@ func testNetworkFromCharts(t *testing.T) {
 		t.Errorf("plan's network line: %q", reason)
 	}
 
+	// A chart that refuses its values stops the run at the gate, before
+	// any host or object changes.
+	bad := editInventory(t, applyCluster.Inventory, original, [2]string{string(cniLine),
+		strings.Replace(network(1), "set: {operator.replicas: 1}", "set: {operator.replicas: 1, hubble.relay.enabled: false}", 1)})
+	_, _, shown, err := runApply(t, bad, applyOptions(), nil)
+	var gate *steps.StepError
+	if !errors.As(err, &gate) || gate.Step != "gate" || !strings.Contains(err.Error(), "Hubble UI requires .Values.hubble.relay.enabled=true") {
+		t.Fatalf("a chart that does not render: want the gate to stop the run with the chart's reason, got %v\n%s", err, shown)
+	}
+	if strings.Contains(shown, "started network") || strings.Contains(shown, "started loadbalancer") {
+		t.Errorf("steps after the gate started:\n%s", shown)
+	}
+	if _, err := client.CoreV1().ConfigMaps("kube-system").Get(ctx, "fleet-test-cni", metav1.GetOptions{}); err != nil {
+		t.Errorf("the manifest's ConfigMap went: %v", err)
+	}
+	inv = editInventory(t, applyCluster.Inventory, original, [2]string{string(cniLine), network(1)})
+
 	// The operator: its CRDs, made once its Deployment exists.
 	operatorDone := make(chan error, 1)
 	opCtx, stopOperator := context.WithTimeout(ctx, 3*time.Minute)
