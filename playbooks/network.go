@@ -22,7 +22,9 @@ import (
 const PodSubnetPlaceholder = "${POD_SUBNET}"
 
 // sources renders what the inventory names for the cluster (the network,
-// then each addon) on this machine; nothing here touches a host.
+// then each addon) on this machine; nothing here touches a host. A
+// manifest's objects that name no namespace go to "default", as
+// kubectl apply -f puts them; a chart's to its release's namespace.
 type sources struct {
 	inv  *inventory.Inventory
 	http *http.Client // nil: http.DefaultClient
@@ -41,7 +43,7 @@ func (s sources) network(ctx context.Context) (rel *release, notes []string, err
 		if err != nil {
 			return nil, nil, err
 		}
-		return &release{name: "network", namespace: "kube-system", source: "manifest " + n.Manifest, objects: objs}, nil, nil
+		return &release{name: "network", namespace: "default", source: "manifest " + n.Manifest, objects: objs}, nil, nil
 	case n.Helm != nil:
 		rel, err := s.helm(ctx, "network", n.Helm, nil)
 		return rel, nil, err
@@ -57,7 +59,7 @@ func (s sources) addon(ctx context.Context, a inventory.Addon) (*release, error)
 		if err != nil {
 			return nil, fmt.Errorf("addon %s: %w", a.Name, err)
 		}
-		return &release{name: name, namespace: "kube-system", source: "manifest " + a.Manifest, objects: objs}, nil
+		return &release{name: name, namespace: "default", source: "manifest " + a.Manifest, objects: objs}, nil
 	}
 	rel, err := s.helm(ctx, name, a.Helm, nil)
 	if err != nil {
