@@ -85,23 +85,14 @@ func (r *release) hashes() map[string]string {
 
 func objectHash(o chart.Object) string { return fmt.Sprintf("%x", sha256.Sum256(o.YAML)) }
 
-// digest changes whenever any object's YAML does.
-func (r *release) digest() string {
-	h := sha256.New()
-	for _, o := range r.all() {
-		h.Write(o.YAML)
-		h.Write([]byte{0})
-	}
-	return fmt.Sprintf("sha256:%x", h.Sum(nil))
-}
-
 // record is what the cluster holds of the release's last apply: each
 // object's key and the hash of the YAML applied ("" while an apply that
-// adds it runs). Names and hashes only, never content (a chart's Secrets).
+// adds it runs), and whether that apply is still under way. Names and
+// hashes only, never content (a chart's Secrets).
 type record struct {
-	Source  string            `json:"source"`
-	Digest  string            `json:"digest"`
-	Objects map[string]string `json:"objects"`
+	Source   string            `json:"source"`
+	Applying bool              `json:"applying,omitempty"`
+	Objects  map[string]string `json:"objects"`
 }
 
 // ranOnce: a Job fleet applied as it is rendered now. It is not applied
@@ -139,11 +130,11 @@ func (r *release) recordObject(rec record) (chart.Object, error) {
 }
 
 // readRecord reads the release's record; nil when there is none.
-func readRecord(ctx context.Context, pr probe, master, name string) (*record, error) {
-	res, err := pr.query(ctx, master, kubectl("get", "configmap", "-n", "kube-system", "fleet-release-"+name,
+func (r *release) readRecord(ctx context.Context, pr probe, master string) (*record, error) {
+	res, err := pr.query(ctx, master, kubectl("get", "configmap", "-n", "kube-system", r.recordName(),
 		"--ignore-not-found", "-o", "jsonpath={.data.release}"))
 	if err != nil {
-		return nil, fmt.Errorf("read the record of %s: %w", name, err)
+		return nil, fmt.Errorf("read the record of %s: %w", r.name, err)
 	}
 	out := strings.TrimSpace(res.Stdout)
 	if out == "" {
@@ -151,7 +142,7 @@ func readRecord(ctx context.Context, pr probe, master, name string) (*record, er
 	}
 	var rec record
 	if err := json.Unmarshal([]byte(out), &rec); err != nil {
-		return nil, fmt.Errorf("the record of %s (configmap fleet-release-%s in kube-system): %w", name, name, err)
+		return nil, fmt.Errorf("the record of %s (configmap %s in kube-system): %w", r.name, r.recordName(), err)
 	}
 	return &rec, nil
 }
@@ -215,12 +206,12 @@ var diffHeader = regexp.MustCompile(`(?m)^diff -u -N `)
 // kind and namespace the cluster has (the others count as changes).
 func (r *release) state(ctx context.Context, pr probe, master string) (releaseState, error) {
 	var st releaseState
-	rec, err := readRecord(ctx, pr, master, r.name)
+	rec, err := r.readRecord(ctx, pr, master)
 	if err != nil {
 		return st, err
 	}
 	hashes := r.hashes()
-	st.recorded = rec != nil && rec.Digest != applying
+	st.recorded = rec != nil && !rec.Applying
 	for _, k := range slices.Sorted(maps.Keys(hashes)) {
 		if rec == nil || rec.Objects[k] == "" {
 			st.added = append(st.added, k)
@@ -267,25 +258,16 @@ func (r *release) state(ctx context.Context, pr probe, master string) (releaseSt
 			continue
 		}
 		// kubectl diff exits 0 for no difference, 1 for differences.
-		cmd := kubectl("diff", "--server-side", "--force-conflicts", "--field-manager="+fieldManager, "-n", g.namespace, "-f", "-") + " 2>&1; echo \"exit=$?\""
+		cmd := kubectl("diff", "--server-side", "--force-conflicts", "--field-manager="+fieldManager, "-n", g.namespace, "-f", "-")
 		res, err := pr.queryInput(ctx, master, cmd, chart.Join(g.objects))
-		if err != nil {
-			return st, err
+		if err != nil && res.ExitCode != 1 {
+			return st, fmt.Errorf("kubectl diff of %s: %w", r.name, err)
 		}
-		out, code, _ := strings.Cut(res.Stdout, "exit=")
-		switch strings.TrimSpace(code) {
-		case "0", "1":
-			diffs += len(diffHeader.FindAllStringIndex(out, -1))
-		default:
-			return st, fmt.Errorf("kubectl diff of %s failed (exit %s): %s", r.name, strings.TrimSpace(code), lastLines(out, 5))
-		}
+		diffs += len(diffHeader.FindAllStringIndex(res.Stdout, -1))
 	}
 	st.changed = max(0, diffs-len(st.added))
 	return st, nil
 }
-
-// applying marks the record of an apply under way.
-const applying = "applying"
 
 func existingNamespaces(ctx context.Context, pr probe, master string) (map[string]bool, error) {
 	res, err := pr.query(ctx, master, kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}"))
@@ -306,7 +288,7 @@ func existingNamespaces(ctx context.Context, pr probe, master string) (map[strin
 // the render after the prune, so a run cut anywhere leaves nothing
 // unaccounted.
 func (r *release) apply(ctx context.Context, rm remote, master string, lateTimeout time.Duration) error {
-	rec, err := readRecord(ctx, rm.probe, master, r.name)
+	rec, err := r.readRecord(ctx, rm.probe, master)
 	if err != nil {
 		return err
 	}
@@ -318,7 +300,7 @@ func (r *release) apply(ctx context.Context, rm remote, master string, lateTimeo
 	if rec != nil {
 		maps.Copy(union, rec.Objects)
 	}
-	if err := r.writeRecord(ctx, rm, master, record{Source: r.source, Digest: applying, Objects: union}); err != nil {
+	if err := r.writeRecord(ctx, rm, master, record{Source: r.source, Applying: true, Objects: union}); err != nil {
 		return err
 	}
 	isNamespace := func(o chart.Object) bool { return o.Kind == "Namespace" }
@@ -378,7 +360,7 @@ func (r *release) apply(ctx context.Context, rm remote, master string, lateTimeo
 			rm.note(r.step(), master, fmt.Sprintf("deleted %s: not in %s", k, r.source))
 		}
 	}
-	return r.writeRecord(ctx, rm, master, record{Source: r.source, Digest: r.digest(), Objects: hashes})
+	return r.writeRecord(ctx, rm, master, record{Source: r.source, Objects: hashes})
 }
 
 func (r *release) writeRecord(ctx context.Context, rm remote, master string, rec record) error {
@@ -518,12 +500,4 @@ func (r *release) rolledOut(ctx context.Context, rm remote, master string, timeo
 		}
 	}
 	return nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
