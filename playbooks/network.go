@@ -99,26 +99,12 @@ func (s sources) render(ctx context.Context, name string, req chart.Request) (*r
 		req.Namespace = "kube-system"
 	}
 	req.KubeVersion = s.inv.Cluster.KubernetesVersion
-	if req.Release == "" {
-		req.Release = releaseName(req.Chart)
-	}
 	r, err := chart.Render(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	return &release{name: name, namespace: req.Namespace, source: "chart " + r.Name + " " + r.Version,
 		crds: r.CRDs, objects: r.Objects}, nil
-}
-
-// releaseName is a chart's name from its reference: "cilium" from
-// ./charts/cilium-1.18.4.tgz, oci://ghcr.io/x/cilium or cilium.
-func releaseName(ref string) string {
-	base := ref[strings.LastIndex(ref, "/")+1:]
-	base = strings.TrimSuffix(strings.TrimSuffix(base, ".tgz"), ".tar.gz")
-	if i := strings.LastIndex(base, "-"); i > 0 && base[i+1] >= '0' && base[i+1] <= '9' {
-		base = base[:i]
-	}
-	return base
 }
 
 // cilium renders Cilium's chart with fleet's defaults for this topology

@@ -84,17 +84,6 @@ func TestReleaseStateSummary(t *testing.T) {
 	}
 }
 
-func TestReleaseName(t *testing.T) {
-	for in, want := range map[string]string{
-		"./charts/cilium-1.18.4.tgz": "cilium", "oci://ghcr.io/x/cilium": "cilium", "cilium": "cilium",
-		"/srv/charts/ingress-nginx": "ingress-nginx", "metrics-server-3.12.2.tgz": "metrics-server",
-	} {
-		if got := releaseName(in); got != want {
-			t.Errorf("releaseName(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestNamespaceObjectOnlyForNewNamespaces(t *testing.T) {
 	if n := (&release{namespace: "kube-system"}).namespaceObject(); n != nil {
 		t.Errorf("kube-system made: %v", n)

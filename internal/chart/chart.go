@@ -36,7 +36,7 @@ type Source struct {
 // Request is one release to render.
 type Request struct {
 	Source
-	Release     string
+	Release     string // default: the chart's name
 	Namespace   string
 	Values      map[string]any
 	KubeVersion string // the cluster's, for the chart's kubeVersion and Capabilities
@@ -93,6 +93,9 @@ func Render(ctx context.Context, req Request) (*Rendered, error) {
 	install.DryRunStrategy = action.DryRunClient
 	install.Replace = true // no release store to check the name against
 	install.ReleaseName = req.Release
+	if install.ReleaseName == "" {
+		install.ReleaseName = ch.Metadata.Name
+	}
 	install.Namespace = req.Namespace
 	install.IncludeCRDs = false // taken from the chart below, to order them first
 	if req.KubeVersion != "" {

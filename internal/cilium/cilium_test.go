@@ -17,7 +17,9 @@ func TestBGPObjects(t *testing.T) {
 		{name: "no LB CIDRs: no pool", edit: func(*BGP) {},
 			kinds: "CiliumBGPClusterConfig CiliumBGPPeerConfig CiliumBGPAdvertisement", has: "peerAddress: 192.0.2.1"},
 		{name: "a pool per CIDR list, and a community on the pod CIDRs",
-			edit:  func(b *BGP) { b.LoadBalancerCIDRs, b.Community = []string{"203.0.113.0/24", "2001:db8::/112"}, "64512:100" },
+			edit: func(b *BGP) {
+				b.LoadBalancerCIDRs, b.Community = []string{"203.0.113.0/24", "2001:db8::/112"}, "64512:100"
+			},
 			kinds: "CiliumLoadBalancerIPPool CiliumBGPClusterConfig CiliumBGPPeerConfig CiliumBGPAdvertisement", has: "64512:100"},
 		{name: "AS 0", edit: func(b *BGP) { b.LocalASN = 0 }, wantErr: "localASN 0 is not an AS number"},
 		{name: "a peer by name", edit: func(b *BGP) { b.Peers[0].Address = "router" }, wantErr: `peers[0].address "router"`},
