@@ -77,6 +77,9 @@ func (p *networkPhase) run(ctx context.Context, rm remote, master string) error 
 type addonsPhase struct {
 	r      *rendered
 	access *steps.Output[*clusterAccess]
+	// pending are the addons the check found not as rendered: run applies
+	// those, without diffing every addon again.
+	pending []*release
 }
 
 // addonRecordPrefix names the records of addons.
@@ -87,12 +90,14 @@ func (p *addonsPhase) check(ctx context.Context, pr probe, master string) (bool,
 		return false, "", err
 	}
 	var left []string
+	p.pending = nil
 	for _, a := range p.r.addons {
 		done, why, err := releaseCheck(ctx, pr, master, a)
 		if err != nil {
 			return false, "", err
 		}
 		if !done {
+			p.pending = append(p.pending, a)
 			left = append(left, strings.TrimPrefix(a.name, "addon-")+": "+why)
 		}
 	}
@@ -141,14 +146,7 @@ func (p *addonsPhase) run(ctx context.Context, rm remote, master string) error {
 	if err := p.r.get(ctx); err != nil {
 		return err
 	}
-	for _, a := range p.r.addons {
-		done, _, err := releaseCheck(ctx, rm.probe, master, a)
-		if err != nil {
-			return err
-		}
-		if done {
-			continue
-		}
+	for _, a := range p.pending {
 		if err := a.apply(ctx, rm, master, p.r.timeout); err != nil {
 			return err
 		}
