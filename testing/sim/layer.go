@@ -33,6 +33,26 @@ var airgapBinaries = map[string]string{"kubeadm": "kubeadm", "kubelet": "kubelet
 // full layer: the control-plane images only.
 func ImagesLayer(layer string) string { return layer + "-images" }
 
+// ImagesDir is where a layer unpacks the control-plane images of the
+// other Kubernetes versions the tools build made (build.sh's OUTDIR/VERSION
+// folders), one folder per tag, relative to /usr. The emulated kubelet runs
+// a static pod whose image has such a tag from there (the upgrade tests'
+// next version), any other from PATH.
+const ImagesDir = "local/lib/fleet-sim/images"
+
+// NextVersion is the Kubernetes version the upgrade tests move a cluster
+// to: testing/tools/kubernetes-next's.
+const NextVersion = "v1.35.4"
+
+// AirgapFolderOf is the air-gapped folder of version's node binaries:
+// AirgapFolder's for KubernetesVersion, one beside it for each other.
+func AirgapFolderOf(layer, version string) string {
+	if version == KubernetesVersion {
+		return AirgapFolder(layer)
+	}
+	return AirgapFolder(layer) + "-" + version
+}
+
 // AirgapFolder is the folder of node binaries with their SHA256SUMS beside
 // the full layer, as an operator would bring it to an air-gapped site.
 func AirgapFolder(layer string) string { return layer + "-airgap" }
@@ -79,12 +99,44 @@ func InstallLayer(binDir, layerDir string) error {
 	if err := os.Link(filepath.Join(binDir, "sim-containerd"), emulated); err != nil {
 		return fmt.Errorf("sim: link the emulated runtime: %w", err)
 	}
-	return writeAirgap(binDir, AirgapFolder(layerDir))
+	if err := writeAirgap(binDir, binDir, AirgapFolder(layerDir)); err != nil {
+		return err
+	}
+	return installOtherVersions(binDir, layerDir)
 }
 
-// writeAirgap links the node binaries into dir and writes their
-// SHA256SUMS, as sha256sum would.
-func writeAirgap(binDir, dir string) error {
+// installOtherVersions lays out each other version's folder of binDir:
+// its control-plane images under ImagesDir of both layers, and its node
+// binaries as an air-gapped folder (the runtime stays this version's).
+func installOtherVersions(binDir, layerDir string) error {
+	versions, err := filepath.Glob(filepath.Join(binDir, "v*"))
+	if err != nil {
+		return err
+	}
+	for _, dir := range versions {
+		version := filepath.Base(dir)
+		for _, layer := range []string{layerDir, ImagesLayer(layerDir)} {
+			for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+				dst := filepath.Join(layer, ImagesDir, version, name)
+				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+					return err
+				}
+				if err := os.Link(filepath.Join(dir, name), dst); err != nil {
+					return fmt.Errorf("sim: link %s %s: %w", version, name, err)
+				}
+			}
+		}
+		if err := writeAirgap(dir, binDir, AirgapFolderOf(layerDir, version)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeAirgap links the node binaries of kubeDir (kubeadm, kubelet,
+// kubectl) and the runtime of binDir into dir and writes their SHA256SUMS,
+// as sha256sum would.
+func writeAirgap(kubeDir, binDir, dir string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
@@ -99,7 +151,11 @@ func writeAirgap(binDir, dir string) error {
 	var sums strings.Builder
 	for _, name := range names {
 		dst := filepath.Join(dir, name)
-		if err := os.Link(filepath.Join(binDir, airgapBinaries[name]), dst); err != nil {
+		from := kubeDir
+		if name == "containerd" {
+			from = binDir
+		}
+		if err := os.Link(filepath.Join(from, airgapBinaries[name]), dst); err != nil {
 			return fmt.Errorf("sim: link %s: %w", name, err)
 		}
 		sum, err := binaries.FileSHA256(dst)

@@ -24,6 +24,10 @@ import (
 // flags kubeadm has since written (kubeadm-flags.env).
 var errRestart = errors.New("configuration changed, restarting")
 
+// imagesDir holds the control-plane images of other Kubernetes versions,
+// one folder per tag, as the test bed's layer unpacks them (sim.ImagesDir).
+const imagesDir = "/usr/local/lib/fleet-sim/images"
+
 // The files the service wrapper reads the kubelet's flags from.
 const (
 	flagsEnv     = "/var/lib/kubelet/kubeadm-flags.env"
@@ -58,6 +62,7 @@ func run(ctx context.Context, f flags) error {
 		Dir: cfg.StaticPodPath, LogDir: "/var/log/pods",
 		Backoff: staticpod.DefaultBackoff, MaxGrace: 5 * time.Second,
 		OnError: func(err error) { logf("static pod: %v", err) },
+		Images:  imagesDir,
 	}
 	// Every static pod process ends with the kubelet: a restarted kubelet
 	// starts them again rather than adopting strangers.
@@ -164,6 +169,9 @@ func apiLoop(ctx context.Context, f flags, name, ip string, runner *staticpod.Ru
 			logf("%v", err)
 		}
 		if err := agent.FinishDeletions(ctx); err != nil {
+			logf("%v", err)
+		}
+		if err := agent.RunPauseVersions(ctx); err != nil {
 			logf("%v", err)
 		}
 		sleep(ctx, 2*time.Second)

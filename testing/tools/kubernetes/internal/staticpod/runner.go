@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,6 +36,9 @@ type Runner struct {
 	MaxGrace time.Duration
 	// OnError sees manifests that do not parse.
 	OnError func(error)
+	// Images is where the images of other versions are unpacked, one
+	// folder per tag (ImageBinary); empty: every command from PATH.
+	Images string
 
 	mu   sync.Mutex
 	pods map[string]*Running
@@ -105,6 +110,8 @@ func (r *Runner) start(ctx context.Context, m Manifest) *Running {
 	dir := filepath.Join(r.LogDir, m.Pod.Namespace+"_"+m.Pod.Name)
 	_ = os.MkdirAll(dir, 0o755)
 	for _, spec := range m.Pod.Spec.Containers {
+		spec.Command = slices.Clone(spec.Command)
+		spec.Command[0] = ImageBinary(r.Images, spec.Image, spec.Command[0])
 		c := &container{spec: spec, log: filepath.Join(dir, spec.Name+".log"), backoff: r.Backoff}
 		p.containers = append(p.containers, c)
 		p.done.Add(1)
@@ -119,4 +126,25 @@ func (r *Runner) start(ctx context.Context, m Manifest) *Running {
 func (p *Running) stop() {
 	p.cancel()
 	p.done.Wait()
+}
+
+// ImageBinary is the program a container of image runs for command: the
+// image's own copy in images/TAG/ when the test bed has that tag unpacked
+// (registry.k8s.io/kube-apiserver:v1.35.4 runs images/v1.35.4/kube-apiserver),
+// else command from PATH, the version every host has. This is how a
+// kubeadm upgrade that rewrites a manifest's image runs the new version.
+func ImageBinary(images, image, command string) string {
+	if images == "" || strings.Contains(command, "/") {
+		return command
+	}
+	ref := image[strings.LastIndex(image, "/")+1:]
+	_, tag, ok := strings.Cut(ref, ":")
+	if !ok || tag == "" || tag == "." || tag == ".." {
+		return command
+	}
+	path := filepath.Join(images, tag, command)
+	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
+		return path
+	}
+	return command
 }

@@ -168,3 +168,27 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		t.Errorf("%d restarts in 1.5s, want 3..6 with back-off", n)
 	}
 }
+
+func TestImageBinary(t *testing.T) {
+	images := t.TempDir()
+	next := filepath.Join(images, "v1.35.4", "kube-apiserver")
+	if err := os.MkdirAll(filepath.Dir(next), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(next, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ images, image, command, want string }{
+		{images, "registry.k8s.io/kube-apiserver:v1.35.4", "kube-apiserver", next},
+		{images, "registry.k8s.io/kube-apiserver:v1.34.4", "kube-apiserver", "kube-apiserver"}, // not unpacked: PATH's
+		{images, "registry.k8s.io/etcd:3.6.5-0", "etcd", "etcd"},
+		{images, "registry.k8s.io/kube-apiserver:v1.35.4", "/usr/local/bin/kube-apiserver", "/usr/local/bin/kube-apiserver"}, // a path stays
+		{images, "registry.k8s.io/kube-apiserver", "kube-apiserver", "kube-apiserver"},                                        // no tag
+		{images, "localhost:5000/kube-apiserver:..", "kube-apiserver", "kube-apiserver"},
+		{"", "registry.k8s.io/kube-apiserver:v1.35.4", "kube-apiserver", "kube-apiserver"}, // no images folder
+	} {
+		if got := ImageBinary(tc.images, tc.image, tc.command); got != tc.want {
+			t.Errorf("ImageBinary(%q, %q) = %q, want %q", tc.image, tc.command, got, tc.want)
+		}
+	}
+}
