@@ -66,7 +66,25 @@ func Plan(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) {
 	if err := s.checkInstallSource(ctx); err != nil {
 		return nil, err
 	}
-	return s.DryRun(ctx, applyGraph(s, opts, initMaster(ctx, s)))
+	first := initMaster(ctx, s)
+	// A new kubernetesVersion is fleet upgrade's to carry out: its plan is
+	// the one to show.
+	if running := runningVersion(ctx, s, first); running != "" && running != s.Inv.Cluster.KubernetesVersion {
+		s.note("plan", "", fmt.Sprintf("the control plane runs %s, the inventory says %s: fleet upgrade's plan follows (fleet apply refuses until the upgrade is done)",
+			running, s.Inv.Cluster.KubernetesVersion))
+		return s.DryRun(ctx, upgradeGraph(s, DefaultUpgradeOptions()))
+	}
+	return s.DryRun(ctx, applyGraph(s, opts, first))
+}
+
+// runningVersion is the version master's control plane runs, from the
+// image of its kube-apiserver manifest; "" when it has none.
+func runningVersion(ctx context.Context, s *Session, master string) string {
+	files, err := s.probe().readFiles(ctx, master, apiserverManifest)
+	if err != nil {
+		return ""
+	}
+	return imageTag(files[apiserverManifest])
 }
 
 // initMaster picks the master the cluster grows from: the first one that

@@ -14,6 +14,7 @@ import (
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/facts"
 	"github.com/fleetops/fleet/internal/nodeprep"
+	"github.com/fleetops/fleet/internal/versionskew"
 	"github.com/fleetops/fleet/inventory"
 )
 
@@ -150,6 +151,9 @@ func taken(ls []listener, want []string, allowed ...string) []string {
 type preflightPhase struct {
 	inv     *inventory.Inventory
 	maxSkew time.Duration // hosts whose clock is further off fail
+	// upgrading: fleet upgrade's preflight, where binaries of the
+	// cluster's version are expected, not refused.
+	upgrading bool
 }
 
 // PreflightError is a host that failed preflight: the run stopped before
@@ -193,7 +197,7 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	if h.Role == inventory.RoleMaster {
 		// The certificates kubeadm made, for the expiry warning, and the
 		// manifests a cut-short restart left aside: in the same command.
-		reads = append(reads, hostRead{leftAsideScript, masterCertFiles})
+		reads = append(reads, hostRead{leftAsideScript, append(slices.Clone(masterCertFiles), apiserverManifest)})
 	}
 	out, answers, files, err := pr.querySections(ctx, host, cmd, reads)
 	if err != nil {
@@ -207,6 +211,9 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 			return fmt.Errorf("%s waits in %s: a fleet certs renew or fleet restore was cut short; run it again to finish it before apply", strings.Join(aside, ", "), restartDir)
 		}
 		answers = answers[:len(answers)-1]
+		if err := p.versionProblem(files[apiserverManifest]); err != nil {
+			return err
+		}
 	}
 	var caProblem string
 	if h.Role == inventory.RoleCA {
@@ -230,8 +237,12 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		if err != nil {
 			return err
 		}
+		version := p.inv.Cluster.KubernetesVersion
+		if p.upgrading {
+			version = "" // the old version until each node's turn
+		}
 		install = installProblems(h, hostFacts{distro: f.Distro, id: f.ID, arch: f.Arch, family: nodeprep.Family(f.ID, f.IDLike),
-			containerd: f.Has("containerd"), versions: versions}, b, p.inv.Cluster.KubernetesVersion)
+			containerd: f.Has("containerd"), versions: versions}, b, version)
 	}
 	f, err := facts.Parse(factsOut)
 	if err != nil {
@@ -259,6 +270,24 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		return fmt.Errorf("%s", strings.Join(install, "; "))
 	}
 	return err
+}
+
+// apiserverManifest is read by preflight for the version the master's
+// control plane runs.
+const apiserverManifest = manifestsDir + "/kube-apiserver.yaml"
+
+// versionProblem refuses an apply on a master whose control plane runs
+// another version than the inventory's: versions change with fleet
+// upgrade. fleet upgrade's own preflight lets it be.
+func (p *preflightPhase) versionProblem(manifest []byte) error {
+	running, want := imageTag(manifest), p.inv.Cluster.KubernetesVersion
+	if p.upgrading || running == "" || running == want {
+		return nil
+	}
+	if _, err := versionskew.Upgrade(running, want); err != nil {
+		return fmt.Errorf("the control plane runs %s, the inventory says %s: %w", running, want, err)
+	}
+	return fmt.Errorf("the control plane runs %s, the inventory says %s: apply does not change versions; fleet upgrade -i %s does (fleet plan shows it)", running, want, p.inv.Path)
 }
 
 // caToolsScript prints the cfssl binaries the CA host lacks where its

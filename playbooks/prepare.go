@@ -185,8 +185,8 @@ func installProblems(h *inventory.Host, f hostFacts, b *binaries.Bundle, version
 		problems = append(problems, fmt.Sprintf("the host is %s, the binaries of %s are for %s", f.arch, b.Dir, b.Arch))
 	}
 	for _, name := range []string{"kubeadm", "kubelet"} {
-		if got := f.versions[name]; got != "" && got != version {
-			problems = append(problems, fmt.Sprintf("%s %s is installed, the inventory wants %s: fleet installs only where the version matches or none is; change versions with an upgrade, not by replacing binaries", name, got, version))
+		if got := f.versions[name]; got != "" && version != "" && got != version {
+			problems = append(problems, fmt.Sprintf("%s %s is installed, the inventory wants %s: fleet installs only where the version matches or none is; change versions with fleet upgrade, not by replacing binaries", name, got, version))
 		}
 	}
 	if b == nil {

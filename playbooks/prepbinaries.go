@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,15 @@ type binaryKit struct {
 	what  string // for the check's answer: "binaries of v1.34.4"
 	files []binaries.File
 	units []remoteFile
+	// only, when set, names the files of files this kit installs; the
+	// others stay as they are (an upgrade replaces kubeadm before the
+	// kubelet, each at its moment).
+	only []string
+}
+
+// installs says whether the kit installs f.
+func (k binaryKit) installs(f binaries.File) bool {
+	return k.only == nil || slices.Contains(k.only, f.Name)
 }
 
 // nodeKit is a master's or worker's: Kubernetes, the runtime, their units.
@@ -148,7 +158,7 @@ func units(b *binaries.Bundle) []remoteFile {
 // binariesTodo lists the files the host lacks, and the units that differ.
 func binariesTodo(st binariesState, kit binaryKit) (missing []binaries.File, staleUnits []remoteFile) {
 	for _, f := range kit.files {
-		if !st.installed(f) {
+		if !st.installed(f) && kit.installs(f) {
 			missing = append(missing, f)
 		}
 	}
@@ -178,10 +188,14 @@ func (p *binariesPhase) check(ctx context.Context, pr probe, host string) (bool,
 	}
 	missing, stale := binariesTodo(st, kit)
 	if len(missing)+len(stale) == 0 {
-		if len(kit.units) == 0 {
-			return true, fmt.Sprintf("%d %s installed with their sums", len(kit.files), kit.what), nil
+		n := len(kit.files)
+		if kit.only != nil {
+			n = len(kit.only)
 		}
-		return true, fmt.Sprintf("%d %s installed with their sums, units written", len(kit.files), kit.what), nil
+		if len(kit.units) == 0 {
+			return true, fmt.Sprintf("%d %s installed with their sums", n, kit.what), nil
+		}
+		return true, fmt.Sprintf("%d %s installed with their sums, units written", n, kit.what), nil
 	}
 	var todo []string
 	var size int64
@@ -314,15 +328,16 @@ func (p *binariesPhase) install(ctx context.Context, r remote, host string, kit 
 	}
 	args := []string{"sh", "-c", script, "fleet-finish"}
 	for _, f := range kit.files {
-		from, moving := staged[f.Dest]
-		if !moving {
-			from = "-"
+		if from, moving := staged[f.Dest]; moving {
+			args = append(args, from, f.Dest, f.SHA256, orDash(versions[f.Dest]))
+			continue
 		}
-		v := versions[f.Dest]
-		if !moving {
-			v = st.stamps[f.Dest].version
+		// Not moved: its stamp stays what it was, if it still holds (a
+		// file the kit leaves alone keeps its own sum and version).
+		rec, now := st.stamps[f.Dest], st.stat[f.Dest]
+		if rec.sum != "" && rec.size == now.size && rec.mtime == now.mtime {
+			args = append(args, "-", f.Dest, rec.sum, orDash(rec.version))
 		}
-		args = append(args, from, f.Dest, f.SHA256, orDash(v))
 	}
 	_, err = r.run(ctx, host, exec.Command(args...))
 	return err

@@ -73,6 +73,7 @@ type cli struct {
 	Kubeconfig   kubeconfigCmd   `cmd:"" help:"Fetch the admin kubeconfig (server = the load balancer) from the first master that answers; changes nothing on the hosts."`
 	Join         joinCmd         `cmd:"" help:"Join inventory nodes to the running cluster with fresh credentials."`
 	Remove       removeCmd       `cmd:"" help:"Drain nodes, kubeadm reset them, delete them (a master leaves etcd and the load balancer first)."`
+	Upgrade      upgradeCmd      `cmd:"" help:"Upgrade the cluster to the inventory's kubernetesVersion (one minor at a time): kubeadm, then the masters one by one, then the workers in batches; each drained, upgraded, Ready, uncordoned."`
 	RotateTokens rotateTokensCmd `cmd:"" name:"rotate-tokens" help:"Delete fleet's and expired bootstrap tokens, make a new one; optionally print the join command."`
 	Backup       backupCmd       `cmd:"" help:"Save an etcd snapshot (from the leader, checked), the cluster's PKI and the inventory to a folder of their own; changes nothing on the hosts."`
 	Restore      restoreCmd      `cmd:"" help:"Put a backup's etcd snapshot back on every master (after a prompt): control plane stopped, etcdutl snapshot restore, started, quorum, every node Ready."`
