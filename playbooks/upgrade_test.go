@@ -146,7 +146,9 @@ You can now apply the upgrade by executing the following command:
 
 func TestVersionProblem(t *testing.T) {
 	inv := &inventory.Inventory{Path: "inv.yaml", Cluster: inventory.Cluster{KubernetesVersion: "v1.35.4"}}
-	manifest := func(tag string) []byte { return []byte("spec:\n  containers:\n  - image: registry.k8s.io/kube-apiserver:" + tag + "\n") }
+	manifest := func(tag string) []byte {
+		return []byte("spec:\n  containers:\n  - image: registry.k8s.io/kube-apiserver:" + tag + "\n")
+	}
 	for _, tc := range []struct {
 		name      string
 		manifest  []byte

@@ -183,7 +183,7 @@ func TestImageBinary(t *testing.T) {
 		{images, "registry.k8s.io/kube-apiserver:v1.34.4", "kube-apiserver", "kube-apiserver"}, // not unpacked: PATH's
 		{images, "registry.k8s.io/etcd:3.6.5-0", "etcd", "etcd"},
 		{images, "registry.k8s.io/kube-apiserver:v1.35.4", "/usr/local/bin/kube-apiserver", "/usr/local/bin/kube-apiserver"}, // a path stays
-		{images, "registry.k8s.io/kube-apiserver", "kube-apiserver", "kube-apiserver"},                                        // no tag
+		{images, "registry.k8s.io/kube-apiserver", "kube-apiserver", "kube-apiserver"},                                       // no tag
 		{images, "localhost:5000/kube-apiserver:..", "kube-apiserver", "kube-apiserver"},
 		{"", "registry.k8s.io/kube-apiserver:v1.35.4", "kube-apiserver", "kube-apiserver"}, // no images folder
 	} {
