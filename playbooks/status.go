@@ -55,6 +55,10 @@ type NodeStatus struct {
 	Joined         Answer // kubelet.conf on the host
 	Ready          Answer // Node Ready in the API
 	KubeletVersion string // as the Node reports it
+	Cordoned       bool   // the Node is unschedulable
+	// UpgradingTo is the version a fleet upgrade that cordoned the node
+	// was moving it to ("" when fleet upgrade did not cordon it).
+	UpgradingTo    string
 	KubeadmVersion string // kubeadm version -o short on the host
 	EtcdMember     Answer // an etcd static pod runs for it
 	InUpstream     Answer // listed in the load balancer's upstream
@@ -204,6 +208,7 @@ func fillFromClient(ctx context.Context, client kubernetes.Interface, index map[
 		}
 		_, marked[n.Name] = n.Labels[controlPlaneLabel]
 		r.KubeletVersion = n.Status.NodeInfo.KubeletVersion
+		r.Cordoned, r.UpgradingTo = n.Spec.Unschedulable, n.Annotations[upgradeCordoned]
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeReady {
 				r.Ready = answer(c.Status == corev1.ConditionTrue)

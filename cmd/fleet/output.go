@@ -80,6 +80,8 @@ type NodeStatus struct {
 	Stale             bool    `json:"stale"` // the API's view is older than the node grace period
 	LastHeardSeconds  float64 `json:"lastHeardSeconds,omitempty"`
 	KubeletVersion    string  `json:"kubeletVersion,omitempty"`
+	Cordoned          bool    `json:"cordoned,omitempty"`
+	UpgradingTo       string  `json:"upgradingTo,omitempty"` // fleet upgrade cordoned it on its way to this version
 	KubeadmVersion    string  `json:"kubeadmVersion,omitempty"`
 	EtcdMember        string  `json:"etcdMember"`
 	InUpstream        string  `json:"inUpstream"`
@@ -205,7 +207,7 @@ func statusDoc(rows []playbooks.NodeStatus, balancers []playbooks.BalancerStatus
 	}
 	for _, r := range rows {
 		n := NodeStatus{Name: r.Host, Role: string(r.Role), Reachable: r.Reachable, Joined: r.Joined.String(), Ready: r.Ready.String(),
-			Stale: r.Stale, KubeletVersion: r.KubeletVersion, KubeadmVersion: r.KubeadmVersion,
+			Stale: r.Stale, KubeletVersion: r.KubeletVersion, KubeadmVersion: r.KubeadmVersion, Cordoned: r.Cordoned, UpgradingTo: r.UpgradingTo,
 			EtcdMember: roleOnly(r.Role == "master", r.EtcdMember), InUpstream: roleOnly(r.Role == "master", r.InUpstream), ControlPlane: r.ControlPlane}
 		if r.Stale {
 			n.LastHeardSeconds = r.LastHeard.Seconds()

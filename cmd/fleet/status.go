@@ -39,6 +39,12 @@ func (c *statusCmd) Run(ctx context.Context, g *globals) error {
 		if r.Stale {
 			ready += " (last heard " + r.LastHeard.Round(time.Second).String() + " ago)"
 		}
+		switch {
+		case r.UpgradingTo != "":
+			ready += ", cordoned by fleet upgrade to " + r.UpgradingTo
+		case r.Cordoned:
+			ready += ", cordoned"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", r.Host, r.Role, yesNo(r.Reachable), r.Joined, ready,
 			orDash(r.KubeletVersion), orDash(r.KubeadmVersion), roleOnly(r.Role == "master", r.EtcdMember), roleOnly(r.Role == "master", r.InUpstream),
 			orDash(r.ControlPlane))
