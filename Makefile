@@ -34,7 +34,7 @@ test: sim-tools ## vet, unit and integration tests on simulated hosts (root), sh
 	$(GO) vet ./...
 	cd testing/tools/kubernetes && $(GO) vet ./... && FLEET_INTEGRATION=1 $(GO) test -count=1 ./...
 	rm -rf $(RELIABILITY_DIR)
-	FLEET_RELIABILITY_DIR=$(RELIABILITY_DIR) FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v /testing/proof)
+	FLEET_RELIABILITY_DIR=$(RELIABILITY_DIR) FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -race -count=1 -timeout 40m $$($(GO) list ./... | grep -v /testing/proof)
 	$(GO) run ./testing/cmd/fleet-reliability -in $(RELIABILITY_DIR) -out testing/RELIABILITY.md
 	FLEET_INTEGRATION=1 FLEET_SIM_LAYER=$(SIM_LAYER) $(GO) test -count=1 -v ./testing/proof
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./inventory

@@ -152,6 +152,12 @@ type Cluster struct {
 	// /etc/fstab as they are. kubeadm keeps the setting in the cluster's
 	// kubelet-config from kubeadm init on.
 	AllowSwap bool `yaml:"allowSwap"`
+	// AllowCgroupV1 lets the kubelets run on hosts with cgroups v1, which
+	// kubelets of v1.35 and later refuse (Kubernetes deprecated it): their
+	// config says failCgroupV1: false and kubeadm skips its
+	// SystemVerification check. Without it, preflight refuses such hosts
+	// for v1.35 on. Moving the hosts to cgroups v2 is the lasting answer.
+	AllowCgroupV1 bool `yaml:"allowCgroupV1"`
 }
 
 // Network is cluster.network: exactly one of its sources.

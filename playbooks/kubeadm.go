@@ -32,7 +32,7 @@ func clusterOf(inv *inventory.Inventory) kubeadm.Cluster {
 		Name: inv.Cluster.Name, KubernetesVersion: inv.Cluster.KubernetesVersion,
 		ControlPlaneEndpoint: inv.Cluster.ControlPlaneEndpoint,
 		PodSubnet:            inv.Cluster.PodSubnet, ServiceSubnet: inv.Cluster.ServiceSubnet,
-		AllowSwap: inv.Cluster.AllowSwap, NoKubeProxy: !inv.Cluster.KubeProxyEnabled(),
+		AllowSwap: inv.Cluster.AllowSwap, AllowCgroupV1: inv.Cluster.AllowCgroupV1, NoKubeProxy: !inv.Cluster.KubeProxyEnabled(),
 	}
 	if inv.Cluster.NodeLocalProxy {
 		// Kubelets reach the API servers through their node's

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/version"
+
 	"github.com/fleetops/fleet/internal/binaries"
 	"github.com/fleetops/fleet/internal/cfssl"
 	"github.com/fleetops/fleet/internal/exec"
@@ -272,6 +274,19 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	return err
 }
 
+// cgroupProblem refuses a node with cgroups v1 for a version whose kubelet
+// refuses it (v1.35 on), unless the inventory allows it.
+func cgroupProblem(h *inventory.Host, f facts.Facts, inv *inventory.Inventory) string {
+	if !f.CgroupV1 || inv.Cluster.AllowCgroupV1 || (h.Role != inventory.RoleMaster && h.Role != inventory.RoleWorker) {
+		return ""
+	}
+	v, err := version.ParseSemantic(inv.Cluster.KubernetesVersion)
+	if err != nil || v.LessThan(version.MajorMinor(1, 35)) {
+		return ""
+	}
+	return "the host has cgroups v1, which kubelets of v1.35 and later refuse: move it to cgroups v2 (systemd.unified_cgroup_hierarchy=1 on the kernel command line), or set cluster.allowCgroupV1: true (deprecated by Kubernetes)"
+}
+
 // apiserverManifest is read by preflight for the version the master's
 // control plane runs.
 const apiserverManifest = manifestsDir + "/kube-apiserver.yaml"
@@ -392,6 +407,9 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 	if h.Role != inventory.RoleLoadBalancer && st.swaps != 0 && !(inv.Installs() && h.Role != inventory.RoleCA) &&
 		!(inv.Cluster.AllowSwap && h.Role != inventory.RoleCA) {
 		problems = append(problems, "swap is on (the kubelet refuses it): swapoff -a, or cluster.allowSwap: true")
+	}
+	if p := cgroupProblem(h, f, inv); p != "" {
+		problems = append(problems, p)
 	}
 	var busy []string
 	switch h.Role {

@@ -134,7 +134,7 @@ func kubeletFiles(inv *inventory.Inventory, w *inventory.Host, caPEM []byte, kub
 	if err != nil {
 		return nil, err
 	}
-	kcfg, err := kubeadm.KubeletConfig(caCert, dns, "cluster.local", inv.Cluster.AllowSwap)
+	kcfg, err := kubeadm.KubeletConfig(caCert, dns, "cluster.local", clusterOf(inv))
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -380,6 +381,9 @@ func (p *upgradePlanPhase) run(ctx context.Context, r remote, host string) error
 	return nil
 }
 
+// releaseVersion is a Kubernetes release's version as kubeadm prints it.
+var releaseVersion = regexp.MustCompile(`^v\d+\.\d+\.\d+`)
+
 // upgradePlanVerdict is the gist of `kubeadm upgrade plan`'s report: the
 // command it offers for target and the components it would move.
 func upgradePlanVerdict(out, target string) string {
@@ -392,7 +396,7 @@ func upgradePlanVerdict(out, target string) string {
 		}
 		// "kube-apiserver   master0   v1.34.4   v1.35.4": a component,
 		// (a node), from, to.
-		if len(f) >= 3 && f[len(f)-1] == target && strings.HasPrefix(f[len(f)-2], "v") && f[len(f)-2] != target {
+		if len(f) >= 3 && f[len(f)-1] == target && releaseVersion.MatchString(f[len(f)-2]) && f[len(f)-2] != target {
 			moves = append(moves, f[0]+" "+f[len(f)-2]+" → "+target)
 		}
 	}

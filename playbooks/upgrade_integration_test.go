@@ -3,9 +3,11 @@ package playbooks_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -13,6 +15,7 @@ import (
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
+	"github.com/fleetops/fleet/testing/reliability"
 	"github.com/fleetops/fleet/testing/sim"
 )
 
@@ -36,14 +39,30 @@ func TestUpgrade(t *testing.T) {
 		t.Fatalf("apply at %s: %v\n%s", from, err, shown)
 	}
 
+	// This machine's cgroups decide whether v1.35's kubelets need the
+	// inventory's leave: without it, a cgroups v1 host is refused.
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	cgroupV1 := err != nil
+	inv = editInventory(t, c.Inventory, nil, [2]string{"  kubernetesVersion: " + from + "\n", "  kubernetesVersion: " + to + "\n"},
+		[2]string{sim.AirgapFolderOf(c.Tools, from) + "\n", sim.AirgapFolderOf(c.Tools, to) + "\n"})
+	if _, shown, err := runUpgrade(t, inv, nil); cgroupV1 != (err != nil && strings.Contains(err.Error(), "cgroups v1")) {
+		t.Fatalf("upgrade to %s without allowCgroupV1 on a machine with cgroups v1 %v: %v\n%s", to, cgroupV1, err, shown)
+	}
+	if cgroupV1 {
+		if v := kubeletVersions(t, clientFor(t, opts.Kubeconfig)); v["master0"] != from {
+			t.Fatalf("the refused upgrade changed master0: %v", v)
+		}
+		// The cluster was made without it: the upgrade puts it into
+		// the cluster's kubelet-config.
+		inv = editInventory(t, c.Inventory, nil, [2]string{"  kubernetesVersion: " + to + "\n", "  kubernetesVersion: " + to + "\n  allowCgroupV1: true\n"})
+	}
+
 	// Two minors up: refused before anything changes.
-	skipped := editInventory(t, c.Inventory, nil, [2]string{"  kubernetesVersion: " + from + "\n", "  kubernetesVersion: v1.36.1\n"})
+	skipped := editInventory(t, c.Inventory, nil, [2]string{"  kubernetesVersion: " + to + "\n", "  kubernetesVersion: v1.36.1\n"})
 	if _, shown, err := runUpgrade(t, skipped, nil); !isRefused(err) || !strings.Contains(err.Error(), "one minor at a time") {
 		t.Fatalf("upgrade two minors up: %v, want refused one minor at a time\n%s", err, shown)
 	}
-
-	inv = editInventory(t, c.Inventory, nil, [2]string{"  kubernetesVersion: v1.36.1\n", "  kubernetesVersion: " + to + "\n"},
-		[2]string{sim.AirgapFolderOf(c.Tools, from) + "\n", sim.AirgapFolderOf(c.Tools, to) + "\n"})
+	inv = editInventory(t, c.Inventory, nil, [2]string{"  kubernetesVersion: v1.36.1\n", "  kubernetesVersion: " + to + "\n"})
 	if _, _, shown, err := runApply(t, inv, opts, nil); err == nil || !strings.Contains(err.Error(), "fleet upgrade") {
 		t.Fatalf("apply at %s on a cluster at %s: %v, want a refusal pointing at fleet upgrade\n%s", to, from, err, shown)
 	}
@@ -83,10 +102,14 @@ func TestUpgrade(t *testing.T) {
 	if v := kubeletVersions(t, api); v["master0"] != to || v["worker0"] != from {
 		t.Fatalf("after the cut: kubelets %v, want master0 at %s and worker0 at %s\n%s", v, to, from, shown)
 	}
+	began := time.Now()
 	report, shown, err := runUpgrade(t, inv, nil)
 	if err != nil {
 		t.Fatalf("upgrade after the cut: %v\n%s", err, shown)
 	}
+	t.Logf("the resumed upgrade took %s (master1, worker0, worker1)", time.Since(began).Round(time.Second))
+	reliability.Record(t, reliability.Row{N: 23, Did: "the run stopped at the cancellation with master0 upgraded to " + to + " (control plane and kubelet) and uncordoned, the other nodes untouched at " + from,
+		Rerun: "the next fleet upgrade found master0 at " + to + " and skipped it, upgraded master1 with kubeadm upgrade node, then the workers; every kubelet and API server at " + to + ", no node cordoned, a third run changed nothing"})
 	if r := reasonOf(report, "upgrade-masters", "master0"); r != "at "+to {
 		t.Errorf("the resumed upgrade did master0 again: %q\n%s", r, shown)
 	}
@@ -106,9 +129,15 @@ func TestUpgrade(t *testing.T) {
 	}
 	// Each API server is the new binary: ask each master's directly.
 	for _, m := range []string{"master0", "master1"} {
-		out, err := c.Exec(m, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "--server", "https://127.0.0.1:6443", "version", "-o", "json")
+		out, err := c.Exec(m, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "--server", "https://"+c.Host(m).Address+":6443", "version", "-o", "json")
 		if err != nil || !strings.Contains(string(out), `"gitVersion": "`+to+`"`) {
 			t.Errorf("%s's API server after the upgrade: %v\n%s", m, err, out)
+		}
+	}
+	if cgroupV1 {
+		cm, err := api.CoreV1().ConfigMaps("kube-system").Get(context.Background(), "kubelet-config", metav1.GetOptions{})
+		if err != nil || !strings.Contains(cm.Data["kubelet"], "failCgroupV1: false") {
+			t.Errorf("kube-system/kubelet-config after the upgrade: %v\n%s", err, cm.Data["kubelet"])
 		}
 	}
 	if again, shown, err := runUpgrade(t, inv, nil); err != nil || again.Changed() {

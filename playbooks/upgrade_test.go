@@ -123,6 +123,8 @@ COMPONENT   NODE      CURRENT   TARGET
 kubelet     master0   v1.34.4   v1.35.4
 kubelet     worker0   v1.34.4   v1.35.4
 
+[upgrade/versions] Target version: v1.35.4
+
 Upgrade to the latest version in the v1.34 series:
 
 COMPONENT                 NODE      CURRENT    TARGET

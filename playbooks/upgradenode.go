@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,7 +71,11 @@ func (p *upgradeNodePhase) state(ctx context.Context, pr probe, host string) (no
 	if err != nil {
 		return nodeUpgrade{}, nil, err
 	}
-	node, err := v.access.client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
+	var node *corev1.Node
+	err = apiRetry(ctx, func(ctx context.Context) (err error) {
+		node, err = v.access.client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
+		return err
+	})
 	if err != nil {
 		return nodeUpgrade{}, nil, fmt.Errorf("node %s: %w", host, err)
 	}
@@ -155,6 +162,11 @@ func (p *upgradeNodePhase) run(ctx context.Context, r remote, host string) error
 		}
 		args := []string{"kubeadm", "upgrade", "node"}
 		if recorded != target {
+			// The new kubelets must find the inventory's policy in the
+			// cluster's kubelet-config, which kubeadm carries over.
+			if err := ensureKubeletPolicy(ctx, client, clusterOf(p.inv).KubeletPolicy()); err != nil {
+				return err
+			}
 			args = []string{"kubeadm", "upgrade", "apply", target, "--yes"}
 		}
 		if err := p.kubeadm(ctx, r, host, args); err != nil {
@@ -173,7 +185,9 @@ func (p *upgradeNodePhase) run(ctx context.Context, r remote, host string) error
 				return err
 			}
 		}
-		if err := drainNode(ctx, client, host, p.opts.Drain); err != nil {
+		// The API may blink while a control plane restarts: a drain is
+		// safe to repeat.
+		if err := apiRetry(ctx, func(ctx context.Context) error { return drainNode(ctx, client, host, p.opts.Drain) }); err != nil {
 			return fmt.Errorf("%w (the node stays cordoned; fleet upgrade uncordons it when it finishes)", err)
 		}
 		if err := p.tools.run(ctx, r, host); err != nil {
@@ -204,8 +218,12 @@ func (p *upgradeNodePhase) run(ctx context.Context, r remote, host string) error
 	return nil
 }
 
-// kubeadm runs one kubeadm upgrade command within --kubeadm-timeout.
+// kubeadm runs one kubeadm upgrade command within --kubeadm-timeout,
+// skipping the preflight checks the inventory's settings fail on purpose.
 func (p *upgradeNodePhase) kubeadm(ctx context.Context, r remote, host string, args []string) error {
+	if ignore := clusterOf(p.inv).PreflightIgnores(); len(ignore) > 0 {
+		args = append(slices.Clone(args), "--ignore-preflight-errors="+strings.Join(ignore, ","))
+	}
 	runCtx, cancel := context.WithTimeout(ctx, p.opts.KubeadmTimeout)
 	defer cancel()
 	if _, err := r.run(runCtx, host, exec.Command(args...)); err != nil {
@@ -213,6 +231,59 @@ func (p *upgradeNodePhase) kubeadm(ctx context.Context, r remote, host string, a
 			return fmt.Errorf("%s: still running after %s (--kubeadm-timeout), killed: %w", strings.Join(args[:3], " "), p.opts.KubeadmTimeout, err)
 		}
 		return fmt.Errorf("%s: %w", strings.Join(args[:3], " "), err)
+	}
+	return nil
+}
+
+// ensureKubeletPolicy sets policy's fields in the cluster's kubelet-config
+// ConfigMap where they differ (a cluster made before the inventory allowed
+// cgroups v1 or swap): kubeadm upgrade writes every node's kubelet config
+// from it.
+func ensureKubeletPolicy(ctx context.Context, client kubernetes.Interface, policy map[string]any) error {
+	if len(policy) == 0 {
+		return nil
+	}
+	cms := client.CoreV1().ConfigMaps("kube-system")
+	var cm *corev1.ConfigMap
+	err := apiRetry(ctx, func(ctx context.Context) (err error) {
+		cm, err = cms.Get(ctx, "kubelet-config", metav1.GetOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("kube-system/kubelet-config: %w", err)
+	}
+	cfg := map[string]any{}
+	if err := yaml.Unmarshal([]byte(cm.Data["kubelet"]), &cfg); err != nil {
+		return fmt.Errorf("kube-system/kubelet-config: %w", err)
+	}
+	// The policy as YAML reads back, to compare like with like.
+	raw, err := yaml.Marshal(policy)
+	if err != nil {
+		return err
+	}
+	if err := yaml.Unmarshal(raw, &policy); err != nil {
+		return err
+	}
+	changed := false
+	for k, v := range policy {
+		if !reflect.DeepEqual(cfg[k], v) {
+			cfg[k], changed = v, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	cm.Data["kubelet"] = string(out)
+	err = apiRetry(ctx, func(ctx context.Context) error {
+		_, err := cms.Update(ctx, cm, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("kube-system/kubelet-config: %w", err)
 	}
 	return nil
 }
@@ -262,7 +333,10 @@ func annotateNode(ctx context.Context, client kubernetes.Interface, node, key, v
 	if err != nil {
 		return err
 	}
-	_, err = client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{})
+	err = apiRetry(ctx, func(ctx context.Context) error {
+		_, err := client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("annotate node %s: %w", node, err)
 	}
@@ -272,7 +346,11 @@ func annotateNode(ctx context.Context, client kubernetes.Interface, node, key, v
 // uncordonUpgraded uncordons a node fleet upgrade cordoned, and forgets
 // that it did.
 func uncordonUpgraded(ctx context.Context, client kubernetes.Interface, host string) error {
-	n, err := client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
+	var n *corev1.Node
+	err := apiRetry(ctx, func(ctx context.Context) (err error) {
+		n, err = client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
+		return err
+	})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -283,7 +361,10 @@ func uncordonUpgraded(ctx context.Context, client kubernetes.Interface, host str
 		return nil
 	}
 	if n.Spec.Unschedulable {
-		if err := drain.RunCordonOrUncordon(drainer(ctx, client, drainOptions{}), n, false); err != nil {
+		err := apiRetry(ctx, func(ctx context.Context) error {
+			return drain.RunCordonOrUncordon(drainer(ctx, client, drainOptions{}), n, false)
+		})
+		if err != nil {
 			return fmt.Errorf("uncordon %s: %w", host, err)
 		}
 	}

@@ -20,7 +20,10 @@ type Facts struct {
 	IDLike string // os-release's ID_LIKE: "rhel centos fedora"
 	// Systemd is whether systemd runs the host (it has /run/systemd/system).
 	Systemd bool
-	Paths   map[string]string // tool -> path, "" when absent
+	// CgroupV1: the host mounts cgroups v1 (legacy or hybrid), which
+	// kubelets of v1.35 and later refuse by default.
+	CgroupV1 bool
+	Paths    map[string]string // tool -> path, "" when absent
 }
 
 // Has reports whether tool is installed.
@@ -33,6 +36,8 @@ func Command() string {
 	b.WriteString(`set -- $(uname -sm); echo "os=$1"; echo "arch=$2"; `)
 	b.WriteString(`if [ -r /etc/os-release ]; then . /etc/os-release; echo "distro=$PRETTY_NAME"; echo "id=$ID"; echo "idlike=$ID_LIKE"; else echo "distro=unknown"; fi; `)
 	b.WriteString(`if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi; `)
+	// cgroups v2 has cgroup.controllers at the root (a test: no fork).
+	b.WriteString(`if [ -e /sys/fs/cgroup/cgroup.controllers ]; then echo cgroup=2; elif [ -d /sys/fs/cgroup ]; then echo cgroup=1; fi; `)
 	// command -v prints the path itself: no subshell (a fork) per tool.
 	b.WriteString(`for t in ` + strings.Join(Tools, " ") + `; do printf 'tool.%s=' "$t"; command -v "$t" 2>/dev/null || echo; done`)
 	return b.String()
@@ -63,6 +68,8 @@ func Parse(out string) (Facts, error) {
 			f.IDLike = v
 		case k == "init":
 			f.Systemd = v == "systemd"
+		case k == "cgroup":
+			f.CgroupV1 = v == "1"
 		case strings.HasPrefix(k, "tool."):
 			f.Paths[strings.TrimPrefix(k, "tool.")] = v
 		}

@@ -33,6 +33,10 @@ type Cluster struct {
 	// AllowSwap: the kubelets run with swap on (failSwapOn false,
 	// LimitedSwap: only burstable pods may swap, within their limits).
 	AllowSwap bool
+	// AllowCgroupV1: the kubelets run on hosts with cgroups v1, which
+	// kubelets of v1.35 and later refuse unless failCgroupV1 is false and
+	// kubeadm's SystemVerification check (which fails on it) is skipped.
+	AllowCgroupV1 bool
 	// NoKubeProxy: kubeadm init leaves out its kube-proxy addon (the
 	// network replaces it).
 	NoKubeProxy bool
@@ -86,7 +90,7 @@ func InitConfig(c Cluster, n Node, token Token, tokenTTL string, certKey string)
 		"kind":             "InitConfiguration",
 		"certificateKey":   certKey,
 		"localAPIEndpoint": doc{"advertiseAddress": n.AdvertiseAddress, "bindPort": 6443},
-		"nodeRegistration": nodeRegistration(api, n),
+		"nodeRegistration": nodeRegistration(api, n, c.PreflightIgnores()),
 	}
 	if c.NoKubeProxy {
 		init["skipPhases"] = []string{"addon/kube-proxy"}
@@ -113,13 +117,37 @@ func InitConfig(c Cluster, n Node, token Token, tokenTTL string, certKey string)
 		"networking":           doc{"podSubnet": c.PodSubnet, "serviceSubnet": c.ServiceSubnet},
 		"apiServer":            doc{"certSANs": sans},
 	}
-	if c.AllowSwap {
+	if kubelet := c.KubeletPolicy(); len(kubelet) > 0 {
 		// kubeadm keeps it in the kubelet-config ConfigMap: every node
 		// joined with kubeadm gets it too.
-		return documents(init, cluster, doc{"apiVersion": KubeletConfigAPI, "kind": "KubeletConfiguration", "failSwapOn": false,
-			"memorySwap": doc{"swapBehavior": SwapBehavior}})
+		kubelet["apiVersion"], kubelet["kind"] = KubeletConfigAPI, "KubeletConfiguration"
+		return documents(init, cluster, kubelet)
 	}
 	return documents(init, cluster)
+}
+
+// KubeletPolicy is what the cluster's KubeletConfiguration changes of the
+// kubelet's defaults; empty for none.
+func (c Cluster) KubeletPolicy() map[string]any {
+	d := doc{}
+	if c.AllowSwap {
+		d["failSwapOn"] = false
+		d["memorySwap"] = doc{"swapBehavior": SwapBehavior}
+	}
+	if c.AllowCgroupV1 {
+		d["failCgroupV1"] = false
+	}
+	return d
+}
+
+// PreflightIgnores are the kubeadm preflight checks the cluster's
+// settings make fail on purpose: every kubeadm init, join and upgrade
+// skips them.
+func (c Cluster) PreflightIgnores() []string {
+	if c.AllowCgroupV1 {
+		return []string{"SystemVerification"}
+	}
+	return nil
 }
 
 // JoinConfig renders a JoinConfiguration. certKey is empty for a worker;
@@ -139,7 +167,7 @@ func JoinConfig(c Cluster, n Node, token Token, caHash, certKey string) ([]byte,
 			"token":             token.String(),
 			"caCertHashes":      []string{caHash},
 		}},
-		"nodeRegistration": nodeRegistration(api, n),
+		"nodeRegistration": nodeRegistration(api, n, c.PreflightIgnores()),
 	}
 	if certKey != "" {
 		join["controlPlane"] = doc{
@@ -153,7 +181,7 @@ func JoinConfig(c Cluster, n Node, token Token, caHash, certKey string) ([]byte,
 // nodeRegistration renders the node's part of an init or join config.
 // kubeletExtraArgs is a list of name/value pairs from v1beta4 on, a map
 // before.
-func nodeRegistration(api string, n Node) doc {
+func nodeRegistration(api string, n Node, ignore []string) doc {
 	args := [][2]string{{"node-ip", n.AdvertiseAddress}}
 	if len(n.Labels) > 0 {
 		var labels []string
@@ -180,6 +208,9 @@ func nodeRegistration(api string, n Node) doc {
 		"name":             n.Name,
 		"criSocket":        CRISocket,
 		"kubeletExtraArgs": extra,
+	}
+	if len(ignore) > 0 {
+		reg["ignorePreflightErrors"] = ignore
 	}
 	if len(n.Taints) > 0 {
 		var taints []doc

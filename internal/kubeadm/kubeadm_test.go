@@ -59,6 +59,12 @@ func TestConfigsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cgroupV1 := cluster
+	cgroupV1.AllowCgroupV1 = true
+	allowCgroupV1, err := InitConfig(cgroupV1, Node{Name: "master0", AdvertiseAddress: "198.18.0.11"}, token, "15m0s", certKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	noProxy := cluster
 	noProxy.NoKubeProxy = true
 	noKubeProxy, err := InitConfig(noProxy, Node{Name: "master0", AdvertiseAddress: "198.18.0.11"}, token, "15m0s", certKey)
@@ -72,7 +78,7 @@ func TestConfigsGolden(t *testing.T) {
 	}
 	for name, got := range map[string][]byte{"init.yaml": initCfg, "join-control-plane.yaml": cpJoin, "join-worker.yaml": workerJoin,
 		"init-v1beta3.yaml": v1beta3, "upload-certs.yaml": uploadCerts, "join-worker-labelled.yaml": labelled, "init-allow-swap.yaml": allowSwap,
-		"init-no-kube-proxy.yaml": noKubeProxy} {
+		"init-no-kube-proxy.yaml": noKubeProxy, "init-allow-cgroup-v1.yaml": allowCgroupV1} {
 		golden := filepath.Join("testdata", name)
 		if *update {
 			os.WriteFile(golden, got, 0o644)
@@ -90,6 +96,7 @@ func TestConfigsGolden(t *testing.T) {
 	validateWithKubeadm(t, "join-worker.yaml", workerJoin)
 	validateWithKubeadm(t, "init-allow-swap.yaml", allowSwap)
 	validateWithKubeadm(t, "init-no-kube-proxy.yaml", noKubeProxy)
+	validateWithKubeadm(t, "init-allow-cgroup-v1.yaml", allowCgroupV1)
 }
 
 // validateWithKubeadm runs the real `kubeadm config validate` from the test

@@ -81,9 +81,9 @@ const SwapBehavior = "LimitedSwap"
 // KubeletConfig is the kubelet's config.yaml for a node fleet starts
 // itself: clients of its API authenticate with certificates of the cluster
 // CA (clientCAFile) or tokens checked by the API server, anonymous access
-// is off, and the kubelet renews its client certificate itself. allowSwap
-// lets it run with swap on, as kubeadm's nodes do with Cluster.AllowSwap.
-func KubeletConfig(clientCAFile, clusterDNS, clusterDomain string, allowSwap bool) ([]byte, error) {
+// is off, and the kubelet renews its client certificate itself. c's
+// kubelet policy (swap, cgroups v1) is the one kubeadm's nodes get.
+func KubeletConfig(clientCAFile, clusterDNS, clusterDomain string, c Cluster) ([]byte, error) {
 	doc := map[string]any{
 		"apiVersion": KubeletConfigAPI,
 		"kind":       "KubeletConfiguration",
@@ -99,9 +99,8 @@ func KubeletConfig(clientCAFile, clusterDNS, clusterDomain string, allowSwap boo
 		"clusterDomain":      clusterDomain,
 		"clusterDNS":         []string{clusterDNS},
 	}
-	if allowSwap {
-		doc["failSwapOn"] = false
-		doc["memorySwap"] = map[string]any{"swapBehavior": SwapBehavior}
+	for k, v := range c.KubeletPolicy() {
+		doc[k] = v
 	}
 	return yaml.Marshal(doc)
 }

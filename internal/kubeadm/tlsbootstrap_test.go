@@ -68,7 +68,7 @@ func TestKubeletConfig(t *testing.T) {
 }
 
 func testKubeletConfig(t *testing.T, allowSwap bool) {
-	raw, err := KubeletConfig("/etc/kubernetes/pki/ca.crt", "10.96.0.10", "cluster.local", allowSwap)
+	raw, err := KubeletConfig("/etc/kubernetes/pki/ca.crt", "10.96.0.10", "cluster.local", Cluster{AllowSwap: allowSwap, AllowCgroupV1: allowSwap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +83,7 @@ func testKubeletConfig(t *testing.T, allowSwap bool) {
 		Authorization struct{ Mode string } `json:"authorization"`
 		Rotate        bool                  `json:"rotateCertificates"`
 		FailSwapOn    *bool                 `json:"failSwapOn"`
+		FailCgroupV1  *bool                 `json:"failCgroupV1"`
 		MemorySwap    struct {
 			SwapBehavior string `json:"swapBehavior"`
 		} `json:"memorySwap"`
@@ -98,6 +99,9 @@ func testKubeletConfig(t *testing.T, allowSwap bool) {
 	if allowed := doc.FailSwapOn != nil && !*doc.FailSwapOn && doc.MemorySwap.SwapBehavior == "LimitedSwap"; allowed != allowSwap ||
 		(!allowSwap && (doc.FailSwapOn != nil || doc.MemorySwap.SwapBehavior != "")) {
 		t.Errorf("allowSwap %v: kubelet config:\n%s", allowSwap, raw)
+	}
+	if allowed := doc.FailCgroupV1 != nil && !*doc.FailCgroupV1; allowed != allowSwap {
+		t.Errorf("allowCgroupV1 %v: kubelet config:\n%s", allowSwap, raw)
 	}
 }
 
