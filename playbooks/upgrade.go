@@ -113,9 +113,12 @@ func upgradeGraph(s *Session, opts UpgradeOptions) *steps.Graph {
 	workers := namesWithRole(inv, inventory.RoleWorker)
 	batch, _ := MaxUnavailable(opts.MaxUnavailable, len(workers))
 	view := steps.NewOutput[*upgradeView]("the cluster's versions")
-	var kubeadmNodes []string // nodes that run kubeadm: masters, kubeadm-joined workers
+	// The nodes that run kubeadm (masters, kubeadm-joined workers) get
+	// the new one; from the binaries folder every node does, as the
+	// folder put kubeadm on every node.
+	var kubeadmNodes []string
 	for _, n := range UpgradeNodes(inv) {
-		if h := inv.Host(n); h.Role == inventory.RoleMaster || inv.JoinModeOf(h) == inventory.JoinKubeadm {
+		if h := inv.Host(n); h.Role == inventory.RoleMaster || inv.JoinModeOf(h) == inventory.JoinKubeadm || inv.Cluster.Install == inventory.InstallBinaries {
 			kubeadmNodes = append(kubeadmNodes, n)
 		}
 	}

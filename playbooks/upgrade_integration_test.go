@@ -28,7 +28,8 @@ import (
 	"github.com/fleetops/fleet/testing/sim"
 )
 
-// TestUpgrade: an HA cluster (three masters, two workers) built at
+// TestUpgrade: an HA cluster (three masters, two workers, one of them
+// joined by TLS bootstrapping, without kubeadm) built at
 // sim.KubernetesVersion from the binaries folder is moved one minor up
 // with the real kubeadm of both versions. Before: apply at the new
 // version is refused and plan shows the upgrade; two minors up, a
@@ -47,8 +48,11 @@ func TestUpgrade(t *testing.T) {
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
 	from, to := sim.KubernetesVersion, sim.NextVersion
+	// worker1 joins without kubeadm: its upgrade is its kubelet alone.
+	w1 := "  - name: worker1\n    address: " + c.Host("worker1").Address + "\n"
 	inv := editInventory(t, c.Inventory, nil, [2]string{"  kubernetesVersion: " + from + "\n",
-		"  kubernetesVersion: " + from + "\n  install: binaries\n  binaries: " + sim.AirgapFolderOf(c.Tools, from) + "\n"})
+		"  kubernetesVersion: " + from + "\n  install: binaries\n  binaries: " + sim.AirgapFolderOf(c.Tools, from) + "\n"},
+		[2]string{w1, w1 + "    joinMode: tls-bootstrap\n"})
 	if _, _, shown, err := runApply(t, inv, opts, nil); err != nil {
 		t.Fatalf("apply at %s: %v\n%s", from, err, shown)
 	}
@@ -117,6 +121,11 @@ func TestUpgrade(t *testing.T) {
 	}
 	if r := reasonOf(plan, "upgrade-workers", "worker1"); !strings.Contains(r, "kubelet "+from+" → "+to) {
 		t.Errorf("plan: upgrade-workers on worker1 says %q", r)
+	}
+	// The folder put kubeadm on worker1 too: it is replaced (a later
+	// apply would refuse the old one), though worker1 does not run it.
+	if r := reasonOf(plan, "upgrade-kubeadm", "worker1"); !strings.Contains(r, "install kubeadm") {
+		t.Errorf("plan: upgrade-kubeadm on worker1 says %q", r)
 	}
 	untouched("plan")
 
