@@ -543,6 +543,48 @@ func TestPrepareFromPackages(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("fleet upgrade moves the packages to the next minor's repository", func(t *testing.T) {
+		next := sim.AirgapFolderOf(c.Tools, sim.NextVersion)
+		const nextVersion = "1.35.4-1.1"
+		var pkgs []aptrepo.Package
+		for _, name := range []string{"kubeadm", "kubelet", "kubectl"} {
+			pkgs = append(pkgs, aptrepo.Package{Name: name, Version: nextVersion, Arch: "amd64", Files: map[string]string{"usr/bin/" + name: filepath.Join(next, name)}})
+		}
+		repo2, err := aptrepo.Build(filepath.Join(c.Dir, "apt-next"), pkgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		url2, err := c.ServeDir("lb", repo2.Dir, 8082, "InRelease")
+		if err != nil {
+			t.Fatal(err)
+		}
+		leave := ""
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+			leave = "  allowCgroupV1: true\n" // this machine has cgroups v1
+		}
+		inv := editInventory(t, invPath, nil, [2]string{"  kubernetesVersion: " + sim.KubernetesVersion + "\n", "  kubernetesVersion: " + sim.NextVersion + "\n" + leave},
+			[2]string{"repository: " + url + "\n", "repository: " + url2 + "\n"}, [2]string{"keyFingerprint: " + repo.Fingerprint, "keyFingerprint: " + repo2.Fingerprint})
+		if _, shown, err := runUpgrade(t, inv, nil); err != nil {
+			t.Fatalf("upgrade: %v\n%s", err, shown)
+		}
+		for _, h := range nodes {
+			got := installed(h)
+			for _, want := range []string{"kubeadm\t" + nextVersion, "kubelet\t" + nextVersion, "kubectl\t" + nextVersion, "held: kubeadm kubectl kubelet"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("%s lacks %q after the upgrade:\n%s", h, want, got)
+				}
+			}
+		}
+		for name, v := range kubeletVersions(t, clientFor(t, opts.Kubeconfig)) {
+			if v != sim.NextVersion {
+				t.Errorf("%s's kubelet is %s after the upgrade", name, v)
+			}
+		}
+		if again, shown, err := runUpgrade(t, inv, nil); err != nil || again.Changed() {
+			t.Errorf("a second upgrade: %v\n%s", err, shown)
+		}
+	})
 }
 
 func mustRead(t *testing.T, path string) []byte {

@@ -114,11 +114,11 @@ func upgradeGraph(s *Session, opts UpgradeOptions) *steps.Graph {
 	batch, _ := MaxUnavailable(opts.MaxUnavailable, len(workers))
 	view := steps.NewOutput[*upgradeView]("the cluster's versions")
 	// The nodes that run kubeadm (masters, kubeadm-joined workers) get
-	// the new one; from the binaries folder every node does, as the
-	// folder put kubeadm on every node.
+	// the new one; when fleet installs (the folder, the packages) every
+	// node does, as fleet put kubeadm on every node.
 	var kubeadmNodes []string
 	for _, n := range UpgradeNodes(inv) {
-		if h := inv.Host(n); h.Role == inventory.RoleMaster || inv.JoinModeOf(h) == inventory.JoinKubeadm || inv.Cluster.Install == inventory.InstallBinaries {
+		if h := inv.Host(n); h.Role == inventory.RoleMaster || inv.JoinModeOf(h) == inventory.JoinKubeadm || inv.Installs() {
 			kubeadmNodes = append(kubeadmNodes, n)
 		}
 	}
@@ -149,7 +149,7 @@ func installSource(inv *inventory.Inventory) string {
 	case inventory.InstallBinaries:
 		return "from the binaries folder"
 	case inventory.InstallPackages:
-		return "from the Kubernetes packages"
+		return "from " + inv.PackageRepository() + ", held"
 	}
 	return "installed by the operator: checked"
 }
@@ -289,8 +289,9 @@ func controlPlaneUnhealthy(ctx context.Context, p probe, master string) string {
 }
 
 // upgradeTools puts an upgrade's binaries on a node by the inventory's
-// install path: from the binaries folder (only the named ones, each at its
-// moment), or, on hosts the operator prepares, checks they are there.
+// install path, only the named ones, each at its moment: from the binaries
+// folder, from the Kubernetes packages of the new version's repository,
+// or, on hosts the operator prepares, checks they are there.
 type upgradeTools struct {
 	inv      *inventory.Inventory
 	names    []string
@@ -309,8 +310,22 @@ func newUpgradeTools(inv *inventory.Inventory, step string, names ...string) *up
 }
 
 func (t *upgradeTools) check(ctx context.Context, p probe, host string) (bool, string, error) {
-	if t.binaries != nil {
+	switch t.inv.Cluster.Install {
+	case inventory.InstallBinaries:
 		return t.binaries.check(ctx, p, host)
+	case inventory.InstallPackages:
+		key, err := p.s.PackageKey(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		st, err := readPackagesState(ctx, p, host)
+		if err != nil {
+			return false, "", err
+		}
+		if todo := packagesUpgradeTodo(st, key, t.inv.PackageRepository(), t.inv.Cluster.KubernetesVersion, t.names); len(todo) > 0 {
+			return false, strings.Join(todo, "; "), nil
+		}
+		return true, strings.Join(t.names, ", ") + " " + t.inv.Cluster.KubernetesVersion + " installed from " + t.inv.PackageRepository() + " and held", nil
 	}
 	wrong, err := t.versionsOff(ctx, p, host)
 	if err != nil || len(wrong) == 0 {
@@ -320,11 +335,11 @@ func (t *upgradeTools) check(ctx context.Context, p probe, host string) (bool, s
 }
 
 func (t *upgradeTools) run(ctx context.Context, r remote, host string) error {
-	if t.binaries != nil {
+	switch t.inv.Cluster.Install {
+	case inventory.InstallBinaries:
 		return t.binaries.run(ctx, r, host)
-	}
-	if t.inv.Cluster.Install == inventory.InstallPackages {
-		return fmt.Errorf("fleet upgrade installs from the binaries folder or checks prepared hosts; with install: packages, upgrade %s to %s with apt first, then run fleet upgrade", strings.Join(t.names, ", "), t.inv.Cluster.KubernetesVersion)
+	case inventory.InstallPackages:
+		return t.upgradePackages(ctx, r, host)
 	}
 	wrong, err := t.versionsOff(ctx, r.probe, host)
 	if err != nil {
@@ -332,6 +347,70 @@ func (t *upgradeTools) run(ctx context.Context, r remote, host string) error {
 	}
 	if len(wrong) > 0 {
 		return fmt.Errorf("%s: install them at %s (install: prepared: the operator installs the binaries), then run fleet upgrade again", strings.Join(wrong, "; "), t.inv.Cluster.KubernetesVersion)
+	}
+	return nil
+}
+
+// packagesUpgradeTodo lists what is left for the named packages to be at
+// version from repo, held.
+func packagesUpgradeTodo(st packagesState, key []byte, repo, version string, names []string) []string {
+	var todo []string
+	if string(st.files[aptKeyFile]) != string(key) {
+		todo = append(todo, "write "+aptKeyFile)
+	}
+	if string(st.files[aptListFile]) != aptList(repo) {
+		todo = append(todo, "write "+aptListFile+" ("+repo+")")
+	}
+	for _, name := range names {
+		if !strings.HasPrefix(st.installed[name], debVersion(version)) {
+			todo = append(todo, fmt.Sprintf("upgrade %s %s → %s", name, orUnknown(st.installed[name]), strings.TrimSuffix(debVersion(version), "-")))
+		}
+	}
+	for _, name := range names {
+		if !st.held[name] {
+			todo = append(todo, "hold "+name)
+		}
+	}
+	return todo
+}
+
+// upgradePackages points apt at the new version's repository and moves
+// the named packages to the version there: released from their hold,
+// installed at the repository's revision, held again.
+func (t *upgradeTools) upgradePackages(ctx context.Context, r remote, host string) error {
+	key, err := r.s.PackageKey(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := readPackagesState(ctx, r.probe, host)
+	if err != nil {
+		return err
+	}
+	repo, version := t.inv.PackageRepository(), t.inv.Cluster.KubernetesVersion
+	var files []remoteFile
+	if string(st.files[aptKeyFile]) != string(key) {
+		files = append(files, remoteFile{aptKeyFile, key, 0o644})
+	}
+	if string(st.files[aptListFile]) != aptList(repo) {
+		files = append(files, remoteFile{aptListFile, []byte(aptList(repo)), 0o644})
+	}
+	if err := r.uploadAll(ctx, host, files); err != nil {
+		return err
+	}
+	var move []string
+	for _, name := range t.names {
+		if !strings.HasPrefix(st.installed[name], debVersion(version)) {
+			move = append(move, name)
+		}
+	}
+	script := []string{}
+	if len(move) > 0 {
+		script = append(script, exec.Command(append([]string{"apt-mark", "unhold"}, move...)...)+" >/dev/null",
+			exec.Command(append([]string{"sh", "-c", installScript, "fleet-install", debVersion(version)}, move...)...))
+	}
+	script = append(script, exec.Command(append([]string{"apt-mark", "hold"}, t.names...)...)+" >/dev/null")
+	if _, err := r.run(ctx, host, strings.Join(script, " && ")); err != nil {
+		return fmt.Errorf("apt: %w", err)
 	}
 	return nil
 }

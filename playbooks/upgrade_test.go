@@ -169,3 +169,33 @@ func TestVersionProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestPackagesUpgradeTodo(t *testing.T) {
+	const repo = "https://pkgs.k8s.io/core:/stable:/v1.35/deb/"
+	key := []byte("KEY")
+	st := func(list string, installed map[string]string, held ...string) packagesState {
+		h := map[string]bool{}
+		for _, n := range held {
+			h[n] = true
+		}
+		return packagesState{installed: installed, held: h, files: map[string][]byte{aptKeyFile: key, aptListFile: []byte(list)}}
+	}
+	old := aptList("https://pkgs.k8s.io/core:/stable:/v1.34/deb/")
+	for _, tc := range []struct {
+		name  string
+		st    packagesState
+		names []string
+		want  string
+	}{
+		{"kubeadm first", st(old, map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1"}, "kubeadm", "kubelet"), []string{"kubeadm"},
+			"write /etc/apt/sources.list.d/fleet-kubernetes.list (" + repo + "); upgrade kubeadm 1.34.4-1.1 → 1.35.4"},
+		{"then the kubelet, kubeadm done", st(aptList(repo), map[string]string{"kubeadm": "1.35.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1"}, "kubeadm", "kubelet", "kubectl"),
+			[]string{"kubelet", "kubectl"}, "upgrade kubelet 1.34.4-1.1 → 1.35.4; upgrade kubectl 1.34.4-1.1 → 1.35.4"},
+		{"cut after the install, before the hold", st(aptList(repo), map[string]string{"kubelet": "1.35.4-1.1"}), []string{"kubelet"}, "hold kubelet"},
+		{"done", st(aptList(repo), map[string]string{"kubelet": "1.35.4-1.1"}, "kubelet"), []string{"kubelet"}, ""},
+	} {
+		if got := strings.Join(packagesUpgradeTodo(tc.st, key, repo, "v1.35.4", tc.names), "; "); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
