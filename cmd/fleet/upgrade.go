@@ -37,6 +37,10 @@ func (c *upgradeCmd) Run(ctx context.Context, g *globals) error {
 		return fmt.Errorf("upgrade failed after %s; fix the cause and run it again, upgraded nodes are skipped:\n%s",
 			time.Since(start).Round(time.Millisecond), err)
 	}
+	if !report.Changed() {
+		fmt.Fprintf(out, "no changes: every node is at %s (done in %s)\n", s.Inv.Cluster.KubernetesVersion, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
 	printNodeOutcome(out, report, playbooks.UpgradeNodes(s.Inv), "upgraded to "+s.Inv.Cluster.KubernetesVersion, "at "+s.Inv.Cluster.KubernetesVersion+" already", time.Since(start))
 	return nil
 }
