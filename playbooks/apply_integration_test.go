@@ -242,6 +242,16 @@ func upWithNodeBinaries(t *testing.T, topo sim.Topology) *sim.Cluster {
 // It returns what a user would have seen: the events and the error.
 func runApply(t *testing.T, inv *inventory.Inventory, opts playbooks.ApplyOptions, inject func(steps.Event)) (*steps.Report, *playbooks.Session, string, error) {
 	t.Helper()
+	return runCommand(t, context.Background(), inv, inject, func(ctx context.Context, s *playbooks.Session) (*steps.Report, error) {
+		return playbooks.Apply(ctx, s, opts)
+	})
+}
+
+// runCommand runs one command of fleet's on inv with a fresh session, as
+// runApply does, and checks what the user saw holds no secret of the run.
+func runCommand(t *testing.T, ctx context.Context, inv *inventory.Inventory, inject func(steps.Event),
+	command func(context.Context, *playbooks.Session) (*steps.Report, error)) (*steps.Report, *playbooks.Session, string, error) {
+	t.Helper()
 	var out output
 	s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
 		out.event(e)
@@ -253,7 +263,7 @@ func runApply(t *testing.T, inv *inventory.Inventory, opts playbooks.ApplyOption
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	report, err := playbooks.Apply(context.Background(), s, opts)
+	report, err := command(ctx, s)
 	shown := out.buf.String()
 	// Even before the CLI's redaction, no secret of the run may be in its
 	// events or error: a fault must not be what prints one.

@@ -287,6 +287,22 @@ const restartKubeletScript = `if [ -d /run/systemd/system ]; then systemctl rest
 self=$(readlink /proc/self/ns/net)
 for p in $(pgrep -x kubelet); do [ "$(readlink /proc/$p/ns/net)" = "$self" ] && kill "$p"; done; :`
 
+// restartKubelet restarts the kubelet (onto its new binary) and waits for
+// its health endpoint.
+func restartKubelet(ctx context.Context, r remote, host string) error {
+	if _, err := r.run(ctx, host, restartKubeletScript); err != nil {
+		return fmt.Errorf("restart the kubelet: %w", err)
+	}
+	dial, err := r.probe.dialer(ctx, host)
+	if err != nil {
+		return err
+	}
+	if err := waitHealthy(ctx, dial, staticPod{name: "kubelet", scheme: "http", addr: "127.0.0.1:10248", path: "/healthz"}, 2*time.Minute); err != nil {
+		return fmt.Errorf("the kubelet after its restart: %w", err)
+	}
+	return nil
+}
+
 func (p *nodeKubeconfigPhase) run(ctx context.Context, r remote, host string) error {
 	raw, err := r.readFile(ctx, host, kubeletConf)
 	if err != nil {
@@ -307,20 +323,17 @@ func (p *nodeKubeconfigPhase) run(ctx context.Context, r remote, host string) er
 	if err := r.upload(ctx, host, kubeletConf, out, 0o600); err != nil {
 		return err
 	}
-	if _, err := r.run(ctx, host, restartKubeletScript); err != nil {
-		return fmt.Errorf("restart the kubelet: %w", err)
-	}
-	dial, err := r.probe.dialer(ctx, host)
-	if err != nil {
+	if err := restartKubelet(ctx, r, host); err != nil {
 		return err
-	}
-	// The kubelet answers its health port once it runs again; on a
-	// master, its control plane too (a restarted kubelet may restart it).
-	if err := waitHealthy(ctx, dial, staticPod{name: "kubelet", scheme: "http", addr: "127.0.0.1:10248", path: "/healthz"}, 2*time.Minute); err != nil {
-		return fmt.Errorf("the kubelet after its restart: %w", err)
 	}
 	if p.inv.Host(host).Role != inventory.RoleMaster {
 		return nil
+	}
+	// On a master, its control plane too (a restarted kubelet may
+	// restart it).
+	dial, err := r.probe.dialer(ctx, host)
+	if err != nil {
+		return err
 	}
 	for _, pod := range controlPlanePods[:2] {
 		if err := waitHealthy(ctx, dial, pod, 3*time.Minute); err != nil {

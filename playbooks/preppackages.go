@@ -86,14 +86,24 @@ func parsePackagesState(out string, files map[string][]byte) (packagesState, err
 // v1.34.4 -> "1.34.4-" (the repository's revisions follow: 1.34.4-1.1).
 func debVersion(version string) string { return strings.TrimPrefix(version, "v") + "-" }
 
+// aptSourceFiles are the repository's files (its key, its list) that the
+// host lacks or has otherwise.
+func aptSourceFiles(st packagesState, key []byte, repo string) []remoteFile {
+	var files []remoteFile
+	if string(st.files[aptKeyFile]) != string(key) {
+		files = append(files, remoteFile{aptKeyFile, key, 0o644})
+	}
+	if string(st.files[aptListFile]) != aptList(repo) {
+		files = append(files, remoteFile{aptListFile, []byte(aptList(repo)), 0o644})
+	}
+	return files
+}
+
 // packagesTodo lists what is left to do, in the order run does it.
 func packagesTodo(st packagesState, key []byte, repo, version string) []string {
 	var todo []string
-	if string(st.files[aptKeyFile]) != string(key) {
-		todo = append(todo, "write "+aptKeyFile)
-	}
-	if string(st.files[aptListFile]) != aptList(repo) {
-		todo = append(todo, "write "+aptListFile)
+	for _, f := range aptSourceFiles(st, key, repo) {
+		todo = append(todo, "write "+f.path)
 	}
 	for _, name := range kubePackages {
 		if !strings.HasPrefix(st.installed[name], debVersion(version)) {
@@ -163,14 +173,7 @@ func (p *packagesPhase) run(ctx context.Context, r remote, host string) error {
 			return err
 		}
 	}
-	var files []remoteFile
-	if string(st.files[aptKeyFile]) != string(key) {
-		files = append(files, remoteFile{aptKeyFile, key, 0o644})
-	}
-	if string(st.files[aptListFile]) != aptList(p.repo) {
-		files = append(files, remoteFile{aptListFile, []byte(aptList(p.repo)), 0o644})
-	}
-	if err := r.uploadAll(ctx, host, files); err != nil {
+	if err := r.uploadAll(ctx, host, aptSourceFiles(st, key, p.repo)); err != nil {
 		return err
 	}
 	var install []string

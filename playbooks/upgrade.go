@@ -355,11 +355,8 @@ func (t *upgradeTools) run(ctx context.Context, r remote, host string) error {
 // version from repo, held.
 func packagesUpgradeTodo(st packagesState, key []byte, repo, version string, names []string) []string {
 	var todo []string
-	if string(st.files[aptKeyFile]) != string(key) {
-		todo = append(todo, "write "+aptKeyFile)
-	}
-	if string(st.files[aptListFile]) != aptList(repo) {
-		todo = append(todo, "write "+aptListFile+" ("+repo+")")
+	for _, f := range aptSourceFiles(st, key, repo) {
+		todo = append(todo, "write "+f.path)
 	}
 	for _, name := range names {
 		if !strings.HasPrefix(st.installed[name], debVersion(version)) {
@@ -387,14 +384,7 @@ func (t *upgradeTools) upgradePackages(ctx context.Context, r remote, host strin
 		return err
 	}
 	repo, version := t.inv.PackageRepository(), t.inv.Cluster.KubernetesVersion
-	var files []remoteFile
-	if string(st.files[aptKeyFile]) != string(key) {
-		files = append(files, remoteFile{aptKeyFile, key, 0o644})
-	}
-	if string(st.files[aptListFile]) != aptList(repo) {
-		files = append(files, remoteFile{aptListFile, []byte(aptList(repo)), 0o644})
-	}
-	if err := r.uploadAll(ctx, host, files); err != nil {
+	if err := r.uploadAll(ctx, host, aptSourceFiles(st, key, repo)); err != nil {
 		return err
 	}
 	var move []string

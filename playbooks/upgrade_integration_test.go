@@ -220,19 +220,10 @@ func runUpgrade(t *testing.T, inv *inventory.Inventory, inject func(steps.Event)
 
 func runUpgradeCtx(t *testing.T, ctx context.Context, inv *inventory.Inventory, inject func(steps.Event)) (*steps.Report, string, error) {
 	t.Helper()
-	var out output
-	s, err := playbooks.NewSession(inv, playbooks.Options{OnEvent: func(e steps.Event) {
-		out.event(e)
-		if inject != nil {
-			inject(e)
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	report, err := playbooks.Upgrade(ctx, s, playbooks.DefaultUpgradeOptions())
-	return report, out.buf.String(), err
+	report, _, shown, err := runCommand(t, ctx, inv, inject, func(ctx context.Context, s *playbooks.Session) (*steps.Report, error) {
+		return playbooks.Upgrade(ctx, s, playbooks.DefaultUpgradeOptions())
+	})
+	return report, shown, err
 }
 
 func isRefused(err error) bool {

@@ -188,7 +188,7 @@ func TestPackagesUpgradeTodo(t *testing.T) {
 		want  string
 	}{
 		{"kubeadm first", st(old, map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1"}, "kubeadm", "kubelet"), []string{"kubeadm"},
-			"write /etc/apt/sources.list.d/fleet-kubernetes.list (" + repo + "); upgrade kubeadm 1.34.4-1.1 → 1.35.4"},
+			"write /etc/apt/sources.list.d/fleet-kubernetes.list; upgrade kubeadm 1.34.4-1.1 → 1.35.4"},
 		{"then the kubelet, kubeadm done", st(aptList(repo), map[string]string{"kubeadm": "1.35.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1"}, "kubeadm", "kubelet", "kubectl"),
 			[]string{"kubelet", "kubectl"}, "upgrade kubelet 1.34.4-1.1 → 1.35.4; upgrade kubectl 1.34.4-1.1 → 1.35.4"},
 		{"cut after the install, before the hold", st(aptList(repo), map[string]string{"kubelet": "1.35.4-1.1"}), []string{"kubelet"}, "hold kubelet"},

@@ -288,22 +288,6 @@ func ensureKubeletPolicy(ctx context.Context, client kubernetes.Interface, polic
 	return nil
 }
 
-// restartKubelet restarts the kubelet (onto its new binary) and waits for
-// its health endpoint.
-func restartKubelet(ctx context.Context, r remote, host string) error {
-	if _, err := r.run(ctx, host, restartKubeletScript); err != nil {
-		return fmt.Errorf("restart the kubelet: %w", err)
-	}
-	dial, err := r.probe.dialer(ctx, host)
-	if err != nil {
-		return err
-	}
-	if err := waitHealthy(ctx, dial, staticPod{name: "kubelet", scheme: "http", addr: "127.0.0.1:10248", path: "/healthz"}, 2*time.Minute); err != nil {
-		return fmt.Errorf("the kubelet after its restart: %w", err)
-	}
-	return nil
-}
-
 // waitKubelet waits for host's Node to be Ready with its kubelet at
 // version.
 func waitKubelet(ctx context.Context, client kubernetes.Interface, host, version string, limit time.Duration) error {
