@@ -90,17 +90,6 @@ func Upgrade(ctx context.Context, s *Session, opts UpgradeOptions) (*Report, err
 	})
 }
 
-// PlanUpgrade is a dry run of Upgrade: every node's from → to.
-func PlanUpgrade(ctx context.Context, s *Session, opts UpgradeOptions) (*Report, error) {
-	if _, err := MaxUnavailable(opts.MaxUnavailable, len(s.Inv.Workers)); err != nil {
-		return nil, err
-	}
-	if err := s.checkInstallSource(ctx); err != nil {
-		return nil, err
-	}
-	return s.DryRun(ctx, upgradeGraph(s, opts))
-}
-
 // UpgradeNodes are the nodes in upgrade order: masters, then workers.
 func UpgradeNodes(inv *inventory.Inventory) []string {
 	return append(namesWithRole(inv, inventory.RoleMaster), namesWithRole(inv, inventory.RoleWorker)...)
@@ -438,6 +427,12 @@ func (p *upgradePlanPhase) check(ctx context.Context, pr probe, host string) (bo
 	}
 	if v.from == p.inv.Cluster.KubernetesVersion {
 		return true, "the control plane runs " + v.from + " already", nil
+	}
+	// kubeadm upgrade plan must be the new kubeadm's: in a dry run, where
+	// upgrade-kubeadm only looked, this says the step comes after it.
+	res, err := pr.query(ctx, host, versionCommand("kubeadm", "kubeadm"))
+	if got := parseVersion("kubeadm", res.Stdout); err != nil || got != p.inv.Cluster.KubernetesVersion {
+		return false, "", fmt.Errorf("kubeadm on %s is %s, not %s yet", host, orUnknown(got), p.inv.Cluster.KubernetesVersion)
 	}
 	return false, "", nil
 }

@@ -119,6 +119,9 @@ func TestUpgrade(t *testing.T) {
 			t.Errorf("plan: upgrade-masters on %s says %q", host, r)
 		}
 	}
+	if r := reasonOf(plan, "upgrade-plan", "master0"); r != "after upgrade-kubeadm" {
+		t.Errorf("plan: upgrade-plan on master0 says %q, want it after the new kubeadm (the old one must not be asked)", r)
+	}
 	if r := reasonOf(plan, "upgrade-workers", "worker1"); !strings.Contains(r, "kubelet "+from+" → "+to) {
 		t.Errorf("plan: upgrade-workers on worker1 says %q", r)
 	}
