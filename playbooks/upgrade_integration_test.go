@@ -267,7 +267,8 @@ func setNodeReady(t *testing.T, api kubernetes.Interface, node string, status co
 	}
 }
 
-// upgradeWindows records when each master was being upgraded.
+// upgradeWindows records when each master was being upgraded: from its
+// first start to the end of the run that finished it.
 type upgradeWindows struct {
 	mu     sync.Mutex
 	open   map[string]time.Time
@@ -283,10 +284,15 @@ func (w *upgradeWindows) see(e steps.Event) {
 	if w.open == nil {
 		w.open = map[string]time.Time{}
 	}
+	// A master whose upgrade failed or was cut is left half-way, its
+	// control plane restarting: its window stays open until a later run
+	// finishes it.
 	switch e.Kind {
 	case steps.Started:
-		w.open[e.Host] = e.Time
-	case steps.Succeeded, steps.Failed:
+		if _, ok := w.open[e.Host]; !ok {
+			w.open[e.Host] = e.Time
+		}
+	case steps.Succeeded:
 		if began, ok := w.open[e.Host]; ok {
 			w.closed = append(w.closed, [2]time.Time{began, e.Time})
 			delete(w.open, e.Host)
@@ -295,7 +301,7 @@ func (w *upgradeWindows) see(e steps.Event) {
 }
 
 // masters are the windows in which a master was being upgraded (one
-// still open when its run was cut ends now).
+// still open ends now).
 func (w *upgradeWindows) masters() [][2]time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
