@@ -81,7 +81,7 @@ var Faults = map[int]string{
 	20: "The load balancer holding the VIP loses its link",
 	21: "The load balancer holding the VIP loses its keepalived (stopped)",
 	22: "The external load balancer lost (link cut) with node-local proxies",
-	23: "fleet upgrade cut short (Ctrl-C) after its first master",
+	23: "fleet upgrade cut short (Ctrl-C) in the middle of the second master's upgrade",
 }
 
 // Read loads the rows a run recorded in dir.
