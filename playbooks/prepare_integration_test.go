@@ -459,12 +459,8 @@ func TestPrepareFromPackages(t *testing.T) {
 	nodes := []string{"master0", "worker0"}
 	folder := sim.AirgapFolder(c.Tools)
 	const version = "1.34.4-1.1"
-	var pkgs []aptrepo.Package
-	for _, name := range []string{"kubeadm", "kubelet", "kubectl"} {
-		pkgs = append(pkgs, aptrepo.Package{Name: name, Version: version, Arch: "amd64", Files: map[string]string{"usr/bin/" + name: filepath.Join(folder, name)}})
-	}
 	// containerd and nginx come from the distribution's mirror (sim's).
-	repo, err := aptrepo.Build(filepath.Join(c.Dir, "apt"), pkgs)
+	repo, err := aptrepo.Build(filepath.Join(c.Dir, "apt"), kubePackagesOf(folder, version))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,11 +543,7 @@ func TestPrepareFromPackages(t *testing.T) {
 	t.Run("fleet upgrade moves the packages to the next minor's repository", func(t *testing.T) {
 		next := sim.AirgapFolderOf(c.Tools, sim.NextVersion)
 		const nextVersion = "1.35.4-1.1"
-		var pkgs []aptrepo.Package
-		for _, name := range []string{"kubeadm", "kubelet", "kubectl"} {
-			pkgs = append(pkgs, aptrepo.Package{Name: name, Version: nextVersion, Arch: "amd64", Files: map[string]string{"usr/bin/" + name: filepath.Join(next, name)}})
-		}
-		repo2, err := aptrepo.Build(filepath.Join(c.Dir, "apt-next"), pkgs)
+		repo2, err := aptrepo.Build(filepath.Join(c.Dir, "apt-next"), kubePackagesOf(next, nextVersion))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -585,6 +577,16 @@ func TestPrepareFromPackages(t *testing.T) {
 			t.Errorf("a second upgrade: %v\n%s", err, shown)
 		}
 	})
+}
+
+// kubePackagesOf are kubeadm, kubelet and kubectl from an air-gapped
+// folder as packages of version, laid out as pkgs.k8s.io's are.
+func kubePackagesOf(folder, version string) []aptrepo.Package {
+	var pkgs []aptrepo.Package
+	for _, name := range []string{"kubeadm", "kubelet", "kubectl"} {
+		pkgs = append(pkgs, aptrepo.Package{Name: name, Version: version, Arch: "amd64", Files: map[string]string{"usr/bin/" + name: filepath.Join(folder, name)}})
+	}
+	return pkgs
 }
 
 func mustRead(t *testing.T, path string) []byte {
