@@ -284,7 +284,8 @@ func controlPlaneUnhealthy(ctx context.Context, p probe, master string) string {
 type upgradeTools struct {
 	inv      *inventory.Inventory
 	names    []string
-	binaries *binariesPhase // install: binaries
+	binaries *binariesPhase      // install: binaries
+	packages seen[packagesState] // install: packages: what the check read
 }
 
 func newUpgradeTools(inv *inventory.Inventory, step string, names ...string) *upgradeTools {
@@ -311,6 +312,7 @@ func (t *upgradeTools) check(ctx context.Context, p probe, host string) (bool, s
 		if err != nil {
 			return false, "", err
 		}
+		t.packages.keep(host, st)
 		if todo := packagesUpgradeTodo(st, key, t.inv.PackageRepository(), t.inv.Cluster.KubernetesVersion, t.names); len(todo) > 0 {
 			return false, strings.Join(todo, "; "), nil
 		}
@@ -368,9 +370,11 @@ func (t *upgradeTools) upgradePackages(ctx context.Context, r remote, host strin
 	if err != nil {
 		return err
 	}
-	st, err := readPackagesState(ctx, r.probe, host)
-	if err != nil {
-		return err
+	st, ok := t.packages.take(host)
+	if !ok {
+		if st, err = readPackagesState(ctx, r.probe, host); err != nil {
+			return err
+		}
 	}
 	repo, version := t.inv.PackageRepository(), t.inv.Cluster.KubernetesVersion
 	if err := r.uploadAll(ctx, host, aptSourceFiles(st, key, repo)); err != nil {

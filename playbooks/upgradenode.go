@@ -41,7 +41,14 @@ type upgradeNodePhase struct {
 	inv   *inventory.Inventory
 	view  *steps.Output[*upgradeView]
 	opts  UpgradeOptions
-	tools *upgradeTools // kubelet and kubectl
+	tools *upgradeTools  // kubelet and kubectl
+	seen  seen[nodeSeen] // what the check read: the run starts from it
+}
+
+// nodeSeen is a node's state as its check read it.
+type nodeSeen struct {
+	st   nodeUpgrade
+	node *corev1.Node
 }
 
 // nodeUpgrade is where one node stands.
@@ -125,10 +132,11 @@ func imageTag(manifest []byte) string {
 }
 
 func (p *upgradeNodePhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
-	st, _, err := p.state(ctx, pr, host)
+	st, node, err := p.state(ctx, pr, host)
 	if err != nil {
 		return false, "", err
 	}
+	p.seen.keep(host, nodeSeen{st, node})
 	target := p.inv.Cluster.KubernetesVersion
 	left := st.todo(p.inv.Host(host).Role == inventory.RoleMaster, target)
 	if len(left) == 0 {
@@ -145,10 +153,13 @@ func (p *upgradeNodePhase) run(ctx context.Context, r remote, host string) error
 	client := v.access.client
 	target := p.inv.Cluster.KubernetesVersion
 	master := p.inv.Host(host).Role == inventory.RoleMaster
-	st, node, err := p.state(ctx, r.probe, host)
-	if err != nil {
-		return err
+	seen, ok := p.seen.take(host)
+	if !ok {
+		if seen.st, seen.node, err = p.state(ctx, r.probe, host); err != nil {
+			return err
+		}
 	}
+	st, node := seen.st, seen.node
 	step := "upgrade-workers"
 	if master {
 		step = "upgrade-masters"
