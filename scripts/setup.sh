@@ -12,7 +12,10 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-packages=(openssh-server openssh-client nginx libnginx-mod-stream keepalived iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3 tmux chromium dpkg-dev apt-utils gnupg python3)
+packages=(openssh-server openssh-client nginx libnginx-mod-stream keepalived iproute2 util-linux mount sudo curl ca-certificates make git gcc libc6-dev conntrack socat ethtool sqlite3 tmux chromium dpkg-dev apt-utils gnupg python3
+	# dnf, rpm and createrepo_c: simulated Rocky hosts install with the real
+	# dnf from rpm repositories the tests build (testing/rpmrepo).
+	dnf rpm createrepo-c dnf-plugins-core)
 # The docker CLI drives the load balancer's nginx container (runAs:
 # container) against the simulated hosts' emulated engine; Debian's
 # docker.io brings it (its daemon is kept from starting, below).

@@ -29,6 +29,7 @@ type Repo struct {
 	Dir         string // serve this folder: Packages, Release, InRelease, the .debs
 	KeyFile     string // the signing key, ASCII-armored, for signed-by
 	Fingerprint string // the key's fingerprint (40 hex digits)
+	GPGHome     string // the gpg home that holds the key: other repositories may sign with it
 }
 
 // DebsDir is where scripts/setup.sh keeps Debian's own .deb files
@@ -72,7 +73,7 @@ func Build(dir string, pkgs []Package, extra ...string) (*Repo, error) {
 	if err := os.WriteFile(filepath.Join(pool, "Release"), release, 0o644); err != nil {
 		return nil, err
 	}
-	r := &Repo{Dir: pool, KeyFile: filepath.Join(dir, "signing-key.asc")}
+	r := &Repo{Dir: pool, KeyFile: filepath.Join(dir, "signing-key.asc"), GPGHome: filepath.Join(dir, "gnupg")}
 	if r.Fingerprint, err = sign(dir, pool, r.KeyFile); err != nil {
 		return nil, err
 	}

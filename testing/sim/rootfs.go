@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -49,10 +50,54 @@ const SudoLogFile = "/var/log/sudo.log"
 const sudoLog = "Defaults logfile=" + SudoLogFile + "\nDefaults loglinelen=0\n"
 
 type rootfs struct {
-	dir  string // the host's folder on the machine
-	name string
-	role string
-	bare bool // see Topology.Bare
+	dir    string // the host's folder on the machine
+	name   string
+	role   string
+	bare   bool   // see Topology.Bare
+	distro string // see Host.Distro
+}
+
+// rpmState are the folders of rpm's database and dnf's state and cache,
+// each Rocky host's own and empty at first: nothing is installed from
+// rpm packages on a fresh host of the test bed.
+var rpmState = []string{"/var/lib/rpm", "/var/lib/dnf", "/var/cache/dnf"}
+
+// rockyRelease are the files that make a host claim Rocky Linux 9, in
+// the upper layer of its /etc. Debian's rpm keeps its database in the
+// user's home; a Rocky host keeps it in /var/lib/rpm, and so does this one.
+var rockyRelease = map[string]string{
+	"os-release": `NAME="Rocky Linux"
+VERSION="9.5 (Blue Onyx)"
+ID="rocky"
+ID_LIKE="rhel centos fedora"
+VERSION_ID="9.5"
+PLATFORM_ID="platform:el9"
+PRETTY_NAME="Rocky Linux 9.5 (Blue Onyx)"
+`,
+	"redhat-release": "Rocky Linux release 9.5 (Blue Onyx)\n",
+	"rpm/macros":     "%_dbpath /var/lib/rpm\n",
+	// Debian's dnf-plugins-core turns on its local plugin (a repository
+	// of what dnf installed, checked with no key); Rocky has no such thing.
+	"dnf/plugins/local.conf": "[main]\nenabled = false\n",
+}
+
+// claimRocky writes rockyRelease and makes the rpm state folders.
+func (r rootfs) claimRocky() error {
+	for name, content := range rockyRelease {
+		p := filepath.Join(r.path("/etc-upper"), name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	for _, d := range rpmState {
+		if err := os.MkdirAll(r.path(d), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // bareHidden are the node programs a bare host must not find even when the
@@ -159,6 +204,11 @@ func (r rootfs) build(hostsFile string, clientPub []byte) error {
 	if err := os.WriteFile(r.path("/etc/ssh/sshd_config"), []byte(sshdConfig), 0o644); err != nil {
 		return err
 	}
+	if r.distro == DistroRocky {
+		if err := r.claimRocky(); err != nil {
+			return err
+		}
+	}
 	if r.bare {
 		if err := r.hideFromBare(); err != nil {
 			return err
@@ -263,7 +313,11 @@ func (r rootfs) bootScript(tools string) string {
 	for _, f := range privateFiles {
 		fmt.Fprintf(&b, "mount --bind %s %s\n", r.path(f), f)
 	}
-	for _, d := range privateDirs {
+	private := privateDirs
+	if r.distro == DistroRocky {
+		private = append(slices.Clone(privateDirs), rpmState...)
+	}
+	for _, d := range private {
 		fmt.Fprintf(&b, "mkdir -p %s\nmount --bind %s %s\n", d, r.path(d), d)
 	}
 	lower := "/usr"

@@ -27,6 +27,9 @@ type Host struct {
 	NetNS   string `json:"netns"`
 	Veth    string `json:"veth"` // the machine's end of the host's link
 	Dir     string `json:"dir"`  // the host's private folders, seen from the machine
+	// Distro is "rocky" for a host that claims Rocky Linux (see
+	// Topology.Rocky), "" for the machine's own Debian.
+	Distro string `json:"distro,omitempty"`
 }
 
 // Cluster is a running topology and the files a client needs to reach it.
@@ -75,7 +78,7 @@ func Up(ctx context.Context, dir string, topo Topology) (*Cluster, error) {
 		c.Hosts = append(c.Hosts, Host{
 			Name: h.Name, Role: h.Role, Address: hostIP(topo.Subnet, i),
 			NetNS: netnsName(topo.ID, h.Name), Veth: vethName(topo.ID, i),
-			Dir: filepath.Join(dir, "hosts", h.Name),
+			Dir: filepath.Join(dir, "hosts", h.Name), Distro: topo.distroOf(h.Name),
 		})
 	}
 	// Record the state before creating anything, so Down can clean up a
@@ -101,7 +104,7 @@ func (c *Cluster) up(ctx context.Context) error {
 	hostsFile := c.etcHosts()
 	authorized := ssh.MarshalAuthorizedKey(clientPub)
 	err = c.forEachHost(func(i int, h Host) error {
-		if err := (rootfs{dir: h.Dir, name: h.Name, role: h.Role, bare: c.Bare}).build(hostsFile, authorized); err != nil {
+		if err := (rootfs{dir: h.Dir, name: h.Name, role: h.Role, bare: c.Bare, distro: h.Distro}).build(hostsFile, authorized); err != nil {
 			return fmt.Errorf("sim: %s: rootfs: %w", h.Name, err)
 		}
 		if err := createHostNet(c.ID, c.Subnet, i, h.Name, !c.Bare); err != nil {
@@ -166,7 +169,7 @@ func (c *Cluster) boot(h Host) error {
 	if c.Bare && tools != "" {
 		tools = ImagesLayer(tools)
 	}
-	script := rootfs{dir: h.Dir, name: h.Name, role: h.Role}.bootScript(tools)
+	script := rootfs{dir: h.Dir, name: h.Name, role: h.Role, distro: h.Distro}.bootScript(tools)
 	cmd := exec.Command("ip", "netns", "exec", h.NetNS,
 		"unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -8,6 +8,7 @@ package sim
 import (
 	"fmt"
 	"regexp"
+	"slices"
 )
 
 // HostSpec names one host and its inventory role.
@@ -35,7 +36,23 @@ type Topology struct {
 	// machine has it (forwarding off). fleet's install: binaries prepares
 	// them from AirgapFolder(Tools).
 	Bare bool
+	// Rocky names hosts that claim Rocky Linux 9 (os-release,
+	// redhat-release) and keep their own rpm database and dnf state: dnf
+	// and rpm on them install into that host only. In a Bare topology
+	// they get the distribution's rpm mirror (containerd) instead of apt's.
+	Rocky []string
 }
+
+// distroOf is what host claims to be: "rocky" or "" (the machine's Debian).
+func (t Topology) distroOf(host string) string {
+	if slices.Contains(t.Rocky, host) {
+		return DistroRocky
+	}
+	return ""
+}
+
+// DistroRocky is Host.Distro of a host that claims Rocky Linux.
+const DistroRocky = "rocky"
 
 var idPattern = regexp.MustCompile(`^[a-z0-9]{1,4}$`)
 
@@ -58,6 +75,11 @@ func (t Topology) validate() error {
 			return fmt.Errorf("sim: duplicate host %q", h.Name)
 		}
 		seen[h.Name] = true
+	}
+	for _, name := range t.Rocky {
+		if !seen[name] {
+			return fmt.Errorf("sim: Rocky names %q, which is not a host", name)
+		}
 	}
 	return nil
 }
