@@ -239,8 +239,13 @@ type Packages struct {
 	// default the Kubernetes project's for the version's minor, or a site
 	// mirror of it.
 	Repository string `yaml:"repository"`
-	// Key is its signing key, a file beside the inventory (armored or
-	// not); default: the repository's Release.key, fetched by fleet.
+	// RPMRepository is the rpm repository of dnf hosts (RHEL, Rocky,
+	// Alma, Fedora): default the Kubernetes project's for the version's
+	// minor, or a site mirror of it.
+	RPMRepository string `yaml:"rpmRepository"`
+	// Key is the repositories' signing key, a file beside the inventory
+	// (armored or not); default: the repository's own (apt: Release.key;
+	// rpm: repodata/repomd.xml.key), fetched by fleet.
 	Key string `yaml:"key"`
 	// KeyFingerprint pins the key: default the Kubernetes project's.
 	KeyFingerprint string `yaml:"keyFingerprint"`
@@ -255,11 +260,26 @@ func (inv *Inventory) PackageRepository() string {
 	if p := inv.Cluster.Packages; p != nil && p.Repository != "" {
 		return p.Repository
 	}
-	minor := inv.Cluster.KubernetesVersion
+	return kubernetesRepository(inv.Cluster.KubernetesVersion, "deb")
+}
+
+// RPMPackageRepository is install: packages' repository for dnf hosts,
+// defaults applied.
+func (inv *Inventory) RPMPackageRepository() string {
+	if p := inv.Cluster.Packages; p != nil && p.RPMRepository != "" {
+		return p.RPMRepository
+	}
+	return kubernetesRepository(inv.Cluster.KubernetesVersion, "rpm")
+}
+
+// kubernetesRepository is pkgs.k8s.io's repository of version's minor in
+// format (deb, rpm).
+func kubernetesRepository(version, format string) string {
+	minor := version
 	if parts := strings.SplitN(strings.TrimPrefix(minor, "v"), ".", 3); len(parts) >= 2 {
 		minor = "v" + parts[0] + "." + parts[1]
 	}
-	return "https://pkgs.k8s.io/core:/stable:/" + minor + "/deb/"
+	return "https://pkgs.k8s.io/core:/stable:/" + minor + "/" + format + "/"
 }
 
 // PackageKeyFingerprint is the fingerprint the repository's key must

@@ -97,6 +97,34 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestPackageRepositories: pkgs.k8s.io's repositories of the version's
+// minor unless the inventory names a mirror (which gets its slash).
+func TestPackageRepositories(t *testing.T) {
+	for _, tc := range []struct {
+		name, packages string
+		deb, rpm       string
+	}{
+		{"defaults", "", "https://pkgs.k8s.io/core:/stable:/v1.34/deb/", "https://pkgs.k8s.io/core:/stable:/v1.34/rpm/"},
+		{"a site mirror of both", "  packages: {repository: http://mirror.site/k8s/deb, rpmRepository: http://mirror.site/k8s/rpm}\n",
+			"http://mirror.site/k8s/deb/", "http://mirror.site/k8s/rpm/"},
+		{"a mirror for apt only", "  packages: {repository: http://mirror.site/deb/}\n", "http://mirror.site/deb/", "https://pkgs.k8s.io/core:/stable:/v1.34/rpm/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := strings.Replace(base, "  name: test\n", "  name: test\n  install: packages\n"+tc.packages, 1)
+			inv, err := Parse("inv.yaml", []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := inv.PackageRepository(); got != tc.deb {
+				t.Errorf("apt repository %q, want %q", got, tc.deb)
+			}
+			if got := inv.RPMPackageRepository(); got != tc.rpm {
+				t.Errorf("rpm repository %q, want %q", got, tc.rpm)
+			}
+		})
+	}
+}
+
 func TestEvenMastersWarn(t *testing.T) {
 	src := strings.Replace(base, "workers:", "  - name: master1\n    address: 198.18.0.12\nworkers:", 1)
 	inv, err := Parse("inv.yaml", []byte(src))
@@ -325,6 +353,9 @@ func TestBadInventories(t *testing.T) {
 		{"a package repository that is not a URL", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  install: packages\n  packages: {repository: pkgs.example/deb}\n")
 		}, `inv.yaml:4:26: cluster.packages.repository: "pkgs.example/deb" is not an http(s) URL`},
+		{"an rpm repository that is not a URL", func(t *testing.T) string {
+			return edit(t, "  name: test\n", "  name: test\n  install: packages\n  packages: {rpmRepository: ftp://pkgs.example/rpm/}\n")
+		}, `inv.yaml:4:29: cluster.packages.rpmRepository: "ftp://pkgs.example/rpm/" is not an http(s) URL`},
 		{"a short key fingerprint", func(t *testing.T) string {
 			return edit(t, "  name: test\n", "  name: test\n  install: packages\n  packages: {keyFingerprint: DE15B144}\n")
 		}, `inv.yaml:4:30: cluster.packages.keyFingerprint: "DE15B144" is not 40 hex digits`},

@@ -338,11 +338,17 @@ func (d *decoder) checkInstall(c *Cluster) {
 		}
 	case InstallPackages:
 		if p := c.Packages; p != nil {
-			if p.Repository != "" && !strings.HasPrefix(p.Repository, "https://") && !strings.HasPrefix(p.Repository, "http://") {
-				d.errorf("cluster.packages.repository", "%q is not an http(s) URL", p.Repository)
-			}
-			if p.Repository != "" && !strings.HasSuffix(p.Repository, "/") {
-				p.Repository += "/"
+			for _, r := range []struct {
+				field string
+				url   *string
+			}{{"repository", &p.Repository}, {"rpmRepository", &p.RPMRepository}} {
+				field, url := r.field, r.url
+				if *url != "" && !strings.HasPrefix(*url, "https://") && !strings.HasPrefix(*url, "http://") {
+					d.errorf("cluster.packages."+field, "%q is not an http(s) URL", *url)
+				}
+				if *url != "" && !strings.HasSuffix(*url, "/") {
+					*url += "/"
+				}
 			}
 			if fp := strings.ReplaceAll(p.KeyFingerprint, " ", ""); fp != "" && !fingerprint.MatchString(fp) {
 				d.errorf("cluster.packages.keyFingerprint", "%q is not 40 hex digits (gpg --show-keys prints it)", p.KeyFingerprint)
