@@ -103,7 +103,7 @@ func addNodeLocal(s *Session, g *steps.Graph, inv *inventory.Inventory, nodes, p
 	proxies := nodeProxyHosts(inv, nodes)
 	if len(proxies) > 0 {
 		if inv.Installs() {
-			g.MustAdd(s.step(steps.Step{Name: "prepare-node-proxy", Description: "install nginx, libnginx-mod-stream from the distribution's packages (apt) for the node-local proxy",
+			g.MustAdd(s.step(steps.Step{Name: "prepare-node-proxy", Description: "install nginx and its stream module from the distribution's packages (apt or dnf) for the node-local proxy",
 				Hosts: proxies, After: after}, &lbPackagesPhase{inv: inv, proxy: true}))
 			after = []string{"prepare-node-proxy"}
 		}

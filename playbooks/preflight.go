@@ -229,26 +229,33 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 		return fmt.Errorf("unexpected preflight answer %q", out)
 	}
 	var install []string
+	var versions map[string]string
 	if prepared {
-		if err := pr.s.prep.keepViews(host, b, answers, files); err != nil {
-			return err
-		}
-		versions := parseVersions(factsOut)
+		versions = parseVersions(factsOut)
 		factsOut = dropPrefixed(factsOut, "version.")
-		f, err := facts.Parse(factsOut)
-		if err != nil {
+	}
+	f, err := facts.Parse(factsOut)
+	if err != nil {
+		return err
+	}
+	family := nodeprep.Family(f.ID, f.IDLike)
+	pr.s.family.Store(host, family)
+	if prepared {
+		if err := pr.s.prep.keepViews(host, b, managerFor(p.inv, family).name, answers, files); err != nil {
 			return err
 		}
 		version := p.inv.Cluster.KubernetesVersion
 		if p.upgrading {
 			version = "" // the old version until each node's turn
 		}
-		install = installProblems(h, hostFacts{distro: f.Distro, id: f.ID, arch: f.Arch, family: nodeprep.Family(f.ID, f.IDLike),
+		install = installProblems(h, hostFacts{distro: f.Distro, id: f.ID, arch: f.Arch, family: family,
 			containerd: f.Has("containerd"), versions: versions}, b, version)
-	}
-	f, err := facts.Parse(factsOut)
-	if err != nil {
-		return err
+		if len(install) == 0 && b == nil {
+			// The repository's key, pinned, before any host is changed.
+			if _, err := pr.s.PackageKey(ctx, managerFor(p.inv, family)); err != nil {
+				return err
+			}
+		}
 	}
 	pr.s.systemd.Store(host, f.Systemd)
 	st, err := parseHostState(stateOut)
@@ -381,11 +388,11 @@ func problemsOf(h *inventory.Host, f facts.Facts, st hostState, inv *inventory.I
 		need = append(need, "keepalived")
 	}
 	if inv.Cluster.NodeLocalProxy && len(nodeProxyHosts(inv, []string{h.Name})) > 0 && h.Role != inventory.RoleLoadBalancer && h.Role != inventory.RoleCA &&
-		!(inv.Installs() && nodeprep.Family(f.ID, f.IDLike) == nodeprep.FamilyDebian) { // else prepare-node-proxy installs it
+		!(inv.Installs() && nodeprep.Family(f.ID, f.IDLike) != "") { // else prepare-node-proxy installs it
 		need = append(need, "nginx") // the node-local proxy, with its stream module
 	}
-	if h.Role == inventory.RoleLoadBalancer && inv.Installs() && nodeprep.Family(f.ID, f.IDLike) == nodeprep.FamilyDebian {
-		need = nil // prepare-loadbalancer installs it with apt
+	if h.Role == inventory.RoleLoadBalancer && inv.Installs() && installsLB(inv, nodeprep.Family(f.ID, f.IDLike)) {
+		need = nil // prepare-loadbalancer installs it
 	}
 	for _, tool := range need {
 		if !f.Has(tool) {

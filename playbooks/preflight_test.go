@@ -144,8 +144,11 @@ func TestProblemsOfLBFleetInstalls(t *testing.T) {
 		{"debian, nothing installed", inventory.InstallBinaries, "", "debian", nil, ""},
 		{"ubuntu (ID_LIKE debian), packages", inventory.InstallPackages, "", "ubuntu", nil, ""},
 		{"container, no docker yet", inventory.InstallPackages, inventory.NginxContainer, "debian", nil, ""},
-		{"rocky: no apt", inventory.InstallBinaries, "", "rocky", nil, "nginx is not installed"},
-		{"rocky with nginx", inventory.InstallBinaries, "", "rocky", []string{"nginx"}, ""},
+		{"rocky: dnf installs it", inventory.InstallBinaries, "", "rocky", nil, ""},
+		{"rocky, container: docker is not the distribution's", inventory.InstallPackages, inventory.NginxContainer, "rocky", nil, "docker is not installed"},
+		{"rocky, container, docker there", inventory.InstallPackages, inventory.NginxContainer, "rocky", []string{"docker"}, ""},
+		{"alpine: nothing installs it", inventory.InstallBinaries, "", "alpine", nil, "nginx is not installed"},
+		{"alpine with nginx", inventory.InstallBinaries, "", "alpine", []string{"nginx"}, ""},
 		{"prepared hosts: fleet installs nothing", inventory.InstallPrepared, "", "debian", nil, "nginx is not installed"},
 	} {
 		lb := inventory.Host{Name: "lb", Role: inventory.RoleLoadBalancer}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/fleetops/fleet/internal/binaries"
 	"github.com/fleetops/fleet/internal/exec"
-	"github.com/fleetops/fleet/internal/nodeprep"
 	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
@@ -52,49 +51,12 @@ func (s *Session) Bundle(ctx context.Context) (*binaries.Bundle, error) {
 	return s.bundle.bundle, s.bundle.err
 }
 
-// keyOnce is install: packages' repository key, fetched and checked once.
-type keyOnce struct {
-	once sync.Once
-	key  []byte
-	err  error
-}
-
-// PackageKey is the Kubernetes repository's signing key for install:
-// packages, armored: the inventory's file, else the repository's
-// Release.key fetched here; either way its fingerprint must be the pinned
-// one (the Kubernetes project's unless the inventory names a mirror's).
-// Checked before any host is changed.
-func (s *Session) PackageKey(ctx context.Context) ([]byte, error) {
-	s.pkgKey.once.Do(func() {
-		var data []byte
-		var from string
-		if p := s.Inv.Cluster.Packages; p != nil && p.Key != "" {
-			from = p.Key
-			data, s.pkgKey.err = readLimited(p.Key, 1<<20)
-		} else {
-			from = s.Inv.PackageRepository() + "Release.key"
-			data, s.pkgKey.err = fetch(ctx, http.DefaultClient, from, 1<<20)
-		}
-		if s.pkgKey.err == nil {
-			s.pkgKey.key, s.pkgKey.err = nodeprep.PinnedKey(data, s.Inv.PackageKeyFingerprint())
-		}
-		if s.pkgKey.err != nil {
-			s.pkgKey.err = &BinariesError{Field: "cluster.packages", Err: fmt.Errorf("signing key %s: %w", from, s.pkgKey.err)}
-		}
-	})
-	return s.pkgKey.key, s.pkgKey.err
-}
-
-// checkInstallSource loads what install: binaries or packages installs
-// from, before any host is changed: the folder's sums, the repository's
-// key.
+// checkInstallSource loads what install: binaries installs from, before
+// any host is changed: the folder's sums. (install: packages' keys are
+// checked in preflight, which knows each host's package manager.)
 func (s *Session) checkInstallSource(ctx context.Context) error {
-	switch s.Inv.Cluster.Install {
-	case inventory.InstallBinaries:
+	if s.Inv.Cluster.Install == inventory.InstallBinaries {
 		_, err := s.Bundle(ctx)
-		return err
-	case inventory.InstallPackages:
-		_, err := s.PackageKey(ctx)
 		return err
 	}
 	return nil
@@ -177,11 +139,7 @@ func installProblems(h *inventory.Host, f hostFacts, b *binaries.Bundle, version
 	if f.family == "" {
 		problems = append(problems, fmt.Sprintf("%s (ID=%s) is not a distribution fleet prepares: Debian, Ubuntu, RHEL, Rocky, Alma or Fedora", f.distro, orUnknown(f.id)))
 	}
-	if b == nil {
-		if p := packagesFamilyProblem(f.family); p != "" {
-			problems = append(problems, p)
-		}
-	} else if arch := binaries.UnameArch(f.arch); arch != b.Arch {
+	if arch := binaries.UnameArch(f.arch); b != nil && arch != b.Arch {
 		problems = append(problems, fmt.Sprintf("the host is %s, the binaries of %s are for %s", f.arch, b.Dir, b.Arch))
 	}
 	for _, name := range []string{"kubeadm", "kubelet"} {
@@ -257,8 +215,8 @@ func addPrepare(s *Session, g *steps.Graph, nodes []string) []string {
 	install := "prepare-binaries"
 	if s.Inv.Cluster.Install == inventory.InstallPackages {
 		install = "prepare-packages"
-		g.MustAdd(s.step(steps.Step{Name: install, Description: "containerd from the distribution, kubeadm, kubelet and kubectl " + version + " from " + s.Inv.PackageRepository() + " (key pinned by fingerprint), held",
-			Hosts: nodes, After: []string{"gate"}}, &packagesPhase{version: version, repo: s.Inv.PackageRepository()}))
+		g.MustAdd(s.step(steps.Step{Name: install, Description: "containerd from the distribution, kubeadm, kubelet and kubectl " + version + " from " + packageSources(s.Inv) + " (key pinned by fingerprint), held",
+			Hosts: nodes, After: []string{"gate"}}, &packagesPhase{version: version}))
 	} else {
 		g.MustAdd(s.step(steps.Step{Name: install, Description: "upload the binaries folder (each sent once, its version checked, stamped), kubelet and containerd units",
 			Hosts: nodes, After: []string{"gate"}}, &binariesPhase{step: install, version: version, kit: nodeKit(version)}))

@@ -21,6 +21,7 @@ import (
 	"github.com/fleetops/fleet/inventory"
 	"github.com/fleetops/fleet/playbooks"
 	"github.com/fleetops/fleet/testing/aptrepo"
+	"github.com/fleetops/fleet/testing/rpmrepo"
 	"github.com/fleetops/fleet/testing/sim"
 )
 
@@ -172,7 +173,7 @@ func TestPrepareFromBareHosts(t *testing.T) {
 		}
 		ran := changedSteps(report)
 		// The load balancer's nginx, from the distribution's packages.
-		nginxFromApt(t, c, ran)
+		nginxFromPackages(t, c, ran)
 		for _, h := range bareNodes {
 			for _, step := range []string{"prepare-kernel", "prepare-binaries", "prepare-runtime"} {
 				if !ran[step+"/"+h] {
@@ -337,12 +338,17 @@ func TestPrepareFromBareHosts(t *testing.T) {
 	})
 }
 
-// nginxFromApt fails the test unless prepare-loadbalancer ran and dpkg on
-// the load balancer lists nginx and its stream module.
-func nginxFromApt(t *testing.T, c *sim.Cluster, ran map[string]bool) {
+// nginxFromPackages fails the test unless prepare-loadbalancer ran and
+// the package manager on lb knows nginx and its stream module (dpkg, or
+// rpm on a Rocky host), and the load balancer answers.
+func nginxFromPackages(t *testing.T, c *sim.Cluster, ran map[string]bool) {
 	t.Helper()
-	if out, err := c.Exec("lb", "dpkg-query", "-W", "nginx", "libnginx-mod-stream"); !ran["prepare-loadbalancer/lb"] || err != nil || strings.Count(string(out), "\n") != 2 {
-		t.Errorf("prepare-loadbalancer ran: %v; dpkg on lb: %v %q", ran["prepare-loadbalancer/lb"], err, out)
+	query := []string{"dpkg-query", "-W", "nginx", "libnginx-mod-stream"}
+	if c.Host("lb").Distro == sim.DistroRocky {
+		query = []string{"rpm", "-q", "nginx", "nginx-mod-stream"}
+	}
+	if out, err := c.Exec("lb", query...); !ran["prepare-loadbalancer/lb"] || err != nil || strings.Count(string(out), "\n") != 2 {
+		t.Errorf("prepare-loadbalancer ran: %v; %s on lb: %v %q", ran["prepare-loadbalancer/lb"], query[0], err, out)
 	}
 }
 
@@ -441,11 +447,13 @@ func copyFolder(t *testing.T, from, to string) {
 }
 
 // TestPrepareFromPackages: bare hosts of a site that reaches only its own
-// mirror become a Ready cluster with install: packages, through the real
-// apt-get and dpkg: the Kubernetes packages at the cluster's version and
-// held, containerd from Debian's own package; the mirror's key is fetched
-// and pinned by fingerprint, and a key that is not the pinned one stops
-// the run before any host changes.
+// mirrors become a Ready cluster with install: packages: the Debian master
+// through the real apt-get and dpkg, the Rocky worker and load balancer
+// through the real dnf and rpm; the Kubernetes packages at the cluster's version and held
+// (apt-mark hold, dnf versionlock), containerd from the distribution's
+// repository; the mirrors' key (one, as pkgs.k8s.io signs both formats
+// with one) is fetched and pinned by fingerprint, and a key that is not
+// the pinned one stops the run before any host changes.
 func TestPrepareFromPackages(t *testing.T) {
 	sim.Need(t, cluster)
 	debs, _ := filepath.Glob(filepath.Join(aptrepo.DebsDir, "*.deb"))
@@ -454,11 +462,11 @@ func TestPrepareFromPackages(t *testing.T) {
 	}
 	topo := sim.Topology{ID: "bq", Subnet: 43, Bare: true, Hosts: []sim.HostSpec{
 		{Name: "lb", Role: "loadbalancer"}, {Name: "master0", Role: "master"}, {Name: "worker0", Role: "worker"},
-	}}
+	}, Rocky: []string{"lb", "worker0"}}
 	c := upWithNodeBinaries(t, topo)
 	nodes := []string{"master0", "worker0"}
 	folder := sim.AirgapFolder(c.Tools)
-	const version = "1.34.4-1.1"
+	const version, rpmVersion = "1.34.4-1.1", "1.34.4-150500.1.1" // as pkgs.k8s.io numbers them
 	// containerd and nginx come from the distribution's mirror (sim's).
 	repo, err := aptrepo.Build(filepath.Join(c.Dir, "apt"), kubePackagesOf(folder, version))
 	if err != nil {
@@ -468,16 +476,35 @@ func TestPrepareFromPackages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rpmRepo, err := rpmrepo.Build(filepath.Join(c.Dir, "rpm"), rpmKubePackagesOf(folder, rpmVersion), repo.GPGHome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpmURL, err := c.ServeDir("lb", rpmRepo.Dir, 8084, "repodata/repomd.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	invPath := filepath.Join(c.Dir, "packages.yaml")
 	withKey := func(fingerprint string) *inventory.Inventory {
 		return editInventory(t, invPath, mustRead(t, c.Inventory), [2]string{"  kubernetesVersion: " + sim.KubernetesVersion + "\n",
-			"  kubernetesVersion: " + sim.KubernetesVersion + "\n  install: packages\n  packages:\n    repository: " + url + "\n    keyFingerprint: " + fingerprint + "\n"})
+			"  kubernetesVersion: " + sim.KubernetesVersion + "\n  install: packages\n  packages:\n    repository: " + url + "\n    rpmRepository: " + rpmURL + "\n    keyFingerprint: " + fingerprint + "\n"})
 	}
 	opts := playbooks.DefaultApplyOptions()
 	opts.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
 	installed := func(h string) string {
-		out, _ := c.Exec(h, "sh", "-c", "dpkg-query -W kubeadm kubelet kubectl containerd 2>/dev/null; echo held: $(apt-mark showhold); ls /etc/apt/keyrings 2>/dev/null; :")
+		script := "dpkg-query -W kubeadm kubelet kubectl containerd 2>/dev/null; echo held: $(apt-mark showhold); ls /etc/apt/keyrings 2>/dev/null; :"
+		if c.Host(h).Distro == sim.DistroRocky {
+			script = `rpm -q --whatprovides --qf '%{NAME}\t%{VERSION}-%{RELEASE}\n' kubeadm kubelet kubectl containerd | grep -v ' '
+echo held: $(dnf -q versionlock list | sed 's/-[0-9].*//' | sort); ls /etc/pki/rpm-gpg; :`
+		}
+		out, _ := c.Exec(h, "sh", "-c", script)
 		return string(out)
+	}
+	versionOf := func(h string) string {
+		if c.Host(h).Distro == sim.DistroRocky {
+			return rpmVersion
+		}
+		return version
 	}
 
 	t.Run("a key that is not the pinned one is refused before any host changes", func(t *testing.T) {
@@ -507,13 +534,13 @@ func TestPrepareFromPackages(t *testing.T) {
 			t.Fatalf("apply: %v\n%s", err, shown)
 		}
 		ran := changedSteps(report)
-		nginxFromApt(t, c, ran)
+		nginxFromPackages(t, c, ran)
 		for _, h := range nodes {
 			if !ran["prepare-packages/"+h] || !ran["prepare-kernel/"+h] || !ran["prepare-runtime/"+h] {
 				t.Errorf("%s: prepare steps that ran: %v", h, ran)
 			}
-			got := installed(h)
-			for _, want := range []string{"kubeadm\t" + version, "kubelet\t" + version, "kubectl\t" + version, "containerd\t1.", "held: kubeadm kubectl kubelet", "fleet-kubernetes.asc"} {
+			got, v := installed(h), versionOf(h)
+			for _, want := range []string{"kubeadm\t" + v, "kubelet\t" + v, "kubectl\t" + v, "containerd\t1.", "held: kubeadm kubectl kubelet", "fleet-kubernetes.asc"} {
 				if !strings.Contains(got, want) {
 					t.Errorf("%s lacks %q:\n%s", h, want, got)
 				}
@@ -526,6 +553,9 @@ func TestPrepareFromPackages(t *testing.T) {
 		if out, err := exec.Command("dpkg-query", "-W", "kubeadm").CombinedOutput(); err == nil {
 			t.Errorf("the machine running the test has kubeadm installed now: %s", out)
 		}
+		if out, err := exec.Command("rpm", "-q", "kubeadm").CombinedOutput(); err == nil {
+			t.Errorf("the machine running the test has kubeadm in its rpm database now: %s", out)
+		}
 	})
 
 	t.Run("a second apply installs nothing", func(t *testing.T) {
@@ -534,7 +564,11 @@ func TestPrepareFromPackages(t *testing.T) {
 			t.Fatalf("%v; changes %v\n%s", err, changedSteps(report), shown)
 		}
 		for _, h := range nodes {
-			if r := reasonOf(report, "prepare-packages", h); !strings.Contains(r, "kubeadm, kubelet, kubectl "+version+" installed from "+url+" and held") {
+			from := url
+			if c.Host(h).Distro == sim.DistroRocky {
+				from = rpmURL
+			}
+			if r := reasonOf(report, "prepare-packages", h); !strings.Contains(r, "kubeadm, kubelet, kubectl "+versionOf(h)+" installed from "+from+" and held") {
 				t.Errorf("%s: prepare-packages says %q", h, r)
 			}
 		}
@@ -542,7 +576,7 @@ func TestPrepareFromPackages(t *testing.T) {
 
 	t.Run("fleet upgrade moves the packages to the next minor's repository", func(t *testing.T) {
 		next := sim.AirgapFolderOf(c.Tools, sim.NextVersion)
-		const nextVersion = "1.35.4-1.1"
+		const nextVersion, nextRPMVersion = "1.35.4-1.1", "1.35.4-150500.1.1"
 		repo2, err := aptrepo.Build(filepath.Join(c.Dir, "apt-next"), kubePackagesOf(next, nextVersion))
 		if err != nil {
 			t.Fatal(err)
@@ -551,18 +585,30 @@ func TestPrepareFromPackages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		rpmRepo2, err := rpmrepo.Build(filepath.Join(c.Dir, "rpm-next"), rpmKubePackagesOf(next, nextRPMVersion), repo2.GPGHome)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rpmURL2, err := c.ServeDir("lb", rpmRepo2.Dir, 8085, "repodata/repomd.xml")
+		if err != nil {
+			t.Fatal(err)
+		}
 		leave := ""
 		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
 			leave = "  allowCgroupV1: true\n" // this machine has cgroups v1
 		}
 		inv := editInventory(t, invPath, nil, [2]string{"  kubernetesVersion: " + sim.KubernetesVersion + "\n", "  kubernetesVersion: " + sim.NextVersion + "\n" + leave},
-			[2]string{"repository: " + url + "\n", "repository: " + url2 + "\n"}, [2]string{"keyFingerprint: " + repo.Fingerprint, "keyFingerprint: " + repo2.Fingerprint})
+			[2]string{"  repository: " + url + "\n", "  repository: " + url2 + "\n"}, [2]string{"rpmRepository: " + rpmURL + "\n", "rpmRepository: " + rpmURL2 + "\n"},
+			[2]string{"keyFingerprint: " + repo.Fingerprint, "keyFingerprint: " + repo2.Fingerprint})
 		if _, shown, err := runUpgrade(t, inv, nil); err != nil {
 			t.Fatalf("upgrade: %v\n%s", err, shown)
 		}
 		for _, h := range nodes {
-			got := installed(h)
-			for _, want := range []string{"kubeadm\t" + nextVersion, "kubelet\t" + nextVersion, "kubectl\t" + nextVersion, "held: kubeadm kubectl kubelet"} {
+			got, v := installed(h), nextVersion
+			if c.Host(h).Distro == sim.DistroRocky {
+				v = nextRPMVersion
+			}
+			for _, want := range []string{"kubeadm\t" + v, "kubelet\t" + v, "kubectl\t" + v, "held: kubeadm kubectl kubelet"} {
 				if !strings.Contains(got, want) {
 					t.Errorf("%s lacks %q after the upgrade:\n%s", h, want, got)
 				}
@@ -585,6 +631,17 @@ func kubePackagesOf(folder, version string) []aptrepo.Package {
 	var pkgs []aptrepo.Package
 	for _, name := range []string{"kubeadm", "kubelet", "kubectl"} {
 		pkgs = append(pkgs, aptrepo.Package{Name: name, Version: version, Arch: "amd64", Files: map[string]string{"usr/bin/" + name: filepath.Join(folder, name)}})
+	}
+	return pkgs
+}
+
+// rpmKubePackagesOf is kubePackagesOf for an rpm repository: version is
+// version-release (1.34.4-150500.1.1).
+func rpmKubePackagesOf(folder, version string) []rpmrepo.Package {
+	v, release, _ := strings.Cut(version, "-")
+	var pkgs []rpmrepo.Package
+	for _, name := range []string{"kubeadm", "kubelet", "kubectl"} {
+		pkgs = append(pkgs, rpmrepo.Package{Name: name, Version: v, Release: release, Files: map[string]string{"/usr/bin/" + name: filepath.Join(folder, name)}})
 	}
 	return pkgs
 }

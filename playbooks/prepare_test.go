@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -200,23 +201,32 @@ func TestVersionsScriptReadsTheStamp(t *testing.T) {
 
 func TestReadPackagesStatus(t *testing.T) {
 	key := []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n...\n")
-	repo := "https://pkgs.k8s.io/core:/stable:/v1.34/deb/"
-	files := map[string][]byte{aptKeyFile: key, aptListFile: []byte(aptList(repo))}
+	inv := &inventory.Inventory{Cluster: inventory.Cluster{KubernetesVersion: "v1.34.4"}}
+	apt, dnf := managerFor(inv, nodeprep.FamilyDebian), managerFor(inv, nodeprep.FamilyRHEL)
+	aptFiles := map[string][]byte{aptKeyFile: key, aptListFile: []byte(aptList("https://pkgs.k8s.io/core:/stable:/v1.34/deb/"))}
+	dnfFiles := map[string][]byte{dnfKeyFile: key, dnfRepoFile: []byte(dnfRepo("https://pkgs.k8s.io/core:/stable:/v1.34/rpm/")), versionlockConf: []byte("[main]\n")}
 	tests := []struct {
 		name      string
+		m         packageManager
 		installed map[string]string
 		held      []string
 		files     map[string][]byte
 		want      string
 	}{
-		{"installed and held", map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1", "containerd": "1.6.20~ds1-1+deb12u3"},
-			[]string{"kubeadm", "kubectl", "kubelet"}, files, ""},
-		{"bare", map[string]string{}, nil, map[string][]byte{},
+		{"installed and held", apt, map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1", "containerd": "1.6.20~ds1-1+deb12u3"},
+			[]string{"kubeadm", "kubectl", "kubelet"}, aptFiles, ""},
+		{"bare", apt, map[string]string{}, nil, map[string][]byte{},
 			"write /etc/apt/keyrings/fleet-kubernetes.asc; write /etc/apt/sources.list.d/fleet-kubernetes.list; install kubeadm 1.34.4; install kubelet 1.34.4; install kubectl 1.34.4; install containerd; hold kubeadm; hold kubelet; hold kubectl"},
-		{"1.34.40 is not 1.34.4", map[string]string{"kubeadm": "1.34.40-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1", "containerd": "1.7"},
-			[]string{"kubeadm", "kubectl", "kubelet"}, files, "install kubeadm 1.34.4"},
-		{"someone released the hold", map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1", "containerd": "1.7"},
-			[]string{"kubeadm", "kubectl"}, files, "hold kubelet"},
+		{"1.34.40 is not 1.34.4", apt, map[string]string{"kubeadm": "1.34.40-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1", "containerd": "1.7"},
+			[]string{"kubeadm", "kubectl", "kubelet"}, aptFiles, "install kubeadm 1.34.4"},
+		{"someone released the hold", apt, map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1", "containerd": "1.7"},
+			[]string{"kubeadm", "kubectl"}, aptFiles, "hold kubelet"},
+		{"dnf: installed and locked", dnf, map[string]string{"kubeadm": "1.34.4-150500.1.1", "kubelet": "1.34.4-150500.1.1", "kubectl": "1.34.4-150500.1.1", "containerd": "1.7.27-3.1.el9"},
+			[]string{"kubeadm", "kubectl", "kubelet"}, dnfFiles, ""},
+		{"dnf: a minimal host without the versionlock plugin", dnf, map[string]string{}, nil, map[string][]byte{},
+			"write /etc/pki/rpm-gpg/fleet-kubernetes.asc; write /etc/yum.repos.d/fleet-kubernetes.repo; install python3-dnf-plugin-versionlock; install kubeadm 1.34.4; install kubelet 1.34.4; install kubectl 1.34.4; install containerd; hold kubeadm; hold kubelet; hold kubectl"},
+		{"dnf: the apt files do not count", dnf, map[string]string{"kubeadm": "1.34.4-150500.1.1", "kubelet": "1.34.4-150500.1.1", "kubectl": "1.34.4-150500.1.1", "containerd": "1.7"},
+			[]string{"kubeadm", "kubectl", "kubelet"}, aptFiles, "write /etc/pki/rpm-gpg/fleet-kubernetes.asc; write /etc/yum.repos.d/fleet-kubernetes.repo; install python3-dnf-plugin-versionlock"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,7 +234,7 @@ func TestReadPackagesStatus(t *testing.T) {
 			for _, h := range tt.held {
 				st.held[h] = true
 			}
-			if got := strings.Join(packagesTodo(st, key, repo, "v1.34.4"), "; "); got != tt.want {
+			if got := strings.Join(packagesTodo(st, tt.m, key, "v1.34.4"), "; "); got != tt.want {
 				t.Errorf("got  %q\nwant %q", got, tt.want)
 			}
 		})
@@ -233,8 +243,8 @@ func TestReadPackagesStatus(t *testing.T) {
 
 func TestParsePackagesState(t *testing.T) {
 	out := "kubeadm 1.34.4-1.1 hi \nkubelet 1.34.4-1.1 ii \nkubectl  un \ncontainerd 1.6.20~ds1-1+deb12u3 rc \n" +
-		heldMarker + "\nkubeadm\n"
-	st, err := parsePackagesState(out, map[string][]byte{aptKeyFile: []byte("key")})
+		heldMarker + "\nkubeadm\n" + rpmMarker + "\nno package provides kubeadm\n"
+	st, err := parsePackagesState(out, map[string][]byte{aptKeyFile: []byte("key")}, "apt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,8 +254,28 @@ func TestParsePackagesState(t *testing.T) {
 	if !st.held["kubeadm"] || len(st.held) != 1 || string(st.files[aptKeyFile]) != "key" || st.files[aptListFile] != nil {
 		t.Errorf("held %v, files %q", st.held, st.files)
 	}
-	if _, err := parsePackagesState("dpkg-query: error\n", nil); err == nil {
+	if _, err := parsePackagesState("dpkg-query: error\n", nil, "apt"); err == nil {
 		t.Error("a cut answer parsed")
+	}
+}
+
+// TestParseDnfPackagesState: rpm's answer (what provides containerd may be
+// Docker's containerd.io), holds from versionlock's list; dpkg's part,
+// which a RHEL host with dpkg around may also print, is not read.
+func TestParseDnfPackagesState(t *testing.T) {
+	out := "kubeadm 1.34.4-1.1 ii \n" + heldMarker + "\nkubeadm\n" + rpmMarker +
+		"\nkubeadm 1.34.4-150500.1.1\nno package provides kubelet\nkubectl 1.34.4-150500.1.1\ncontainerd.io 1.7.27-3.1.el9\n"
+	lock := "# Added lock on Mon Dec  7 10:00:00 2026\nkubeadm-0:1.34.4-150500.1.1.*\n!kubelet-0:1.34.3-150500.1.1.*\nkubectl-1.34.4-150500.1.1.*\nkubectl-convert-0:1.34.4-1.*\n"
+	st, err := parsePackagesState(out, map[string][]byte{versionlockList: []byte(lock)}, "dnf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"kubeadm": "1.34.4-150500.1.1", "kubectl": "1.34.4-150500.1.1", "containerd": "1.7.27-3.1.el9"}
+	if fmt.Sprint(st.installed) != fmt.Sprint(want) {
+		t.Errorf("installed %v, want %v", st.installed, want)
+	}
+	if fmt.Sprint(st.held) != fmt.Sprint(map[string]bool{"kubeadm": true, "kubectl": true}) {
+		t.Errorf("held %v: want kubeadm and kubectl (an excluded kubelet is not held)", st.held)
 	}
 }
 
@@ -278,6 +308,37 @@ func TestLBPackagesTodo(t *testing.T) {
 		}
 		if got := strings.Join(lbPackagesTodo(st, want), ","); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestLBPackages: the load balancer's packages by the distribution's
+// names; a dnf host's docker engine is never fleet's to install
+// (preflight asks for it), its nginx is.
+func TestLBPackages(t *testing.T) {
+	container := &inventory.Inventory{LoadBalancer: &inventory.Host{Name: "lb", Nginx: &inventory.Nginx{RunAs: inventory.NginxContainer}}}
+	vip := &inventory.Inventory{VIP: &inventory.VIP{}}
+	for _, tc := range []struct {
+		name     string
+		inv      *inventory.Inventory
+		family   string
+		want     string
+		installs bool
+	}{
+		{"Debian", &inventory.Inventory{}, nodeprep.FamilyDebian, "nginx: nginx libnginx-mod-stream", true},
+		{"Rocky", &inventory.Inventory{}, nodeprep.FamilyRHEL, "nginx: nginx nginx-mod-stream", true},
+		{"Rocky with a VIP", vip, nodeprep.FamilyRHEL, "nginx: nginx nginx-mod-stream keepalived", true},
+		{"Debian, nginx in a container", container, nodeprep.FamilyDebian, "docker: docker.io", true},
+		{"Rocky, nginx in a container", container, nodeprep.FamilyRHEL, "docker: docker-ce", false},
+		{"Alpine", &inventory.Inventory{}, "", "nginx: nginx libnginx-mod-stream", false},
+	} {
+		manager := managerFor(tc.inv, tc.family).name
+		program, pkgs := lbPackages(tc.inv, manager)
+		if got := program + ": " + strings.Join(pkgs, " "); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+		if got := installsLB(tc.inv, tc.family); got != tc.installs {
+			t.Errorf("%s: fleet installs the balancer: %v, want %v", tc.name, got, tc.installs)
 		}
 	}
 }

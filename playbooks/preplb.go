@@ -7,6 +7,7 @@ import (
 
 	"github.com/fleetops/fleet/internal/exec"
 	"github.com/fleetops/fleet/internal/steps"
+	"github.com/fleetops/fleet/internal/nodeprep"
 	"github.com/fleetops/fleet/inventory"
 )
 
@@ -14,8 +15,9 @@ import (
 // distribution's packages when fleet prepares hosts (cluster.install:
 // packages or binaries; an air-gapped site has its distribution's
 // mirror): nginx with its stream module for runAs: service, the docker
-// engine for runAs: container. apt only so far: preflight names what to
-// install on another distribution.
+// engine for runAs: container; with apt or dnf by the host's family (a
+// dnf host's docker engine is not the distribution's: preflight asks for
+// it).
 // With proxy set, it installs a node's local API proxy (nginx and its
 // stream module) instead.
 type lbPackagesPhase struct {
@@ -24,21 +26,33 @@ type lbPackagesPhase struct {
 	seen  seen[lbPackagesState]
 }
 
-// packages are the phase's program and packages.
-func (p *lbPackagesPhase) packages() (string, []string) {
+// packages are the phase's program and packages on a host of manager.
+func (p *lbPackagesPhase) packages(manager string) (string, []string) {
 	if p.proxy {
-		return "nginx", []string{"nginx", "libnginx-mod-stream"}
+		return "nginx", nginxPackages(manager)
 	}
-	return lbPackages(p.inv)
+	return lbPackages(p.inv, manager)
 }
 
-// lbPackages are the packages the load balancer needs, the first one
-// being the program's own.
+// nginxPackages are nginx and its stream module, as the distributions
+// name them.
+func nginxPackages(manager string) []string {
+	if manager == "dnf" {
+		return []string{"nginx", "nginx-mod-stream"}
+	}
+	return []string{"nginx", "libnginx-mod-stream"}
+}
+
+// lbPackages are the packages the load balancer needs on a host of
+// manager (apt, dnf), the first one being the program's own.
 // With a VIP, keepalived comes last.
-func lbPackages(inv *inventory.Inventory) (program string, packages []string) {
-	program, packages = "nginx", []string{"nginx", "libnginx-mod-stream"}
+func lbPackages(inv *inventory.Inventory, manager string) (program string, packages []string) {
+	program, packages = "nginx", nginxPackages(manager)
 	if inv.NginxRunAs() == inventory.NginxContainer {
 		program, packages = "docker", []string{"docker.io"}
+		if manager == "dnf" {
+			packages = []string{"docker-ce"} // Docker's repository: never installed by fleet (see above)
+		}
 	}
 	if inv.VIP != nil {
 		packages = append(packages, "keepalived")
@@ -46,17 +60,27 @@ func lbPackages(inv *inventory.Inventory) (program string, packages []string) {
 	return program, packages
 }
 
-// lbPackagesState is what dpkg says of the packages, and whether the
-// program is on the PATH at all.
+// installsLB reports whether fleet installs the load balancer's program
+// on a host of family when it prepares hosts; otherwise preflight wants
+// it installed.
+func installsLB(inv *inventory.Inventory, family string) bool {
+	return family == nodeprep.FamilyDebian || family == nodeprep.FamilyRHEL && inv.NginxRunAs() != inventory.NginxContainer
+}
+
+// lbPackagesState is what dpkg or rpm says of the packages, and whether
+// the program is on the PATH at all.
 type lbPackagesState struct {
 	installed map[string]bool
 	program   bool
 }
 
-func (p *lbPackagesPhase) state(ctx context.Context, pr probe, host string) (lbPackagesState, error) {
-	program, pkgs := p.packages()
-	res, err := pr.query(ctx, host, exec.Command(append([]string{"dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n"}, pkgs...)...)+
-		" 2>/dev/null; "+exec.Command("command", "-v", program)+" >/dev/null && echo program; :")
+func (p *lbPackagesPhase) state(ctx context.Context, pr probe, host string, m packageManager) (lbPackagesState, error) {
+	program, pkgs := p.packages(m.name)
+	query := exec.Command(append([]string{"dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n"}, pkgs...)...)
+	if m.name == "dnf" {
+		query = exec.Command(append([]string{"rpm", "-q", "--qf", "%{NAME} -i\\n"}, pkgs...)...) // as dpkg's "ii"
+	}
+	res, err := pr.query(ctx, host, query+" 2>/dev/null; "+exec.Command("command", "-v", program)+" >/dev/null && echo program; :")
 	if err != nil {
 		return lbPackagesState{}, err
 	}
@@ -93,12 +117,16 @@ func lbPackagesTodo(st lbPackagesState, pkgs []string) []string {
 }
 
 func (p *lbPackagesPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
-	st, err := p.state(ctx, pr, host)
+	m, err := pr.s.managerOf(host)
+	if err != nil {
+		return false, "", err
+	}
+	st, err := p.state(ctx, pr, host, m)
 	if err != nil {
 		return false, "", err
 	}
 	p.seen.keep(host, st)
-	program, pkgs := p.packages()
+	program, pkgs := p.packages(m.name)
 	if missing := lbPackagesTodo(st, pkgs); len(missing) > 0 {
 		return false, "install " + strings.Join(missing, ", ") + " from the distribution", nil
 	}
@@ -108,27 +136,33 @@ func (p *lbPackagesPhase) check(ctx context.Context, pr probe, host string) (boo
 	return true, strings.Join(pkgs, ", ") + " installed from the distribution", nil
 }
 
-// lbInstallScript installs $@ from the distribution's sources.
-const lbInstallScript = `set -e
+// lbInstallScripts install $@ from the distribution's sources.
+var lbInstallScripts = map[string]string{
+	"apt": `set -e
 export DEBIAN_FRONTEND=noninteractive
 apt-get -q update >/dev/null
-apt-get -q install -y --no-install-recommends "$@"`
+apt-get -q install -y --no-install-recommends "$@"`,
+	"dnf": `dnf -y -q install "$@"`,
+}
 
 func (p *lbPackagesPhase) run(ctx context.Context, r remote, host string) error {
+	m, err := r.s.managerOf(host)
+	if err != nil {
+		return err
+	}
 	st, ok := p.seen.take(host)
 	if !ok {
-		var err error
-		if st, err = p.state(ctx, r.probe, host); err != nil {
+		if st, err = p.state(ctx, r.probe, host, m); err != nil {
 			return err
 		}
 	}
-	_, pkgs := p.packages()
+	_, pkgs := p.packages(m.name)
 	missing := lbPackagesTodo(st, pkgs)
 	if len(missing) == 0 {
 		return nil
 	}
-	if _, err := r.run(ctx, host, exec.Command(append([]string{"sh", "-c", lbInstallScript, "fleet-install"}, missing...)...)); err != nil {
-		return fmt.Errorf("apt: %w", err)
+	if _, err := r.run(ctx, host, exec.Command(append([]string{"sh", "-c", lbInstallScripts[m.name], "fleet-install"}, missing...)...)); err != nil {
+		return fmt.Errorf("%s: %w", m.name, err)
 	}
 	return nil
 }
@@ -140,8 +174,8 @@ func addPrepareLB(s *Session, g *steps.Graph) []string {
 	if !s.Inv.Installs() || len(s.Inv.LoadBalancers) == 0 {
 		return []string{"gate"}
 	}
-	_, pkgs := lbPackages(s.Inv)
-	g.MustAdd(s.step(steps.Step{Name: "prepare-loadbalancer", Description: "install " + strings.Join(pkgs, ", ") + " from the distribution's packages (apt)",
+	_, pkgs := lbPackages(s.Inv, "apt")
+	g.MustAdd(s.step(steps.Step{Name: "prepare-loadbalancer", Description: "install " + strings.Join(pkgs, ", ") + " (apt's names) from the distribution's packages",
 		Hosts: s.Inv.LoadBalancerNames(), After: []string{"gate"}}, &lbPackagesPhase{inv: s.Inv}))
 	return []string{"prepare-loadbalancer"}
 }

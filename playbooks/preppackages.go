@@ -3,28 +3,20 @@ package playbooks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/fleetops/fleet/internal/exec"
-	"github.com/fleetops/fleet/internal/nodeprep"
 )
 
 // packagesPhase installs containerd from the distribution's packages and
 // kubeadm, kubelet and kubectl from the Kubernetes repository at exactly
 // the cluster's version, and holds those three so an unattended upgrade
-// cannot move them. apt only: preflight refuses other package managers.
+// cannot move them: with apt or dnf, by the host's family.
 type packagesPhase struct {
 	version string // v1.34.4
-	repo    string // the repository's URL, ending in /
 	seen    seen[packagesState]
 }
-
-// Where the repository is configured on a host: its key by signed-by, so
-// it vouches for this repository only.
-const (
-	aptKeyFile  = "/etc/apt/keyrings/fleet-kubernetes.asc"
-	aptListFile = "/etc/apt/sources.list.d/fleet-kubernetes.list"
-)
 
 // kubePackages are held at the cluster's version; containerd is not (the
 // distribution's security updates should reach it).
@@ -32,42 +24,58 @@ var kubePackages = []string{"kubeadm", "kubelet", "kubectl"}
 
 const runtimePackage = "containerd"
 
-func aptList(repo string) string {
-	return "# written by fleet: the Kubernetes packages of this cluster's minor\ndeb [signed-by=" + aptKeyFile + "] " + repo + " /\n"
-}
-
-// packagesState is what dpkg and apt-mark say, and fleet's two files.
+// packagesState is what the package manager says, and the repository
+// files of both managers.
 type packagesState struct {
 	installed map[string]string // package -> version, installed ones only
 	held      map[string]bool
 	files     map[string][]byte
 }
 
-// packagesStateScript prints "<package> <version> <status>" per package
-// dpkg knows of, a marker, then the held packages.
+// packagesStateScript prints, for apt, "<package> <version> <status>" per
+// package dpkg knows of, a marker, then the held packages; then a marker
+// and, for dnf, "<package> <version-release>" per installed package (what
+// provides containerd: Docker's is containerd.io). A host answers the part
+// of its manager; dnf's holds are a file.
 var packagesStateScript = exec.Command(append([]string{"dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\\n"},
-	append(append([]string{}, kubePackages...), runtimePackage)...)...) + " 2>/dev/null\necho " + heldMarker + "\napt-mark showhold 2>/dev/null; :"
+	append(append([]string{}, kubePackages...), runtimePackage)...)...) + " 2>/dev/null\necho " + heldMarker + "\napt-mark showhold 2>/dev/null\necho " + rpmMarker + "\n" +
+	exec.Command(append([]string{"rpm", "-q", "--whatprovides", "--qf", "%{NAME} %{VERSION}-%{RELEASE}\\n"}, append(append([]string{}, kubePackages...), runtimePackage)...)...) + " 2>/dev/null; :"
 
-const heldMarker = "--- held ---"
+const (
+	heldMarker = "--- held ---"
+	rpmMarker  = "--- rpm ---"
+)
 
 // packagesRead is the packages check's question.
-var packagesRead = hostRead{packagesStateScript, []string{aptKeyFile, aptListFile}}
+var packagesRead = hostRead{packagesStateScript, []string{aptKeyFile, aptListFile, dnfKeyFile, dnfRepoFile, versionlockList, versionlockConf}}
 
-func readPackagesState(ctx context.Context, p probe, host string) (packagesState, error) {
+func readPackagesState(ctx context.Context, p probe, host string, m packageManager) (packagesState, error) {
 	out, files, err := p.queryWithFiles(ctx, host, packagesRead.script, packagesRead.files...)
 	if err != nil {
 		return packagesState{}, err
 	}
-	return parsePackagesState(out, files)
+	return parsePackagesState(out, files, m.name)
 }
 
-// parsePackagesState reads packagesStateScript's answer.
-func parsePackagesState(out string, files map[string][]byte) (packagesState, error) {
-	installed, held, ok := strings.Cut(out, heldMarker+"\n")
-	if !ok {
+// parsePackagesState reads packagesStateScript's answer for manager (apt,
+// dnf).
+func parsePackagesState(out string, files map[string][]byte, manager string) (packagesState, error) {
+	apt, rpm, ok := strings.Cut(out, rpmMarker+"\n")
+	installed, held, ok2 := strings.Cut(apt, heldMarker+"\n")
+	if !ok || !ok2 {
 		return packagesState{}, fmt.Errorf("unexpected answer %q", out)
 	}
 	st := packagesState{installed: map[string]string{}, held: map[string]bool{}, files: files}
+	if manager == "dnf" {
+		for _, line := range strings.Split(rpm, "\n") {
+			// "no package provides kubeadm" has more fields.
+			if f := strings.Fields(line); len(f) == 2 {
+				st.installed[strings.TrimSuffix(f[0], ".io")] = f[1]
+			}
+		}
+		st.held = holdsOf(files[versionlockList])
+		return st, nil
+	}
 	for _, line := range strings.Split(installed, "\n") {
 		// "kubeadm 1.34.4-1.1 hi ": the second letter of the status is
 		// the package's state, i for installed (the first is what is
@@ -86,132 +94,102 @@ func parsePackagesState(out string, files map[string][]byte) (packagesState, err
 // v1.34.4 -> "1.34.4-" (the repository's revisions follow: 1.34.4-1.1).
 func debVersion(version string) string { return strings.TrimPrefix(version, "v") + "-" }
 
-// aptSourceFiles are the repository's files (its key, its list) that the
-// host lacks or has otherwise.
-func aptSourceFiles(st packagesState, key []byte, repo string) []remoteFile {
-	var files []remoteFile
-	if string(st.files[aptKeyFile]) != string(key) {
-		files = append(files, remoteFile{aptKeyFile, key, 0o644})
-	}
-	if string(st.files[aptListFile]) != aptList(repo) {
-		files = append(files, remoteFile{aptListFile, []byte(aptList(repo)), 0o644})
-	}
-	return files
-}
-
-// packagesTodo lists what is left to do, in the order run does it.
-func packagesTodo(st packagesState, key []byte, repo, version string) []string {
-	var todo []string
-	for _, f := range aptSourceFiles(st, key, repo) {
-		todo = append(todo, "write "+f.path)
-	}
+// packagesWork is what is left on a host: the packages to install (the
+// manager's own tools, the Kubernetes ones not at the version, containerd
+// when nothing provides it) and the Kubernetes ones to hold.
+func packagesWork(st packagesState, m packageManager, version string) (install, hold []string) {
+	install = m.tools(st)
 	for _, name := range kubePackages {
 		if !strings.HasPrefix(st.installed[name], debVersion(version)) {
-			todo = append(todo, "install "+name+" "+strings.TrimSuffix(debVersion(version), "-"))
-		}
-	}
-	if _, ok := st.installed[runtimePackage]; !ok {
-		todo = append(todo, "install "+runtimePackage)
-	}
-	for _, name := range kubePackages {
-		if !st.held[name] {
-			todo = append(todo, "hold "+name)
-		}
-	}
-	return todo
-}
-
-func (p *packagesPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
-	key, err := pr.s.PackageKey(ctx)
-	if err != nil {
-		return false, "", err
-	}
-	st, ok := pr.s.prep.packages.take(host)
-	if !ok {
-		if st, err = readPackagesState(ctx, pr, host); err != nil {
-			return false, "", err
-		}
-	}
-	p.seen.keep(host, st)
-	if todo := packagesTodo(st, key, p.repo, p.version); len(todo) > 0 {
-		return false, strings.Join(todo, "; "), nil
-	}
-	return true, fmt.Sprintf("kubeadm, kubelet, kubectl %s installed from %s and held; containerd %s", st.installed["kubeadm"], p.repo, st.installed[runtimePackage]), nil
-}
-
-// installScript updates the package lists, picks the repository's
-// revision of the version for each Kubernetes package (1.34.4-1.1), and
-// installs them with containerd. $1 is the Debian version prefix, then
-// the packages to install.
-const installScript = `set -e
-export DEBIAN_FRONTEND=noninteractive
-want=$1; shift
-apt-get -q update >/dev/null
-args=
-for p; do
-	case $p in
-	kube*)
-		v=$(apt-cache madison "$p" | awk -F'|' -v want="$want" '{gsub(/ /, "", $2); if (index($2, want) == 1) {print $2; exit}}')
-		[ -n "$v" ] || { echo "the repository has no $p $want*" >&2; exit 1; }
-		args="$args $p=$v";;
-	*) args="$args $p";;
-	esac
-done
-apt-get -q install -y --no-install-recommends $args`
-
-func (p *packagesPhase) run(ctx context.Context, r remote, host string) error {
-	// Installing containerd's package may write its config: the runtime
-	// check must look again.
-	r.s.prep.runtime.take(host)
-	key, err := r.s.PackageKey(ctx)
-	if err != nil {
-		return err
-	}
-	st, ok := p.seen.take(host)
-	if !ok {
-		if st, err = readPackagesState(ctx, r.probe, host); err != nil {
-			return err
-		}
-	}
-	if err := r.uploadAll(ctx, host, aptSourceFiles(st, key, p.repo)); err != nil {
-		return err
-	}
-	var install []string
-	for _, name := range kubePackages {
-		if !strings.HasPrefix(st.installed[name], debVersion(p.version)) {
 			install = append(install, name)
 		}
 	}
 	if _, ok := st.installed[runtimePackage]; !ok {
 		install = append(install, runtimePackage)
 	}
-	var script []string
-	if len(install) > 0 {
-		script = append(script, exec.Command(append([]string{"sh", "-c", installScript, "fleet-install", debVersion(p.version)}, install...)...))
-	}
-	var unheld []string
 	for _, name := range kubePackages {
 		if !st.held[name] {
-			unheld = append(unheld, name)
+			hold = append(hold, name)
 		}
 	}
-	if len(unheld) > 0 {
-		script = append(script, exec.Command(append([]string{"apt-mark", "hold"}, unheld...)...)+" >/dev/null")
+	return install, hold
+}
+
+// packagesTodo lists what is left to do, in the order run does it.
+func packagesTodo(st packagesState, m packageManager, key []byte, version string) []string {
+	var todo []string
+	for _, f := range m.sourceFiles(st, key) {
+		todo = append(todo, "write "+f.path)
+	}
+	install, hold := packagesWork(st, m, version)
+	for _, name := range install {
+		if slices.Contains(kubePackages, name) {
+			name += " " + strings.TrimSuffix(debVersion(version), "-")
+		}
+		todo = append(todo, "install "+name)
+	}
+	for _, name := range hold {
+		todo = append(todo, "hold "+name)
+	}
+	return todo
+}
+
+func (p *packagesPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
+	m, err := pr.s.managerOf(host)
+	if err != nil {
+		return false, "", err
+	}
+	key, err := pr.s.PackageKey(ctx, m)
+	if err != nil {
+		return false, "", err
+	}
+	st, ok := pr.s.prep.packages.take(host)
+	if !ok {
+		if st, err = readPackagesState(ctx, pr, host, m); err != nil {
+			return false, "", err
+		}
+	}
+	p.seen.keep(host, st)
+	if todo := packagesTodo(st, m, key, p.version); len(todo) > 0 {
+		return false, strings.Join(todo, "; "), nil
+	}
+	return true, fmt.Sprintf("kubeadm, kubelet, kubectl %s installed from %s and held; containerd %s", st.installed["kubeadm"], m.repo, st.installed[runtimePackage]), nil
+}
+
+func (p *packagesPhase) run(ctx context.Context, r remote, host string) error {
+	// Installing containerd's package may write its config: the runtime
+	// check must look again.
+	r.s.prep.runtime.take(host)
+	m, err := r.s.managerOf(host)
+	if err != nil {
+		return err
+	}
+	key, err := r.s.PackageKey(ctx, m)
+	if err != nil {
+		return err
+	}
+	st, ok := p.seen.take(host)
+	if !ok {
+		if st, err = readPackagesState(ctx, r.probe, host, m); err != nil {
+			return err
+		}
+	}
+	if err := r.uploadAll(ctx, host, m.sourceFiles(st, key)); err != nil {
+		return err
+	}
+	install, hold := packagesWork(st, m, p.version)
+	var script []string
+	if len(install) > 0 {
+		script = append(script, m.installCommand(p.version, install))
+	}
+	if len(hold) > 0 {
+		script = append(script, m.holdCommand(hold))
 	}
 	if len(script) == 0 {
 		return nil
 	}
 	if _, err := r.run(ctx, host, strings.Join(script, " && ")); err != nil {
-		return fmt.Errorf("apt: %w", err)
+		return fmt.Errorf("%s: %w", m.name, err)
 	}
 	return nil
-}
-
-// packagesFamilyProblem is what preflight says of a distribution whose
-// package manager install: packages does not drive yet.
-func packagesFamilyProblem(family string) string {
-	if family == nodeprep.FamilyRHEL {
-		return "install: packages drives apt only so far; for this dnf host use install: binaries"
-	}
-	return ""
 }

@@ -45,7 +45,8 @@ func prepReads(b *binaries.Bundle, mirrors map[string][]string) []hostRead {
 
 // keepViews parses preflight's answers to prepReads and keeps each for
 // its phase's check.
-func (v *prepViews) keepViews(host string, b *binaries.Bundle, answers []string, files map[string][]byte) error {
+// manager is the host's package manager (apt, dnf).
+func (v *prepViews) keepViews(host string, b *binaries.Bundle, manager string, answers []string, files map[string][]byte) error {
 	if len(answers) != 3 {
 		return fmt.Errorf("%d prepare answers, want 3", len(answers))
 	}
@@ -53,7 +54,7 @@ func (v *prepViews) keepViews(host string, b *binaries.Bundle, answers []string,
 	if b != nil {
 		v.binaries.keep(host, parseBinariesState(answers[1], files))
 	} else {
-		st, err := parsePackagesState(answers[1], files)
+		st, err := parsePackagesState(answers[1], files, manager)
 		if err != nil {
 			return err
 		}

@@ -61,10 +61,11 @@ type Session struct {
 	Warnings []string
 
 	bundle   bundleOnce   // install: binaries: the folder, checked once
-	pkgKey   keyOnce      // install: packages: the repository's key, checked once
+	pkgKeys  packageKeys  // install: packages: each repository's key, checked once
 	uploaded atomic.Int64 // bytes of binaries sent to hosts
 	versions sync.Map     // sha256 -> *versionOnce: each binary's version, asked once
 	systemd  sync.Map     // host -> bool: systemd runs it (preflight's facts)
+	family   sync.Map     // host -> its distribution family, nodeprep.Family (preflight's facts)
 	pauses   sync.Map     // kubernetesVersion -> the pause image its kubeadm names
 	prep     prepViews    // what preflight read for the prepare phases' checks
 	joinedAt seen[bool]   // host -> kubelet.conf was there at preflight, for the credentials step

@@ -138,7 +138,7 @@ func installSource(inv *inventory.Inventory) string {
 	case inventory.InstallBinaries:
 		return "from the binaries folder"
 	case inventory.InstallPackages:
-		return "from " + inv.PackageRepository() + ", held"
+		return "from " + packageSources(inv) + ", held"
 	}
 	return "installed by the operator: checked"
 }
@@ -304,19 +304,23 @@ func (t *upgradeTools) check(ctx context.Context, p probe, host string) (bool, s
 	case inventory.InstallBinaries:
 		return t.binaries.check(ctx, p, host)
 	case inventory.InstallPackages:
-		key, err := p.s.PackageKey(ctx)
+		m, err := p.s.managerOf(host)
 		if err != nil {
 			return false, "", err
 		}
-		st, err := readPackagesState(ctx, p, host)
+		key, err := p.s.PackageKey(ctx, m)
+		if err != nil {
+			return false, "", err
+		}
+		st, err := readPackagesState(ctx, p, host, m)
 		if err != nil {
 			return false, "", err
 		}
 		t.packages.keep(host, st)
-		if todo := packagesUpgradeTodo(st, key, t.inv.PackageRepository(), t.inv.Cluster.KubernetesVersion, t.names); len(todo) > 0 {
+		if todo := packagesUpgradeTodo(st, m, key, t.inv.Cluster.KubernetesVersion, t.names); len(todo) > 0 {
 			return false, strings.Join(todo, "; "), nil
 		}
-		return true, strings.Join(t.names, ", ") + " " + t.inv.Cluster.KubernetesVersion + " installed from " + t.inv.PackageRepository() + " and held", nil
+		return true, strings.Join(t.names, ", ") + " " + t.inv.Cluster.KubernetesVersion + " installed from " + m.repo + " and held", nil
 	}
 	wrong, err := t.versionsOff(ctx, p, host)
 	if err != nil || len(wrong) == 0 {
@@ -343,57 +347,80 @@ func (t *upgradeTools) run(ctx context.Context, r remote, host string) error {
 }
 
 // packagesUpgradeTodo lists what is left for the named packages to be at
-// version from repo, held.
-func packagesUpgradeTodo(st packagesState, key []byte, repo, version string, names []string) []string {
+// version from m's repository, held.
+func packagesUpgradeTodo(st packagesState, m packageManager, key []byte, version string, names []string) []string {
 	var todo []string
-	for _, f := range aptSourceFiles(st, key, repo) {
+	for _, f := range m.sourceFiles(st, key) {
 		todo = append(todo, "write "+f.path)
 	}
-	for _, name := range names {
-		if !strings.HasPrefix(st.installed[name], debVersion(version)) {
-			todo = append(todo, fmt.Sprintf("upgrade %s %s → %s", name, orUnknown(st.installed[name]), strings.TrimSuffix(debVersion(version), "-")))
-		}
+	move, hold := packagesMoves(st, version, names)
+	for _, name := range move {
+		todo = append(todo, fmt.Sprintf("upgrade %s %s → %s", name, orUnknown(st.installed[name]), strings.TrimSuffix(debVersion(version), "-")))
 	}
-	for _, name := range names {
-		if !st.held[name] {
-			todo = append(todo, "hold "+name)
-		}
+	for _, name := range hold {
+		todo = append(todo, "hold "+name)
 	}
 	return todo
 }
 
-// upgradePackages points apt at the new version's repository and moves
-// the named packages to the version there: released from their hold,
-// installed at the repository's revision, held again.
+// packagesMoves are the named packages not at version yet, and those to
+// hold once they are: the moved ones (released for the move) and any
+// not held.
+func packagesMoves(st packagesState, version string, names []string) (move, hold []string) {
+	for _, name := range names {
+		if !strings.HasPrefix(st.installed[name], debVersion(version)) {
+			move = append(move, name)
+			hold = append(hold, name)
+		} else if !st.held[name] {
+			hold = append(hold, name)
+		}
+	}
+	return move, hold
+}
+
+// upgradePackages points the package manager at the new version's
+// repository and moves the named packages to the version there: released
+// from their hold, installed at the repository's revision, held again.
 func (t *upgradeTools) upgradePackages(ctx context.Context, r remote, host string) error {
-	key, err := r.s.PackageKey(ctx)
+	m, err := r.s.managerOf(host)
+	if err != nil {
+		return err
+	}
+	key, err := r.s.PackageKey(ctx, m)
 	if err != nil {
 		return err
 	}
 	st, ok := t.packages.take(host)
 	if !ok {
-		if st, err = readPackagesState(ctx, r.probe, host); err != nil {
+		if st, err = readPackagesState(ctx, r.probe, host, m); err != nil {
 			return err
 		}
 	}
-	repo, version := t.inv.PackageRepository(), t.inv.Cluster.KubernetesVersion
-	if err := r.uploadAll(ctx, host, aptSourceFiles(st, key, repo)); err != nil {
+	if err := r.uploadAll(ctx, host, m.sourceFiles(st, key)); err != nil {
 		return err
 	}
-	var move []string
-	for _, name := range t.names {
-		if !strings.HasPrefix(st.installed[name], debVersion(version)) {
-			move = append(move, name)
+	move, hold := packagesMoves(st, t.inv.Cluster.KubernetesVersion, t.names)
+	var script []string
+	var held []string
+	for _, name := range move {
+		if st.held[name] {
+			held = append(held, name)
 		}
 	}
-	script := []string{}
-	if len(move) > 0 {
-		script = append(script, exec.Command(append([]string{"apt-mark", "unhold"}, move...)...)+" >/dev/null",
-			exec.Command(append([]string{"sh", "-c", installScript, "fleet-install", debVersion(version)}, move...)...))
+	if len(held) > 0 {
+		script = append(script, m.unholdCommand(held))
 	}
-	script = append(script, exec.Command(append([]string{"apt-mark", "hold"}, t.names...)...)+" >/dev/null")
+	if len(move) > 0 {
+		script = append(script, m.installCommand(t.inv.Cluster.KubernetesVersion, move))
+	}
+	if len(hold) > 0 {
+		script = append(script, m.holdCommand(hold))
+	}
+	if len(script) == 0 {
+		return nil
+	}
 	if _, err := r.run(ctx, host, strings.Join(script, " && ")); err != nil {
-		return fmt.Errorf("apt: %w", err)
+		return fmt.Errorf("%s: %w", m.name, err)
 	}
 	return nil
 }

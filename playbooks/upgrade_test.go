@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/fleetops/fleet/internal/nodeprep"
 	"github.com/fleetops/fleet/inventory"
 )
 
@@ -171,30 +172,35 @@ func TestVersionProblem(t *testing.T) {
 }
 
 func TestPackagesUpgradeTodo(t *testing.T) {
-	const repo = "https://pkgs.k8s.io/core:/stable:/v1.35/deb/"
+	inv := &inventory.Inventory{Cluster: inventory.Cluster{KubernetesVersion: "v1.35.4"}}
+	apt, dnf := managerFor(inv, nodeprep.FamilyDebian), managerFor(inv, nodeprep.FamilyRHEL)
 	key := []byte("KEY")
-	st := func(list string, installed map[string]string, held ...string) packagesState {
+	st := func(m packageManager, source string, installed map[string]string, held ...string) packagesState {
 		h := map[string]bool{}
 		for _, n := range held {
 			h[n] = true
 		}
-		return packagesState{installed: installed, held: h, files: map[string][]byte{aptKeyFile: key, aptListFile: []byte(list)}}
+		return packagesState{installed: installed, held: h, files: map[string][]byte{m.keyFile: key, m.sourceFile: []byte(source), versionlockConf: {}}}
 	}
 	old := aptList("https://pkgs.k8s.io/core:/stable:/v1.34/deb/")
 	for _, tc := range []struct {
 		name  string
+		m     packageManager
 		st    packagesState
 		names []string
 		want  string
 	}{
-		{"kubeadm first", st(old, map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1"}, "kubeadm", "kubelet"), []string{"kubeadm"},
-			"write /etc/apt/sources.list.d/fleet-kubernetes.list; upgrade kubeadm 1.34.4-1.1 → 1.35.4"},
-		{"then the kubelet, kubeadm done", st(aptList(repo), map[string]string{"kubeadm": "1.35.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1"}, "kubeadm", "kubelet", "kubectl"),
-			[]string{"kubelet", "kubectl"}, "upgrade kubelet 1.34.4-1.1 → 1.35.4; upgrade kubectl 1.34.4-1.1 → 1.35.4"},
-		{"cut after the install, before the hold", st(aptList(repo), map[string]string{"kubelet": "1.35.4-1.1"}), []string{"kubelet"}, "hold kubelet"},
-		{"done", st(aptList(repo), map[string]string{"kubelet": "1.35.4-1.1"}, "kubelet"), []string{"kubelet"}, ""},
+		{"kubeadm first", apt, st(apt, old, map[string]string{"kubeadm": "1.34.4-1.1", "kubelet": "1.34.4-1.1"}, "kubeadm", "kubelet"), []string{"kubeadm"},
+			"write /etc/apt/sources.list.d/fleet-kubernetes.list; upgrade kubeadm 1.34.4-1.1 → 1.35.4; hold kubeadm"},
+		{"then the kubelet, kubeadm done", apt, st(apt, apt.source, map[string]string{"kubeadm": "1.35.4-1.1", "kubelet": "1.34.4-1.1", "kubectl": "1.34.4-1.1"}, "kubeadm", "kubelet", "kubectl"),
+			[]string{"kubelet", "kubectl"}, "upgrade kubelet 1.34.4-1.1 → 1.35.4; upgrade kubectl 1.34.4-1.1 → 1.35.4; hold kubelet; hold kubectl"},
+		{"cut after the install, before the hold", apt, st(apt, apt.source, map[string]string{"kubelet": "1.35.4-1.1"}), []string{"kubelet"}, "hold kubelet"},
+		{"done", apt, st(apt, apt.source, map[string]string{"kubelet": "1.35.4-1.1"}, "kubelet"), []string{"kubelet"}, ""},
+		{"dnf: the new minor's repository, then kubeadm", dnf, st(dnf, dnfRepo("https://pkgs.k8s.io/core:/stable:/v1.34/rpm/"), map[string]string{"kubeadm": "1.34.4-150500.1.1"}, "kubeadm"),
+			[]string{"kubeadm"}, "write /etc/yum.repos.d/fleet-kubernetes.repo; upgrade kubeadm 1.34.4-150500.1.1 → 1.35.4; hold kubeadm"},
+		{"dnf: done", dnf, st(dnf, dnf.source, map[string]string{"kubeadm": "1.35.4-150500.1.1"}, "kubeadm"), []string{"kubeadm"}, ""},
 	} {
-		if got := strings.Join(packagesUpgradeTodo(tc.st, key, repo, "v1.35.4", tc.names), "; "); got != tc.want {
+		if got := strings.Join(packagesUpgradeTodo(tc.st, tc.m, key, "v1.35.4", tc.names), "; "); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}

@@ -142,13 +142,14 @@ func ContainerMain(streamFile string) ([]byte, error) {
 }
 
 // mainHead writes what a whole nginx.conf of fleet's starts with: the
-// header, the stream module where Debian loads it (Debian-built images
-// and hosts; the official image has it built in and no such folder: an
-// unmatched glob is fine), the workers, the pid file line (or none), the
+// header, the stream module where Debian and where RHEL load it (Debian-
+// or RHEL-built images and hosts; the official image has it built in and
+// no such folder: an unmatched glob is fine), the workers, the pid file line (or none), the
 // error log and the events block.
 func mainHead(b *bytes.Buffer, workers, pidLine, errorLog string, connections int) {
 	b.WriteString(Header)
 	b.WriteString("include /etc/nginx/modules-enabled/*.conf;\n")
+	b.WriteString("include /usr/share/nginx/modules/*.conf;\n")
 	fmt.Fprintf(b, "worker_processes %s;\n", workers)
 	b.WriteString(pidLine)
 	fmt.Fprintf(b, "error_log %s\n\n", errorLog)
