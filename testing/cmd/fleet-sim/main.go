@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 
 	"github.com/fleetops/fleet/testing/sim"
 )
@@ -30,6 +31,7 @@ func run() error {
 	dir := fs.String("dir", "/var/tmp/fleet-sim/s0", "state and per-host folders")
 	layer := fs.String("layer", "/var/cache/fleet-sim/layer", "/usr layer with the node binaries (\"\" for bare hosts)")
 	bare := fs.Bool("bare", false, "up: bare hosts (no kubeadm, kubelet, kubectl or containerd); the inventory installs them from the layer's -airgap folder")
+	rocky := fs.String("rocky", "", "up: comma-separated hosts that claim Rocky Linux 9 (dnf and rpm of their own; with -bare, a distribution rpm repository)")
 	bin := fs.String("bin", "/var/cache/fleet-sim/bin", "layer: where testing/tools/build.sh put the binaries")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		return err
@@ -44,6 +46,9 @@ func run() error {
 			return err
 		}
 		topo.Tools, topo.Bare = *layer, *bare
+		if *rocky != "" {
+			topo.Rocky = strings.Split(*rocky, ",")
+		}
 		c, err := sim.Up(ctx, *dir, topo)
 		if err != nil {
 			return err
@@ -54,7 +59,7 @@ func run() error {
 			}
 		}
 		for _, h := range c.Hosts {
-			fmt.Printf("%-10s %-13s %s\n", h.Name, h.Role, h.Address)
+			fmt.Printf("%-10s %-13s %-15s %s\n", h.Name, h.Role, h.Address, h.Distro)
 		}
 		fmt.Printf("inventory:   %s\nknown_hosts: %s\nkey:         %s\n", c.Inventory, c.KnownHosts, c.KeyFile)
 		return nil
