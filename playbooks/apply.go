@@ -47,11 +47,13 @@ func Apply(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error) 
 	if err := checkExclude(s.Inv, opts.Exclude); err != nil {
 		return nil, err
 	}
-	// The binaries folder or the repository's key is checked while the
+	// The binaries folder is checked while the
 	// hosts are dialled, before any is changed.
-	if err := s.connectChecking(ctx, hostNames(s.Inv.Hosts())); err != nil {
+	end, err := s.connectChecking(ctx, hostNames(s.Inv.Hosts()))
+	if err != nil {
 		return nil, err
 	}
+	defer end()
 	return locked(ctx, s, "apply", func() (*Report, error) {
 		return s.Run(ctx, applyGraph(s, opts, initMaster(ctx, s)))
 	})

@@ -62,25 +62,29 @@ func (s *Session) checkInstallSource(ctx context.Context) error {
 	return nil
 }
 
-// connectChecking dials hosts while the install source is checked (the
-// folder's sums take a while): dialling changes nothing, and a bad source
-// still stops the run before any host is changed, without waiting for
-// the dials (they are cut short).
-func (s *Session) connectChecking(ctx context.Context, hosts []string) error {
+// connectChecking starts dialling hosts and checks the install source
+// meanwhile (the folder's sums take a while); it returns once the source
+// is checked, without waiting for the dials: the pool dials each host
+// once and a step waits only for its own host's connection, so preflight
+// starts on the first hosts up while the last ones still shake hands. A
+// bad source stops the run before any host is changed, the dials cut
+// short. end waits for the dials: call it before the session closes.
+func (s *Session) connectChecking(ctx context.Context, hosts []string) (end func(), err error) {
 	dialCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	dialed := make(chan struct{})
 	go func() {
 		defer close(dialed)
 		s.Connect(dialCtx, hosts)
 	}()
-	if err := s.checkInstallSource(ctx); err != nil {
+	end = func() {
 		cancel()
 		<-dialed
-		return err
 	}
-	<-dialed
-	return nil
+	if err := s.checkInstallSource(ctx); err != nil {
+		end()
+		return nil, err
+	}
+	return end, nil
 }
 
 // BinariesError is an install source fleet refuses (a folder file whose
@@ -254,9 +258,11 @@ func Prepare(ctx context.Context, s *Session, opts ApplyOptions) (*Report, error
 	if s.Inv.CA != nil {
 		hosts = append(hosts, s.Inv.CA.Name)
 	}
-	if err := s.connectChecking(ctx, hosts); err != nil {
+	end, err := s.connectChecking(ctx, hosts)
+	if err != nil {
 		return nil, err
 	}
+	defer end()
 	g := steps.New()
 	g.MustAdd(s.step(steps.Step{Name: "preflight", Description: "reach every host; check OS, architecture, installed versions, clock skew",
 		Hosts: hosts, ReadOnly: true}, &preflightPhase{inv: s.Inv, maxSkew: opts.MaxClockSkew}))

@@ -82,9 +82,11 @@ func Upgrade(ctx context.Context, s *Session, opts UpgradeOptions) (*Report, err
 	if _, err := MaxUnavailable(opts.MaxUnavailable, len(s.Inv.Workers)); err != nil {
 		return nil, err
 	}
-	if err := s.connectChecking(ctx, UpgradeNodes(s.Inv)); err != nil {
+	end, err := s.connectChecking(ctx, UpgradeNodes(s.Inv))
+	if err != nil {
 		return nil, err
 	}
+	defer end()
 	return locked(ctx, s, "upgrade", func() (*Report, error) {
 		return s.Run(ctx, upgradeGraph(s, opts))
 	})
