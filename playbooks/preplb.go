@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/fleetops/fleet/internal/exec"
-	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/internal/nodeprep"
+	"github.com/fleetops/fleet/internal/steps"
 	"github.com/fleetops/fleet/inventory"
 )
 

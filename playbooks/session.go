@@ -39,6 +39,9 @@ type Options struct {
 	// (how many): at a hundred hosts that takes seconds, and a user
 	// should not watch a silent terminal meanwhile.
 	OnConnect func(hosts int)
+	// Persist, if set, lends connections that outlive the run (see
+	// exec.Config.Persist).
+	Persist exec.Persister
 	// SSHConfig names the OpenSSH client config to read ("none": none);
 	// empty means the inventory's ssh.config, else ~/.ssh/config.
 	SSHConfig string
@@ -176,6 +179,7 @@ func (s *Session) connConfig(name string, hop sshconfig.Hop, login Login, ssh in
 		Redactor:          s.Redactor,
 		OnCommand:         s.opts.OnCommand,
 		OnCommandStart:    s.opts.OnCommandStart,
+		Persist:           s.opts.Persist,
 	}
 }
 

@@ -130,6 +130,9 @@ func openSession(g *globals, path string, v view) (*playbooks.Session, error) {
 		Concurrency:       g.Concurrency,
 		SSHConfig:         g.SSHConfig,
 	}
+	if g.Persist > 0 {
+		opts.KeepConnections(playbooks.MuxDir(), g.Persist, "mux-serve")
+	}
 	var onPlan []func([]playbooks.PlannedStep)
 	if v == showProgress && !g.Verbose {
 		if g.progress == nil {

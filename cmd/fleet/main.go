@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/willabides/kongplete"
@@ -24,14 +25,15 @@ var version = "dev"
 
 // globals are the flags every command takes.
 type globals struct {
-	AcceptNewHostKeys bool   `help:"Trust hosts missing from known_hosts and record their keys (never a changed key)."`
-	KnownHosts        string `help:"known_hosts file to use for every host, instead of the inventory's." type:"path"`
-	SSHConfig         string `name:"ssh-config" help:"OpenSSH client config whose Host blocks fill what the inventory leaves out (HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile); none for no config. Default: the inventory's ssh.config, else ~/.ssh/config." placeholder:"FILE"`
-	Concurrency       int    `help:"Most tasks running at once." default:"64"`
-	Verbose           bool   `short:"v" help:"Print every step event (instead of the progress view)."`
-	Progress          string `help:"How commands that change hosts show their steps on stderr: live (a line per running step, redrawn), plain (a line per step start and end), auto (live on a terminal)." enum:"auto,live,plain" default:"auto"`
-	LogFile           string `help:"Append every step event and every remote command (host, step, duration, exit code) to this file as JSON lines (mode 0600, secrets redacted)." type:"path" placeholder:"FILE"`
-	Report            string `help:"Commands that change hosts: write an HTML report of the run here (timeline per host, critical path, failures first, every command with its exit code and stderr tail; self-contained, no secrets)." type:"path" placeholder:"FILE.html"`
+	AcceptNewHostKeys bool          `help:"Trust hosts missing from known_hosts and record their keys (never a changed key)."`
+	KnownHosts        string        `help:"known_hosts file to use for every host, instead of the inventory's." type:"path"`
+	SSHConfig         string        `name:"ssh-config" help:"OpenSSH client config whose Host blocks fill what the inventory leaves out (HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile); none for no config. Default: the inventory's ssh.config, else ~/.ssh/config." placeholder:"FILE"`
+	Concurrency       int           `help:"Most tasks running at once." default:"64"`
+	Persist           time.Duration `help:"Keep each host's connection open this long after the run, for the runs that follow (as OpenSSH's ControlPersist): a background fleet process holds them, reachable only by your user. 0: off." default:"0s" env:"FLEET_PERSIST" placeholder:"DURATION"`
+	Verbose           bool          `short:"v" help:"Print every step event (instead of the progress view)."`
+	Progress          string        `help:"How commands that change hosts show their steps on stderr: live (a line per running step, redrawn), plain (a line per step start and end), auto (live on a terminal)." enum:"auto,live,plain" default:"auto"`
+	LogFile           string        `help:"Append every step event and every remote command (host, step, duration, exit code) to this file as JSON lines (mode 0600, secrets redacted)." type:"path" placeholder:"FILE"`
+	Report            string        `help:"Commands that change hosts: write an HTML report of the run here (timeline per host, critical path, failures first, every command with its exit code and stderr tail; self-contained, no secrets)." type:"path" placeholder:"FILE.html"`
 
 	stdout, stderr io.Writer
 	stdin          io.Reader
@@ -83,6 +85,7 @@ type cli struct {
 	Unlock       unlockCmd       `cmd:"" help:"Break the cluster lock a crashed or killed run left behind (shows its holder first)."`
 	Completion   completionCmd   `cmd:"" help:"Print the shell completion script for bash, zsh or fish (eval it in your shell's rc file)."`
 	Version      versionCmd      `cmd:"" help:"Print fleet's version."`
+	MuxServe     muxServeCmd     `cmd:"" name:"mux-serve" hidden:"" help:"The connection holder of --persist."`
 }
 
 func main() {

@@ -44,6 +44,59 @@ type Config struct {
 	// OnCommandStart, if set, sees each command (redacted) as it starts:
 	// what a progress view shows a host doing.
 	OnCommandStart func(host, command string)
+
+	// AgentSocket is the ssh-agent's socket; "" is $SSH_AUTH_SOCK.
+	AgentSocket string
+	// Persist, if set, is asked first for a connection that outlives the
+	// run (internal/mux); when it has none to give, Dial connects itself.
+	// Not used through a jump host.
+	Persist Persister
+}
+
+// Persister lends a connection to cfg's host that outlives the run.
+type Persister func(ctx context.Context, cfg Config) (*ssh.Client, error)
+
+// Target is what another process needs to dial cfg's host as Dial would:
+// the address, the login and its keys' files, the known_hosts file and
+// whether it may learn new keys. No callbacks, no secrets: keys stay in
+// their files (or the agent).
+type Target struct {
+	Host, Address     string
+	Port              int
+	User              string
+	IdentityFiles     []string
+	Agent             string // the agent's socket, "" for none
+	ConnectTimeout    time.Duration
+	KeepAliveInterval time.Duration
+	KnownHosts        string
+	AcceptNew         bool
+}
+
+// Target is cfg as another process dials it.
+func (c Config) Target() Target {
+	t := Target{Host: c.Host, Address: c.Address, Port: c.Port, User: c.User, IdentityFiles: c.IdentityFiles,
+		ConnectTimeout: c.ConnectTimeout, KeepAliveInterval: c.KeepAliveInterval}
+	if c.UseAgent {
+		t.Agent = c.AgentSocket
+		if t.Agent == "" {
+			t.Agent = os.Getenv("SSH_AUTH_SOCK")
+		}
+	}
+	if c.HostKeys != nil {
+		t.KnownHosts, t.AcceptNew = c.HostKeys.path, c.HostKeys.acceptNew
+	}
+	return t
+}
+
+// Config is the connection settings of t, its known_hosts loaded.
+func (t Target) Config() (Config, error) {
+	keys, err := LoadHostKeys(t.KnownHosts, t.AcceptNew)
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{Host: t.Host, Address: t.Address, Port: t.Port, User: t.User, IdentityFiles: t.IdentityFiles,
+		UseAgent: t.Agent != "", AgentSocket: t.Agent, ConnectTimeout: t.ConnectTimeout, KeepAliveInterval: t.KeepAliveInterval,
+		HostKeys: keys}, nil
 }
 
 // DefaultMaxSessions stays under OpenSSH's MaxSessions default of 10 per
@@ -107,6 +160,16 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 15 * time.Second
 	}
+	if cfg.Persist != nil && cfg.Via == nil {
+		pctx, pcancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+		client, err := cfg.Persist(pctx, cfg)
+		pcancel()
+		if err == nil {
+			return newConn(cfg, client), nil
+		}
+		// None to lend (or the holder could not reach the host): this
+		// run's own dial says why, if it fails too.
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 
@@ -150,12 +213,17 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		return nil, classifyHandshakeError(cfg, addr, tried, err)
 	}
 
+	return newConn(cfg, ssh.NewClient(sc, chans, reqs)), nil
+}
+
+// newConn is the run's connection over client.
+func newConn(cfg Config, client *ssh.Client) *Conn {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = DefaultMaxSessions
 	}
 	c := &Conn{
 		cfg:      cfg,
-		client:   ssh.NewClient(sc, chans, reqs),
+		client:   client,
 		sessions: make(chan struct{}, cfg.MaxSessions),
 		done:     make(chan struct{}),
 	}
@@ -166,8 +234,12 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		_ = c.client.Wait()
 		c.Close()
 	}()
-	return c, nil
+	return c
 }
+
+// SSHClient is the connection's client: what a connection holder
+// (internal/mux) lends to other runs.
+func (c *Conn) SSHClient() *ssh.Client { return c.client }
 
 // Alive reports whether the connection is still usable.
 func (c *Conn) Alive() bool {
@@ -230,7 +302,10 @@ func authMethods(cfg Config) ([]ssh.AuthMethod, []string, func(), error) {
 	}
 	closeAgent := noop
 	if cfg.UseAgent {
-		sock := os.Getenv("SSH_AUTH_SOCK")
+		sock := cfg.AgentSocket
+		if sock == "" {
+			sock = os.Getenv("SSH_AUTH_SOCK")
+		}
 		if sock == "" {
 			return nil, nil, noop, errors.New("ssh agent requested but SSH_AUTH_SOCK is not set")
 		}
