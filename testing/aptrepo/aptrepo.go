@@ -7,12 +7,12 @@
 package aptrepo
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+
+	"github.com/fleetops/fleet/testing/signkey"
 )
 
 // Package is one .deb to build.
@@ -117,53 +117,26 @@ func buildDeb(dir, pool string, p Package) error {
 	return err
 }
 
-// sign makes a throwaway key in its own gpg home, signs Release as
-// InRelease and Release.gpg, exports the public key and returns its
-// fingerprint.
+// sign makes a throwaway key, signs Release as InRelease and
+// Release.gpg, exports the public key and returns its fingerprint.
 func sign(dir, pool, keyFile string) (string, error) {
-	home := filepath.Join(dir, "gnupg")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return "", err
-	}
-	gpg := func(args ...string) ([]byte, error) {
-		return run(dir, "gpg", append([]string{"--homedir", home, "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...)
-	}
-	if _, err := gpg("--quick-gen-key", "fleet test repository <repo@fleet.invalid>", "rsa2048", "sign", "never"); err != nil {
-		return "", err
-	}
-	if _, err := gpg("--clearsign", "-o", filepath.Join(pool, "InRelease"), filepath.Join(pool, "Release")); err != nil {
-		return "", err
-	}
-	if _, err := gpg("--armor", "--detach-sign", "-o", filepath.Join(pool, "Release.gpg"), filepath.Join(pool, "Release")); err != nil {
-		return "", err
-	}
-	key, err := gpg("--armor", "--export")
+	k, err := signkey.New(filepath.Join(dir, "gnupg"))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("aptrepo: %w", err)
 	}
-	if err := os.WriteFile(keyFile, key, 0o644); err != nil {
-		return "", err
+	if _, err := k.GPG(dir, "--clearsign", "-o", filepath.Join(pool, "InRelease"), filepath.Join(pool, "Release")); err != nil {
+		return "", fmt.Errorf("aptrepo: %w", err)
 	}
-	listing, err := gpg("--with-colons", "--fingerprint")
-	if err != nil {
-		return "", err
+	if _, err := k.GPG(dir, "--armor", "--detach-sign", "-o", filepath.Join(pool, "Release.gpg"), filepath.Join(pool, "Release")); err != nil {
+		return "", fmt.Errorf("aptrepo: %w", err)
 	}
-	for _, line := range strings.Split(string(listing), "\n") {
-		if f := strings.Split(line, ":"); len(f) > 9 && f[0] == "fpr" {
-			return f[9], nil
-		}
-	}
-	return "", fmt.Errorf("aptrepo: no fingerprint in gpg's listing")
+	return k.Fingerprint, os.WriteFile(keyFile, k.Public, 0o644)
 }
 
 func run(dir, name string, args ...string) ([]byte, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := signkey.Run(dir, name, args...)
 	if err != nil {
-		return nil, fmt.Errorf("aptrepo: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("aptrepo: %w", err)
 	}
 	return out, nil
 }

@@ -9,12 +9,13 @@
 package rpmrepo
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/fleetops/fleet/testing/signkey"
 )
 
 // Package is one .rpm to build.
@@ -44,11 +45,17 @@ func Build(dir string, pkgs []Package, signer string) (*Repo, error) {
 	if err := os.MkdirAll(pool, 0o755); err != nil {
 		return nil, err
 	}
-	k, err := newKey(dir, signer)
-	if err != nil {
-		return nil, err
+	var k *signkey.Key
+	var err error
+	if signer == "" {
+		k, err = signkey.New(filepath.Join(dir, "gnupg"))
+	} else {
+		k, err = signkey.Open(signer)
 	}
-	home := k.home
+	if err != nil {
+		return nil, fmt.Errorf("rpmrepo: %w", err)
+	}
+	home := k.Home
 	var rpms []string
 	for _, p := range pkgs {
 		rpm, err := buildRPM(dir, pool, p)
@@ -66,7 +73,7 @@ func Build(dir string, pkgs []Package, signer string) (*Repo, error) {
 		if err != nil {
 			return nil, err
 		}
-		args := append([]string{"--define", "__gpg " + gpg, "--define", "_gpg_name " + k.fingerprint, "--define", "__gpg_sign_cmd " + sign, "--addsign"}, rpms...)
+		args := append([]string{"--define", "__gpg " + gpg, "--define", "_gpg_name " + k.Fingerprint, "--define", "__gpg_sign_cmd " + sign, "--addsign"}, rpms...)
 		if _, err := run(dir, "rpmsign", args...); err != nil {
 			return nil, err
 		}
@@ -75,14 +82,14 @@ func Build(dir string, pkgs []Package, signer string) (*Repo, error) {
 		return nil, err
 	}
 	repomd := filepath.Join(pool, "repodata", "repomd.xml")
-	if _, err := k.gpg("--armor", "--detach-sign", "-o", repomd+".asc", repomd); err != nil {
+	if _, err := k.GPG(dir, "--armor", "--detach-sign", "-o", repomd+".asc", repomd); err != nil {
+		return nil, fmt.Errorf("rpmrepo: %w", err)
+	}
+	r := &Repo{Dir: pool, KeyFile: filepath.Join(dir, "signing-key.asc"), Fingerprint: k.Fingerprint}
+	if err := os.WriteFile(r.KeyFile, k.Public, 0o644); err != nil {
 		return nil, err
 	}
-	r := &Repo{Dir: pool, KeyFile: filepath.Join(dir, "signing-key.asc"), Fingerprint: k.fingerprint}
-	if err := os.WriteFile(r.KeyFile, k.public, 0o644); err != nil {
-		return nil, err
-	}
-	return r, os.WriteFile(repomd+".key", k.public, 0o644)
+	return r, os.WriteFile(repomd+".key", k.Public, 0o644)
 }
 
 // buildRPM packs p's files into pool with rpmbuild: no dependencies read
@@ -128,55 +135,10 @@ AutoReqProv: no
 	return matches[0], nil
 }
 
-// key is a signing key in its own gpg home.
-type key struct {
-	dir, home   string
-	fingerprint string
-	public      []byte // ASCII-armored
-}
-
-// newKey reads the key of the gpg home signer, or makes a throwaway one
-// in dir/gnupg when signer is "".
-func newKey(dir, signer string) (*key, error) {
-	k := &key{dir: dir, home: signer}
-	if signer == "" {
-		k.home = filepath.Join(dir, "gnupg")
-		if err := os.MkdirAll(k.home, 0o700); err != nil {
-			return nil, err
-		}
-		if _, err := k.gpg("--quick-gen-key", "fleet test repository <repo@fleet.invalid>", "rsa2048", "sign", "never"); err != nil {
-			return nil, err
-		}
-	}
-	var err error
-	if k.public, err = k.gpg("--armor", "--export"); err != nil {
-		return nil, err
-	}
-	listing, err := k.gpg("--with-colons", "--fingerprint")
-	if err != nil {
-		return nil, err
-	}
-	for _, line := range strings.Split(string(listing), "\n") {
-		if f := strings.Split(line, ":"); len(f) > 9 && f[0] == "fpr" {
-			k.fingerprint = f[9]
-			return k, nil
-		}
-	}
-	return nil, fmt.Errorf("rpmrepo: no fingerprint in gpg's listing")
-}
-
-func (k *key) gpg(args ...string) ([]byte, error) {
-	return run(k.dir, "gpg", append([]string{"--homedir", k.home, "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...)
-}
-
 func run(dir, name string, args ...string) ([]byte, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := signkey.Run(dir, name, args...)
 	if err != nil {
-		return nil, fmt.Errorf("rpmrepo: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("rpmrepo: %w", err)
 	}
 	return out, nil
 }
