@@ -151,6 +151,43 @@ func packageSources(inv *inventory.Inventory) string {
 	return inv.PackageRepository() + " (apt) or " + inv.RPMPackageRepository() + " (dnf)"
 }
 
+// packagesOn is what a packages step reads before it judges or acts on
+// host: its package manager, the repository's pinned key and the host's
+// package state, the one kept (by preflight, or by the step's check) if
+// there is one, else (or with kept nil) read now.
+func packagesOn(ctx context.Context, p probe, host string, kept *seen[packagesState]) (packageManager, []byte, packagesState, error) {
+	m, err := p.s.managerOf(host)
+	if err != nil {
+		return packageManager{}, nil, packagesState{}, err
+	}
+	key, err := p.s.PackageKey(ctx, m)
+	if err != nil {
+		return packageManager{}, nil, packagesState{}, err
+	}
+	if kept != nil {
+		if st, ok := kept.take(host); ok {
+			return m, key, st, nil
+		}
+	}
+	st, err := readPackagesState(ctx, p, host, m)
+	return m, key, st, err
+}
+
+// change writes the repository files the host lacks, then runs the
+// commands in one remote command.
+func (m packageManager) change(ctx context.Context, r remote, host string, files []remoteFile, commands []string) error {
+	if err := r.uploadAll(ctx, host, files); err != nil {
+		return err
+	}
+	if len(commands) == 0 {
+		return nil
+	}
+	if _, err := r.run(ctx, host, strings.Join(commands, " && ")); err != nil {
+		return fmt.Errorf("%s: %w", m.name, err)
+	}
+	return nil
+}
+
 // managerOf is the package manager of host, by the family preflight read.
 func (s *Session) managerOf(host string) (packageManager, error) {
 	family, ok := s.family.Load(host)

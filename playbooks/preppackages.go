@@ -135,19 +135,9 @@ func packagesTodo(st packagesState, m packageManager, key []byte, version string
 }
 
 func (p *packagesPhase) check(ctx context.Context, pr probe, host string) (bool, string, error) {
-	m, err := pr.s.managerOf(host)
+	m, key, st, err := packagesOn(ctx, pr, host, &pr.s.prep.packages)
 	if err != nil {
 		return false, "", err
-	}
-	key, err := pr.s.PackageKey(ctx, m)
-	if err != nil {
-		return false, "", err
-	}
-	st, ok := pr.s.prep.packages.take(host)
-	if !ok {
-		if st, err = readPackagesState(ctx, pr, host, m); err != nil {
-			return false, "", err
-		}
 	}
 	p.seen.keep(host, st)
 	if todo := packagesTodo(st, m, key, p.version); len(todo) > 0 {
@@ -160,36 +150,17 @@ func (p *packagesPhase) run(ctx context.Context, r remote, host string) error {
 	// Installing containerd's package may write its config: the runtime
 	// check must look again.
 	r.s.prep.runtime.take(host)
-	m, err := r.s.managerOf(host)
+	m, key, st, err := packagesOn(ctx, r.probe, host, &p.seen)
 	if err != nil {
-		return err
-	}
-	key, err := r.s.PackageKey(ctx, m)
-	if err != nil {
-		return err
-	}
-	st, ok := p.seen.take(host)
-	if !ok {
-		if st, err = readPackagesState(ctx, r.probe, host, m); err != nil {
-			return err
-		}
-	}
-	if err := r.uploadAll(ctx, host, m.sourceFiles(st, key)); err != nil {
 		return err
 	}
 	install, hold := packagesWork(st, m, p.version)
-	var script []string
+	var commands []string
 	if len(install) > 0 {
-		script = append(script, m.installCommand(p.version, install))
+		commands = append(commands, m.installCommand(p.version, install))
 	}
 	if len(hold) > 0 {
-		script = append(script, m.holdCommand(hold))
+		commands = append(commands, m.holdCommand(hold))
 	}
-	if len(script) == 0 {
-		return nil
-	}
-	if _, err := r.run(ctx, host, strings.Join(script, " && ")); err != nil {
-		return fmt.Errorf("%s: %w", m.name, err)
-	}
-	return nil
+	return m.change(ctx, r, host, m.sourceFiles(st, key), commands)
 }

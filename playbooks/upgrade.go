@@ -306,15 +306,7 @@ func (t *upgradeTools) check(ctx context.Context, p probe, host string) (bool, s
 	case inventory.InstallBinaries:
 		return t.binaries.check(ctx, p, host)
 	case inventory.InstallPackages:
-		m, err := p.s.managerOf(host)
-		if err != nil {
-			return false, "", err
-		}
-		key, err := p.s.PackageKey(ctx, m)
-		if err != nil {
-			return false, "", err
-		}
-		st, err := readPackagesState(ctx, p, host, m)
+		m, key, st, err := packagesOn(ctx, p, host, nil) // read now: the node may have moved since preflight
 		if err != nil {
 			return false, "", err
 		}
@@ -384,47 +376,27 @@ func packagesMoves(st packagesState, version string, names []string) (move, hold
 // repository and moves the named packages to the version there: released
 // from their hold, installed at the repository's revision, held again.
 func (t *upgradeTools) upgradePackages(ctx context.Context, r remote, host string) error {
-	m, err := r.s.managerOf(host)
+	m, key, st, err := packagesOn(ctx, r.probe, host, &t.packages)
 	if err != nil {
-		return err
-	}
-	key, err := r.s.PackageKey(ctx, m)
-	if err != nil {
-		return err
-	}
-	st, ok := t.packages.take(host)
-	if !ok {
-		if st, err = readPackagesState(ctx, r.probe, host, m); err != nil {
-			return err
-		}
-	}
-	if err := r.uploadAll(ctx, host, m.sourceFiles(st, key)); err != nil {
 		return err
 	}
 	move, hold := packagesMoves(st, t.inv.Cluster.KubernetesVersion, t.names)
-	var script []string
-	var held []string
+	var commands, held []string
 	for _, name := range move {
 		if st.held[name] {
 			held = append(held, name)
 		}
 	}
 	if len(held) > 0 {
-		script = append(script, m.unholdCommand(held))
+		commands = append(commands, m.unholdCommand(held))
 	}
 	if len(move) > 0 {
-		script = append(script, m.installCommand(t.inv.Cluster.KubernetesVersion, move))
+		commands = append(commands, m.installCommand(t.inv.Cluster.KubernetesVersion, move))
 	}
 	if len(hold) > 0 {
-		script = append(script, m.holdCommand(hold))
+		commands = append(commands, m.holdCommand(hold))
 	}
-	if len(script) == 0 {
-		return nil
-	}
-	if _, err := r.run(ctx, host, strings.Join(script, " && ")); err != nil {
-		return fmt.Errorf("%s: %w", m.name, err)
-	}
-	return nil
+	return m.change(ctx, r, host, m.sourceFiles(st, key), commands)
 }
 
 // versionsOff lists the named binaries whose version is not the target's,
