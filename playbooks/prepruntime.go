@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/fleetops/fleet/internal/exec"
+	"github.com/fleetops/fleet/internal/kubeadm"
 	"github.com/fleetops/fleet/internal/nodeprep"
 )
 
@@ -199,9 +200,18 @@ func (p *runtimePhase) run(ctx context.Context, r remote, host string) error {
 	if err := r.uploadAll(ctx, host, files); err != nil {
 		return err
 	}
-	if v.have == v.want || !r.s.runsSystemd(host) {
-		return nil
+	if v.have != v.want && r.s.runsSystemd(host) {
+		if _, err := r.run(ctx, host, "systemctl restart containerd"); err != nil {
+			return err
+		}
 	}
-	_, err := r.run(ctx, host, "systemctl restart containerd")
+	// kubeadm fails at once on a runtime that does not answer yet: a
+	// containerd just installed or restarted gets a moment to listen.
+	_, err := r.run(ctx, host, exec.Command("sh", "-c", waitSocketScript, "fleet-runtime", strings.TrimPrefix(kubeadm.CRISocket, "unix://")))
 	return err
 }
+
+// waitSocketScript waits up to 30 s for the Unix socket $1.
+const waitSocketScript = `i=0
+while [ ! -S "$1" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+[ -S "$1" ] || { echo "containerd does not listen at $1 after 30 s" >&2; exit 1; }`
