@@ -237,7 +237,16 @@ func isRefused(err error) bool {
 // kubeletVersions is each Node's kubelet version.
 func kubeletVersions(t *testing.T, api kubernetes.Interface) map[string]string {
 	t.Helper()
-	nodes, err := api.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	// The API through the balancer may not answer for a moment while a
+	// master's control plane restarts (a run cut mid-upgrade leaves one
+	// restarting): ask again for a while.
+	var nodes *corev1.NodeList
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		if nodes, err = api.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
