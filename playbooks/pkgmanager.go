@@ -29,7 +29,14 @@ type packageManager struct {
 	// installScript installs the packages after $1, the version prefix
 	// (1.34.4-): the Kubernetes ones at the repository's revision of it.
 	installScript string
-	hold, unhold  []string // commands that take the package names after them
+	// plainInstallScript installs "$@" as the distribution's sources have
+	// them (the load balancer's packages).
+	plainInstallScript string
+	// installedQuery, with package names after it, prints "<name> <status>"
+	// per package, the status's second letter i when it is installed
+	// (dpkg's "ii"; rpm prints "-i" for it).
+	installedQuery []string
+	hold, unhold   []string // commands that take the package names after them
 }
 
 // Where the repositories are configured on a host.
@@ -53,20 +60,28 @@ func managerFor(inv *inventory.Inventory, family string) packageManager {
 		return packageManager{
 			name: "dnf", repo: repo, keyURL: repo + "repodata/repomd.xml.key",
 			keyFile: dnfKeyFile, sourceFile: dnfRepoFile, source: dnfRepo(repo),
-			installScript: dnfInstallScript,
-			hold:          []string{"dnf", "-q", "versionlock", "add"},
-			unhold:        []string{"dnf", "-q", "versionlock", "delete"},
+			installScript: dnfInstallScript, plainInstallScript: `dnf -y -q install "$@"`,
+			installedQuery: []string{"rpm", "-q", "--qf", "%{NAME} -i\\n"},
+			hold:           []string{"dnf", "-q", "versionlock", "add"},
+			unhold:         []string{"dnf", "-q", "versionlock", "delete"},
 		}
 	}
 	repo := inv.PackageRepository()
 	return packageManager{
 		name: "apt", repo: repo, keyURL: repo + "Release.key",
 		keyFile: aptKeyFile, sourceFile: aptListFile, source: aptList(repo),
-		installScript: aptInstallScript,
-		hold:          []string{"apt-mark", "hold"},
-		unhold:        []string{"apt-mark", "unhold"},
+		installScript: aptInstallScript, plainInstallScript: aptPlainInstallScript,
+		installedQuery: []string{"dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n"},
+		hold:           []string{"apt-mark", "hold"},
+		unhold:         []string{"apt-mark", "unhold"},
 	}
 }
+
+// aptPlainInstallScript installs "$@" from the distribution's sources.
+const aptPlainInstallScript = `set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get -q update >/dev/null
+apt-get -q install -y --no-install-recommends "$@"`
 
 func aptList(repo string) string {
 	return "# written by fleet: the Kubernetes packages of this cluster's minor\ndeb [signed-by=" + aptKeyFile + "] " + repo + " /\n"

@@ -76,10 +76,7 @@ type lbPackagesState struct {
 
 func (p *lbPackagesPhase) state(ctx context.Context, pr probe, host string, m packageManager) (lbPackagesState, error) {
 	program, pkgs := p.packages(m.name)
-	query := exec.Command(append([]string{"dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n"}, pkgs...)...)
-	if m.name == "dnf" {
-		query = exec.Command(append([]string{"rpm", "-q", "--qf", "%{NAME} -i\\n"}, pkgs...)...) // as dpkg's "ii"
-	}
+	query := exec.Command(append(append([]string{}, m.installedQuery...), pkgs...)...)
 	res, err := pr.query(ctx, host, query+" 2>/dev/null; "+exec.Command("command", "-v", program)+" >/dev/null && echo program; :")
 	if err != nil {
 		return lbPackagesState{}, err
@@ -90,7 +87,7 @@ func (p *lbPackagesPhase) state(ctx context.Context, pr probe, host string, m pa
 		switch {
 		case len(f) == 1 && f[0] == "program":
 			st.program = true
-		case len(f) >= 2 && len(f[1]) >= 2 && f[1][1] == 'i': // see parsePackagesState
+		case len(f) >= 2 && len(f[1]) >= 2 && f[1][1] == 'i': // see packageManager.installedQuery
 			st.installed[f[0]] = true
 		}
 	}
@@ -136,15 +133,6 @@ func (p *lbPackagesPhase) check(ctx context.Context, pr probe, host string) (boo
 	return true, strings.Join(pkgs, ", ") + " installed from the distribution", nil
 }
 
-// lbInstallScripts install $@ from the distribution's sources.
-var lbInstallScripts = map[string]string{
-	"apt": `set -e
-export DEBIAN_FRONTEND=noninteractive
-apt-get -q update >/dev/null
-apt-get -q install -y --no-install-recommends "$@"`,
-	"dnf": `dnf -y -q install "$@"`,
-}
-
 func (p *lbPackagesPhase) run(ctx context.Context, r remote, host string) error {
 	m, err := r.s.managerOf(host)
 	if err != nil {
@@ -161,7 +149,7 @@ func (p *lbPackagesPhase) run(ctx context.Context, r remote, host string) error 
 	if len(missing) == 0 {
 		return nil
 	}
-	if _, err := r.run(ctx, host, exec.Command(append([]string{"sh", "-c", lbInstallScripts[m.name], "fleet-install"}, missing...)...)); err != nil {
+	if _, err := r.run(ctx, host, exec.Command(append([]string{"sh", "-c", m.plainInstallScript, "fleet-install"}, missing...)...)); err != nil {
 		return fmt.Errorf("%s: %w", m.name, err)
 	}
 	return nil
