@@ -54,7 +54,7 @@ func (p *joinMastersPhase) run(ctx context.Context, r remote, host string) error
 	if err != nil {
 		return err
 	}
-	if _, err := runKubeadm(ctx, r, host, "kubeadm-join.yaml", p.timeout, cfg, "join"); err != nil {
+	if _, err := runKubeadm(ctx, r, host, joinConfigName, p.timeout, cfg, "join"); err != nil {
 		return joinError("kubeadm join --control-plane", host, err)
 	}
 	return enterUpstream(ctx, r, p.inv, host, p.timeout)

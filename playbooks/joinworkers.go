@@ -73,7 +73,7 @@ func (p *joinWorkersPhase) kubeadmJoin(ctx context.Context, r remote, access *cl
 	}
 	// The CA fleet copied is the one the hash pins; kubeadm's preflight
 	// would otherwise refuse a ca.crt that is already there.
-	if _, err := runKubeadm(ctx, r, host, "kubeadm-join.yaml", p.timeout, cfg, "join",
+	if _, err := runKubeadm(ctx, r, host, joinConfigName, p.timeout, cfg, "join",
 		"--ignore-preflight-errors=FileAvailable--etc-kubernetes-pki-ca.crt"); err != nil {
 		return joinError("kubeadm join", host, err)
 	}

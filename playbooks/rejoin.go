@@ -25,6 +25,12 @@ import (
 // would change the host under the next run.
 const orphanJoinPattern = "^kubeadm join .*--config " + fleetDir + "/"
 
+// joinConfigName is the file, in fleetDir, that a join's kubeadm reads its
+// config from. The command that runs kubeadm join removes it once kubeadm
+// has ended, so a kubeadm join fleet started can only still run while the
+// file is there.
+const joinConfigName = "kubeadm-join.yaml"
+
 // startedJoinTest is a shell condition, true when a kubeadm join (or
 // fleet's own kubelet start) began on the host: the kubelet's files from
 // kubeadm's kubelet-start phase, or static-pod manifests. Preflight and the
@@ -39,9 +45,13 @@ const startedJoinTest = `[ -e ` + bootstrapKubeconfig + ` ] || [ -e ` + kubeletF
 // or static-pod manifests, and "clean" otherwise. Only processes in the
 // shell's own network and mount namespaces are the host's: a kubeadm in a
 // container (a kind-style node on the same machine) belongs to another node.
+// The process scan reads every process's command line, so it runs only
+// when a join's config file ($2) is there: without it no kubeadm join of
+// fleet's is running.
 const joinLeftoversScript = `p=$1
 ours() { "$@" --ns $$ --nslist net,mnt -f "$p"; }
-ours pkill -TERM; rc=$?
+rc=1
+if [ -e "$2" ]; then ours pkill -TERM; rc=$?; fi
 if [ $rc -gt 1 ]; then echo "pkill failed ($rc)" >&2; exit 1; fi
 if [ $rc -eq 0 ]; then
 	i=0
@@ -55,7 +65,7 @@ if [ -e ` + kubeletConf + ` ] || ` + startedJoinTest + `; then echo left; else e
 // joinLeftovers runs joinLeftoversScript: one round trip, on the path of
 // every join.
 func joinLeftovers(ctx context.Context, r remote, host string) (bool, error) {
-	res, err := r.run(ctx, host, exec.Command("sh", "-c", joinLeftoversScript, "fleet-rejoin", orphanJoinPattern))
+	res, err := r.run(ctx, host, exec.Command("sh", "-c", joinLeftoversScript, "fleet-rejoin", orphanJoinPattern, fleetDir+"/"+joinConfigName))
 	if err != nil {
 		return false, err
 	}
