@@ -331,6 +331,7 @@ func (r rootfs) bootScript(tools string) string {
 	// there, so mount the machine's hierarchies again, as they are.
 	b.WriteString(cgroupMounts())
 	b.WriteString("touch /run/fleet-sim-booted\nset +e\n")
+	b.WriteString(pause)
 	if tools != "" {
 		b.WriteString(services)
 		if r.role == "loadbalancer" {
@@ -340,9 +341,17 @@ func (r rootfs) bootScript(tools string) string {
 		}
 	}
 	// Reap whatever ends; never exit while the host is up.
-	b.WriteString("while :; do wait; sleep 1; done\n")
+	b.WriteString("while :; do wait; pause; done\n")
 	return b.String()
 }
+
+// pause waits a second without starting a process (bash's read timing
+// out on a FIFO nobody writes to): every host's service loops wait this way
+// while there is nothing to run, and a hundred hosts starting sleep(1)
+// every second took a tenth of the machine from the hosts' real work.
+const pause = `mkfifo -m 600 /run/fleet-sim-pause 2>/dev/null; exec 9<>/run/fleet-sim-pause
+pause() { read -r -t 1 -u 9 _; }
+`
 
 // services are the host's daemons, run the way their systemd units would:
 // restarted when they exit. The kubelet gets its flags from
@@ -354,11 +363,11 @@ func (r rootfs) bootScript(tools string) string {
 // put it, as containerd where fleet uploaded it to a bare host, and in
 // place of the distribution's containerd once its package is installed.
 const services = `(while :; do
-	if [ -x /usr/local/bin/sim-containerd ]; then /usr/local/bin/sim-containerd >>/var/log/containerd.log 2>&1
-	elif [ -x /usr/local/bin/containerd ]; then /usr/local/bin/containerd >>/var/log/containerd.log 2>&1
-	elif [ -x /usr/bin/containerd ]; then /usr/libexec/fleet-sim/containerd >>/var/log/containerd.log 2>&1
+	if [ -x /usr/local/bin/sim-containerd ]; then /usr/local/bin/sim-containerd >>/var/log/containerd.log 2>&1 9>&-
+	elif [ -x /usr/local/bin/containerd ]; then /usr/local/bin/containerd >>/var/log/containerd.log 2>&1 9>&-
+	elif [ -x /usr/bin/containerd ]; then /usr/libexec/fleet-sim/containerd >>/var/log/containerd.log 2>&1 9>&-
 	fi
-	sleep 1
+	pause
 done) &
 (while :; do
 	KUBELET_KUBEADM_ARGS=""; KUBELET_EXTRA_ARGS=""
@@ -366,13 +375,13 @@ done) &
 	[ -f /etc/default/kubelet ] && . /etc/default/kubelet
 	[ -x /usr/bin/kubelet ] && [ -f /var/lib/kubelet/config.yaml ] && /usr/bin/kubelet --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
 		--kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \
-		$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS >>/var/log/kubelet.log 2>&1
-	sleep 1
+		$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS >>/var/log/kubelet.log 2>&1 9>&-
+	pause
 done) &
 `
 
 // dockerService is the emulated Docker engine, restarted as its unit would be.
-const dockerService = `(while :; do /usr/local/bin/sim-dockerd >>/var/log/docker.log 2>&1; sleep 1; done) &
+const dockerService = `(while :; do /usr/local/bin/sim-dockerd >>/var/log/docker.log 2>&1 9>&-; pause; done) &
 `
 
 // cgroupMounts returns commands that mount, under the host's /sys/fs/cgroup,

@@ -171,7 +171,7 @@ func (c *Cluster) boot(h Host) error {
 	}
 	script := rootfs{dir: h.Dir, name: h.Name, role: h.Role, distro: h.Distro}.bootScript(tools)
 	cmd := exec.Command("ip", "netns", "exec", h.NetNS,
-		"unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script)
+		"unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/bash", "-c", script)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: the host must outlive `make sim-up` and not get our signals.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
