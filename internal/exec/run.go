@@ -59,15 +59,26 @@ func (e *OutputLimitError) Error() string {
 // when the session's stdin reaches EOF: fleet closes stdin to cancel a
 // command, and sshd closes it when the connection dies. sshd's own "signal"
 // request cannot do this: OpenSSH refuses it for root sessions.
+// sshd starts each session in a new session and process group, so when the
+// supervisor leads its group (Linux's /proc says so) that group is the
+// command's: the command runs in a subshell (no process started for it) and
+// the watcher signals the whole group, the supervisor ignoring SIGTERM so
+// that it reaps the command and ends the watcher. Elsewhere setsid(1) gives
+// the command a group of its own, or nothing can (kill reaches it alone).
 // (An asynchronous list's stdin is /dev/null unless redirected, hence fd 3.)
 const supervisor = `exec 3<&0
-if command -v setsid >/dev/null 2>&1; then setsid sh -c "$1" </dev/null 3<&- & else sh -c "$1" </dev/null 3<&- & fi
+g=; read -r _ _ _ _ g _ </proc/$$/stat 2>/dev/null
+if [ "$g" = $$ ]; then (eval "set --; $1") </dev/null 3<&- & k=0
+elif command -v setsid >/dev/null 2>&1; then setsid sh -c "$1" </dev/null 3<&- & k=-$!
+else sh -c "$1" </dev/null 3<&- & k=$!
+fi
 p=$!
-{ read -r _ <&3 || :; kill -TERM -$p 2>/dev/null || kill -TERM $p; sleep 2; kill -KILL -$p 2>/dev/null || kill -KILL $p; } >/dev/null 2>&1 &
+trap '' TERM
+{ read -r _ <&3 || :; kill -TERM $k; sleep 2; kill -KILL $k; } >/dev/null 2>&1 &
 w=$!
 exec 3<&-
 wait $p; rc=$?
-kill $w 2>/dev/null
+kill -KILL $w 2>/dev/null
 exit $rc`
 
 // taskKey carries the step and host a command runs for (WithTask).
