@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 )
 
@@ -89,28 +91,44 @@ func (e *poolEntry) connect(ctx context.Context, dial func(context.Context) (*Co
 	return c, nil
 }
 
-// Close closes every connection; later Gets fail.
+// Close closes every connection; later Gets fail. The connections close
+// in parallel (each waits for its SFTP reader to end), the jump hosts after
+// the hosts that tunnel through them.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	p.closing = true
-	entries := make([]*poolEntry, 0, len(p.hosts)+len(p.jumps))
-	for _, e := range p.hosts {
-		entries = append(entries, e)
-	}
-	for _, e := range p.jumps { // after the hosts that tunnel through them
-		entries = append(entries, e)
-	}
+	hosts := slices.Collect(maps.Values(p.hosts))
+	jumps := slices.Collect(maps.Values(p.jumps))
 	p.mu.Unlock()
-	var errs []error
-	for _, e := range entries {
-		e.mu.Lock()
-		if e.conn != nil {
-			if err := e.conn.Close(); err != nil && !errors.Is(err, errClosed) {
-				errs = append(errs, err)
-			}
-			e.conn = nil
-		}
-		e.mu.Unlock()
+	err := closeEntries(hosts)
+	return errors.Join(err, closeEntries(jumps))
+}
+
+func closeEntries(entries []*poolEntry) error {
+	errs := make([]error, len(entries))
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.close()
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// close ends the entry's connection, if it has one.
+func (e *poolEntry) close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.conn == nil {
+		return nil
+	}
+	err := e.conn.Close()
+	e.conn = nil
+	if errors.Is(err, errClosed) {
+		return nil
+	}
+	return err
 }
