@@ -240,10 +240,20 @@ func TestStateCommandListsSocketsOnlyWhenAWatchedPortIsHeld(t *testing.T) {
 	defer l.Close()
 	_, held, _ := net.SplitHostPort(l.Addr().String())
 	free := "1" // tcpmux: nobody listens there
-	for _, tt := range []struct {
+	cases := []struct {
 		ports []string
 		want  bool
-	}{{[]string{free}, false}, {[]string{free, held}, true}} {
+	}{{[]string{free}, false}, {[]string{free, held}, true}}
+	// A port held on IPv6 only is found too (Linux's tcp6 table).
+	if l6, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+		defer l6.Close()
+		_, held6, _ := net.SplitHostPort(l6.Addr().String())
+		cases = append(cases, struct {
+			ports []string
+			want  bool
+		}{[]string{held6, free}, true})
+	}
+	for _, tt := range cases {
 		out, err := osexec.Command("/bin/sh", "-c", stateCommand(tt.ports)).Output()
 		if err != nil {
 			t.Fatal(err)
@@ -252,7 +262,7 @@ func TestStateCommandListsSocketsOnlyWhenAWatchedPortIsHeld(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := len(taken(st.listeners, []string{held})) == 1; got != tt.want {
+		if got := len(taken(st.listeners, tt.ports)) == 1; got != tt.want {
 			t.Errorf("watching %v: port %s listed %v, want %v\n%s", tt.ports, held, got, tt.want, out)
 		}
 	}

@@ -69,3 +69,49 @@ func TestJoinLeftoversScriptScansOnlyWithAConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestStartedJoinTest runs the condition with this machine's sh against a
+// folder of its own in place of /etc/kubernetes: a manifests folder with
+// anything in it (a dotfile, a dangling link) means a join began.
+func TestStartedJoinTest(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(dir string) error
+		want  bool
+	}{
+		{"nothing there", func(string) error { return nil }, false},
+		{"an empty manifests folder", func(dir string) error { return os.Mkdir(filepath.Join(dir, "manifests"), 0o755) }, false},
+		{"a static pod's manifest", func(dir string) error { return writeIn(dir, "manifests/etcd.yaml") }, true},
+		{"a dotfile only", func(dir string) error { return writeIn(dir, "manifests/.etcd.yaml.swp") }, true},
+		{"a dangling link only", func(dir string) error {
+			if err := os.Mkdir(filepath.Join(dir, "manifests"), 0o755); err != nil {
+				return err
+			}
+			return os.Symlink("/nonexistent", filepath.Join(dir, "manifests", "kube-apiserver.yaml"))
+		}, true},
+		{"kubeadm's kubelet flags", func(dir string) error { return writeIn(dir, "kubeadm-flags.env") }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := tc.setup(dir); err != nil {
+				t.Fatal(err)
+			}
+			cond := strings.NewReplacer("/etc/kubernetes", dir, "/var/lib/kubelet", dir).Replace(startedJoinTest)
+			if strings.Contains(cond, "/etc/") || strings.Contains(cond, "/var/lib/") {
+				t.Fatalf("the condition names a path the test did not move: %s", cond)
+			}
+			err := osexec.Command("sh", "-c", "if "+cond+"; then exit 0; else exit 1; fi").Run()
+			if got := err == nil; got != tc.want {
+				t.Errorf("started = %v (%v), want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func writeIn(dir, name string) error {
+	path := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte("x"), 0o600)
+}
