@@ -32,8 +32,10 @@ func (f Facts) Has(tool string) bool { return f.Paths[tool] != "" }
 // Command is the probe: POSIX sh, no bashisms, works on Linux and illumos.
 func Command() string {
 	var b strings.Builder
-	// One uname for both: every process costs on a busy host.
-	b.WriteString(`set -- $(uname -sm); echo "os=$1"; echo "arch=$2"; `)
+	// Linux says both in /proc (arch since 6.1): no process. Elsewhere one
+	// uname for both: every process costs on a busy host.
+	b.WriteString(`if read -r o </proc/sys/kernel/ostype && read -r m </proc/sys/kernel/arch; then set -- "$o" "$m"; else set -- $(uname -sm); fi 2>/dev/null; `)
+	b.WriteString(`echo "os=$1"; echo "arch=$2"; `)
 	b.WriteString(`if [ -r /etc/os-release ]; then . /etc/os-release; echo "distro=$PRETTY_NAME"; echo "id=$ID"; echo "idlike=$ID_LIKE"; else echo "distro=unknown"; fi; `)
 	b.WriteString(`if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi; `)
 	// cgroups v2 has cgroup.controllers at the root (a test: no fork).

@@ -68,6 +68,10 @@ func TestCommandRunsUnderDash(t *testing.T) {
 	if f.OS != "Linux" {
 		t.Errorf("os %q", f.OS)
 	}
+	// The same answer as uname's, however the probe read it.
+	if m, err := osexec.Command("uname", "-m").Output(); err != nil || f.Arch != strings.TrimSpace(string(m)) {
+		t.Errorf("arch %q, uname -m says %q (%v)", f.Arch, m, err)
+	}
 	if f.ID == "" {
 		t.Errorf("no os-release ID read from this machine")
 	}
