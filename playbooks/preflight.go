@@ -51,7 +51,7 @@ func stateCommand(ports []string) string {
 if [ -e ` + kubeletConf + ` ]; then s=joined
 elif ` + startedJoinTest + `; then s=partial
 else s=new; fi
-echo $s
+if [ -e ` + fleetDir + "/" + joinConfigName + ` ]; then echo $s join-config; else echo $s; fi
 if [ $s != joined ]; then
 	if [ -r /proc/net/tcp ]; then
 		held=; for t in /proc/net/tcp /proc/net/tcp6; do
@@ -96,6 +96,9 @@ type hostState struct {
 	swaps     int
 	node      nodeState
 	listeners []listener
+	// joinConfig: a join's config file is there, so a kubeadm join of an
+	// earlier run may still be running (see joinConfigName).
+	joinConfig bool
 }
 
 // listener is one listening TCP socket.
@@ -115,11 +118,15 @@ func parseHostState(out string) (hostState, error) {
 	if err1 != nil || err2 != nil {
 		return hostState{}, fmt.Errorf("unexpected state answer %q", out)
 	}
-	node := nodeState(strings.TrimSpace(lines[2]))
+	fields := strings.Fields(lines[2])
+	if len(fields) == 0 || len(fields) > 2 || len(fields) == 2 && fields[1] != "join-config" {
+		return hostState{}, fmt.Errorf("unexpected node state %q", lines[2])
+	}
+	node := nodeState(fields[0])
 	if !slices.Contains([]nodeState{newNode, partialJoin, joinedNode}, node) {
 		return hostState{}, fmt.Errorf("unexpected node state %q", lines[2])
 	}
-	st := hostState{clock: time.Unix(epoch, 0), swaps: swaps, node: node}
+	st := hostState{clock: time.Unix(epoch, 0), swaps: swaps, node: node, joinConfig: len(fields) == 2}
 	st.listeners = parseListeners(strings.Join(lines[3:], "\n"))
 	return st, nil
 }
@@ -279,6 +286,7 @@ func (p *preflightPhase) judge(ctx context.Context, pr probe, host string) error
 	}
 	if h.Role == inventory.RoleMaster || h.Role == inventory.RoleWorker {
 		pr.s.joinedAt.keep(host, st.node == joinedNode)
+		pr.s.untouchedAt.keep(host, st.node == newNode && !st.joinConfig)
 	}
 	if h.Role == inventory.RoleMaster && st.node != joinedNode && host != p.inv.Masters[0].Name {
 		pr.s.upstream.wait(host) // it enters once it joins and serves

@@ -34,7 +34,17 @@ func TestParseHostState(t *testing.T) {
 	if err != nil || st.clock.Unix() != 1700000000 || st.swaps != 0 || st.node != newNode || len(st.listeners) != 4 {
 		t.Errorf("%+v %v", st, err)
 	}
-	for _, bad := range []string{"", "x\n0\nnew\n", "1\n\n", "1\n0\nhalf\n"} {
+	for _, tc := range []struct {
+		line       string
+		node       nodeState
+		joinConfig bool
+	}{{"partial", partialJoin, false}, {"new join-config", newNode, true}, {"joined join-config", joinedNode, true}} {
+		st, err := parseHostState("1700000000\n0\n" + tc.line + "\n")
+		if err != nil || st.node != tc.node || st.joinConfig != tc.joinConfig {
+			t.Errorf("%q: %+v %v", tc.line, st, err)
+		}
+	}
+	for _, bad := range []string{"", "x\n0\nnew\n", "1\n\n", "1\n0\nhalf\n", "1\n0\nnew config\n", "1\n0\nnew join-config x\n"} {
 		if _, err := parseHostState(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -80,6 +80,11 @@ func joinLeftovers(ctx context.Context, r remote, host string) (bool, error) {
 // already promoted keeps the quorum only while it answers. The user is
 // told: kubeadm reset on a host is not something to do quietly.
 func clearCutJoin(ctx context.Context, r remote, inv *inventory.Inventory, access *clusterAccess, host string) (bool, error) {
+	// Preflight looked under the run's lock, and nothing but this run has
+	// changed the host since: a host it found untouched has nothing to clear.
+	if untouched, seen := r.probe.s.untouchedAt.take(host); seen && untouched {
+		return false, nil
+	}
 	left, err := joinLeftovers(ctx, r, host)
 	if err != nil || !left {
 		return false, err

@@ -72,7 +72,11 @@ type Session struct {
 	pauses   sync.Map     // kubernetesVersion -> the pause image its kubeadm names
 	prep     prepViews    // what preflight read for the prepare phases' checks
 	joinedAt seen[bool]   // host -> kubelet.conf was there at preflight, for the credentials step
-	upstream upstream     // the masters the load balancers send clients to
+	// host -> preflight found nothing of a join there, nor a join's config
+	// (no kubeadm join of another run can be running): its join need not
+	// look for a join cut short
+	untouchedAt seen[bool]
+	upstream    upstream // the masters the load balancers send clients to
 
 	caMu     sync.Mutex     // guards caPlat and caClient
 	caPlat   cfssl.Platform // the CA host's platform, once asked
