@@ -407,8 +407,22 @@ func (r *restoreRun) stop(ctx context.Context, rm remote, host string) error {
 			return fmt.Errorf("stop %s: %w", pod.name, err)
 		}
 	}
+	// etcd closes its ports first and writes its WAL until it exits: its
+	// data folder is moved aside only once the process is gone.
+	if _, err := rm.run(ctx, host, exec.Command("sh", "-c", processGoneScript, "fleet-restore", "etcd", strconv.Itoa(int(r.timeout/(100*time.Millisecond))))); err != nil {
+		return fmt.Errorf("stop etcd: %w", err)
+	}
 	return nil
 }
+
+// processGoneScript waits until no process named $1 runs in the shell's
+// network namespace (a static pod shares the host's), for at most $2
+// tenths of a second.
+const processGoneScript = `i=0
+while pgrep --ns $$ --nslist net -x "$1" >/dev/null; do
+	i=$((i+1)); if [ $i -ge "$2" ]; then echo "$1 still runs after its pod was stopped" >&2; exit 1; fi
+	sleep 0.1
+done`
 
 // restoreEtcd keeps the master's etcd data aside (its member folder), restores the snapshot
 // in its place and starts etcd on it. The data folder is often a mount

@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,5 +146,48 @@ func TestInitialCluster(t *testing.T) {
 	p := &RestorePlan{Members: []EtcdMember{{Name: "m1", PeerURL: "https://10.0.0.11:2380"}, {Name: "m2", PeerURL: "https://10.0.0.12:2380"}}}
 	if got, want := p.InitialCluster(), "m1=https://10.0.0.11:2380,m2=https://10.0.0.12:2380"; got != want {
 		t.Errorf("InitialCluster() = %q, want %q", got, want)
+	}
+}
+
+// TestProcessGoneScript runs the script with this machine's sh and procps
+// against a process of a name of its own: it waits while the process runs
+// and says so when it outlives the bound.
+func TestProcessGoneScript(t *testing.T) {
+	sleep, err := osexec.LookPath("sleep")
+	if err != nil {
+		t.Skip(err)
+	}
+	name := fmt.Sprintf("fg%d", os.Getpid()%1000000) // a command name nobody else has
+	bin := filepath.Join(t.TempDir(), name)
+	data, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	proc := osexec.Command(bin, "30")
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Process.Kill()
+	out, err := osexec.Command("sh", "-c", processGoneScript, "t", name, "3").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), name+" still runs") {
+		t.Fatalf("with %s running: %v %q, want it to say it still runs", name, err, out)
+	}
+	// Ended a moment after the wait began: the wait sees it go.
+	waited := make(chan error, 1)
+	go func() {
+		out, err := osexec.Command("sh", "-c", processGoneScript, "t", name, "50").CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, out)
+		}
+		waited <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	proc.Process.Kill()
+	proc.Wait()
+	if err := <-waited; err != nil {
+		t.Errorf("after %s ended: %v", name, err)
 	}
 }
