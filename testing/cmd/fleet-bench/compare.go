@@ -50,7 +50,7 @@ func compare(ctx context.Context, args []string) error {
 	outDir := fs.String("out", "testing/bench", "where RESULTS.md and results.csv go")
 	work := fs.String("dir", "/var/tmp/fleet-sim/bench", "scratch folder (sim hosts, peer configs)")
 	self := fs.String("self", "", "this program's path (default: os.Executable)")
-	skip := fs.String("skip", "", "tools to leave out, comma-separated (e.g. ansible-default at 200 hosts)")
+	skip := fs.String("skip", "", "tools to leave out, comma-separated: a tool everywhere, tool@N at N hosts only (ansible-default@200: its 200-host run takes half an hour)")
 	applyLayer := fs.String("apply-layer", "", "node binaries layer: also measure a full fleet apply's overhead on the HA test bed")
 	applyWorkers := fs.Int("apply-workers", 0, "with -apply-layer: also apply a load balancer, 3 masters and this many workers with the fleet CLI (-fleet)")
 	fleetBin := fs.String("fleet", "bin/fleet", "the fleet CLI, for -apply-workers")
@@ -184,7 +184,7 @@ func measureSize(ctx context.Context, n, subnet, runs, peerRuns int, self, dir s
 		k := (run - 1) % len(order)
 		order = append(order[k:], order[:k]...)
 		for _, tool := range order {
-			if slices.Contains(skip, tool) {
+			if skipped(skip, tool, n) {
 				continue
 			}
 			if run > peerRuns && (tool == toolAnsibleTuned || tool == toolAnsibleDefault) {
@@ -316,4 +316,10 @@ func sshHandshake(ctx context.Context, c *sim.Cluster) (time.Duration, error) {
 	}
 	slices.Sort(times)
 	return times[len(times)/2], nil
+}
+
+// skipped reports whether -skip leaves tool out at n hosts: named alone,
+// everywhere; as tool@n, at that size only.
+func skipped(skip []string, tool string, n int) bool {
+	return slices.Contains(skip, tool) || slices.Contains(skip, tool+"@"+strconv.Itoa(n))
 }

@@ -53,3 +53,20 @@ func TestProgramOf(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipped(t *testing.T) {
+	skip := []string{"pdsh", "ansible-default@200"}
+	for _, tc := range []struct {
+		tool string
+		n    int
+		want bool
+	}{
+		{"pdsh", 10, true}, {"pdsh", 200, true},
+		{"ansible-default", 200, true}, {"ansible-default", 50, false},
+		{"fleet", 200, false},
+	} {
+		if got := skipped(skip, tc.tool, tc.n); got != tc.want {
+			t.Errorf("skipped(%s at %d) = %v, want %v", tc.tool, tc.n, got, tc.want)
+		}
+	}
+}
