@@ -51,7 +51,7 @@ func stateCommand(ports []string) string {
 if [ -e ` + kubeletConf + ` ]; then s=joined
 elif ` + startedJoinTest + `; then s=partial
 else s=new; fi
-if [ -e ` + fleetDir + "/" + joinConfigName + ` ]; then echo $s join-config; else echo $s; fi
+if [ -e ` + joinConfigPath + ` ]; then echo $s join-config; else echo $s; fi
 if [ $s != joined ]; then
 	if [ -r /proc/net/tcp ]; then
 		held=; for t in /proc/net/tcp /proc/net/tcp6; do

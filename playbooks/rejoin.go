@@ -31,6 +31,9 @@ const orphanJoinPattern = "^kubeadm join .*--config " + fleetDir + "/"
 // file is there.
 const joinConfigName = "kubeadm-join.yaml"
 
+// joinConfigPath is where that file is on the host.
+const joinConfigPath = fleetDir + "/" + joinConfigName
+
 // startedJoinTest is a shell condition, true when a kubeadm join (or
 // fleet's own kubelet start) began on the host: the kubelet's files from
 // kubeadm's kubelet-start phase, or static-pod manifests. Preflight and the
@@ -67,7 +70,7 @@ if [ -e ` + kubeletConf + ` ] || ` + startedJoinTest + `; then echo left; else e
 // joinLeftovers runs joinLeftoversScript: one round trip, on the path of
 // every join.
 func joinLeftovers(ctx context.Context, r remote, host string) (bool, error) {
-	res, err := r.run(ctx, host, exec.Command("sh", "-c", joinLeftoversScript, "fleet-rejoin", orphanJoinPattern, fleetDir+"/"+joinConfigName))
+	res, err := r.run(ctx, host, exec.Command("sh", "-c", joinLeftoversScript, "fleet-rejoin", orphanJoinPattern, joinConfigPath))
 	if err != nil {
 		return false, err
 	}
