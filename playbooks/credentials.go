@@ -102,7 +102,7 @@ func (p *credentialsPhase) run(ctx context.Context, r remote, _ string) error {
 		return err
 	}
 	return p.creds.Set(ctx, &joinCredentials{caPEM: ca, caHash: hash,
-		token:   newTokenSource(made.token, p.tokenTTL, made.made),
+		token:   &tokenSource{token: made.token, ttl: p.tokenTTL},
 		certKey: &certKeySource{key: made.certKey, inv: p.inv, master: p.master}})
 }
 
@@ -214,58 +214,43 @@ const tokenMargin = time.Minute
 // tokenSource is the run's bootstrap token, shared by the joins running
 // in parallel.
 type tokenSource struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards token; held to replace it, not to look it up
 	token kubeadm.Token
 	ttl   time.Duration
-	// expires is when the token expires at the earliest; zero: not known,
-	// the API is asked. forever: it does not (a TTL of 0).
-	expires time.Time
-	forever bool
-}
-
-// newTokenSource holds tok, made (and given to the cluster) no sooner than
-// made with the TTL ttl.
-func newTokenSource(tok kubeadm.Token, ttl time.Duration, made time.Time) *tokenSource {
-	t := &tokenSource{token: tok, ttl: ttl, forever: ttl == 0}
-	if ttl > 0 && !made.IsZero() {
-		t.expires = made.Add(ttl)
-	}
-	return t
 }
 
 // valid returns the run's token, or a new one when it is gone (the token
-// cleaner deletes expired ones) or about to expire: a slow run or a short
-// --token-ttl must not make the joins fail. The new one has the run's
-// description, so cleanup-tokens deletes it too. A token whose expiry is
-// known to be far enough is returned without asking the API: a hundred
-// workers joining at once would otherwise wait on each other's lookups
-// (a token deleted by hand during the run is then found by kubeadm join).
+// cleaner deletes expired ones, an operator may delete it) or about to
+// expire: a slow run or a short --token-ttl must not make the joins fail.
+// The new one has the run's description, so cleanup-tokens deletes it too.
+// The joins look the token up at once: a hundred workers starting
+// together must not wait on each other's lookups; one of them replaces it.
 func (t *tokenSource) valid(ctx context.Context, p probe, client kubernetes.Interface) (kubeadm.Token, error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.forever || (!t.expires.IsZero() && time.Until(t.expires) > tokenMargin) {
-		return t.token, nil
-	}
-	secrets := client.CoreV1().Secrets(metav1.NamespaceSystem)
-	sec, err := secrets.Get(ctx, kubeadm.BootstrapSecretName(t.token.ID), metav1.GetOptions{})
+	seen := t.token
+	t.mu.Unlock()
+	sec, err := client.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, kubeadm.BootstrapSecretName(seen.ID), metav1.GetOptions{})
 	switch {
 	case err == nil:
 		if info, ok := kubeadm.ReadTokenInfo(sec); ok && (info.Expires.IsZero() || time.Until(info.Expires) > tokenMargin) {
-			t.expires, t.forever = info.Expires, info.Expires.IsZero()
-			return t.token, nil
+			return seen, nil
 		}
 	case !apierrors.IsNotFound(err):
-		return kubeadm.Token{}, fmt.Errorf("look up bootstrap token %s: %w", t.token.ID, err)
+		return kubeadm.Token{}, fmt.Errorf("look up bootstrap token %s: %w", seen.ID, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.token != seen { // another join replaced it meanwhile
+		return t.token, nil
 	}
 	tok, err := newToken(p)
 	if err != nil {
 		return kubeadm.Token{}, err
 	}
-	ttl, made := max(t.ttl, 2*tokenMargin), time.Now()
-	if err := createToken(ctx, client, tok, ttl); err != nil {
-		return kubeadm.Token{}, fmt.Errorf("replace the expired bootstrap token %s: %w", t.token.ID, err)
+	if err := createToken(ctx, client, tok, max(t.ttl, 2*tokenMargin)); err != nil {
+		return kubeadm.Token{}, fmt.Errorf("replace the expired bootstrap token %s: %w", seen.ID, err)
 	}
-	t.token, t.expires = tok, made.Add(ttl)
+	t.token = tok
 	return tok, nil
 }
 

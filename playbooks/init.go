@@ -16,9 +16,6 @@ import (
 type initCredentials struct {
 	token   kubeadm.Token
 	certKey string
-	// made is when the token was made, before the cluster learns of it:
-	// it expires no sooner than made + its TTL.
-	made time.Time
 }
 
 // initPhase runs kubeadm init --upload-certs on the first master, unless
@@ -75,7 +72,7 @@ func newInitCredentials(p probe) (initCredentials, error) {
 		return initCredentials{}, err
 	}
 	key, err := newCertificateKey(p)
-	return initCredentials{token: tok, certKey: key, made: time.Now()}, err
+	return initCredentials{token: tok, certKey: key}, err
 }
 
 // newToken makes a bootstrap token, already kept out of every output.
