@@ -113,11 +113,17 @@ func clearCutJoin(ctx context.Context, r remote, inv *inventory.Inventory, acces
 // its kubelet has stopped: a kubelet still finishing its TLS bootstrap
 // when kubeadm reset ran can write kubelet.conf again before it stops.
 func resetUntilClean(ctx context.Context, r remote, inv *inventory.Inventory, host string) error {
+	master := inv.Host(host).Role == inventory.RoleMaster
 	for attempt := 1; ; attempt++ {
 		if err := resetNode(ctx, r, inv.Host(host)); err != nil {
 			return err
 		}
 		left, err := joinLeftovers(ctx, r, host)
+		if err == nil && !left && master {
+			// What an etcd still running during the reset wrote after it:
+			// kubeadm join refuses a master whose etcd folder is not empty.
+			left, err = etcdDataLeft(ctx, r, host)
+		}
 		if err != nil || !left {
 			return err
 		}
@@ -126,6 +132,19 @@ func resetUntilClean(ctx context.Context, r remote, inv *inventory.Inventory, ho
 		}
 	}
 }
+
+// etcdDataLeft reports whether kubeadm's etcd data folder has anything in it.
+func etcdDataLeft(ctx context.Context, r remote, host string) (bool, error) {
+	res, err := r.run(ctx, host, "ls -A "+exec.Quote(etcdDataDir)+" 2>/dev/null || :")
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(res.Stdout) != "", nil
+}
+
+// etcdDataDir is where kubeadm's local etcd keeps its data (kubeadm sets
+// it; fleet does not change it).
+const etcdDataDir = "/var/lib/etcd"
 
 // joinError wraps a failed join; when the connection died under it, it
 // says what to do, since the join may be half-done on the host.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,7 +118,20 @@ func resetNode(ctx context.Context, r remote, h *inventory.Host) error {
 	if _, err := r.run(ctx, h.Name, cmd); err != nil {
 		return fmt.Errorf("kubeadm reset: %w", err)
 	}
-	return waitPortsFree(ctx, r.probe, h.Name, append(slices.Clone(nodePorts[h.Role]), kubeletHealthzPort))
+	if err := waitPortsFree(ctx, r.probe, h.Name, append(slices.Clone(nodePorts[h.Role]), kubeletHealthzPort)); err != nil {
+		return err
+	}
+	if h.Role != inventory.RoleMaster {
+		return nil
+	}
+	// etcd closes its ports first and writes its data folder until it
+	// exits: after kubeadm reset emptied the folder, a dying etcd can
+	// leave files in it (resetUntilClean looks).
+	tenths := strconv.Itoa(int(resetSettleTime / (100 * time.Millisecond)))
+	if _, err := r.run(ctx, h.Name, exec.Command("sh", "-c", processGoneScript, "fleet-reset", "etcd", tenths)); err != nil {
+		return fmt.Errorf("kubeadm reset: %w", err)
+	}
+	return nil
 }
 
 // resetSettleTime bounds the wait for a reset node's processes to go:
