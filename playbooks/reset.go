@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -127,8 +126,7 @@ func resetNode(ctx context.Context, r remote, h *inventory.Host) error {
 	// etcd closes its ports first and writes its data folder until it
 	// exits: after kubeadm reset emptied the folder, a dying etcd can
 	// leave files in it (resetUntilClean looks).
-	tenths := strconv.Itoa(int(resetSettleTime / (100 * time.Millisecond)))
-	if _, err := r.run(ctx, h.Name, exec.Command("sh", "-c", processGoneScript, "fleet-reset", "etcd", tenths)); err != nil {
+	if err := waitEtcdGone(ctx, r, h.Name, resetSettleTime); err != nil {
 		return fmt.Errorf("kubeadm reset: %w", err)
 	}
 	return nil

@@ -213,7 +213,7 @@ func etcdMemberOf(manifest []byte) (EtcdMember, error) {
 	if etcdCmd == nil {
 		return EtcdMember{}, errors.New("no container runs etcd")
 	}
-	flags := map[string]string{"data-dir": "/var/lib/etcd"} // kubeadm always sets it; etcd's own default differs
+	flags := map[string]string{"data-dir": etcdDataDir} // kubeadm always sets it; etcd's own default differs
 	for _, arg := range etcdCmd[1:] {
 		if k, v, ok := strings.Cut(strings.TrimPrefix(arg, "--"), "="); ok {
 			flags[k] = v
@@ -409,10 +409,18 @@ func (r *restoreRun) stop(ctx context.Context, rm remote, host string) error {
 	}
 	// etcd closes its ports first and writes its WAL until it exits: its
 	// data folder is moved aside only once the process is gone.
-	if _, err := rm.run(ctx, host, exec.Command("sh", "-c", processGoneScript, "fleet-restore", "etcd", strconv.Itoa(int(r.timeout/(100*time.Millisecond))))); err != nil {
+	if err := waitEtcdGone(ctx, rm, host, r.timeout); err != nil {
 		return fmt.Errorf("stop etcd: %w", err)
 	}
 	return nil
+}
+
+// waitEtcdGone waits, at most limit, until the host runs no etcd process:
+// etcd closes its ports before it stops writing its data folder.
+func waitEtcdGone(ctx context.Context, r remote, host string, limit time.Duration) error {
+	tenths := strconv.Itoa(int(limit / (100 * time.Millisecond)))
+	_, err := r.run(ctx, host, exec.Command("sh", "-c", processGoneScript, "fleet-wait", "etcd", tenths))
+	return err
 }
 
 // processGoneScript waits until no process named $1 runs in the shell's
